@@ -1,0 +1,117 @@
+//! The crate's public [`Error`] and the one table that maps it to etcd's wire errors.
+//!
+//! Client-visible variants display exactly as etcd's gRPC errors do
+//! (`etcdserver: requested lease not found`, ...) and [`Error::code`] gives the gRPC status code
+//! etcd returns with them; the HTTP gateway derives its status from that code. The other variants
+//! are operational: they stop a node or fail its start, and are logged, not sent to clients
+//! verbatim.
+
+use crate::storage;
+
+/// gRPC status codes used by etcd's errors (`google.golang.org/grpc/codes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Code {
+    Unknown = 2,
+    InvalidArgument = 3,
+    NotFound = 5,
+    FailedPrecondition = 9,
+    ResourceExhausted = 8,
+    OutOfRange = 11,
+    Unavailable = 14,
+    DataLoss = 15,
+}
+
+/// Everything a raftkv call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request named no key.
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    /// `ignore_value`/`ignore_lease` on a key that does not exist, or an empty txn op.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// `ignore_value` together with a value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` together with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// A txn branch or compare list longer than `max_txn_ops`.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    /// Two writes of one txn path touch the same key.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// An unknown `sort_order` or `sort_target`.
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    /// The encoded request exceeds `max_request_bytes`.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// Admission control: the applied index lags the committed index too far.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// The requested revision was discarded by a compaction.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// The requested revision is newer than the store.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// The request was proposed but not applied within the request timeout.
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// The member is stopping or stopped.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// A read could not be ordered because leadership moved.
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+
+    /// The configuration cannot work; the message says which setting and why.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The data dir holds a different member's or cluster's data, or is unusable.
+    #[error("data dir {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    /// Reading or writing the database failed. On the write path this stops the node.
+    #[error("storage: {0}")]
+    Storage(#[from] storage::Error),
+    /// raft-rs refused an operation it should not have (a bug or a corrupt log).
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// A raft log entry or stored record could not be decoded.
+    #[error("decode {what}: {detail}")]
+    Decode { what: &'static str, detail: String },
+    /// A thread could not be started.
+    #[error("spawn thread {name}: {source}")]
+    Spawn { name: String, source: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The gRPC code etcd answers this error with (the table of etcd's `toGRPCErrorMap`).
+    pub fn code(&self) -> Code {
+        use Error::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRevision => Code::OutOfRange,
+            LeaseNotFound => Code::NotFound,
+            TooManyRequests => Code::ResourceExhausted,
+            Timeout | Stopped | LeaderChanged | NoLeader => Code::Unavailable,
+            Decode { .. } => Code::DataLoss,
+            Config(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
+        }
+    }
+
+    /// True for the errors that mean "this member cannot go on" rather than "this request failed".
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Storage(_) | Error::Raft(_) | Error::Decode { .. } | Error::Spawn { .. })
+    }
+}

@@ -1,0 +1,418 @@
+//! etcd's v3 message types (`etcdserverpb`, `mvccpb`) as plain Rust structs.
+//!
+//! Field names and protobuf field numbers are etcd's (`api/etcdserverpb/rpc.proto`,
+//! `api/mvccpb/kv.proto`), so the same structs serve three purposes: the embeddable API's
+//! request/response types, the payload of raft log entries ([`InternalRequest`]), and the value
+//! encoding of the `kv` column family ([`KeyValue`], byte-compatible with etcd's bolt values).
+//! Enums are stored as `i32` as protobuf does; prost generates typed getters (`sort_order()`)
+//! and setters (`set_sort_order()`) for them.
+//!
+//! Nothing here runs on a thread of its own; the types are plain data.
+
+use prost::{Message, Oneof};
+
+/// Metadata on every response: which cluster and member answered, at which store revision and
+/// raft term.
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct ResponseHeader {
+    #[prost(uint64, tag = "1")]
+    pub cluster_id: u64,
+    #[prost(uint64, tag = "2")]
+    pub member_id: u64,
+    /// The key-value store revision when the request was applied (or read).
+    #[prost(int64, tag = "3")]
+    pub revision: i64,
+    #[prost(uint64, tag = "4")]
+    pub raft_term: u64,
+}
+
+/// One version of one key, as stored and as returned (`mvccpb.KeyValue`).
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct KeyValue {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// Revision of the last creation of this key.
+    #[prost(int64, tag = "2")]
+    pub create_revision: i64,
+    /// Revision of the last modification of this key.
+    #[prost(int64, tag = "3")]
+    pub mod_revision: i64,
+    /// Number of modifications since creation; a delete resets it to 0.
+    #[prost(int64, tag = "4")]
+    pub version: i64,
+    #[prost(bytes = "vec", tag = "5")]
+    pub value: Vec<u8>,
+    /// Lease the key is attached to; 0 for none.
+    #[prost(int64, tag = "6")]
+    pub lease: i64,
+}
+
+/// Kind of a watch event (`mvccpb.Event.EventType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum EventType {
+    Put = 0,
+    Delete = 1,
+}
+
+/// A change to one key (`mvccpb.Event`).
+#[derive(Clone, PartialEq, Message)]
+pub struct Event {
+    #[prost(enumeration = "EventType", tag = "1")]
+    pub r#type: i32,
+    #[prost(message, optional, tag = "2")]
+    pub kv: Option<KeyValue>,
+    #[prost(message, optional, tag = "3")]
+    pub prev_kv: Option<KeyValue>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum SortOrder {
+    /// Default: keys in ascending order, no extra sorting.
+    None = 0,
+    Ascend = 1,
+    Descend = 2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum SortTarget {
+    Key = 0,
+    Version = 1,
+    Create = 2,
+    Mod = 3,
+    Value = 4,
+}
+
+/// Reads the keys in `[key, range_end)` (or the single `key` when `range_end` is empty).
+///
+/// `range_end == [0]` means "every key ≥ `key`"; `key == [0], range_end == [0]` means all keys.
+#[derive(Clone, PartialEq, Message)]
+pub struct RangeRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub range_end: Vec<u8>,
+    /// Maximum number of keys returned; 0 = no limit.
+    #[prost(int64, tag = "3")]
+    pub limit: i64,
+    /// Read the store as of this revision; ≤ 0 = the current revision.
+    #[prost(int64, tag = "4")]
+    pub revision: i64,
+    #[prost(enumeration = "SortOrder", tag = "5")]
+    pub sort_order: i32,
+    #[prost(enumeration = "SortTarget", tag = "6")]
+    pub sort_target: i32,
+    /// Serve from the local member without a ReadIndex round (may be stale on a follower).
+    #[prost(bool, tag = "7")]
+    pub serializable: bool,
+    #[prost(bool, tag = "8")]
+    pub keys_only: bool,
+    #[prost(bool, tag = "9")]
+    pub count_only: bool,
+    #[prost(int64, tag = "10")]
+    pub min_mod_revision: i64,
+    #[prost(int64, tag = "11")]
+    pub max_mod_revision: i64,
+    #[prost(int64, tag = "12")]
+    pub min_create_revision: i64,
+    #[prost(int64, tag = "13")]
+    pub max_create_revision: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RangeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub kvs: Vec<KeyValue>,
+    /// True when `limit` cut the result short.
+    #[prost(bool, tag = "3")]
+    pub more: bool,
+    /// Number of keys in the range at the read revision, before `limit` and the revision filters.
+    #[prost(int64, tag = "4")]
+    pub count: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PutRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub lease: i64,
+    #[prost(bool, tag = "4")]
+    pub prev_kv: bool,
+    /// Keep the current value (the key must exist).
+    #[prost(bool, tag = "5")]
+    pub ignore_value: bool,
+    /// Keep the current lease (the key must exist).
+    #[prost(bool, tag = "6")]
+    pub ignore_lease: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PutResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, optional, tag = "2")]
+    pub prev_kv: Option<KeyValue>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DeleteRangeRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub range_end: Vec<u8>,
+    #[prost(bool, tag = "3")]
+    pub prev_kv: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DeleteRangeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub deleted: i64,
+    #[prost(message, repeated, tag = "3")]
+    pub prev_kvs: Vec<KeyValue>,
+}
+
+/// One operation of a transaction branch.
+#[derive(Clone, PartialEq, Message)]
+pub struct RequestOp {
+    #[prost(oneof = "request_op::Request", tags = "1, 2, 3, 4")]
+    pub request: Option<request_op::Request>,
+}
+
+pub mod request_op {
+    use super::*;
+    #[derive(Clone, PartialEq, Oneof)]
+    pub enum Request {
+        #[prost(message, tag = "1")]
+        RequestRange(RangeRequest),
+        #[prost(message, tag = "2")]
+        RequestPut(PutRequest),
+        #[prost(message, tag = "3")]
+        RequestDeleteRange(DeleteRangeRequest),
+        #[prost(message, tag = "4")]
+        RequestTxn(TxnRequest),
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ResponseOp {
+    #[prost(oneof = "response_op::Response", tags = "1, 2, 3, 4")]
+    pub response: Option<response_op::Response>,
+}
+
+pub mod response_op {
+    use super::*;
+    #[derive(Clone, PartialEq, Oneof)]
+    pub enum Response {
+        #[prost(message, tag = "1")]
+        ResponseRange(RangeResponse),
+        #[prost(message, tag = "2")]
+        ResponsePut(PutResponse),
+        #[prost(message, tag = "3")]
+        ResponseDeleteRange(DeleteRangeResponse),
+        #[prost(message, tag = "4")]
+        ResponseTxn(TxnResponse),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum CompareResult {
+    Equal = 0,
+    Greater = 1,
+    Less = 2,
+    NotEqual = 3,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum CompareTarget {
+    Version = 0,
+    Create = 1,
+    Mod = 2,
+    Value = 3,
+    Lease = 4,
+}
+
+/// A transaction guard: `target(key) result target_union`, over one key or a range.
+#[derive(Clone, PartialEq, Message)]
+pub struct Compare {
+    #[prost(enumeration = "CompareResult", tag = "1")]
+    pub result: i32,
+    #[prost(enumeration = "CompareTarget", tag = "2")]
+    pub target: i32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub key: Vec<u8>,
+    #[prost(oneof = "compare::TargetUnion", tags = "4, 5, 6, 7, 8")]
+    pub target_union: Option<compare::TargetUnion>,
+    /// Compare every key in `[key, range_end)`; all must satisfy the comparison.
+    #[prost(bytes = "vec", tag = "64")]
+    pub range_end: Vec<u8>,
+}
+
+pub mod compare {
+    use super::*;
+    #[derive(Clone, PartialEq, Oneof)]
+    pub enum TargetUnion {
+        #[prost(int64, tag = "4")]
+        Version(i64),
+        #[prost(int64, tag = "5")]
+        CreateRevision(i64),
+        #[prost(int64, tag = "6")]
+        ModRevision(i64),
+        #[prost(bytes, tag = "7")]
+        Value(Vec<u8>),
+        #[prost(int64, tag = "8")]
+        Lease(i64),
+    }
+}
+
+/// If every `compare` holds, run `success`, else `failure`; atomically, at one revision.
+#[derive(Clone, PartialEq, Message)]
+pub struct TxnRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub compare: Vec<Compare>,
+    #[prost(message, repeated, tag = "2")]
+    pub success: Vec<RequestOp>,
+    #[prost(message, repeated, tag = "3")]
+    pub failure: Vec<RequestOp>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TxnResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(bool, tag = "2")]
+    pub succeeded: bool,
+    #[prost(message, repeated, tag = "3")]
+    pub responses: Vec<ResponseOp>,
+}
+
+/// Discards history before `revision`.
+#[derive(Clone, PartialEq, Message)]
+pub struct CompactionRequest {
+    #[prost(int64, tag = "1")]
+    pub revision: i64,
+    /// Return only once the old revisions are physically removed (raftkv always does).
+    #[prost(bool, tag = "2")]
+    pub physical: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CompactionResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+}
+
+/// The payload of a raft log entry: one client write with the id its waiter is registered under.
+/// Field numbers follow etcd's `InternalRaftRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct InternalRequest {
+    /// Request id; the proposing member's waiter for the result is keyed by it.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(oneof = "internal_request::Request", tags = "4, 5, 6, 7")]
+    pub request: Option<internal_request::Request>,
+}
+
+pub mod internal_request {
+    use super::*;
+    #[derive(Clone, PartialEq, Oneof)]
+    pub enum Request {
+        #[prost(message, tag = "4")]
+        Put(PutRequest),
+        #[prost(message, tag = "5")]
+        DeleteRange(DeleteRangeRequest),
+        #[prost(message, tag = "6")]
+        Txn(TxnRequest),
+        #[prost(message, tag = "7")]
+        Compaction(CompactionRequest),
+    }
+}
+
+impl RangeRequest {
+    /// A request for one key.
+    pub fn key(key: impl Into<Vec<u8>>) -> Self {
+        RangeRequest { key: key.into(), ..Default::default() }
+    }
+
+    /// A request for every key starting with `prefix` (etcdctl's `--prefix`).
+    pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
+        let key = prefix.into();
+        let range_end = prefix_end(&key);
+        RangeRequest { key, range_end, ..Default::default() }
+    }
+}
+
+impl PutRequest {
+    pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        PutRequest { key: key.into(), value: value.into(), ..Default::default() }
+    }
+}
+
+impl DeleteRangeRequest {
+    /// A request deleting one key.
+    pub fn key(key: impl Into<Vec<u8>>) -> Self {
+        DeleteRangeRequest { key: key.into(), ..Default::default() }
+    }
+
+    /// A request deleting every key starting with `prefix`.
+    pub fn prefix(prefix: impl Into<Vec<u8>>) -> Self {
+        let key = prefix.into();
+        let range_end = prefix_end(&key);
+        DeleteRangeRequest { key, range_end, ..Default::default() }
+    }
+}
+
+/// The smallest key greater than every key with this prefix, as etcd's `GetPrefixRangeEnd`:
+/// the prefix with its last non-0xff byte incremented; `[0]` (to the end) if there is none.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_matches_etcd() {
+        assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+        assert_eq!(prefix_end(b""), vec![0]);
+    }
+
+    #[test]
+    fn key_value_encodes_like_etcd() {
+        // Bytes of mvccpb.KeyValue{Key:"foo", CreateRevision:2, ModRevision:3, Version:2, Value:"bar"}
+        // as golang/protobuf marshals it.
+        let kv = KeyValue {
+            key: b"foo".to_vec(),
+            create_revision: 2,
+            mod_revision: 3,
+            version: 2,
+            value: b"bar".to_vec(),
+            lease: 0,
+        };
+        assert_eq!(
+            kv.encode_to_vec(),
+            b"\x0a\x03foo\x10\x02\x18\x03\x20\x02\x2a\x03bar".to_vec()
+        );
+    }
+}

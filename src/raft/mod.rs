@@ -1,0 +1,2 @@
+//! raft node (wip)
+pub mod storage;

@@ -1,0 +1,299 @@
+//! [`RaftStorage`]: raft-rs's `Storage` over the `raft` column family.
+//!
+//! Owned by the raft thread (inside its `RawNode`): raft-rs reads through the `Storage` trait and
+//! the thread stages writes into the `WriteBatch` of the Ready it is persisting. The in-memory
+//! summary (first/last index, hard state, conf state, snapshot metadata) is updated as writes
+//! are staged; if the batch then fails to persist the node stops (a fatal error), so the summary
+//! never outlives a write that did not happen.
+//!
+//! Answers follow raft-rs's `MemStorage` exactly (a property test checks it), including its
+//! choice that after `compact(i)` the term of entry `i - 1` is no longer known unless it is the
+//! snapshot's.
+
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use crate::storage::{self, Cf, Db};
+
+const LOG_PREFIX: &[u8] = b"log/";
+const HARD_STATE: &[u8] = b"hard_state";
+const CONF_STATE: &[u8] = b"conf_state";
+const SNAPSHOT_META: &[u8] = b"snapshot_meta";
+
+fn log_key(index: u64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(LOG_PREFIX);
+    key[4..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn corrupt(what: &str, detail: impl ToString) -> storage::Error {
+    storage::Error::Corrupt { what: what.to_string(), detail: detail.to_string() }
+}
+
+fn store_err(e: storage::Error) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(e)))
+}
+
+/// The raft log, hard state, conf state and snapshot metadata of one member, in RocksDB.
+pub struct RaftStorage {
+    db: Arc<Db>,
+    hard_state: HardState,
+    conf_state: ConfState,
+    snapshot_meta: SnapshotMetadata,
+    /// First index readable through `entries`; `snapshot_meta.index + 1` when the log is empty.
+    first_index: u64,
+    last_index: u64,
+}
+
+impl RaftStorage {
+    /// Loads the summary of the log kept in `db`.
+    pub fn open(db: Arc<Db>) -> storage::Result<RaftStorage> {
+        let hard_state = read_pb::<HardState>(&db, HARD_STATE)?.unwrap_or_default();
+        let conf_state = read_pb::<ConfState>(&db, CONF_STATE)?.unwrap_or_default();
+        let snapshot_meta = read_pb::<SnapshotMetadata>(&db, SNAPSHOT_META)?.unwrap_or_default();
+        let (first, last) = log_bounds(&db)?;
+        let (first_index, last_index) = match (first, last) {
+            (Some(first), Some(last)) => (first, last),
+            _ => (snapshot_meta.index + 1, snapshot_meta.index),
+        };
+        let storage =
+            RaftStorage { db, hard_state, conf_state, snapshot_meta, first_index, last_index };
+        Ok(storage)
+    }
+
+    /// True when nothing was ever persisted: the member must be bootstrapped.
+    pub fn is_empty(&self) -> bool {
+        self.conf_state == ConfState::default() && self.last_index == 0
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    pub fn snapshot_metadata(&self) -> &SnapshotMetadata {
+        &self.snapshot_meta
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.first_index
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    /// Stages appending `entries`, replacing any conflicting tail of the log.
+    pub fn append(&mut self, batch: &mut WriteBatch, entries: &[Entry]) -> raft::Result<()> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        if first.index < self.first_index {
+            return Err(store_err(corrupt(
+                "raft log append",
+                format!("entry {} overwrites compacted log (first {})", first.index, self.first_index),
+            )));
+        }
+        if first.index > self.last_index + 1 {
+            return Err(store_err(corrupt(
+                "raft log append",
+                format!("gap: last {}, appending from {}", self.last_index, first.index),
+            )));
+        }
+        let cf = self.db.cf(Cf::Raft);
+        for entry in entries {
+            let bytes = entry.write_to_bytes().map_err(raft::Error::CodecError)?;
+            batch.put_cf(cf, log_key(entry.index), bytes);
+        }
+        if last.index < self.last_index {
+            // The new entries win over an older leader's uncommitted tail.
+            batch.delete_range_cf(cf, log_key(last.index + 1), log_key(self.last_index + 1));
+        }
+        self.last_index = last.index;
+        Ok(())
+    }
+
+    pub fn set_hard_state(&mut self, batch: &mut WriteBatch, hs: &HardState) {
+        self.put_pb(batch, HARD_STATE, hs);
+        self.hard_state = hs.clone();
+    }
+
+    pub fn set_conf_state(&mut self, batch: &mut WriteBatch, cs: &ConfState) {
+        self.put_pb(batch, CONF_STATE, cs);
+        self.conf_state = cs.clone();
+    }
+
+    /// Stages recording a snapshot of the applied state at `meta.index` (the state itself is
+    /// the `kv`/`lease`/`meta` families; only its metadata lives here).
+    pub fn set_snapshot_metadata(&mut self, batch: &mut WriteBatch, meta: &SnapshotMetadata) {
+        self.put_pb(batch, SNAPSHOT_META, meta);
+        self.snapshot_meta = meta.clone();
+    }
+
+    /// Stages discarding the entries before `compact_index`. Indexes at or below the first index
+    /// are a no-op; the last entry is always kept so the log's end stays known.
+    pub fn compact(&mut self, batch: &mut WriteBatch, compact_index: u64) -> raft::Result<()> {
+        if compact_index <= self.first_index {
+            return Ok(());
+        }
+        if compact_index > self.last_index {
+            return Err(store_err(corrupt(
+                "raft log compact",
+                format!("compact index {} beyond last index {}", compact_index, self.last_index),
+            )));
+        }
+        let cf = self.db.cf(Cf::Raft);
+        batch.delete_range_cf(cf, log_key(self.first_index), log_key(compact_index));
+        self.first_index = compact_index;
+        Ok(())
+    }
+
+    /// Stages replacing the whole log by a snapshot received from the leader.
+    pub fn apply_snapshot(
+        &mut self,
+        batch: &mut WriteBatch,
+        meta: &SnapshotMetadata,
+    ) -> raft::Result<()> {
+        if self.first_index > meta.index {
+            return Err(raft::Error::Store(StorageError::SnapshotOutOfDate));
+        }
+        let cf = self.db.cf(Cf::Raft);
+        batch.delete_range_cf(cf, log_key(0), log_key(u64::MAX));
+        let mut hs = self.hard_state.clone();
+        hs.term = hs.term.max(meta.term);
+        hs.commit = meta.index;
+        self.set_hard_state(batch, &hs);
+        self.set_conf_state(batch, meta.get_conf_state());
+        self.set_snapshot_metadata(batch, meta);
+        self.first_index = meta.index + 1;
+        self.last_index = meta.index;
+        Ok(())
+    }
+
+    fn put_pb(&self, batch: &mut WriteBatch, key: &[u8], msg: &impl protobuf::Message) {
+        // Encoding a well-formed in-memory message cannot fail.
+        let bytes = msg.write_to_bytes().expect("encode raft state");
+        batch.put_cf(self.db.cf(Cf::Raft), key, bytes);
+    }
+
+    fn read_entry(&self, index: u64) -> raft::Result<Entry> {
+        let bytes = self
+            .db
+            .get(Cf::Raft, &log_key(index))
+            .map_err(store_err)?
+            .ok_or_else(|| store_err(corrupt("raft log", format!("entry {index} missing"))))?;
+        Entry::parse_from_bytes(&bytes).map_err(raft::Error::CodecError)
+    }
+}
+
+fn read_pb<M: protobuf::Message>(db: &Db, key: &[u8]) -> storage::Result<Option<M>> {
+    match db.get(Cf::Raft, key)? {
+        None => Ok(None),
+        Some(bytes) => M::parse_from_bytes(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(&String::from_utf8_lossy(key), e)),
+    }
+}
+
+/// First and last index present in the log, if any.
+fn log_bounds(db: &Db) -> storage::Result<(Option<u64>, Option<u64>)> {
+    let cf = db.cf(Cf::Raft);
+    let index_of = |item: Option<Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>| {
+        match item.transpose()? {
+            Some((key, _)) if key.starts_with(LOG_PREFIX) => {
+                let index = storage::decode_u64(&key[LOG_PREFIX.len()..])
+                    .ok_or_else(|| corrupt("raft log key", format!("{key:?}")))?;
+                Ok::<_, storage::Error>(Some(index))
+            }
+            _ => Ok(None),
+        }
+    };
+    let first = index_of(db.raw().iterator_cf(cf, IteratorMode::From(LOG_PREFIX, Direction::Forward)).next())?;
+    let end = log_key(u64::MAX);
+    let last = index_of(db.raw().iterator_cf(cf, IteratorMode::From(&end, Direction::Reverse)).next())?;
+    Ok((first, last))
+}
+
+impl raft::Storage for RaftStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let max_size = max_size.into();
+        let cf = self.db.cf(Cf::Raft);
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(log_key(high).to_vec());
+        let start = log_key(low);
+        let iter = self.db.raw().iterator_cf_opt(cf, opts, IteratorMode::From(&start, Direction::Forward));
+        let mut entries = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        for (expected, item) in (low..high).zip(iter) {
+            let (key, value) = item.map_err(|e| store_err(e.into()))?;
+            if key.as_ref() != log_key(expected) {
+                return Err(store_err(corrupt("raft log", format!("entry {expected} missing"))));
+            }
+            let entry = Entry::parse_from_bytes(&value).map_err(raft::Error::CodecError)?;
+            size += u64::from(entry.compute_size());
+            // Like raft-rs's limit_size: always at least one entry.
+            if !entries.is_empty() && max_size.is_some_and(|max| size > max) {
+                break;
+            }
+            entries.push(entry);
+        }
+        if entries.is_empty() && low < high {
+            return Err(store_err(corrupt("raft log", format!("entry {low} missing"))));
+        }
+        Ok(entries)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.snapshot_meta.index {
+            return Ok(self.snapshot_meta.term);
+        }
+        if idx < self.first_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last_index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(self.read_entry(idx)?.term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first_index)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.snapshot_meta.index < request_index || self.snapshot_meta.index == 0 {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.set_metadata(self.snapshot_meta.clone());
+        Ok(snapshot)
+    }
+}

@@ -1,0 +1,162 @@
+//! The one RocksDB instance a member keeps everything in, and its key layout.
+//!
+//! Owns: opening the database (with its column families and tuning), the key encodings, and the
+//! `meta` column family's small records (applied index, cluster identity, compaction state).
+//! Every thread may read through a [`Db`]; writes come from exactly two threads: the raft thread
+//! (column family `raft`, always with `sync` per Ready) and the FIFO apply thread (`kv`, `lease`,
+//! `meta`, never synced: the next synced raft write makes them durable, because all column
+//! families share one WAL — which is why the WAL must never be disabled here).
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `raft` | `log/` + index (u64 BE), `hard_state`, `conf_state`, `snapshot_meta` | raft protobuf |
+//! | `kv` | revision: main (u64 BE) `_` sub (u64 BE), + `t` for a tombstone (etcd's bolt layout) | `mvccpb.KeyValue` |
+//! | `lease` | lease id (u64 BE) | lease record |
+//! | `meta` | `applied_index`, `applied_term`, `compact_revision`, `cluster_id`, `member_id` | u64 BE |
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    WriteBatch, WriteOptions, DB,
+};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// RocksDB refused an operation (I/O error, lock held by another process, corruption found
+    /// by RocksDB itself).
+    #[error("rocksdb: {0}")]
+    RocksDb(#[from] rocksdb::Error),
+    /// A record could not be decoded: the data dir is damaged or was written by something else.
+    #[error("corrupt record {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Column families. Their names are part of the on-disk format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cf {
+    Raft,
+    Kv,
+    Lease,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 4] = [Cf::Raft, Cf::Kv, Cf::Lease, Cf::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Raft => "raft",
+            Cf::Kv => "kv",
+            Cf::Lease => "lease",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// Keys of the `meta` column family.
+pub mod meta {
+    /// Index of the last raft entry whose effects are in this database.
+    pub const APPLIED_INDEX: &[u8] = b"applied_index";
+    /// Term of that entry.
+    pub const APPLIED_TERM: &[u8] = b"applied_term";
+    /// Revision of the last finished compaction.
+    pub const COMPACT_REVISION: &[u8] = b"compact_revision";
+    pub const CLUSTER_ID: &[u8] = b"cluster_id";
+    pub const MEMBER_ID: &[u8] = b"member_id";
+}
+
+/// Size of RocksDB's shared block cache. Reads of recent revisions mostly hit the memtables;
+/// the cache keeps the index/filter blocks and hot data blocks of older SST files.
+const BLOCK_CACHE_BYTES: usize = 128 << 20;
+
+/// Memtable size per column family before a flush.
+const WRITE_BUFFER_BYTES: usize = 64 << 20;
+
+/// A handle to the member's database. Cheap to share behind an `Arc`.
+pub struct Db {
+    db: DB,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `path`.
+    pub fn open(path: &Path) -> Result<Db> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // Two cores: one flush and one compaction at a time is the most this machine class wants.
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Db { db })
+    }
+
+    pub fn cf(&self, cf: Cf) -> &ColumnFamily {
+        // The families are created at open; a missing one is a programming error.
+        self.db.cf_handle(cf.name()).expect("column family created at open")
+    }
+
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Reads a u64 record of the `meta` family; absent records read as 0.
+    pub fn get_meta_u64(&self, key: &[u8]) -> Result<u64> {
+        match self.get(Cf::Meta, key)? {
+            None => Ok(0),
+            Some(v) => decode_u64(&v).ok_or_else(|| Error::Corrupt {
+                what: format!("meta/{}", String::from_utf8_lossy(key)),
+                detail: format!("{} bytes, want 8", v.len()),
+            }),
+        }
+    }
+
+    pub fn put_meta_u64(&self, batch: &mut WriteBatch, key: &[u8], value: u64) {
+        batch.put_cf(self.cf(Cf::Meta), key, value.to_be_bytes());
+    }
+
+    /// Writes a batch atomically; with `sync` it returns only once the WAL is on disk.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        Ok(self.db.write_opt(batch, &opts)?)
+    }
+
+    /// The underlying RocksDB handle, for iterators and snapshots.
+    pub fn raw(&self) -> &DB {
+        &self.db
+    }
+}
+
+fn cf_options(cf: Cf, cache: &Cache) -> Options {
+    let mut opts = Options::default();
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    match cf {
+        Cf::Kv | Cf::Lease => {
+            // Point reads by revision dominate: a bloom filter saves most SST probes.
+            table.set_bloom_filter(10.0, false);
+            opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+            opts.set_compression_type(DBCompressionType::Lz4);
+        }
+        Cf::Raft => {
+            // The log is written once, read back while applying, then deleted by compaction:
+            // keep it in memtables as long as possible and do not spend CPU compressing it.
+            opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+            opts.set_compression_type(DBCompressionType::None);
+        }
+        Cf::Meta => {}
+    }
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
