@@ -72,6 +72,14 @@ pub enum Error {
     #[error("etcdserver: no leader")]
     NoLeader,
 
+    /// An error a remote member answered with (its etcd message and gRPC code), seen by
+    /// [`crate::Client`].
+    #[error("{message}")]
+    Remote { code: u32, message: String },
+    /// No endpoint could be reached or it broke the protocol.
+    #[error("{endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+
     /// The configuration cannot work; the message says which setting and why.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -96,18 +104,21 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// The gRPC code etcd answers this error with (the table of etcd's `toGRPCErrorMap`).
-    pub fn code(&self) -> Code {
+    pub fn code(&self) -> u32 {
         use Error::*;
-        match self {
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+        let code = match self {
+            Remote { code, .. } => return *code,
+            Unreachable { .. } => Code::Unavailable,
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
+            | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRevision => Code::OutOfRange,
             LeaseNotFound => Code::NotFound,
             TooManyRequests => Code::ResourceExhausted,
             Timeout | Stopped | LeaderChanged | NoLeader => Code::Unavailable,
             Decode { .. } => Code::DataLoss,
             Config(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
-        }
+        };
+        code as u32
     }
 
     /// True for the errors that mean "this member cannot go on" rather than "this request failed".

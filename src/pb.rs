@@ -313,6 +313,66 @@ pub struct CompactionResponse {
     pub header: Option<ResponseHeader>,
 }
 
+/// A member's view of itself and the cluster (`etcdserverpb.StatusResponse`).
+#[derive(Clone, PartialEq, Message)]
+pub struct StatusResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    /// The etcd version this member is compatible with.
+    #[prost(string, tag = "2")]
+    pub version: String,
+    /// Bytes of the database on disk.
+    #[prost(int64, tag = "3")]
+    pub db_size: i64,
+    #[prost(uint64, tag = "4")]
+    pub leader: u64,
+    #[prost(uint64, tag = "5")]
+    pub raft_index: u64,
+    #[prost(uint64, tag = "6")]
+    pub raft_term: u64,
+    #[prost(uint64, tag = "7")]
+    pub raft_applied_index: u64,
+    #[prost(string, repeated, tag = "8")]
+    pub errors: Vec<String>,
+    /// Bytes of live data (etcd: the db size minus free pages).
+    #[prost(int64, tag = "9")]
+    pub db_size_in_use: i64,
+    #[prost(bool, tag = "10")]
+    pub is_learner: bool,
+}
+
+/// One member of the cluster (`etcdserverpb.Member`).
+#[derive(Clone, PartialEq, Message)]
+pub struct Member {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, repeated, tag = "3")]
+    pub peer_urls: Vec<String>,
+    #[prost(string, repeated, tag = "4")]
+    pub client_urls: Vec<String>,
+    #[prost(bool, tag = "5")]
+    pub is_learner: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MemberListResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub members: Vec<Member>,
+}
+
+/// A checksum of the member's key-value state (`etcdserverpb.HashResponse`).
+#[derive(Clone, PartialEq, Message)]
+pub struct HashResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(uint32, tag = "2")]
+    pub hash: u32,
+}
+
 /// The payload of a raft log entry: one client write with the id its waiter is registered under.
 /// Field numbers follow etcd's `InternalRaftRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -410,9 +470,6 @@ mod tests {
             value: b"bar".to_vec(),
             lease: 0,
         };
-        assert_eq!(
-            kv.encode_to_vec(),
-            b"\x0a\x03foo\x10\x02\x18\x03\x20\x02\x2a\x03bar".to_vec()
-        );
+        assert_eq!(kv.encode_to_vec(), b"\x0a\x03foo\x10\x02\x18\x03\x20\x02\x2a\x03bar".to_vec());
     }
 }

@@ -61,8 +61,7 @@ impl RaftStorage {
             (Some(first), Some(last)) => (first, last),
             _ => (snapshot_meta.index + 1, snapshot_meta.index),
         };
-        let storage =
-            RaftStorage { db, hard_state, conf_state, snapshot_meta, first_index, last_index };
+        let storage = RaftStorage { db, hard_state, conf_state, snapshot_meta, first_index, last_index };
         Ok(storage)
     }
 
@@ -157,11 +156,7 @@ impl RaftStorage {
     }
 
     /// Stages replacing the whole log by a snapshot received from the leader.
-    pub fn apply_snapshot(
-        &mut self,
-        batch: &mut WriteBatch,
-        meta: &SnapshotMetadata,
-    ) -> raft::Result<()> {
+    pub fn apply_snapshot(&mut self, batch: &mut WriteBatch, meta: &SnapshotMetadata) -> raft::Result<()> {
         if self.first_index > meta.index {
             return Err(raft::Error::Store(StorageError::SnapshotOutOfDate));
         }
@@ -197,29 +192,30 @@ impl RaftStorage {
 fn read_pb<M: protobuf::Message>(db: &Db, key: &[u8]) -> storage::Result<Option<M>> {
     match db.get(Cf::Raft, key)? {
         None => Ok(None),
-        Some(bytes) => M::parse_from_bytes(&bytes)
-            .map(Some)
-            .map_err(|e| corrupt(&String::from_utf8_lossy(key), e)),
+        Some(bytes) => M::parse_from_bytes(&bytes).map(Some).map_err(|e| corrupt(&String::from_utf8_lossy(key), e)),
     }
 }
 
 /// First and last index present in the log, if any.
 fn log_bounds(db: &Db) -> storage::Result<(Option<u64>, Option<u64>)> {
     let cf = db.cf(Cf::Raft);
-    let index_of = |item: Option<Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>| {
-        match item.transpose()? {
-            Some((key, _)) if key.starts_with(LOG_PREFIX) => {
-                let index = storage::decode_u64(&key[LOG_PREFIX.len()..])
-                    .ok_or_else(|| corrupt("raft log key", format!("{key:?}")))?;
-                Ok::<_, storage::Error>(Some(index))
-            }
-            _ => Ok(None),
-        }
-    };
-    let first = index_of(db.raw().iterator_cf(cf, IteratorMode::From(LOG_PREFIX, Direction::Forward)).next())?;
+    let first = db.raw().iterator_cf(cf, IteratorMode::From(LOG_PREFIX, Direction::Forward)).next();
     let end = log_key(u64::MAX);
-    let last = index_of(db.raw().iterator_cf(cf, IteratorMode::From(&end, Direction::Reverse)).next())?;
-    Ok((first, last))
+    let last = db.raw().iterator_cf(cf, IteratorMode::From(&end, Direction::Reverse)).next();
+    Ok((log_index(first.transpose()?)?, log_index(last.transpose()?)?))
+}
+
+/// A key and value as RocksDB's iterators yield them.
+type Item = (Box<[u8]>, Box<[u8]>);
+
+/// The index of a `raft` family item if it is a log entry.
+fn log_index(item: Option<Item>) -> storage::Result<Option<u64>> {
+    match item {
+        Some((key, _)) if key.starts_with(LOG_PREFIX) => storage::decode_u64(&key[LOG_PREFIX.len()..])
+            .map(Some)
+            .ok_or_else(|| corrupt("raft log key", format!("{key:?}"))),
+        _ => Ok(None),
+    }
 }
 
 impl raft::Storage for RaftStorage {
@@ -295,5 +291,142 @@ impl raft::Storage for RaftStorage {
         let mut snapshot = Snapshot::default();
         snapshot.set_metadata(self.snapshot_meta.clone());
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Property test: the same random operations on `RaftStorage` and raft-rs's `MemStorage`
+    //! give the same answers, also after reopening the database.
+    use super::*;
+    use proptest::prelude::*;
+    use raft::storage::MemStorage;
+    use raft::Storage;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Append `len` entries of `term`, starting `back` entries before the end of the log.
+        Append {
+            back: u64,
+            len: u64,
+            term: u64,
+        },
+        /// Compact at `at` percent of the way from the first to the last index.
+        Compact {
+            at: u64,
+        },
+        /// Install a snapshot `ahead` entries past the last index, at `term`.
+        Snapshot {
+            ahead: u64,
+            term: u64,
+        },
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u64..4, 1u64..6, 1u64..4).prop_map(|(back, len, term)| Op::Append { back, len, term }),
+            2 => (0u64..=100).prop_map(|at| Op::Compact { at }),
+            1 => (0u64..5, 1u64..4).prop_map(|(ahead, term)| Op::Snapshot { ahead, term }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry { index, term, data: vec![index as u8; (index % 7) as usize].into(), ..Default::default() }
+    }
+
+    fn assert_same(ours: &RaftStorage, mem: &MemStorage) {
+        let first = mem.first_index().unwrap();
+        let last = mem.last_index().unwrap();
+        assert_eq!(ours.first_index, first, "first_index");
+        assert_eq!(ours.last_index, last, "last_index");
+        let (a, b) = (ours.initial_state().unwrap(), mem.initial_state().unwrap());
+        assert_eq!(a.hard_state, b.hard_state);
+        assert_eq!(a.conf_state, b.conf_state);
+        for idx in first.saturating_sub(2)..=last + 2 {
+            let (a, b) = (raft::Storage::term(ours, idx), mem.term(idx));
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "term({idx})");
+        }
+        for low in first.saturating_sub(1)..=last {
+            for high in low + 1..=last + 1 {
+                for max in [None, Some(0), Some(20), Some(u64::MAX)] {
+                    let ctx = || GetEntriesContext::empty(false);
+                    let a = raft::Storage::entries(ours, low, high, max, ctx());
+                    let b = mem.entries(low, high, max, ctx());
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "entries({low}, {high}, {max:?})");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn behaves_like_mem_storage(ops in proptest::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut db = Arc::new(Db::open(dir.path()).unwrap());
+            let mut ours = RaftStorage::open(db.clone()).unwrap();
+            let mem = MemStorage::new();
+            for op in ops {
+                let mut batch = WriteBatch::default();
+                match op {
+                    Op::Append { back, len, term } => {
+                        let last = mem.last_index().unwrap();
+                        let first = mem.first_index().unwrap();
+                        let start = (last + 1).saturating_sub(back).max(first);
+                        // Terms never decrease along a raft log.
+                        let base = if start > first { mem.term(start - 1).unwrap_or(0) } else { 0 };
+                        let ents: Vec<Entry> = (start..start + len).map(|i| entry(i, base + term)).collect();
+                        mem.wl().append(&ents).unwrap();
+                        ours.append(&mut batch, &ents).unwrap();
+                    }
+                    Op::Compact { at } => {
+                        let (first, last) = (mem.first_index().unwrap(), mem.last_index().unwrap());
+                        if last < first {
+                            continue;
+                        }
+                        let idx = first + (last - first) * at / 100;
+                        mem.wl().compact(idx).unwrap();
+                        ours.compact(&mut batch, idx).unwrap();
+                    }
+                    Op::Snapshot { ahead, term } => {
+                        let last = mem.last_index().unwrap();
+                        let mut meta = SnapshotMetadata {
+                            index: last + ahead,
+                            term: mem.term(last).unwrap_or(0) + term,
+                            ..Default::default()
+                        };
+                        meta.set_conf_state(ConfState::from((vec![1, 2], vec![])));
+                        let mut snap = Snapshot::default();
+                        snap.set_metadata(meta.clone());
+                        let a = mem.wl().apply_snapshot(snap);
+                        let b = ours.apply_snapshot(&mut batch, &meta);
+                        prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                    }
+                    Op::Reopen => {
+                        drop(ours);
+                        drop(db);
+                        db = Arc::new(Db::open(dir.path()).unwrap());
+                        ours = RaftStorage::open(db.clone()).unwrap();
+                    }
+                }
+                db.write(batch, false).unwrap();
+                assert_same(&ours, &mem);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_appends_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path()).unwrap());
+        let mut ours = RaftStorage::open(db.clone()).unwrap();
+        let mut batch = WriteBatch::default();
+        assert!(ours.append(&mut batch, &[entry(3, 1)]).is_err(), "gap after an empty log");
+        ours.append(&mut batch, &[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
+        ours.compact(&mut batch, 3).unwrap();
+        assert!(ours.append(&mut batch, &[entry(2, 2)]).is_err(), "overwrites compacted entries");
+        assert!(ours.compact(&mut batch, 9).is_err(), "compacts past the end");
     }
 }

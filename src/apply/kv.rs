@@ -1,0 +1,384 @@
+//! etcd's KV request semantics on top of the mvcc primitives (etcd's `applierV3backend`):
+//! Range's filters, sorting and limit; Put's `ignore_value`/`ignore_lease`/`prev_kv`;
+//! DeleteRange's `prev_kv`; Txn's compares, branch checks and nested txns; Compaction.
+//!
+//! Also the request checks etcd runs before proposing (`v3rpc/key.go`): empty keys, option
+//! combinations, txn size and overlapping writes. Runs on the apply thread for writes and on
+//! client threads for reads; holds no state.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use crate::mvcc::{RangeOptions, ReadView, WriteTxn};
+use crate::pb::compare::TargetUnion;
+use crate::pb::request_op::Request;
+use crate::pb::response_op::Response;
+use crate::pb::*;
+use crate::{Error, Result};
+
+/// etcd's `mkGteRange`: an empty `range_end` means one key, `[0]` means "to the end".
+fn range_end(end: &[u8]) -> Option<&[u8]> {
+    match end {
+        [] => None,
+        [0] => Some(&[]),
+        end => Some(end),
+    }
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision, ..Default::default() })
+}
+
+pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse> {
+    let filtered = r.sort_order != SortOrder::None as i32
+        || r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0;
+    // Without sorting or filters, fetch one more than the limit to learn `more`.
+    let limit = if filtered || r.limit <= 0 { 0 } else { r.limit + 1 };
+    let opts = RangeOptions { limit, rev: r.revision, count: r.count_only };
+    let mut rr = view.range(&r.key, range_end(&r.range_end), opts)?;
+
+    rr.kvs.retain(|kv| {
+        (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
+            && (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
+            && (r.max_create_revision == 0 || kv.create_revision <= r.max_create_revision)
+            && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
+    });
+
+    let target = SortTarget::try_from(r.sort_target).map_err(|_| Error::InvalidSortOption)?;
+    let mut order = SortOrder::try_from(r.sort_order).map_err(|_| Error::InvalidSortOption)?;
+    // mvcc returns keys ascending already; other targets default to ascending.
+    if target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    }
+    if order != SortOrder::None {
+        let by = |a: &KeyValue, b: &KeyValue| -> Ordering {
+            match target {
+                SortTarget::Key => a.key.cmp(&b.key),
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+            }
+        };
+        match order {
+            SortOrder::Descend => rr.kvs.sort_by(|a, b| by(b, a)),
+            _ => rr.kvs.sort_by(by),
+        }
+    }
+
+    let mut more = false;
+    if r.limit > 0 && rr.kvs.len() > r.limit as usize {
+        rr.kvs.truncate(r.limit as usize);
+        more = true;
+    }
+    if r.keys_only {
+        for kv in &mut rr.kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse { header: header(rr.rev), kvs: rr.kvs, more, count: rr.count })
+}
+
+/// Whether a lease id names a live lease.
+pub type LeaseExists<'a> = &'a dyn Fn(i64) -> bool;
+
+pub fn put(txn: &mut WriteTxn, r: &PutRequest, lease_exists: LeaseExists) -> Result<PutResponse> {
+    let needs_prev = r.ignore_value || r.ignore_lease || r.prev_kv;
+    let prev = if needs_prev { txn.range(&r.key, None, RangeOptions::default())?.kvs.into_iter().next() } else { None };
+    if (r.ignore_value || r.ignore_lease) && prev.is_none() {
+        return Err(Error::KeyNotFound);
+    }
+    let lease = match (&prev, r.ignore_lease) {
+        (Some(prev), true) => prev.lease,
+        _ => r.lease,
+    };
+    if !r.ignore_lease && lease != 0 && !lease_exists(lease) {
+        return Err(Error::LeaseNotFound);
+    }
+    let value = match (&prev, r.ignore_value) {
+        (Some(prev), true) => prev.value.as_slice(),
+        _ => r.value.as_slice(),
+    };
+    let kv = txn.put(&r.key, value, lease)?;
+    let prev_kv = if r.prev_kv { prev } else { None };
+    Ok(PutResponse { header: header(kv.mod_revision), prev_kv })
+}
+
+pub fn delete_range(txn: &mut WriteTxn, r: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    let deleted = txn.delete_range(&r.key, range_end(&r.range_end))?;
+    let count = deleted.len() as i64;
+    let prev_kvs = if r.prev_kv { deleted } else { Vec::new() };
+    Ok(DeleteRangeResponse { header: header(txn.rev()), deleted: count, prev_kvs })
+}
+
+/// Applies a txn: compares (and those of nested txns on the taken path) are evaluated on the
+/// state before any write, then the chosen branch is checked as a whole (so a failing op
+/// leaves nothing half done), then executed at one revision.
+pub fn txn(txn: &mut WriteTxn, r: &TxnRequest, lease_exists: LeaseExists) -> Result<TxnResponse> {
+    let path = compare_path(txn, r);
+    check_branch(txn, r, &path, 0, lease_exists)?;
+    let mut next = 0;
+    let mut resp = exec_txn(txn, r, &path, &mut next, lease_exists)?;
+    resp.header = header(txn.rev());
+    Ok(resp)
+}
+
+/// The outcome of every compare on the execution path, depth first: one bool per txn visited.
+fn compare_path(view: &impl ReadView, r: &TxnRequest) -> Vec<bool> {
+    let mut path = Vec::new();
+    walk_compares(view, r, &mut path);
+    path
+}
+
+fn walk_compares(view: &impl ReadView, r: &TxnRequest, path: &mut Vec<bool>) {
+    let ok = r.compare.iter().all(|c| compare(view, c));
+    path.push(ok);
+    for op in if ok { &r.success } else { &r.failure } {
+        if let Some(Request::RequestTxn(inner)) = &op.request {
+            walk_compares(view, inner, path);
+        }
+    }
+}
+
+fn compare(view: &impl ReadView, c: &Compare) -> bool {
+    let Ok(rr) = view.range(&c.key, range_end(&c.range_end), RangeOptions::default()) else {
+        return false;
+    };
+    if rr.kvs.is_empty() {
+        // A missing key has no value to compare; every other target compares against zero.
+        return c.target != CompareTarget::Value as i32 && compare_kv(c, &KeyValue::default());
+    }
+    rr.kvs.iter().all(|kv| compare_kv(c, kv))
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    let ordering = match c.target_union.as_ref() {
+        Some(TargetUnion::Value(v)) if c.target == CompareTarget::Value as i32 => kv.value.as_slice().cmp(v),
+        None if c.target == CompareTarget::Value as i32 => kv.value.as_slice().cmp(&[]),
+        union => {
+            let want = match union {
+                Some(TargetUnion::Version(v))
+                | Some(TargetUnion::CreateRevision(v))
+                | Some(TargetUnion::ModRevision(v))
+                | Some(TargetUnion::Lease(v)) => *v,
+                _ => 0,
+            };
+            let have = match CompareTarget::try_from(c.target) {
+                Ok(CompareTarget::Version) => kv.version,
+                Ok(CompareTarget::Create) => kv.create_revision,
+                Ok(CompareTarget::Mod) => kv.mod_revision,
+                Ok(CompareTarget::Lease) => kv.lease,
+                _ => return false,
+            };
+            have.cmp(&want)
+        }
+    };
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ordering == Ordering::Equal,
+        Ok(CompareResult::NotEqual) => ordering != Ordering::Equal,
+        Ok(CompareResult::Greater) => ordering == Ordering::Greater,
+        Ok(CompareResult::Less) => ordering == Ordering::Less,
+        Err(_) => true,
+    }
+}
+
+/// etcd's `checkRequests`: every range of the path must be readable and every put valid
+/// before anything is written. Returns the number of path entries consumed.
+fn check_branch(
+    view: &impl ReadView,
+    r: &TxnRequest,
+    path: &[bool],
+    at: usize,
+    lease_exists: LeaseExists,
+) -> Result<usize> {
+    let ok = path[at];
+    let mut next = at + 1;
+    for op in if ok { &r.success } else { &r.failure } {
+        match &op.request {
+            Some(Request::RequestRange(rr)) => {
+                let opts = RangeOptions { rev: rr.revision, limit: 1, count: false };
+                view.range(&rr.key, range_end(&rr.range_end), opts)?;
+            }
+            Some(Request::RequestPut(p)) => {
+                if p.ignore_value || p.ignore_lease {
+                    let rr = view.range(&p.key, None, RangeOptions::default())?;
+                    if rr.kvs.is_empty() {
+                        return Err(Error::KeyNotFound);
+                    }
+                }
+                if p.lease != 0 && !lease_exists(p.lease) {
+                    return Err(Error::LeaseNotFound);
+                }
+            }
+            Some(Request::RequestTxn(inner)) => next = check_branch(view, inner, path, next, lease_exists)?,
+            Some(Request::RequestDeleteRange(_)) | None => {}
+        }
+    }
+    Ok(next)
+}
+
+fn exec_txn(
+    txn: &mut WriteTxn,
+    r: &TxnRequest,
+    path: &[bool],
+    next: &mut usize,
+    lease_exists: LeaseExists,
+) -> Result<TxnResponse> {
+    let succeeded = path[*next];
+    *next += 1;
+    let mut responses = Vec::new();
+    for op in if succeeded { &r.success } else { &r.failure } {
+        let response = match &op.request {
+            Some(Request::RequestRange(rr)) => Response::ResponseRange(range(txn, rr)?),
+            Some(Request::RequestPut(p)) => Response::ResponsePut(put(txn, p, lease_exists)?),
+            Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(delete_range(txn, d)?),
+            Some(Request::RequestTxn(inner)) => {
+                // Nested txn responses carry an empty header, as etcd's do.
+                let mut resp = exec_txn(txn, inner, path, next, lease_exists)?;
+                resp.header = Some(ResponseHeader::default());
+                Response::ResponseTxn(resp)
+            }
+            None => continue,
+        };
+        responses.push(ResponseOp { response: Some(response) });
+    }
+    Ok(TxnResponse { header: None, succeeded, responses })
+}
+
+/// etcd's check for a compaction request against the store's revisions.
+pub fn check_compaction(current: i64, compacted: i64, rev: i64) -> Result<()> {
+    if rev <= compacted {
+        return Err(Error::Compacted);
+    }
+    if rev > current {
+        return Err(Error::FutureRevision);
+    }
+    Ok(())
+}
+
+// ---- Checks before proposing (etcd's v3rpc/key.go) ----
+
+pub fn check_range(r: &RangeRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err() {
+        return Err(Error::InvalidSortOption);
+    }
+    Ok(())
+}
+
+pub fn check_put(r: &PutRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    if r.ignore_value && !r.value.is_empty() {
+        return Err(Error::ValueProvided);
+    }
+    if r.ignore_lease && r.lease != 0 {
+        return Err(Error::LeaseProvided);
+    }
+    Ok(())
+}
+
+pub fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    Ok(())
+}
+
+/// Size, keys and options of a txn, then etcd's overlap rule for both branches.
+pub fn check_txn(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
+    check_txn_ops(r, max_txn_ops)?;
+    check_intervals(&r.success)?;
+    check_intervals(&r.failure)?;
+    Ok(())
+}
+
+fn check_txn_ops(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
+    let ops = r.compare.len().max(r.success.len()).max(r.failure.len());
+    if ops > max_txn_ops {
+        return Err(Error::TooManyOps);
+    }
+    if r.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(Error::EmptyKey);
+    }
+    for op in r.success.iter().chain(&r.failure) {
+        match &op.request {
+            Some(Request::RequestRange(rr)) => check_range(rr)?,
+            Some(Request::RequestPut(p)) => check_put(p)?,
+            Some(Request::RequestDeleteRange(d)) => check_delete(d)?,
+            Some(Request::RequestTxn(inner)) => check_txn_ops(inner, max_txn_ops)?,
+            None => return Err(Error::KeyNotFound),
+        }
+    }
+    Ok(())
+}
+
+/// Deleted intervals of one branch: `[start, end)`, `end == None` meaning "to the end".
+#[derive(Default)]
+struct Deletes(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl Deletes {
+    fn covers(&self, key: &[u8]) -> bool {
+        self.0.iter().any(|(start, end)| match end {
+            None => key >= start.as_slice(),
+            Some(end) => key >= start.as_slice() && key < end.as_slice(),
+        })
+    }
+}
+
+/// etcd's `checkIntervals`: within one execution path, no key may be put twice or both put
+/// and deleted. The two branches of a nested txn are exclusive, so a key put in both is fine.
+fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Deletes)> {
+    let mut dels = Deletes::default();
+    for op in ops {
+        if let Some(Request::RequestDeleteRange(d)) = &op.request {
+            let end = match range_end(&d.range_end) {
+                None => Some(prefix_successor(&d.key)),
+                Some([]) => None,
+                Some(end) => Some(end.to_vec()),
+            };
+            dels.0.push((d.key.clone(), end));
+        }
+    }
+    let mut puts = HashSet::new();
+    for op in ops {
+        let Some(Request::RequestTxn(inner)) = &op.request else { continue };
+        let (puts_then, dels_then) = check_intervals(&inner.success)?;
+        let (puts_else, dels_else) = check_intervals(&inner.failure)?;
+        for key in &puts_then {
+            if puts.contains(key) || dels.covers(key) {
+                return Err(Error::DuplicateKey);
+            }
+        }
+        for key in &puts_else {
+            if (puts.contains(key) && !puts_then.contains(key)) || dels.covers(key) {
+                return Err(Error::DuplicateKey);
+            }
+        }
+        puts.extend(puts_then);
+        puts.extend(puts_else);
+        dels.0.extend(dels_then.0);
+        dels.0.extend(dels_else.0);
+    }
+    for op in ops {
+        let Some(Request::RequestPut(p)) = &op.request else { continue };
+        if puts.contains(&p.key) || dels.covers(&p.key) {
+            return Err(Error::DuplicateKey);
+        }
+        puts.insert(p.key.clone());
+    }
+    Ok((puts, dels))
+}
+
+/// The smallest key after `key` itself: deleting one key covers exactly `[key, key\0)`.
+fn prefix_successor(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}

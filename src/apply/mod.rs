@@ -1,0 +1,206 @@
+//! The apply step: committed raft entries → mvcc writes → results for the waiting callers.
+//!
+//! [`Applier::apply`] is the body of every job the run loop schedules on the FIFO thread
+//! (`raftkv-apply`), so it runs on that thread only, one batch of entries at a time, in log
+//! order. For each batch it writes all mvcc changes and the applied index/term in **one
+//! RocksDB `WriteBatch`**, and only after that write triggers the waiters, advances the applied
+//! index readers wait on, and reports progress to the raft thread (apply progress channel).
+//! A compaction is applied in a batch of its own (mvcc's rule). Apply never does network I/O.
+
+pub mod kv;
+
+use std::sync::Arc;
+
+use crossbeam::channel::Sender;
+use parking_lot::{Condvar, Mutex};
+use prost::Message as _;
+use raft::prelude::{ConfState, Entry, EntryType, SnapshotMetadata};
+
+use crate::mvcc::ApplyBatch;
+use crate::pb::internal_request::Request;
+use crate::pb::*;
+use crate::raft::ApplyProgress;
+use crate::server::Shared;
+use crate::storage::meta;
+use crate::{Error, Result};
+
+/// The result of one applied request, delivered to its waiter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+/// What has been applied, and the raft facts that go with it: the run loop's progress record
+/// (etcd's `etcdProgress`), advanced by apply jobs.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub applied_index: u64,
+    pub applied_term: u64,
+    /// Index of the last snapshot recorded in the raft log's storage.
+    pub snapshot_index: u64,
+    pub conf_state: ConfState,
+}
+
+/// The applied index, for readers that wait until a ReadIndex is applied.
+#[derive(Default)]
+pub struct AppliedIndex {
+    /// The highest applied raft index; guarded so waiters can sleep on `advanced`.
+    index: Mutex<u64>,
+    advanced: Condvar,
+}
+
+impl AppliedIndex {
+    pub fn get(&self) -> u64 {
+        *self.index.lock()
+    }
+
+    pub(crate) fn set(&self, index: u64) {
+        *self.index.lock() = index;
+        self.advanced.notify_all();
+    }
+
+    /// Blocks until `index` is applied or `deadline` passes; true if applied.
+    pub fn wait_for(&self, index: u64, deadline: std::time::Instant) -> bool {
+        let mut applied = self.index.lock();
+        while *applied < index {
+            if self.advanced.wait_until(&mut applied, deadline).timed_out() {
+                return *applied >= index;
+            }
+        }
+        true
+    }
+}
+
+pub struct Applier {
+    shared: Arc<Shared>,
+    progress: Arc<Mutex<Progress>>,
+    progress_tx: Sender<ApplyProgress>,
+}
+
+/// Requests applied in the current batch, answered once the batch is written.
+type Outcomes = Vec<(u64, Result<Response>)>;
+
+impl Applier {
+    pub fn new(shared: Arc<Shared>, progress: Arc<Mutex<Progress>>, progress_tx: Sender<ApplyProgress>) -> Applier {
+        Applier { shared, progress, progress_tx }
+    }
+
+    /// Applies `entries` (consecutive, in log order). An error is fatal for the member.
+    pub fn apply(&self, entries: Vec<Entry>) -> Result<()> {
+        let applied = self.progress.lock().applied_index;
+        let store = &self.shared.store;
+        let mut batch = store.batch();
+        let mut outcomes = Outcomes::new();
+        let mut last: Option<(u64, u64)> = None;
+        for entry in entries.into_iter().filter(|e| e.index > applied) {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {}
+                EntryType::EntryNormal => {
+                    let req = InternalRequest::decode(&entry.data[..]).map_err(|e| Error::Decode {
+                        what: "raft entry",
+                        detail: format!("index {}: {e}", entry.index),
+                    })?;
+                    if let Some(Request::Compaction(c)) = &req.request {
+                        // Compaction needs a batch of its own: finish what came before.
+                        if let Some((index, term)) = last.take() {
+                            self.commit(batch, index, term, &mut outcomes)?;
+                            batch = store.batch();
+                        }
+                        let outcome = self.compact(&mut batch, c);
+                        outcomes.push((req.id, outcome));
+                        self.commit(batch, entry.index, entry.term, &mut outcomes)?;
+                        batch = store.batch();
+                        continue;
+                    }
+                    outcomes.push((req.id, self.execute(&mut batch, req.request)));
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    // Membership changes arrive with the cluster transport; a single member
+                    // never proposes one.
+                    log::warn!("apply: ignoring conf change at index {}", entry.index);
+                }
+            }
+            last = Some((entry.index, entry.term));
+        }
+        if let Some((index, term)) = last {
+            self.commit(batch, index, term, &mut outcomes)?;
+        }
+        Ok(())
+    }
+
+    fn execute(&self, batch: &mut ApplyBatch, req: Option<Request>) -> Result<Response> {
+        // Leases arrive with the lessor; until then no lease exists.
+        let lease_exists = |_: i64| false;
+        let mut txn = batch.txn();
+        let mut response = match req {
+            Some(Request::Put(r)) => Response::Put(kv::put(&mut txn, &r, &lease_exists)?),
+            Some(Request::DeleteRange(r)) => Response::DeleteRange(kv::delete_range(&mut txn, &r)?),
+            Some(Request::Txn(r)) => Response::Txn(kv::txn(&mut txn, &r, &lease_exists)?),
+            Some(Request::Compaction(_)) | None => {
+                return Err(Error::Decode { what: "raft entry", detail: "no request".into() })
+            }
+        };
+        drop(txn);
+        self.shared.fill_header(response.header_mut());
+        Ok(response)
+    }
+
+    fn compact(&self, batch: &mut ApplyBatch, c: &CompactionRequest) -> Result<Response> {
+        let store = &self.shared.store;
+        kv::check_compaction(store.current_revision(), store.compact_revision(), c.revision)?;
+        batch.compact(c.revision)?;
+        let mut header = Some(ResponseHeader { revision: store.current_revision(), ..Default::default() });
+        self.shared.fill_header(&mut header);
+        Ok(Response::Compaction(CompactionResponse { header }))
+    }
+
+    /// Writes the batch with the applied index in it, then tells everyone who waits.
+    fn commit(&self, mut batch: ApplyBatch, index: u64, term: u64, outcomes: &mut Outcomes) -> Result<()> {
+        let db = &self.shared.db;
+        db.put_meta_u64(batch.write_batch(), meta::APPLIED_INDEX, index);
+        db.put_meta_u64(batch.write_batch(), meta::APPLIED_TERM, term);
+        batch.commit()?;
+        for (id, outcome) in outcomes.drain(..) {
+            self.shared.wait.trigger(id, outcome);
+        }
+        let snapshot_due = {
+            let mut progress = self.progress.lock();
+            assert!(
+                index > progress.applied_index,
+                "applied index must grow: {} after {}",
+                index,
+                progress.applied_index
+            );
+            progress.applied_index = index;
+            progress.applied_term = term;
+            let due = index - progress.snapshot_index > self.shared.cfg.snapshot_count;
+            if due {
+                progress.snapshot_index = index;
+            }
+            due.then(|| progress.conf_state.clone())
+        };
+        self.shared.applied.set(index);
+        // Fails only once the raft thread has stopped, when progress no longer matters.
+        let _ = self.progress_tx.send(ApplyProgress::Applied { index });
+        if let Some(conf_state) = snapshot_due {
+            let mut meta = SnapshotMetadata { index, term, ..Default::default() };
+            meta.set_conf_state(conf_state);
+            let _ = self.progress_tx.send(ApplyProgress::Snapshot { meta });
+        }
+        Ok(())
+    }
+}
+
+impl Response {
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+        match self {
+            Response::Put(r) => &mut r.header,
+            Response::DeleteRange(r) => &mut r.header,
+            Response::Txn(r) => &mut r.header,
+            Response::Compaction(r) => &mut r.header,
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! [`Config`]: everything a member needs to start, as plain data, plus [`Config::validate`].
+//!
+//! Defaults are etcd's: a fresh `Config::default()` starts a working single-member cluster named
+//! `default` with its data in `default.raftkv`. Field names follow etcd's flags with the unit last.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// etcd's default `--max-request-bytes`: 1.5 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// How a member is set up. Build one with `Config::default()` or [`Config::new`] and adjust fields.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Human-readable member name (`--name`).
+    pub name: String,
+    /// Directory holding the member's RocksDB (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// URLs peers reach this member at (`--initial-advertise-peer-urls`); with the cluster token
+    /// they determine the member id, as in etcd.
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// URLs clients reach this member at (`--advertise-client-urls`), as member list shows them.
+    pub advertise_client_urls: Vec<String>,
+    /// Token that makes the ids of distinct clusters with the same URLs distinct
+    /// (`--initial-cluster-token`).
+    pub initial_cluster_token: String,
+    /// Raft tick (`--heartbeat-interval`): leaders heartbeat once per tick.
+    pub heartbeat_interval_ms: u64,
+    /// Time without a leader before a follower campaigns (`--election-timeout`).
+    pub election_timeout_ms: u64,
+    /// Applied entries between two snapshots (`--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Entries kept in the raft log behind a snapshot for slow followers
+    /// (`--snapshot-catchup-entries`).
+    pub snapshot_catchup_entries: u64,
+    /// Largest encoded client request accepted (`--max-request-bytes`).
+    pub max_request_bytes: usize,
+    /// Most operations in one txn branch (`--max-txn-ops`).
+    pub max_txn_ops: usize,
+    /// How long a client call waits for its proposal to be applied before
+    /// `etcdserver: request timed out`. etcd uses 5 s plus two election timeouts.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new("default", "default.raftkv")
+    }
+}
+
+impl Config {
+    /// A single-member configuration with etcd's defaults.
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            initial_advertise_peer_urls: vec!["http://localhost:2380".to_string()],
+            advertise_client_urls: vec!["http://localhost:2379".to_string()],
+            initial_cluster_token: "etcd-cluster".to_string(),
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1000,
+            snapshot_count: 10_000,
+            snapshot_catchup_entries: 5_000,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_txn_ops: 128,
+            request_timeout_ms: 7_000,
+        }
+    }
+
+    /// Checks every rule a working member needs; the message names the setting.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::Config(msg));
+        if self.name.is_empty() {
+            return fail("--name must not be empty".into());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return fail("--data-dir must not be empty".into());
+        }
+        if self.initial_advertise_peer_urls.is_empty() {
+            return fail("--initial-advertise-peer-urls needs at least one URL".into());
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return fail("--heartbeat-interval must be > 0".into());
+        }
+        // etcd's rule: a follower must miss several heartbeats before it may campaign.
+        if self.election_timeout_ms < 5 * self.heartbeat_interval_ms {
+            return fail(format!(
+                "--election-timeout[{}ms] should be at least 5 times --heartbeat-interval[{}ms]",
+                self.election_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.election_timeout_ms > 50_000 {
+            return fail(format!(
+                "--election-timeout[{}ms] is too long, and should be set less than 50000ms",
+                self.election_timeout_ms
+            ));
+        }
+        if self.snapshot_count == 0 {
+            return fail("--snapshot-count must be > 0".into());
+        }
+        if self.max_request_bytes == 0 {
+            return fail("--max-request-bytes must be > 0".into());
+        }
+        if self.max_txn_ops == 0 {
+            return fail("--max-txn-ops must be > 0".into());
+        }
+        if self.request_timeout_ms == 0 {
+            return fail("request timeout must be > 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn tick_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// Election timeout in ticks, as raft-rs counts it.
+    pub fn election_ticks(&self) -> usize {
+        (self.election_timeout_ms / self.heartbeat_interval_ms) as usize
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// This member's id: etcd's `computeMemberId` over the sorted peer URLs and the cluster token
+    /// (the first 8 bytes of their SHA-1, big endian), so defaults give etcd's well-known ids.
+    pub fn member_id(&self) -> u64 {
+        let mut urls = self.initial_advertise_peer_urls.clone();
+        urls.sort();
+        let mut input = urls.concat().into_bytes();
+        input.extend_from_slice(self.initial_cluster_token.as_bytes());
+        sha1_prefix(&input)
+    }
+
+    /// The cluster id of a cluster made of `member_ids`: etcd's `genID` over the sorted ids.
+    pub fn cluster_id(member_ids: &[u64]) -> u64 {
+        let mut ids = member_ids.to_vec();
+        ids.sort_unstable();
+        let input: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+        sha1_prefix(&input)
+    }
+}
+
+fn sha1_prefix(input: &[u8]) -> u64 {
+    let digest = sha1_smol::Sha1::from(input).digest().bytes();
+    u64::from_be_bytes(digest[..8].try_into().expect("sha1 digest is 20 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ids_are_etcds() {
+        // A default `etcd` (peer URL http://localhost:2380, token etcd-cluster) reports
+        // member_id 8e9e05c52164694d and cluster_id cdf818194e3a8c32.
+        let cfg = Config::default();
+        assert_eq!(cfg.member_id(), 0x8e9e05c52164694d);
+        assert_eq!(Config::cluster_id(&[cfg.member_id()]), 0xcdf818194e3a8c32);
+    }
+
+    #[test]
+    fn validate_names_the_bad_setting() {
+        let mut cfg = Config::default();
+        assert!(cfg.validate().is_ok());
+        cfg.election_timeout_ms = 300;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("--election-timeout"), "{err}");
+        let cfg = Config { max_txn_ops: 0, ..Config::default() };
+        assert!(cfg.validate().unwrap_err().to_string().contains("--max-txn-ops"));
+    }
+}

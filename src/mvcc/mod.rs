@@ -1,0 +1,334 @@
+//! The multi-version key-value store (etcd's `mvcc`): every change is kept under its
+//! [`Revision`] in the `kv` column family, and an in-memory [`TreeIndex`] maps keys to their
+//! revisions, rebuilt from disk at start.
+//!
+//! Threads: exactly one writer — the FIFO apply thread, through an [`ApplyBatch`] — and any
+//! number of readers through [`Store::range`]. The writer updates the index as it goes but
+//! publishes the new current revision only after the batch is written to RocksDB, and readers
+//! read at or below the published revision, so they never see a change that is not on disk.
+//! Compaction swaps the index and publishes the compact revision under the write lock while
+//! readers take their RocksDB snapshot under the read lock, so no reader sees a half-compacted
+//! store. mvcc knows nothing about raft; the caller adds its applied index to the batch.
+
+pub mod key_index;
+pub mod revision;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use prost::Message as _;
+use rocksdb::{IteratorMode, WriteBatch};
+
+pub use key_index::{KeyAt, TreeIndex};
+pub use revision::Revision;
+
+use crate::pb::KeyValue;
+use crate::storage::{meta, Cf, Db};
+use crate::{Error, Result};
+
+/// How to read: `limit` keys at most (0 = all), at revision `rev` (≤ 0 = current), or only
+/// count them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RangeOptions {
+    pub limit: i64,
+    pub rev: i64,
+    pub count: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RangeResult {
+    /// Keys in ascending order, at most `limit`.
+    pub kvs: Vec<KeyValue>,
+    /// Keys in the range at the read revision, regardless of `limit`.
+    pub count: i64,
+    /// The current revision of the view (not the one read at), as etcd reports it.
+    pub rev: i64,
+}
+
+/// A consistent read-only view of the store.
+pub trait ReadView {
+    /// Keys in `[key, end)`; `end == None` reads `key` alone, `Some(&[])` every key ≥ `key`.
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult>;
+    /// The revision this view shows.
+    fn rev(&self) -> i64;
+}
+
+struct State {
+    index: TreeIndex,
+    /// Newest revision whose batch is written: readers' upper bound.
+    current_rev: i64,
+    /// Oldest readable revision.
+    compact_rev: i64,
+}
+
+pub struct Store {
+    db: Arc<Db>,
+    /// The key index and the published revisions; the apply thread is the only writer.
+    state: RwLock<State>,
+}
+
+fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue> {
+    KeyValue::decode(bytes)
+        .map_err(|e| Error::Decode { what: "stored key-value", detail: format!("revision {rev:?}: {e}") })
+}
+
+fn check_rev(requested: i64, current: i64, compacted: i64) -> Result<i64> {
+    let rev = if requested <= 0 { current } else { requested };
+    if rev > current {
+        return Err(Error::FutureRevision);
+    }
+    if rev < compacted {
+        return Err(Error::Compacted);
+    }
+    Ok(rev)
+}
+
+impl Store {
+    /// Opens the store in `db`, rebuilding the key index from the `kv` column family.
+    pub fn open(db: Arc<Db>) -> Result<Store> {
+        let compact_rev = db.get_meta_u64(meta::COMPACT_REVISION)? as i64;
+        let mut index = TreeIndex::default();
+        let mut last = 0;
+        for item in db.raw().iterator_cf(db.cf(Cf::Kv), IteratorMode::Start) {
+            let (key, value) = item.map_err(|e| Error::Storage(e.into()))?;
+            let (rev, tombstone) = Revision::from_key(&key)
+                .ok_or_else(|| Error::Decode { what: "revision key", detail: format!("{key:?}") })?;
+            let kv = decode_kv(&value, rev)?;
+            if !index.restore(&kv.key, rev, kv.create_revision, kv.version, tombstone) && !tombstone {
+                log::warn!(
+                    "mvcc: revision {rev:?} of key {:?} out of order; ignored",
+                    String::from_utf8_lossy(&kv.key)
+                );
+            }
+            last = rev.main;
+        }
+        // A fresh store is at revision 1, as etcd's; a compaction may have removed the newest
+        // tombstones, never the revision counter.
+        let current_rev = last.max(compact_rev).max(1);
+        log::info!("mvcc: restored {} keys, revision {current_rev}, compacted at {compact_rev}", index.len());
+        Ok(Store { db, state: RwLock::new(State { index, current_rev, compact_rev }) })
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.state.read().current_rev
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.state.read().compact_rev
+    }
+
+    /// Starts a batch of writes. Only the apply thread may hold one.
+    pub fn batch(&self) -> ApplyBatch<'_> {
+        let rev = self.current_revision();
+        ApplyBatch { store: self, batch: WriteBatch::default(), rev, pending: HashMap::new() }
+    }
+}
+
+impl ReadView for Store {
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        let (revs, count, current, snapshot) = {
+            let state = self.state.read();
+            let current = state.current_rev;
+            let rev = check_rev(opts.rev, current, state.compact_rev)?;
+            let limit = if opts.count { 1 } else { opts.limit.max(0) as usize };
+            let (found, count) = state.index.range(key, end, rev, limit);
+            if opts.count || found.is_empty() {
+                return Ok(RangeResult { kvs: Vec::new(), count: count as i64, rev: current });
+            }
+            let revs: Vec<Revision> = found.iter().map(|(_, k)| k.modified).collect();
+            // Taken under the lock: a compaction cannot delete these rows before we read them.
+            (revs, count, current, self.db.raw().snapshot())
+        };
+        let cf = self.db.cf(Cf::Kv);
+        let keys: Vec<Vec<u8>> = revs.iter().map(|r| r.to_key(false)).collect();
+        let values = snapshot.multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())));
+        let mut kvs = Vec::with_capacity(revs.len());
+        for (rev, value) in revs.into_iter().zip(values) {
+            let value = value.map_err(|e| Error::Storage(e.into()))?.ok_or_else(|| Error::Decode {
+                what: "stored key-value",
+                detail: format!("revision {rev:?} indexed but missing"),
+            })?;
+            kvs.push(decode_kv(&value, rev)?);
+        }
+        Ok(RangeResult { kvs, count: count as i64, rev: current })
+    }
+
+    fn rev(&self) -> i64 {
+        self.current_revision()
+    }
+}
+
+/// A group of write transactions applied together: one RocksDB `WriteBatch`, published at once.
+pub struct ApplyBatch<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+    /// Revision of the last transaction in this batch that changed something.
+    rev: i64,
+    /// What this batch wrote, by revision, for its own reads before the batch is on disk.
+    pending: HashMap<Revision, KeyValue>,
+}
+
+impl<'a> ApplyBatch<'a> {
+    /// Starts the next write transaction; it takes one revision if it changes anything.
+    pub fn txn(&mut self) -> WriteTxn<'_, 'a> {
+        let begin = self.rev;
+        WriteTxn { batch: self, begin, changes: Vec::new() }
+    }
+
+    /// The WriteBatch, for the caller to add its own records (the applied index).
+    pub fn write_batch(&mut self) -> &mut WriteBatch {
+        &mut self.batch
+    }
+
+    /// Discards history before `rev` (callers check the revision first). Must be the only
+    /// change in its batch so readers never mix compacted and uncompacted state.
+    pub fn compact(&mut self, rev: i64) -> Result<()> {
+        assert!(self.pending.is_empty(), "compaction shares a batch with writes");
+        let available = {
+            let mut state = self.store.state.write();
+            let available = state.index.compact(rev);
+            state.compact_rev = rev;
+            available
+        };
+        let db = &self.store.db;
+        let cf = db.cf(Cf::Kv);
+        let end = Revision::new(rev + 1, 0).to_key(false);
+        let mut removed = 0u64;
+        for item in db.raw().iterator_cf(cf, IteratorMode::Start) {
+            let (key, _) = item.map_err(|e| Error::Storage(e.into()))?;
+            if key.as_ref() >= end.as_slice() {
+                break;
+            }
+            let Some((r, _)) = Revision::from_key(&key) else { continue };
+            if !available.contains(&r) {
+                self.batch.delete_cf(cf, &key);
+                removed += 1;
+            }
+        }
+        db.put_meta_u64(&mut self.batch, meta::COMPACT_REVISION, rev as u64);
+        log::info!("mvcc: compacted at revision {rev}: {removed} old revisions removed");
+        Ok(())
+    }
+
+    /// Writes the batch (not synced: the raft log is the durable record), then publishes its
+    /// revision to readers.
+    pub fn commit(self) -> Result<()> {
+        let ApplyBatch { store, batch, rev, .. } = self;
+        store.db.write(batch, false)?;
+        store.state.write().current_rev = rev;
+        Ok(())
+    }
+}
+
+/// One write transaction inside an [`ApplyBatch`] (etcd's `TxnWrite`).
+pub struct WriteTxn<'b, 'a> {
+    batch: &'b mut ApplyBatch<'a>,
+    begin: i64,
+    changes: Vec<KeyValue>,
+}
+
+impl WriteTxn<'_, '_> {
+    fn next_rev(&self) -> Revision {
+        Revision::new(self.begin + 1, self.changes.len() as i64)
+    }
+
+    fn read_kv(&self, rev: Revision) -> Result<KeyValue> {
+        if let Some(kv) = self.batch.pending.get(&rev) {
+            return Ok(kv.clone());
+        }
+        let bytes = self.batch.store.db.get(Cf::Kv, &rev.to_key(false))?.ok_or_else(|| Error::Decode {
+            what: "stored key-value",
+            detail: format!("revision {rev:?} indexed but missing"),
+        })?;
+        decode_kv(&bytes, rev)
+    }
+
+    /// Writes `key` at this transaction's revision.
+    pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<KeyValue> {
+        let rev = self.next_rev();
+        let prev = self.batch.store.state.read().index.get(key, rev.main);
+        let (create_revision, version) = match prev {
+            Some(p) => (p.created.main, p.version + 1),
+            None => (rev.main, 1),
+        };
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision,
+            mod_revision: rev.main,
+            version,
+            value: value.to_vec(),
+            lease,
+        };
+        let cf = self.batch.store.db.cf(Cf::Kv);
+        self.batch.batch.put_cf(cf, rev.to_key(false), kv.encode_to_vec());
+        self.batch.store.state.write().index.put(key, rev);
+        self.batch.pending.insert(rev, kv.clone());
+        self.changes.push(kv.clone());
+        Ok(kv)
+    }
+
+    /// Deletes every live key in range; returns what was deleted.
+    pub fn delete_range(&mut self, key: &[u8], end: Option<&[u8]>) -> Result<Vec<KeyValue>> {
+        let at = self.rev();
+        let live: Vec<(Vec<u8>, Revision)> = {
+            let state = self.batch.store.state.read();
+            let (found, _) = state.index.range(key, end, at, 0);
+            found.into_iter().map(|(k, state)| (k.to_vec(), state.modified)).collect()
+        };
+        let mut deleted = Vec::with_capacity(live.len());
+        for (key, modified) in live {
+            deleted.push(self.read_kv(modified)?);
+            let rev = self.next_rev();
+            let tombstone = KeyValue { key: key.clone(), ..Default::default() };
+            let cf = self.batch.store.db.cf(Cf::Kv);
+            self.batch.batch.put_cf(cf, rev.to_key(true), tombstone.encode_to_vec());
+            self.batch.store.state.write().index.tombstone(&key, rev);
+            // Watchers see a delete as the key with the revision that deleted it.
+            self.changes.push(KeyValue { key, mod_revision: rev.main, ..Default::default() });
+        }
+        Ok(deleted)
+    }
+
+    /// Changes made so far, in order (deletes as key + mod_revision).
+    pub fn changes(&self) -> &[KeyValue] {
+        &self.changes
+    }
+}
+
+impl ReadView for WriteTxn<'_, '_> {
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        let current = self.rev();
+        let (revs, count) = {
+            let state = self.batch.store.state.read();
+            let rev = check_rev(opts.rev, current, state.compact_rev)?;
+            let limit = if opts.count { 1 } else { opts.limit.max(0) as usize };
+            let (found, count) = state.index.range(key, end, rev, limit);
+            let revs: Vec<Revision> =
+                if opts.count { Vec::new() } else { found.iter().map(|(_, k)| k.modified).collect() };
+            (revs, count as i64)
+        };
+        let kvs = revs.into_iter().map(|rev| self.read_kv(rev)).collect::<Result<Vec<_>>>()?;
+        Ok(RangeResult { kvs, count, rev: current })
+    }
+
+    /// etcd's rule: the revision before this txn, or its own once it changed something.
+    fn rev(&self) -> i64 {
+        if self.changes.is_empty() {
+            self.begin
+        } else {
+            self.begin + 1
+        }
+    }
+}
+
+impl Drop for WriteTxn<'_, '_> {
+    fn drop(&mut self) {
+        if !self.changes.is_empty() {
+            self.batch.rev = self.begin + 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

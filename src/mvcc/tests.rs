@@ -1,0 +1,191 @@
+//! Store tests on real RocksDB: versions and revisions, history, compaction (logical and
+//! physical), batch visibility, restore, and readers racing the writer.
+
+use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn open(dir: &std::path::Path) -> (Arc<Db>, Store) {
+    let db = Arc::new(Db::open(dir).unwrap());
+    let store = Store::open(db.clone()).unwrap();
+    (db, store)
+}
+
+fn put(store: &Store, key: &str, value: &str) -> KeyValue {
+    let mut batch = store.batch();
+    let kv = batch.txn().put(key.as_bytes(), value.as_bytes(), 0).unwrap();
+    batch.commit().unwrap();
+    kv
+}
+
+fn delete(store: &Store, key: &str, end: Option<&[u8]>) -> usize {
+    let mut batch = store.batch();
+    let n = batch.txn().delete_range(key.as_bytes(), end).unwrap().len();
+    batch.commit().unwrap();
+    n
+}
+
+fn get_at(store: &Store, key: &str, rev: i64) -> Result<Option<KeyValue>> {
+    let opts = RangeOptions { rev, ..Default::default() };
+    Ok(store.range(key.as_bytes(), None, opts)?.kvs.into_iter().next())
+}
+
+fn kv_rows(db: &Db) -> usize {
+    db.raw().iterator_cf(db.cf(Cf::Kv), IteratorMode::Start).count()
+}
+
+#[test]
+fn versions_and_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    assert_eq!(store.current_revision(), 1);
+    let a = put(&store, "k", "1");
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (2, 2, 1));
+    let b = put(&store, "k", "2");
+    assert_eq!((b.create_revision, b.mod_revision, b.version), (2, 3, 2));
+    assert_eq!(delete(&store, "k", None), 1);
+    assert_eq!(store.current_revision(), 4);
+    assert_eq!(delete(&store, "k", None), 0);
+    assert_eq!(store.current_revision(), 4, "deleting nothing takes no revision");
+    let c = put(&store, "k", "3");
+    assert_eq!((c.create_revision, c.mod_revision, c.version), (5, 5, 1), "a new generation");
+    assert_eq!(get_at(&store, "k", 3).unwrap().unwrap().value, b"2");
+    assert_eq!(get_at(&store, "k", 4).unwrap(), None);
+    assert!(matches!(get_at(&store, "k", 6), Err(Error::FutureRevision)));
+}
+
+#[test]
+fn one_revision_per_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    let mut batch = store.batch();
+    {
+        let mut txn = batch.txn();
+        let a = txn.put(b"a", b"1", 0).unwrap();
+        let b = txn.put(b"b", b"1", 0).unwrap();
+        let a2 = txn.put(b"a", b"2", 0).unwrap();
+        assert_eq!((a.mod_revision, b.mod_revision, a2.mod_revision, a2.version), (2, 2, 2, 2));
+        // The transaction reads its own writes.
+        let r = txn.range(b"a", None, RangeOptions::default()).unwrap();
+        assert_eq!((r.kvs[0].value.clone(), r.rev), (b"2".to_vec(), 2));
+        assert_eq!(txn.delete_range(b"a", Some(b"c")).unwrap().len(), 2);
+        assert_eq!(txn.changes().len(), 5);
+    }
+    {
+        let txn = batch.txn();
+        assert_eq!(txn.rev(), 2, "a txn that changes nothing shows the previous revision");
+    }
+    // Readers see nothing of the batch until it is committed.
+    assert_eq!(store.range(b"a", Some(&[]), RangeOptions::default()).unwrap().count, 0);
+    assert_eq!(store.current_revision(), 1);
+    batch.commit().unwrap();
+    assert_eq!(store.current_revision(), 2);
+    let r = store.range(b"a", Some(b"c"), RangeOptions { rev: 1, ..Default::default() }).unwrap();
+    assert_eq!((r.count, r.rev), (0, 2));
+}
+
+#[test]
+fn ranges_limit_count_and_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    for k in ["a/1", "a/2", "a/3", "b"] {
+        put(&store, k, k);
+    }
+    let r = store.range(b"a/", Some(b"a0"), RangeOptions { limit: 2, ..Default::default() }).unwrap();
+    assert_eq!((r.kvs.len(), r.count), (2, 3));
+    let r = store.range(b"a/2", Some(&[]), RangeOptions::default()).unwrap();
+    assert_eq!(
+        r.kvs.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>(),
+        vec![b"a/2".to_vec(), b"a/3".to_vec(), b"b".to_vec()]
+    );
+    let r = store.range(b"a/", Some(b"a0"), RangeOptions { count: true, ..Default::default() }).unwrap();
+    assert_eq!((r.kvs.len(), r.count), (0, 3));
+}
+
+#[test]
+fn compaction_removes_old_revisions_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store) = open(dir.path());
+    put(&store, "a", "1"); // 2
+    put(&store, "a", "2"); // 3
+    put(&store, "b", "1"); // 4
+    delete(&store, "b", None); // 5
+    put(&store, "c", "1"); // 6
+    assert_eq!(kv_rows(&db), 5);
+    let mut batch = store.batch();
+    batch.compact(5).unwrap();
+    batch.commit().unwrap();
+    // Left: a@3 (live at 5) and c@6; a@2 and b's generation are gone.
+    assert_eq!(kv_rows(&db), 2);
+    assert!(matches!(get_at(&store, "a", 4), Err(Error::Compacted)));
+    assert_eq!(get_at(&store, "a", 5).unwrap().unwrap().value, b"2");
+    assert_eq!(get_at(&store, "b", 5).unwrap(), None);
+    assert_eq!(store.compact_revision(), 5);
+    assert_eq!(put(&store, "a", "3").version, 3, "versions continue after compaction");
+}
+
+#[test]
+fn restore_rebuilds_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let answers = |store: &Store| {
+        let all = store.range(&[0], Some(&[]), RangeOptions::default()).unwrap();
+        (all, store.current_revision(), store.compact_revision())
+    };
+    let before = {
+        let (_db, store) = open(dir.path());
+        for i in 0..20 {
+            put(&store, &format!("k{}", i % 7), &i.to_string());
+        }
+        delete(&store, "k3", None);
+        let mut batch = store.batch();
+        batch.compact(store.current_revision()).unwrap();
+        batch.commit().unwrap();
+        delete(&store, "k4", None); // a tombstone is the newest revision
+        let mut batch = store.batch();
+        batch.compact(store.current_revision()).unwrap();
+        batch.commit().unwrap();
+        put(&store, "k5", "x");
+        answers(&store)
+    };
+    let (_db, store) = open(dir.path());
+    assert_eq!(answers(&store), before);
+    let kv = put(&store, "k5", "y");
+    assert_eq!((kv.mod_revision, kv.version), (before.1 + 1, 5));
+    let k4 = put(&store, "k4", "again");
+    assert_eq!((k4.create_revision, k4.version), (k4.mod_revision, 1));
+}
+
+#[test]
+fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = store.range(b"k", Some(b"l"), RangeOptions::default()).unwrap();
+                    // Every batch writes both keys with the same value: a reader sees both or neither.
+                    if let [a, b] = r.kvs.as_slice() {
+                        assert_eq!(a.value, b.value);
+                    } else {
+                        assert!(r.kvs.is_empty());
+                    }
+                }
+            });
+        }
+        for i in 0..300 {
+            let mut batch = store.batch();
+            for key in [b"k1", b"k2"] {
+                batch.txn().put(key, i.to_string().as_bytes(), 0).unwrap();
+            }
+            // Two revisions in one batch, but readers see a batch at once.
+            batch.commit().unwrap();
+            if i % 50 == 49 {
+                let mut batch = store.batch();
+                batch.compact(store.current_revision() - 1).unwrap();
+                batch.commit().unwrap();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}

@@ -1,0 +1,263 @@
+//! [`Node`]: a raftkv member embedded in a Rust program, with blocking etcd-style calls.
+//!
+//! Calls run on the caller's thread. Writes are checked (etcd's rules), encoded, proposed to the
+//! raft thread, and the caller blocks on its waiter until the entry is applied or the request
+//! timeout passes. Linearizable reads ask the raft thread for a ReadIndex, wait until that index
+//! is applied, then read the local store; serializable reads skip the first two steps.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam::channel::{self, RecvTimeoutError, SendTimeoutError};
+use parking_lot::Mutex;
+use prost::Message as _;
+
+use crate::apply::{kv, Response};
+use crate::config::Config;
+use crate::pb::internal_request::Request;
+use crate::pb::*;
+use crate::raft::{Proposal, RaftRequest};
+use crate::server::{Server, Shared, MAX_APPLY_LAG};
+use crate::{Error, Result};
+
+/// A running member. Cloning gives another handle to the same member; it stops on
+/// [`Node::stop`] or when the last handle of a member started with [`Node::start`] is dropped.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    request_tx: channel::Sender<RaftRequest>,
+    stop_tx: channel::Sender<()>,
+    /// The `raftkv-run` thread when [`Node::start`] spawned the run loop.
+    run_thread: Mutex<Option<JoinHandle<Result<()>>>>,
+}
+
+impl Node {
+    /// Opens the member and runs it on a new thread (`raftkv-run`).
+    pub fn start(cfg: Config) -> Result<Node> {
+        let (server, node) = Node::open(cfg)?;
+        let run_thread = std::thread::Builder::new()
+            .name("raftkv-run".into())
+            .spawn(move || server.run())
+            .map_err(|source| Error::Spawn { name: "raftkv-run".into(), source })?;
+        *node.inner.run_thread.lock() = Some(run_thread);
+        Ok(node)
+    }
+
+    /// Opens the member without running its loop: the caller runs [`Server::run`] on a thread
+    /// of its choice (the CLI uses the process main thread) and may call [`Node`] from others.
+    pub fn open(cfg: Config) -> Result<(Server, Node)> {
+        let (server, handles) = Server::open(cfg)?;
+        let inner = Inner {
+            shared: handles.shared,
+            request_tx: handles.request_tx,
+            stop_tx: handles.stop_tx,
+            run_thread: Mutex::new(None),
+        };
+        Ok((server, Node { inner: Arc::new(inner) }))
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.inner.shared.member_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.inner.shared.cluster_id
+    }
+
+    /// The member id of the current leader, 0 while there is none.
+    pub fn leader_id(&self) -> u64 {
+        self.inner.shared.raft.leader_id()
+    }
+
+    /// The store's current revision on this member.
+    pub fn revision(&self) -> i64 {
+        self.inner.shared.store.current_revision()
+    }
+
+    /// Index of the last raft entry applied on this member.
+    pub fn applied_index(&self) -> u64 {
+        self.inner.shared.applied.get()
+    }
+
+    /// Synced (fsynced) storage writes since start; with the number of writes it gives the
+    /// group-commit ratio.
+    pub fn storage_syncs(&self) -> u64 {
+        self.inner.shared.db.synced_writes()
+    }
+
+    /// Reads keys (etcd `Range`).
+    pub fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        kv::check_range(&req)?;
+        if !req.serializable {
+            self.read_barrier()?;
+        }
+        let mut resp = kv::range(&self.inner.shared.store, &req)?;
+        self.inner.shared.fill_header(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// Writes one key (etcd `Put`).
+    pub fn put(&self, req: PutRequest) -> Result<PutResponse> {
+        kv::check_put(&req)?;
+        match self.propose(Request::Put(req))? {
+            Response::Put(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a key or a range (etcd `DeleteRange`).
+    pub fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        kv::check_delete(&req)?;
+        match self.propose(Request::DeleteRange(req))? {
+            Response::DeleteRange(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs a transaction (etcd `Txn`).
+    pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        kv::check_txn(&req, self.inner.shared.cfg.max_txn_ops)?;
+        match self.propose(Request::Txn(req))? {
+            Response::Txn(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Discards the history before a revision (etcd `Compact`). Returns once the old revisions
+    /// are physically gone.
+    pub fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+        match self.propose(Request::Compaction(req))? {
+            Response::Compaction(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// This member's view of itself (etcd `Status`).
+    pub fn status(&self) -> Result<StatusResponse> {
+        let shared = &self.inner.shared;
+        let mut header = Some(ResponseHeader { revision: shared.store.current_revision(), ..Default::default() });
+        shared.fill_header(&mut header);
+        Ok(StatusResponse {
+            header,
+            version: crate::api::ETCD_VERSION.to_string(),
+            db_size: shared.db.size_bytes() as i64,
+            leader: shared.raft.leader_id(),
+            raft_index: shared.raft.commit_index(),
+            raft_term: shared.raft.term(),
+            raft_applied_index: shared.applied.get(),
+            db_size_in_use: shared.db.live_bytes() as i64,
+            ..Default::default()
+        })
+    }
+
+    /// A checksum of the key-value history held by this member (etcd `Hash`); members that
+    /// applied the same entries and compactions agree on it.
+    pub fn hash(&self) -> Result<HashResponse> {
+        let shared = &self.inner.shared;
+        let mut header = Some(ResponseHeader { revision: shared.store.current_revision(), ..Default::default() });
+        shared.fill_header(&mut header);
+        Ok(HashResponse { header, hash: shared.db.hash(crate::storage::Cf::Kv)? })
+    }
+
+    /// The members of the cluster (etcd `MemberList`). The header has no revision, as etcd's.
+    pub fn member_list(&self) -> MemberListResponse {
+        let shared = &self.inner.shared;
+        let mut header = None;
+        shared.fill_header(&mut header);
+        let cfg = &shared.cfg;
+        let me = Member {
+            id: shared.member_id,
+            name: cfg.name.clone(),
+            peer_urls: cfg.initial_advertise_peer_urls.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+            is_learner: false,
+        };
+        MemberListResponse { header, members: vec![me] }
+    }
+
+    /// Stops the member: signals its run loop and, if this handle's [`Node::start`] spawned
+    /// it, waits until every thread has exited and returns how the loop ended. Later calls
+    /// (from any handle) return `Ok(())`.
+    pub fn stop(&self) -> Result<()> {
+        let _ = self.inner.stop_tx.try_send(());
+        let run_thread = self.inner.run_thread.lock().take();
+        match run_thread.map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(outcome)) => outcome,
+            Some(Err(_)) => {
+                Err(Error::Spawn { name: "raftkv-run".into(), source: std::io::Error::other("run loop panicked") })
+            }
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.inner.shared.cfg.request_timeout()
+    }
+
+    /// Proposes a write and waits for the outcome of applying it.
+    fn propose(&self, request: Request) -> Result<Response> {
+        let shared = &self.inner.shared;
+        if shared.raft.commit_index().saturating_sub(shared.applied.get()) > MAX_APPLY_LAG {
+            return Err(Error::TooManyRequests);
+        }
+        let id = shared.request_ids.next();
+        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        if data.len() > shared.cfg.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let deadline = self.deadline();
+        let waiter = shared.wait.register(id);
+        let proposal = RaftRequest::Propose(Proposal { id, data, deadline });
+        let outcome = match self.inner.request_tx.send_deadline(proposal, deadline) {
+            Ok(()) => match waiter.recv_deadline(deadline) {
+                Ok(outcome) => return outcome,
+                Err(RecvTimeoutError::Timeout) => Error::Timeout,
+                Err(RecvTimeoutError::Disconnected) => Error::Stopped,
+            },
+            Err(SendTimeoutError::Timeout(_)) => Error::Timeout,
+            Err(SendTimeoutError::Disconnected(_)) => Error::Stopped,
+        };
+        shared.wait.cancel(id);
+        Err(outcome)
+    }
+
+    /// Returns once this member has applied every write acknowledged before the call.
+    fn read_barrier(&self) -> Result<()> {
+        let deadline = self.deadline();
+        let (reply_tx, reply_rx) = channel::bounded(1);
+        let request = RaftRequest::ReadIndex { reply: reply_tx };
+        match self.inner.request_tx.send_deadline(request, deadline) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => return Err(Error::Timeout),
+            Err(SendTimeoutError::Disconnected(_)) => return Err(Error::Stopped),
+        }
+        let index = match reply_rx.recv_deadline(deadline) {
+            Ok(index) => index?,
+            Err(RecvTimeoutError::Timeout) => return Err(Error::Timeout),
+            Err(RecvTimeoutError::Disconnected) => return Err(Error::Stopped),
+        };
+        if self.inner.shared.applied.wait_for(index, deadline) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+}
+
+fn unexpected(response: Response) -> Error {
+    Error::Decode { what: "apply response", detail: format!("unexpected {response:?}") }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(thread) = self.run_thread.lock().take() {
+            let _ = self.stop_tx.try_send(());
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The raft thread (`raftkv-raft`), etcd's `raftNode.start`.
+//!
+//! Owns: the `RawNode` (only this thread touches it), and with it the raft log in RocksDB.
+//! Blocks in one `select!` on: the ticker (every heartbeat interval), client requests
+//! (proposals and ReadIndex), apply progress, and stop. After each event it drains every
+//! request already queued, so all proposals that arrived during the previous fsync share the
+//! next Ready and its one synced `WriteBatch` (group commit).
+//!
+//! Ready handling follows raft-rs's documented order (DESIGN §2): leader messages, persist
+//! (snapshot, entries, hard state) in one batch synced when `must_sync`, persisted messages,
+//! committed entries to the run loop's apply channel, `advance_append`, then the light ready.
+//! A failed persist is fatal: the error goes to the error channel and the thread exits.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, select, Receiver, Sender};
+use raft::prelude::{Message, Ready, SnapshotMetadata};
+use raft::{RawNode, StateRole, Storage as _};
+use rocksdb::WriteBatch;
+
+use super::storage::RaftStorage;
+use super::{Apply, ApplyProgress, LeaderChange, Proposal, RaftRequest, RaftStatus};
+use crate::storage::Db;
+use crate::{Error, Result};
+
+/// Most client requests folded into one Ready. Bounds the Ready's size (and so the latency of
+/// the requests at its end) while still letting one fsync cover hundreds of proposals.
+const REQUESTS_PER_READY_MAX: usize = 4096;
+
+/// Proposals held while there is no leader. Beyond this, new ones are dropped and their callers
+/// time out, as they would waiting for a leader anyway.
+const PROPOSALS_WITHOUT_LEADER_MAX: usize = 10_000;
+
+/// A ReadIndex round that got no answer is retried after this long (etcd's readIndexRetryTime).
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
+
+/// The channels and shared state the raft thread is wired to.
+pub struct RaftChannels {
+    pub request_rx: Receiver<RaftRequest>,
+    pub progress_rx: Receiver<ApplyProgress>,
+    pub stop_rx: Receiver<()>,
+    pub apply_tx: Sender<Apply>,
+    pub error_tx: Sender<Error>,
+}
+
+pub struct RaftNode {
+    raw: RawNode<RaftStorage>,
+    db: Arc<Db>,
+    id: u64,
+    ch: RaftChannels,
+    status: Arc<RaftStatus>,
+    tick_interval: Duration,
+    catchup_entries: u64,
+    reads: ReadIndexQueue,
+    waiting_for_leader: VecDeque<Proposal>,
+    last_leader: LeaderChange,
+}
+
+impl RaftNode {
+    pub fn new(
+        raw: RawNode<RaftStorage>,
+        db: Arc<Db>,
+        ch: RaftChannels,
+        status: Arc<RaftStatus>,
+        tick_interval: Duration,
+        catchup_entries: u64,
+    ) -> RaftNode {
+        let id = raw.raft.id;
+        let last_leader = LeaderChange { leader_id: 0, term: raw.raft.term, is_self: false };
+        RaftNode {
+            raw,
+            db,
+            id,
+            ch,
+            status,
+            tick_interval,
+            catchup_entries,
+            reads: ReadIndexQueue::default(),
+            waiting_for_leader: VecDeque::new(),
+            last_leader,
+        }
+    }
+
+    /// The thread body: runs until stopped or a fatal error.
+    pub fn run(mut self) {
+        // A cluster whose only voter is this member need not wait out an election timeout.
+        let voters = self.raw.raft.prs().conf().voters().ids().iter().collect::<Vec<_>>();
+        if voters == [self.id] && self.raw.raft.state != StateRole::Leader {
+            if let Err(e) = self.raw.campaign() {
+                log::warn!("raft: campaign at start failed: {e}");
+            }
+        }
+        let ticker = channel::tick(self.tick_interval);
+        loop {
+            select! {
+                recv(ticker) -> _ => self.on_tick(),
+                recv(self.ch.request_rx) -> req => match req {
+                    Ok(req) => self.on_request(req),
+                    Err(_) => return,
+                },
+                recv(self.ch.progress_rx) -> progress => match progress {
+                    Ok(progress) => {
+                        if let Err(e) = self.on_apply_progress(progress) {
+                            return self.fail(e);
+                        }
+                    }
+                    Err(_) => return,
+                },
+                recv(self.ch.stop_rx) -> _ => return,
+            }
+            let queued: Vec<RaftRequest> = self.ch.request_rx.try_iter().take(REQUESTS_PER_READY_MAX).collect();
+            for req in queued {
+                self.on_request(req);
+            }
+            self.reads.start_round(&mut self.raw);
+            if let Err(e) = self.on_ready() {
+                return self.fail(e);
+            }
+        }
+    }
+
+    fn fail(&self, e: Error) {
+        log::error!("raft thread stopping on fatal error: {e}");
+        let _ = self.ch.error_tx.send(e);
+    }
+
+    fn on_tick(&mut self) {
+        self.raw.tick();
+        self.reads.retry_stale(&mut self.raw);
+        let now = Instant::now();
+        self.waiting_for_leader.retain(|p| p.deadline > now);
+    }
+
+    fn on_request(&mut self, req: RaftRequest) {
+        match req {
+            RaftRequest::Propose(p) => self.propose(p),
+            RaftRequest::ReadIndex { reply } => self.reads.pending.push(reply),
+        }
+    }
+
+    fn propose(&mut self, p: Proposal) {
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            // etcd blocks proposals until a leader is known; hold them for the same effect.
+            if self.waiting_for_leader.len() >= PROPOSALS_WITHOUT_LEADER_MAX {
+                log::warn!(
+                    "raft: no leader and {PROPOSALS_WITHOUT_LEADER_MAX} proposals held; dropping request {:x}",
+                    p.id
+                );
+            } else {
+                self.waiting_for_leader.push_back(p);
+            }
+            return;
+        }
+        if let Err(e) = self.raw.propose(Vec::new(), p.data) {
+            // Dropped (e.g. leadership in transfer): the caller times out, as with etcd.
+            log::debug!("raft: proposal {:x} dropped: {e}", p.id);
+        }
+    }
+
+    fn on_apply_progress(&mut self, progress: ApplyProgress) -> Result<()> {
+        match progress {
+            ApplyProgress::Applied { index } => self.raw.advance_apply_to(index),
+            ApplyProgress::Snapshot { meta } => self.record_snapshot(meta)?,
+        }
+        Ok(())
+    }
+
+    /// Records that the applied state at `meta.index` is a snapshot and drops the log before
+    /// it, keeping `catchup_entries` for followers that are only a little behind.
+    fn record_snapshot(&mut self, mut meta: SnapshotMetadata) -> Result<()> {
+        let store = self.raw.mut_store();
+        if meta.index <= store.snapshot_metadata().index {
+            return Ok(());
+        }
+        meta.term = store.term(meta.index)?;
+        let mut batch = WriteBatch::default();
+        store.set_snapshot_metadata(&mut batch, &meta);
+        let compact_to = meta.index.saturating_sub(self.catchup_entries);
+        store.compact(&mut batch, compact_to)?;
+        self.db.write(batch, false)?;
+        log::info!(
+            "raft: snapshot at index {} (term {}); log now starts at {}",
+            meta.index,
+            meta.term,
+            self.raw.store().first_index()
+        );
+        Ok(())
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        let leader = self.leader_change(&rd);
+        self.send(rd.take_messages());
+        self.persist(&rd)?;
+        for rs in rd.take_read_states() {
+            self.reads.on_read_state(&rs.request_ctx, rs.index);
+        }
+        self.send(rd.take_persisted_messages());
+        self.hand_off(rd.take_committed_entries(), leader)?;
+        let mut light = self.raw.advance_append(rd);
+        if let Some(commit) = light.commit_index() {
+            let mut hs = self.raw.store().hard_state().clone();
+            hs.commit = commit;
+            let mut batch = WriteBatch::default();
+            self.raw.mut_store().set_hard_state(&mut batch, &hs);
+            // The commit index is not needed for safety (raft re-learns it), so no fsync.
+            self.db.write(batch, false)?;
+        }
+        self.send(light.take_messages());
+        self.hand_off(light.take_committed_entries(), None)?;
+        let hs = self.raw.raft.hard_state();
+        self.status.set(hs.term, self.raw.raft.leader_id, hs.commit);
+        if leader.is_some_and(|l| l.leader_id != 0) {
+            for p in std::mem::take(&mut self.waiting_for_leader) {
+                self.propose(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports a change of leader or term, failing the ReadIndex round in flight: its answer
+    /// would come from a leader that may no longer be one.
+    fn leader_change(&mut self, rd: &Ready) -> Option<LeaderChange> {
+        let ss = rd.ss()?;
+        let change = LeaderChange {
+            leader_id: ss.leader_id,
+            term: self.raw.raft.term,
+            is_self: ss.raft_state == StateRole::Leader,
+        };
+        if change == self.last_leader {
+            return None;
+        }
+        self.reads.abort_round_unless_led_by(change.leader_id);
+        self.last_leader = change;
+        Some(change)
+    }
+
+    fn persist(&mut self, rd: &Ready) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let store = self.raw.mut_store();
+        if !rd.snapshot().is_empty() {
+            store.apply_snapshot(&mut batch, rd.snapshot().get_metadata())?;
+        }
+        store.append(&mut batch, rd.entries())?;
+        if let Some(hs) = rd.hs() {
+            store.set_hard_state(&mut batch, hs);
+        }
+        if !batch.is_empty() {
+            // This fsync is the group commit of every proposal in the Ready.
+            self.db.write(batch, rd.must_sync())?;
+        }
+        Ok(())
+    }
+
+    fn hand_off(&mut self, entries: Vec<raft::prelude::Entry>, leader: Option<LeaderChange>) -> Result<()> {
+        if entries.is_empty() && leader.is_none() {
+            return Ok(());
+        }
+        // Blocks only if the run loop is this far behind; it moves work on at once, so this is
+        // backpressure from a stalled apply thread, as etcd's unbuffered applyc gives.
+        self.ch.apply_tx.send(Apply { entries, leader }).map_err(|_| Error::Stopped)
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
+        // A single-member cluster has nobody to talk to; the peer transport takes these once
+        // members can be added.
+        for msg in msgs {
+            log::debug!("raft: no transport for {:?} to {}", msg.get_msg_type(), msg.to);
+        }
+    }
+}
+
+/// ReadIndex requests, batched: every request that arrives while a round is in flight joins
+/// the next round, so one raft round-trip serves any number of concurrent readers.
+#[derive(Default)]
+struct ReadIndexQueue {
+    next_ctx: u64,
+    pending: Vec<Sender<Result<u64>>>,
+    inflight: Option<ReadRound>,
+}
+
+struct ReadRound {
+    ctx: u64,
+    /// The leader when the round started: its answer is only good while that one leads.
+    leader_id: u64,
+    started: Instant,
+    waiters: Vec<Sender<Result<u64>>>,
+}
+
+impl ReadIndexQueue {
+    fn start_round(&mut self, raw: &mut RawNode<RaftStorage>) {
+        if self.inflight.is_some() || self.pending.is_empty() || raw.raft.leader_id == raft::INVALID_ID {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.pending);
+        self.issue(raw, waiters);
+    }
+
+    fn issue(&mut self, raw: &mut RawNode<RaftStorage>, waiters: Vec<Sender<Result<u64>>>) {
+        self.next_ctx += 1;
+        let ctx = self.next_ctx;
+        raw.read_index(ctx.to_be_bytes().to_vec());
+        let leader_id = raw.raft.leader_id;
+        self.inflight = Some(ReadRound { ctx, leader_id, started: Instant::now(), waiters });
+    }
+
+    fn retry_stale(&mut self, raw: &mut RawNode<RaftStorage>) {
+        if let Some(round) = self.inflight.take_if(|r| r.started.elapsed() >= READ_INDEX_RETRY) {
+            self.issue(raw, round.waiters);
+        }
+    }
+
+    fn on_read_state(&mut self, ctx: &[u8], index: u64) {
+        if let Some(round) = self.inflight.take_if(|r| ctx == r.ctx.to_be_bytes()) {
+            for waiter in round.waiters {
+                let _ = waiter.send(Ok(index));
+            }
+        }
+    }
+
+    fn abort_round_unless_led_by(&mut self, leader_id: u64) {
+        if let Some(round) = self.inflight.take_if(|r| r.leader_id != leader_id) {
+            for waiter in round.waiters {
+                let _ = waiter.send(Err(Error::LeaderChanged));
+            }
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The server: start-up, the run loop (etcd's `EtcdServer.run`) and shutdown.
+//!
+//! [`Server::run`] is the run loop. It runs on the thread that calls it (the process main thread
+//! in the CLI, `raftkv-run` under [`crate::Node::start`]) and is one `select!` over four
+//! channels:
+//! - **apply** (from the raft thread): leadership news is handled at once; committed entries
+//!   become a job on the FIFO apply thread ([`fifo`]), so the loop never blocks on disk;
+//! - **expired leases**: lease ids the lessor found expired, to be revoked through raft
+//!   (the lessor arrives with leases; the channel and its place in the loop exist already);
+//! - **error**: a fatal error from any thread; logged, then the member stops;
+//! - **stop**: [`crate::Node::stop`].
+//!
+//! Shutdown order (written once, in `Server::shutdown`): stop the raft thread first so no new
+//! entries are committed; then the FIFO thread (the running job finishes, queued ones are
+//! dropped: they are in the durable log and are re-applied on restart); then fail every
+//! remaining waiter with `etcdserver: server stopped`.
+
+pub mod fifo;
+pub mod wait;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam::channel::{self, select, Receiver, Sender};
+use parking_lot::Mutex;
+use raft::prelude::ConfState;
+use raft::RawNode;
+use rocksdb::WriteBatch;
+use slog::Drain as _;
+
+use crate::apply::{AppliedIndex, Applier, Progress, Response};
+use crate::config::Config;
+use crate::mvcc;
+use crate::pb::ResponseHeader;
+use crate::raft::node::{RaftChannels, RaftNode};
+use crate::raft::storage::RaftStorage;
+use crate::raft::{Apply, LeaderChange, RaftRequest, RaftStatus};
+use crate::storage::{self, meta, Db};
+use crate::{Error, Result};
+use fifo::Fifo;
+use wait::Wait;
+
+/// Admission control (etcd's `maxGapBetweenApplyAndCommitIndex`): new proposals are refused with
+/// `etcdserver: too many requests` while more committed entries than this await apply. This is
+/// the bound of the otherwise unbounded FIFO job queue.
+pub const MAX_APPLY_LAG: u64 = 5000;
+
+/// Client requests queued for the raft thread. A full queue blocks the caller (up to its
+/// request timeout): backpressure on clients when raft cannot keep up.
+const RAFT_REQUEST_QUEUE_MAX: usize = 8192;
+
+/// Batches of committed entries between the raft thread and the run loop. The run loop only
+/// moves them to the FIFO queue, so this rarely holds more than one.
+const APPLY_QUEUE_MAX: usize = 64;
+
+/// Expired lease ids waiting for the run loop (bounded like etcd's lessor expiredC).
+const EXPIRED_LEASE_QUEUE_MAX: usize = 16;
+
+/// State shared by every thread of one member.
+pub struct Shared {
+    pub cfg: Config,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub db: Arc<Db>,
+    pub store: mvcc::Store,
+    pub wait: Wait<Response>,
+    pub raft: Arc<RaftStatus>,
+    pub applied: AppliedIndex,
+    pub request_ids: RequestIds,
+}
+
+impl Shared {
+    /// Completes a response header with this member's identity and the raft term.
+    pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
+        let h = header.get_or_insert_with(ResponseHeader::default);
+        h.cluster_id = self.cluster_id;
+        h.member_id = self.member_id;
+        h.raft_term = self.raft.term();
+    }
+}
+
+/// Unique request ids (etcd's `idutil.Generator`): the member id's low 16 bits, then 48 bits
+/// seeded from the start time in milliseconds and counted up, so ids do not repeat across
+/// restarts of one member or between members.
+pub struct RequestIds {
+    prefix: u64,
+    suffix: AtomicU64,
+}
+
+impl RequestIds {
+    fn new(member_id: u64) -> RequestIds {
+        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        RequestIds { prefix: (member_id & 0xffff) << 48, suffix: AtomicU64::new(millis << 8) }
+    }
+
+    pub fn next(&self) -> u64 {
+        self.prefix | (self.suffix.fetch_add(1, Ordering::Relaxed) & ((1 << 48) - 1))
+    }
+}
+
+/// The handles a [`crate::Node`] uses to talk to a running server.
+pub struct Handles {
+    pub shared: Arc<Shared>,
+    pub request_tx: Sender<RaftRequest>,
+    pub stop_tx: Sender<()>,
+}
+
+/// A started member whose run loop has not been entered yet.
+pub struct Server {
+    shared: Arc<Shared>,
+    apply_rx: Receiver<Apply>,
+    expired_rx: Receiver<Vec<i64>>,
+    /// Held so the expired-lease channel stays open until the lessor takes it over.
+    _expired_tx: Sender<Vec<i64>>,
+    error_rx: Receiver<Error>,
+    /// For apply jobs to report a fatal error; the raft thread has its own clone.
+    error_tx: Sender<Error>,
+    stop_rx: Receiver<()>,
+    raft_stop_tx: Sender<()>,
+    raft_thread: Option<JoinHandle<()>>,
+    fifo: Fifo,
+    applier: Arc<Applier>,
+}
+
+impl Server {
+    /// Opens (or bootstraps) the member's data, starts its raft and apply threads, and returns
+    /// the server, whose [`Server::run`] must then be called, and handles for its clients.
+    pub fn open(cfg: Config) -> Result<(Server, Handles)> {
+        cfg.validate()?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| Error::DataDir { path: cfg.data_dir.display().to_string(), reason: e.to_string() })?;
+        let db = Arc::new(
+            Db::open(&cfg.data_dir)
+                .map_err(|e| Error::DataDir { path: cfg.data_dir.display().to_string(), reason: e.to_string() })?,
+        );
+        let mut raft_storage = RaftStorage::open(db.clone())?;
+        let (member_id, cluster_id) = identity(&cfg, &db, &mut raft_storage)?;
+        let applied_index = db.get_meta_u64(meta::APPLIED_INDEX)?;
+        let applied_term = db.get_meta_u64(meta::APPLIED_TERM)?;
+        check_recovered_state(&raft_storage, applied_index)?;
+        let store = mvcc::Store::open(db.clone())?;
+        log::info!(
+            "raftkv: member {member_id:x} of cluster {cluster_id:x} opened {} (applied index {applied_index}, revision {})",
+            cfg.data_dir.display(),
+            store.current_revision()
+        );
+
+        let raft_cfg = raft::Config {
+            id: member_id,
+            election_tick: cfg.election_ticks(),
+            heartbeat_tick: 1,
+            applied: applied_index,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            // Bounds one Apply (and so one apply batch) to 64 MiB of entries.
+            max_committed_size_per_ready: 64 << 20,
+            ..Default::default()
+        };
+        let progress = Progress {
+            applied_index,
+            applied_term,
+            snapshot_index: raft_storage.snapshot_metadata().index,
+            conf_state: raft_storage.conf_state().clone(),
+        };
+        let logger = slog::Logger::root(slog_stdlog::StdLog.fuse(), slog::o!());
+        let raw = RawNode::new(&raft_cfg, raft_storage, &logger)?;
+
+        let (request_tx, request_rx) = channel::bounded(RAFT_REQUEST_QUEUE_MAX);
+        // One report per apply job; jobs are bounded by admission control.
+        let (progress_tx, progress_rx) = channel::unbounded();
+        let (apply_tx, apply_rx) = channel::bounded(APPLY_QUEUE_MAX);
+        let (error_tx, error_rx) = channel::bounded(1);
+        let (expired_tx, expired_rx) = channel::bounded(EXPIRED_LEASE_QUEUE_MAX);
+        let (stop_tx, stop_rx) = channel::bounded(1);
+        let (raft_stop_tx, raft_stop_rx) = channel::bounded(1);
+
+        let raft_status = Arc::new(RaftStatus::default());
+        let shared = Arc::new(Shared {
+            applied: AppliedIndex::default(),
+            cfg,
+            member_id,
+            cluster_id,
+            db: db.clone(),
+            store,
+            wait: Wait::default(),
+            raft: raft_status.clone(),
+            request_ids: RequestIds::new(member_id),
+        });
+        shared.applied.set(applied_index);
+
+        let node = RaftNode::new(
+            raw,
+            db,
+            RaftChannels { request_rx, progress_rx, stop_rx: raft_stop_rx, apply_tx, error_tx: error_tx.clone() },
+            raft_status,
+            shared.cfg.tick_interval(),
+            shared.cfg.snapshot_catchup_entries,
+        );
+        let raft_thread = spawn("raftkv-raft", move || node.run())?;
+        let fifo = Fifo::start("raftkv-apply")?;
+        let applier = Arc::new(Applier::new(shared.clone(), Arc::new(Mutex::new(progress)), progress_tx));
+        let server = Server {
+            shared: shared.clone(),
+            apply_rx,
+            expired_rx,
+            _expired_tx: expired_tx,
+            error_rx,
+            error_tx,
+            stop_rx,
+            raft_stop_tx,
+            raft_thread: Some(raft_thread),
+            fifo,
+            applier,
+        };
+        Ok((server, Handles { shared, request_tx, stop_tx }))
+    }
+
+    /// The run loop. Returns when stopped (`Ok`) or after a fatal error (`Err`), with every
+    /// thread of the member joined either way.
+    pub fn run(mut self) -> Result<()> {
+        let outcome = loop {
+            select! {
+                recv(self.apply_rx) -> apply => match apply {
+                    Ok(apply) => self.on_apply(apply),
+                    // The raft thread is gone; its error (if any) is on the error channel.
+                    Err(_) => break self.error_rx.try_recv().map_or(Ok(()), Err),
+                },
+                recv(self.expired_rx) -> ids => {
+                    if let Ok(ids) = ids {
+                        self.on_expired_leases(ids);
+                    }
+                }
+                recv(self.error_rx) -> err => {
+                    if let Ok(err) = err {
+                        break Err(err);
+                    }
+                }
+                recv(self.stop_rx) -> _ => break Ok(()),
+            }
+        };
+        if let Err(e) = &outcome {
+            log::error!("raftkv: member {:x} stopping after fatal error: {e}", self.shared.member_id);
+        }
+        self.shutdown();
+        outcome
+    }
+
+    fn on_apply(&mut self, apply: Apply) {
+        if let Some(change) = apply.leader {
+            self.on_leader_change(change);
+        }
+        if apply.entries.is_empty() {
+            return;
+        }
+        let applier = self.applier.clone();
+        let error_tx = self.error_tx.clone();
+        self.fifo.schedule(move || {
+            if let Err(e) = applier.apply(apply.entries) {
+                let _ = error_tx.try_send(e);
+            }
+        });
+    }
+
+    /// Leadership moved. This is where the lessor is promoted/demoted and the compactor
+    /// paused/resumed (etcd's `raftReadyHandler.updateLeadership`).
+    fn on_leader_change(&mut self, change: LeaderChange) {
+        if change.leader_id == 0 {
+            log::warn!("raftkv: member {:x} lost its leader (term {})", self.shared.member_id, change.term);
+        } else if change.is_self {
+            log::info!("raftkv: member {:x} became leader at term {}", self.shared.member_id, change.term);
+        } else {
+            log::info!(
+                "raftkv: member {:x} follows leader {:x} at term {}",
+                self.shared.member_id,
+                change.leader_id,
+                change.term
+            );
+        }
+    }
+
+    fn on_expired_leases(&mut self, ids: Vec<i64>) {
+        log::warn!("raftkv: {} expired leases reported before leases are supported; ignored", ids.len());
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.raft_stop_tx.try_send(());
+        if let Some(thread) = self.raft_thread.take() {
+            if thread.join().is_err() {
+                log::error!("raft thread panicked");
+            }
+        }
+        self.fifo.stop();
+        self.shared.wait.close();
+        log::info!("raftkv: member {:x} stopped", self.shared.member_id);
+    }
+}
+
+/// Reads this member's identity, bootstrapping a new single-member cluster on first start.
+fn identity(cfg: &Config, db: &Db, raft_storage: &mut RaftStorage) -> Result<(u64, u64)> {
+    if raft_storage.is_empty() {
+        let member_id = cfg.member_id();
+        let cluster_id = Config::cluster_id(&[member_id]);
+        let mut batch = WriteBatch::default();
+        raft_storage.set_conf_state(&mut batch, &ConfState::from((vec![member_id], vec![])));
+        db.put_meta_u64(&mut batch, meta::MEMBER_ID, member_id);
+        db.put_meta_u64(&mut batch, meta::CLUSTER_ID, cluster_id);
+        db.write(batch, true)?;
+        log::info!("raftkv: bootstrapped new cluster {cluster_id:x} with member {member_id:x} ({})", cfg.name);
+        return Ok((member_id, cluster_id));
+    }
+    let member_id = db.get_meta_u64(meta::MEMBER_ID)?;
+    let cluster_id = db.get_meta_u64(meta::CLUSTER_ID)?;
+    if member_id == 0 || cluster_id == 0 {
+        return Err(Error::DataDir {
+            path: cfg.data_dir.display().to_string(),
+            reason: "raft log present but member identity missing".into(),
+        });
+    }
+    Ok((member_id, cluster_id))
+}
+
+/// The invariants a reopened member must satisfy before raft starts:
+/// applied ≤ committed ≤ last index, and nothing applied is missing from the log's start.
+fn check_recovered_state(raft_storage: &RaftStorage, applied: u64) -> Result<()> {
+    let commit = raft_storage.hard_state().commit;
+    let last = raft_storage.last_index();
+    let snapshot = raft_storage.snapshot_metadata().index;
+    let corrupt =
+        |detail: String| Error::Storage(storage::Error::Corrupt { what: "recovered raft state".into(), detail });
+    if commit > last {
+        return Err(corrupt(format!("commit index {commit} beyond last log index {last}")));
+    }
+    // The commit index is written before the entries it covers are handed to apply, and both
+    // share one WAL, so a recovered applied index can never be ahead of it.
+    if applied > commit.max(snapshot) {
+        return Err(corrupt(format!("applied index {applied} beyond commit index {commit}")));
+    }
+    if applied + 1 < raft_storage.first_index() {
+        return Err(corrupt(format!(
+            "applied index {applied} but the log starts at {}: entries in between are lost",
+            raft_storage.first_index()
+        )));
+    }
+    Ok(())
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|source| Error::Spawn { name: name.to_string(), source })
+}
