@@ -1,6 +1,47 @@
-//! raftkv (crate docs written later)
+//! raftkv: an etcd-compatible, Raft-replicated key-value store as a plain synchronous Rust
+//! library (threads and channels, no async runtime) on RocksDB.
+//!
+//! A [`Node`] is one member. Start it from a [`Config`], call it from any thread with etcd's
+//! request types (in [`pb`]), and stop it:
+//!
+//! ```
+//! use raftkv::pb::{PutRequest, RangeRequest};
+//! use raftkv::{Config, Node};
+//!
+//! # fn main() -> raftkv::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let node = Node::start(Config::new("example", dir.path().join("data")))?;
+//!
+//! let put = node.put(PutRequest::new("greeting", "hello"))?;
+//! let got = node.range(RangeRequest::key("greeting"))?;
+//! assert_eq!(got.kvs[0].value, b"hello");
+//! assert_eq!(got.kvs[0].mod_revision, put.header.unwrap().revision);
+//!
+//! node.stop()?; // joins every thread of the member; calling it again is harmless
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every write is a raft log entry: it is durable (fsynced, batched with concurrent writes)
+//! before it is applied, and a member restarted on the same data directory re-applies exactly
+//! the entries its store had not yet recorded. Errors are [`Error`]s whose messages are etcd's.
+//!
+//! `ARCHITECTURE.md` in the repository maps the threads, channels and modules.
+
+pub mod api;
+pub mod apply;
+pub mod client;
+pub mod config;
 pub mod error;
+pub mod mvcc;
+pub mod node;
 pub mod pb;
-pub mod storage;
 pub mod raft;
+pub mod server;
+pub mod storage;
+
+pub use client::Client;
+pub use config::Config;
 pub use error::{Error, Result};
+pub use node::Node;
+pub use server::Server;

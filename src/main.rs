@@ -1,1 +1,191 @@
-fn main(){}
+//! `raftkv`: one member as a process, configured with etcd's flag names (or `RAFTKV_*`
+//! environment variables, as etcd reads `ETCD_*`).
+//!
+//! The process main thread runs the server's run loop. A `raftkv-signals` thread turns
+//! SIGINT/SIGTERM into a stop: the run loop returns, the HTTP server and every member thread are
+//! joined, and the process exits 0. A start-up problem (port in use, unusable data dir, bad
+//! flag) is one error line and exit code 1.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use raftkv::{Config, Node};
+
+#[derive(Parser, Debug)]
+#[command(name = "raftkv", version, about = "An etcd-compatible, Raft-replicated key-value store")]
+struct Args {
+    /// Human-readable name for this member.
+    #[arg(long, env = "RAFTKV_NAME", default_value = "default")]
+    name: String,
+    /// Path to the data directory [default: <name>.raftkv].
+    #[arg(long, env = "RAFTKV_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic (comma-separated, http only).
+    #[arg(long, env = "RAFTKV_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    listen_client_urls: Vec<String>,
+    /// Client URLs advertised to the rest of the cluster [default: the listen URLs].
+    #[arg(long, env = "RAFTKV_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
+    advertise_client_urls: Vec<String>,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, env = "RAFTKV_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
+    listen_peer_urls: Vec<String>,
+    /// Peer URLs advertised to the rest of the cluster.
+    #[arg(
+        long,
+        env = "RAFTKV_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380",
+        value_delimiter = ','
+    )]
+    initial_advertise_peer_urls: Vec<String>,
+    /// Initial cluster configuration for bootstrapping (name=peer-url,...).
+    #[arg(long, env = "RAFTKV_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "RAFTKV_INITIAL_CLUSTER_STATE", default_value = "new")]
+    initial_cluster_state: String,
+    /// Initial cluster token, which makes cluster and member ids unique.
+    #[arg(long, env = "RAFTKV_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// Number of committed transactions between two snapshots.
+    #[arg(long, env = "RAFTKV_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// Entries kept behind a snapshot for slow followers.
+    #[arg(long, env = "RAFTKV_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5_000)]
+    snapshot_catchup_entries: u64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "RAFTKV_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "RAFTKV_ELECTION_TIMEOUT", default_value_t = 1000)]
+    election_timeout: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "RAFTKV_MAX_REQUEST_BYTES", default_value_t = raftkv::config::DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "RAFTKV_MAX_TXN_OPS", default_value_t = 128)]
+    max_txn_ops: usize,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "RAFTKV_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+/// `http://host:port` → a socket address; anything else is a clear error.
+fn listen_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("listen URL {url:?}: only http:// is supported"))?
+        .trim_end_matches('/');
+    rest.to_socket_addrs()
+        .map_err(|e| format!("listen URL {url:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("listen URL {url:?}: no address"))
+}
+
+impl Args {
+    fn config(&self) -> Result<Config, String> {
+        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
+            return Err(format!(
+                "--initial-cluster-state {:?}: must be 'new' or 'existing'",
+                self.initial_cluster_state
+            ));
+        }
+        if let Some(cluster) = &self.initial_cluster {
+            let members: Vec<&str> = cluster.split(',').filter(|m| !m.is_empty()).collect();
+            let me = members.iter().filter(|m| m.split('=').next() == Some(self.name.as_str())).count();
+            if members.len() != 1 || me != 1 {
+                return Err(format!(
+                    "--initial-cluster {cluster:?}: only a single-member cluster named {:?} is supported so far",
+                    self.name
+                ));
+            }
+        }
+        let mut cfg = Config::new(
+            self.name.clone(),
+            self.data_dir.clone().unwrap_or_else(|| format!("{}.raftkv", self.name).into()),
+        );
+        cfg.initial_advertise_peer_urls = self.initial_advertise_peer_urls.clone();
+        cfg.advertise_client_urls = if self.advertise_client_urls.is_empty() {
+            self.listen_client_urls.clone()
+        } else {
+            self.advertise_client_urls.clone()
+        };
+        cfg.initial_cluster_token = self.initial_cluster_token.clone();
+        cfg.snapshot_count = self.snapshot_count;
+        cfg.snapshot_catchup_entries = self.snapshot_catchup_entries;
+        cfg.heartbeat_interval_ms = self.heartbeat_interval;
+        cfg.election_timeout_ms = self.election_timeout;
+        cfg.max_request_bytes = self.max_request_bytes;
+        cfg.max_txn_ops = self.max_txn_ops;
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let cfg = args.config()?;
+    let mut listeners = Vec::new();
+    for url in &args.listen_client_urls {
+        let addr = listen_addr(url)?;
+        let listener = TcpListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+        listeners.push((url.clone(), listener));
+    }
+    let data_dir = cfg.data_dir.clone();
+    let (server, node) = Node::open(cfg).map_err(|e| e.to_string())?;
+    log::info!("raftkv: member {:x} ({}) data in {}", node.member_id(), args.name, data_dir.display());
+    let mut http = Vec::new();
+    for (url, listener) in listeners {
+        let served = raftkv::api::serve(listener, node.clone()).map_err(|e| e.to_string())?;
+        log::info!("raftkv: serving client requests on {url} ({})", served.local_addr());
+        http.push(served);
+    }
+
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("install signal handlers: {e}"))?;
+    let signal_handle = signals.handle();
+    let stopper = node.clone();
+    let signal_thread = std::thread::Builder::new()
+        .name("raftkv-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                log::info!("raftkv: received signal {signal}, stopping");
+                let _ = stopper.stop();
+            }
+        })
+        .map_err(|e| format!("spawn signal thread: {e}"))?;
+
+    // The run loop, on the process main thread, until a signal or a fatal error stops it.
+    let outcome = server.run();
+    for mut server in http {
+        server.stop();
+    }
+    signal_handle.close();
+    let _ = signal_thread.join();
+    outcome.map_err(|e| e.to_string())?;
+    log::info!("raftkv: stopped cleanly");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = match args.log_level.as_str() {
+        "debug" => log::LevelFilter::Debug,
+        "warn" => log::LevelFilter::Warn,
+        "error" | "panic" | "fatal" => log::LevelFilter::Error,
+        _ => log::LevelFilter::Info,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        // raft-rs logs every vote and state change at info; keep it one level quieter.
+        .filter_module("raft::", level.min(log::LevelFilter::Warn))
+        .parse_default_env()
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("raftkv: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The client API: etcd v3's gRPC-gateway JSON over HTTP/1.1.
+//!
+//! [`Gateway`] routes a request (`POST /v3/...`, `/v3beta/...` alias, `GET /version`,
+//! `/health`), reads the JSON body into etcd's request type ([`codec`], [`json`]), calls the
+//! [`Node`] on the HTTP worker thread that received it (blocking until the result), and writes
+//! the response or etcd's error body with the status code etcd's gateway uses. Transport is
+//! [`http`]. Runs on the `raftkv-http-*` threads.
+
+pub mod codec;
+pub mod http;
+pub mod json;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use codec::{FromJson, Ignored, ToJson};
+use http::{HttpServer, Request, Response};
+use json::JsonError;
+
+use crate::error::Code;
+use crate::pb::RangeRequest;
+use crate::{Error, Node, Result};
+
+/// The etcd release whose gateway raftkv answers like; clients parse `/version`.
+pub const ETCD_VERSION: &str = "3.4.23";
+pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
+
+/// etcd's gRPC server refuses messages above this (`grpc: received message larger than max`).
+const GRPC_MESSAGE_MAX: usize = 2 * 1024 * 1024;
+
+/// Serves the gateway for `node` on `listener` until the returned server is stopped.
+pub fn serve(listener: TcpListener, node: Node) -> Result<HttpServer> {
+    HttpServer::start(listener, Arc::new(Gateway { node }))
+}
+
+pub struct Gateway {
+    node: Node,
+}
+
+/// The gateway RPCs, by path below `/v3/`.
+#[derive(Clone, Copy)]
+enum Rpc {
+    Range,
+    Put,
+    DeleteRange,
+    Txn,
+    Compact,
+    Status,
+    Hash,
+    Alarm,
+    Defragment,
+    MemberList,
+}
+
+fn route(path: &str) -> Option<Rpc> {
+    let rest = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/"))?;
+    Some(match rest {
+        "kv/range" => Rpc::Range,
+        "kv/put" => Rpc::Put,
+        "kv/deleterange" => Rpc::DeleteRange,
+        "kv/txn" => Rpc::Txn,
+        "kv/compaction" => Rpc::Compact,
+        "maintenance/status" => Rpc::Status,
+        "maintenance/hash" => Rpc::Hash,
+        "maintenance/alarm" => Rpc::Alarm,
+        "maintenance/defragment" => Rpc::Defragment,
+        "cluster/member/list" => Rpc::MemberList,
+        _ => return None,
+    })
+}
+
+fn json_response(body: String) -> Response {
+    Response::Full {
+        status: 200,
+        headers: vec![
+            ("Content-Type", "application/json".into()),
+            ("Grpc-Metadata-Content-Type", "application/grpc".into()),
+        ],
+        body: body.into_bytes(),
+    }
+}
+
+fn error_body(msg: &str, code: u32) -> Vec<u8> {
+    let mut w = json::Writer::default();
+    w.begin_object();
+    w.string("error", msg);
+    w.string("message", msg);
+    w.u32("code", code);
+    w.end_object();
+    w.finish().into_bytes()
+}
+
+/// HTTP status for a gRPC code, as grpc-gateway maps them (FailedPrecondition → 400 as upstream
+/// etcd answers; Debian's older gateway says 412).
+fn http_status(code: u32) -> u16 {
+    match code {
+        0 => 200,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+/// A request body etcd's gateway refused before calling the server: `Content-Length`, no trailer.
+fn decode_error(e: JsonError) -> Response {
+    Response::Full {
+        status: 400,
+        headers: vec![("Content-Type", "application/json".into())],
+        body: error_body(&e.0, Code::InvalidArgument as u32),
+    }
+}
+
+/// An error from the server itself: chunked with the gRPC trailer, as etcd's gateway sends it.
+fn server_error(msg: &str, code: u32) -> Response {
+    if !matches!(code, 3 | 5 | 9 | 11) {
+        log::debug!("api: request failed: {msg}");
+    }
+    Response::Chunked {
+        status: http_status(code),
+        headers: vec![("Content-Type", "application/json".into()), ("Trailer", "Grpc-Trailer-Content-Type".into())],
+        chunks: vec![error_body(msg, code)],
+        trailers: vec![("Grpc-Trailer-Content-Type", "application/grpc")],
+    }
+}
+
+fn outcome<T: ToJson>(result: Result<T>) -> Response {
+    match result {
+        Ok(resp) => json_response(resp.to_json()),
+        Err(e) => server_error(&e.to_string(), e.code()),
+    }
+}
+
+/// Decodes a request, applying the gRPC message limit etcd's gateway hits before the server.
+fn decode<T: FromJson + prost::Message>(body: &[u8]) -> std::result::Result<T, Response> {
+    let req = T::from_json(body).map_err(decode_error)?;
+    let size = req.encoded_len();
+    if size > GRPC_MESSAGE_MAX {
+        let msg = format!("grpc: received message larger than max ({size} vs. {GRPC_MESSAGE_MAX})");
+        return Err(server_error(&msg, Code::ResourceExhausted as u32));
+    }
+    Ok(req)
+}
+
+impl Gateway {
+    fn call(&self, rpc: Rpc, body: &[u8]) -> std::result::Result<Response, Response> {
+        let node = &self.node;
+        Ok(match rpc {
+            Rpc::Range => outcome(node.range(decode(body)?)),
+            Rpc::Put => outcome(node.put(decode(body)?)),
+            Rpc::DeleteRange => outcome(node.delete_range(decode(body)?)),
+            Rpc::Txn => outcome(node.txn(decode(body)?)),
+            Rpc::Compact => outcome(node.compact(decode(body)?)),
+            Rpc::Status => {
+                Ignored::from_json(body).map_err(decode_error)?;
+                outcome(node.status())
+            }
+            Rpc::Hash => {
+                Ignored::from_json(body).map_err(decode_error)?;
+                outcome(node.hash())
+            }
+            Rpc::MemberList => {
+                Ignored::from_json(body).map_err(decode_error)?;
+                outcome(Ok::<_, Error>(node.member_list()))
+            }
+            // No alarms are ever raised and RocksDB compacts itself: both answer an empty body.
+            Rpc::Alarm | Rpc::Defragment => {
+                Ignored::from_json(body).map_err(decode_error)?;
+                json_response("{}".into())
+            }
+        })
+    }
+}
+
+impl Gateway {
+    /// etcd's health check: there is a leader (waiting up to one second for an election in
+    /// progress) and a linearizable read succeeds.
+    fn healthy(&self) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while self.node.leader_id() == 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let probe = RangeRequest { keys_only: true, limit: 1, ..RangeRequest::key("health") };
+        self.node.range(probe).is_ok()
+    }
+}
+
+impl http::Handler for Gateway {
+    fn handle(&self, req: Request) -> Response {
+        if req.method == "OPTIONS" {
+            return Response::Full { status: 200, headers: Vec::new(), body: Vec::new() };
+        }
+        match req.path.as_str() {
+            "/version" => {
+                let body = format!("{{\"etcdserver\":\"{ETCD_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}\"}}");
+                return Response::Full {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/json".into())],
+                    body: body.into_bytes(),
+                };
+            }
+            "/health" => {
+                let healthy = self.healthy();
+                let body = format!("{{\"health\":\"{healthy}\"}}");
+                return Response::Full {
+                    status: if healthy { 200 } else { 503 },
+                    headers: Vec::new(),
+                    body: body.into_bytes(),
+                };
+            }
+            _ => {}
+        }
+        let Some(rpc) = route(&req.path) else {
+            let gateway = req.path.starts_with("/v3/") || req.path.starts_with("/v3beta/");
+            return http::plain(404, if gateway { "Not Found" } else { "404 page not found" });
+        };
+        if req.method != "POST" {
+            return http::plain(405, "Method Not Allowed");
+        }
+        self.call(rpc, &req.body).unwrap_or_else(|refused| refused)
+    }
+}

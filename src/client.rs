@@ -1,0 +1,230 @@
+//! [`Client`]: a blocking client for raftkv (or etcd) members over the v3 JSON gateway.
+//!
+//! One keep-alive HTTP/1.1 connection, reused across calls and guarded by a mutex (clone a
+//! `Client` per thread for parallel calls). If the current endpoint fails to connect or breaks
+//! the connection, the next one is tried. Errors the server answers with come back as
+//! [`Error::Remote`] with etcd's message and gRPC code; `raftkvctl` is built on this.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::api::codec::{ErrorBody, FromJson, ToJson};
+use crate::pb::*;
+use crate::{Error, Result};
+
+/// Largest response body accepted.
+const RESPONSE_MAX: usize = 64 << 20;
+
+pub struct Client {
+    /// `host:port` of each endpoint.
+    endpoints: Vec<String>,
+    timeout: Duration,
+    /// The open connection and the index of its endpoint.
+    conn: Mutex<Option<(usize, BufReader<TcpStream>)>>,
+}
+
+impl Clone for Client {
+    fn clone(&self) -> Client {
+        Client { endpoints: self.endpoints.clone(), timeout: self.timeout, conn: Mutex::new(None) }
+    }
+}
+
+impl Client {
+    /// A client for `endpoints` (`http://host:port` or `host:port`) with a per-call timeout.
+    pub fn new(endpoints: &[String], timeout: Duration) -> Result<Client> {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .flat_map(|e| e.split(','))
+            .map(|e| e.trim().trim_start_matches("http://").trim_end_matches('/').to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(Error::Config("no endpoints".into()));
+        }
+        Ok(Client { endpoints, timeout, conn: Mutex::new(None) })
+    }
+
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        self.call("/v3/kv/range", req)
+    }
+
+    pub fn put(&self, req: &PutRequest) -> Result<PutResponse> {
+        self.call("/v3/kv/put", req)
+    }
+
+    pub fn delete_range(&self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        self.call("/v3/kv/deleterange", req)
+    }
+
+    pub fn txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        self.call("/v3/kv/txn", req)
+    }
+
+    pub fn compact(&self, req: &CompactionRequest) -> Result<CompactionResponse> {
+        self.call("/v3/kv/compaction", req)
+    }
+
+    pub fn status(&self) -> Result<StatusResponse> {
+        self.call("/v3/maintenance/status", &Empty)
+    }
+
+    pub fn member_list(&self) -> Result<MemberListResponse> {
+        self.call("/v3/cluster/member/list", &Empty)
+    }
+
+    pub fn hash(&self) -> Result<HashResponse> {
+        self.call("/v3/maintenance/hash", &Empty)
+    }
+
+    /// The endpoint the last call used.
+    pub fn endpoint(&self) -> String {
+        let index = self.conn.lock().as_ref().map_or(0, |(i, _)| *i);
+        self.endpoints[index].clone()
+    }
+
+    /// POSTs `req` to `path` and decodes the answer.
+    pub fn call<Req: ToJson, Resp: FromJson>(&self, path: &str, req: &Req) -> Result<Resp> {
+        let body = req.to_json();
+        let mut conn = self.conn.lock();
+        let start = conn.as_ref().map_or(0, |(i, _)| *i);
+        let mut last_err = None;
+        // Each endpoint once, starting with the current one; a reused connection that broke
+        // gets one fresh retry on the same endpoint first.
+        for attempt in 0..=self.endpoints.len() {
+            let index = (start + attempt.saturating_sub(1)) % self.endpoints.len();
+            let reused = conn.as_ref().is_some_and(|(i, _)| *i == index);
+            if !reused {
+                *conn = None;
+                match self.connect(index) {
+                    Ok(stream) => *conn = Some((index, BufReader::new(stream))),
+                    Err(e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                }
+            }
+            let (_, stream) = conn.as_mut().expect("connected above");
+            match exchange(stream, &self.endpoints[index], path, body.as_bytes()) {
+                Ok((status, body, keep_alive)) => {
+                    if !keep_alive {
+                        *conn = None;
+                    }
+                    return decode(status, &body, &self.endpoints[index]);
+                }
+                Err(reason) => {
+                    *conn = None;
+                    last_err = Some(Error::Unreachable { endpoint: self.endpoints[index].clone(), reason });
+                }
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| Error::Unreachable { endpoint: self.endpoints.join(","), reason: "no endpoint".into() }))
+    }
+
+    fn connect(&self, index: usize) -> Result<TcpStream> {
+        let endpoint = &self.endpoints[index];
+        let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
+        let addr = endpoint
+            .to_socket_addrs()
+            .map_err(|e| unreachable(e.to_string()))?
+            .next()
+            .ok_or_else(|| unreachable("no address".into()))?;
+        let stream = TcpStream::connect_timeout(&addr, self.timeout)
+            .map_err(|e| unreachable(format!("dial tcp {addr}: {e}")))?;
+        stream.set_read_timeout(Some(self.timeout)).map_err(|e| unreachable(e.to_string()))?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(|e| unreachable(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+/// The empty request (status, member list, hash).
+struct Empty;
+
+impl ToJson for Empty {
+    fn write_fields(&self, _: &mut crate::api::json::Writer) {}
+}
+
+fn decode<Resp: FromJson>(status: u16, body: &[u8], endpoint: &str) -> Result<Resp> {
+    let protocol = |reason: String| Error::Unreachable { endpoint: endpoint.to_string(), reason };
+    if status == 200 {
+        return Resp::from_json(body).map_err(|e| protocol(format!("bad response: {}", e.0)));
+    }
+    match ErrorBody::from_json(body) {
+        Ok(err) if !err.message.is_empty() => Err(Error::Remote { code: err.code, message: err.message }),
+        _ => Err(protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(body).trim()))),
+    }
+}
+
+/// One request/response on an open connection: (status, body, keep-alive).
+fn exchange(
+    stream: &mut BufReader<TcpStream>,
+    host: &str,
+    path: &str,
+    body: &[u8],
+) -> std::result::Result<(u16, Vec<u8>, bool), String> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let out = stream.get_mut();
+    out.write_all(head.as_bytes()).and_then(|_| out.write_all(body)).map_err(|e| e.to_string())?;
+    let line = read_line(stream)?;
+    let status: u16 =
+        line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
+    let (mut length, mut chunked, mut keep_alive) = (None, false, !line.starts_with("HTTP/1.0"));
+    loop {
+        let header = read_line(stream)?;
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').unwrap_or((&header, ""));
+        let value = value.trim();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.parse::<usize>().ok(),
+            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+            "connection" => keep_alive = !value.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let size = usize::from_str_radix(read_line(stream)?.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| "bad chunk size".to_string())?;
+            if size == 0 {
+                while !read_line(stream)?.is_empty() {}
+                break;
+            }
+            if body.len() + size > RESPONSE_MAX {
+                return Err("response too large".into());
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            stream.read_exact(&mut body[start..]).map_err(|e| e.to_string())?;
+            read_line(stream)?;
+        }
+    } else if let Some(length) = length {
+        if length > RESPONSE_MAX {
+            return Err("response too large".into());
+        }
+        body.resize(length, 0);
+        stream.read_exact(&mut body).map_err(|e| e.to_string())?;
+    } else {
+        stream.read_to_end(&mut body).map_err(|e| e.to_string())?;
+        keep_alive = false;
+    }
+    Ok((status, body, keep_alive))
+}
+
+fn read_line(stream: &mut BufReader<TcpStream>) -> std::result::Result<String, String> {
+    let mut line = String::new();
+    match stream.read_line(&mut line) {
+        Ok(0) => Err("connection closed".into()),
+        Ok(_) => Ok(line.trim_end_matches(['\r', '\n']).to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
