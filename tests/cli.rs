@@ -1,0 +1,169 @@
+//! The real `raftkv` and `raftkvctl` binaries: start a member, drive it with raftkvctl, stop it
+//! with SIGTERM (clean exit 0), restart it on the same data, and refuse a port in use.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Member {
+    child: Child,
+    endpoint: String,
+}
+
+fn start(data_dir: &Path, port: u16) -> Member {
+    let child = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(["--name", "cli-test", "--listen-client-urls", &format!("http://127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RAFTKV_LOG_LEVEL", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let endpoint = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ctl(&endpoint, &["endpoint", "health"]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "raftkv did not become healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Member { child, endpoint }
+}
+
+fn ctl(endpoint: &str, args: &[&str]) -> Output {
+    ctl_stdin(endpoint, args, "")
+}
+
+fn ctl_stdin(endpoint: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raftkvctl"))
+        .args(["--endpoints", endpoint])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "raftkvctl failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn sigterm(mut member: Member) -> std::process::ExitStatus {
+    let pid = member.child.id() as i32;
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc_kill(pid, 15) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = member.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "raftkv did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let m = start(dir.path(), port);
+    let e = m.endpoint.clone();
+    assert_eq!(stdout(&ctl(&e, &["put", "foo", "bar"])), "OK\n");
+    assert_eq!(stdout(&ctl(&e, &["put", "foo/a", "1"])), "OK\n");
+    assert_eq!(stdout(&ctl(&e, &["put", "foo/b", "2"])), "OK\n");
+    assert_eq!(stdout(&ctl(&e, &["get", "foo"])), "foo\nbar\n");
+    assert_eq!(stdout(&ctl(&e, &["get", "foo/", "--prefix", "--print-value-only"])), "1\n2\n");
+    assert_eq!(
+        stdout(&ctl(&e, &["get", "foo/", "--prefix", "--keys-only", "--order", "DESCEND", "--sort-by", "key"])),
+        "foo/b\nfoo/a\n"
+    );
+    assert_eq!(stdout(&ctl(&e, &["get", "foo", "--from-key", "--count-only"])), "3\n");
+    assert_eq!(stdout(&ctl(&e, &["get", "foo", "--rev", "2"])), "foo\nbar\n");
+    assert!(stdout(&ctl(&e, &["get", "foo", "-w", "json"])).contains(r#""kvs":[{"key":"Zm9v""#));
+
+    let txn = "value(\"foo\") = \"bar\"\n\nput foo \"bar 2\"\nget foo/a\n\nput foo nope\n";
+    assert_eq!(stdout(&ctl_stdin(&e, &["txn"], txn)), "SUCCESS\n\nOK\n\nfoo/a\n1\n");
+    assert_eq!(stdout(&ctl(&e, &["get", "foo"])), "foo\nbar 2\n");
+    assert_eq!(stdout(&ctl(&e, &["del", "foo/", "--prefix"])), "2\n");
+
+    let out = ctl(&e, &["put", "nokey", "--ignore-value", "x"]);
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim()),
+        (Some(1), "Error: etcdserver: key not found")
+    );
+    let out = ctl(&e, &["get", "foo", "--rev", "1000"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Error: etcdserver: mvcc: required revision is a future revision"
+    );
+
+    assert_eq!(stdout(&ctl(&e, &["compaction", "3"])), "compacted revision 3\n");
+    let status = stdout(&ctl(&e, &["endpoint", "status"]));
+    assert!(status.starts_with(&format!("{e}, ")) && status.contains(", 3.4.23, "), "{status}");
+    assert!(stdout(&ctl(&e, &["endpoint", "status", "-w", "table"])).contains("| IS LEADER |"));
+    assert!(stdout(&ctl(&e, &["member", "list"])).contains(", started, cli-test, http://localhost:2380, "));
+
+    let status = sigterm(m);
+    assert_eq!(status.code(), Some(0), "SIGTERM must stop raftkv cleanly");
+
+    // Restart on the same data dir: everything is still there.
+    let m = start(dir.path(), port);
+    assert_eq!(stdout(&ctl(&m.endpoint, &["get", "foo"])), "foo\nbar 2\n");
+    let out = ctl(&m.endpoint, &["get", "foo", "--rev", "2"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("required revision has been compacted"));
+    assert_eq!(sigterm(m).code(), Some(0));
+}
+
+#[test]
+fn startup_problems_are_one_clear_line_and_a_failure_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("Address already in use") || stderr.contains("address already in use"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A data dir that is a file.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("data dir") && !stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    // A bad flag value names the flag.
+    let out = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(["--election-timeout", "100"])
+        .arg("--data-dir")
+        .arg(dir.path().join("e"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--election-timeout"));
+    assert_ne!(out.status.code(), Some(0));
+}

@@ -1,0 +1,360 @@
+//! The JSON gateway over real sockets: every endpoint, etcd's wire format, and every class of
+//! malformed input, with the answers etcd 3.4 gives (../shared/etcd/transcript.md).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use raftkv::api::http::HttpServer;
+use raftkv::Node;
+
+struct Gateway {
+    node: Node,
+    http: HttpServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let node = common::start(dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = raftkv::api::serve(listener, node.clone()).unwrap();
+        Gateway { node, http, _dir: dir }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.http.local_addr()
+    }
+
+    fn send(&self, raw: &[u8]) -> Reply {
+        let mut conn = TcpStream::connect(self.addr()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.write_all(raw).unwrap();
+        read_reply(&mut BufReader::new(conn))
+    }
+
+    fn post(&self, path: &str, body: &str) -> Reply {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.send(raw.as_bytes())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.http.stop();
+        self.node.stop().unwrap();
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+    trailers: Vec<(String, String)>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_reply(r: &mut BufReader<TcpStream>) -> Reply {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(": ").unwrap();
+        headers.push((k.to_string(), v.to_string()));
+    }
+    let mut reply = Reply { status, headers, body: String::new(), trailers: Vec::new() };
+    if reply.header("Transfer-Encoding") == Some("chunked") {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if size == 0 {
+                loop {
+                    let mut t = String::new();
+                    r.read_line(&mut t).unwrap();
+                    let t = t.trim_end();
+                    if t.is_empty() {
+                        break;
+                    }
+                    let (k, v) = t.split_once(": ").unwrap();
+                    reply.trailers.push((k.into(), v.into()));
+                }
+                break;
+            }
+            let mut chunk = vec![0; size + 2];
+            r.read_exact(&mut chunk).unwrap();
+            reply.body.push_str(std::str::from_utf8(&chunk[..size]).unwrap());
+        }
+    } else {
+        let len: usize = reply.header("Content-Length").unwrap().parse().unwrap();
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        reply.body = String::from_utf8(body).unwrap();
+    }
+    reply
+}
+
+fn error(msg: &str, code: u32) -> String {
+    format!(r#"{{"error":"{msg}","message":"{msg}","code":{code}}}"#)
+}
+
+/// The response body with run-specific header fields removed.
+fn strip_ids(body: &str) -> String {
+    let mut s = body.to_string();
+    for field in ["cluster_id", "member_id", "raft_term"] {
+        let pattern = format!("\"{field}\":\"");
+        while let Some(start) = s.find(&pattern) {
+            let value_end = start + pattern.len() + s[start + pattern.len()..].find('"').unwrap() + 1;
+            s.replace_range(start..value_end, "");
+        }
+    }
+    while s.contains(",,") {
+        s = s.replace(",,", ",");
+    }
+    s.replace("{,", "{").replace(",}", "}")
+}
+
+#[test]
+fn kv_endpoints_speak_etcds_json() {
+    let gw = Gateway::start();
+    let r = gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.header("Grpc-Metadata-Content-Type"), Some("application/grpc"));
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert_eq!(strip_ids(&r.body), r#"{"header":{"revision":"2"}}"#);
+    assert!(r.body.contains(&format!("\"member_id\":\"{}\"", gw.node.member_id())));
+
+    let r = gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFyMg==","prev_kv":true}"#);
+    assert_eq!(
+        strip_ids(&r.body),
+        r#"{"header":{"revision":"3"},"prev_kv":{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}}"#
+    );
+    let r = gw.post("/v3/kv/range", r#"{"key":"Zm9v"}"#);
+    assert_eq!(
+        strip_ids(&r.body),
+        r#"{"header":{"revision":"3"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"3","version":"2","value":"YmFyMg=="}],"count":"1"}"#
+    );
+    // Missing key: kvs and count omitted.
+    assert_eq!(strip_ids(&gw.post("/v3/kv/range", r#"{"key":"bWlzc2luZw=="}"#).body), r#"{"header":{"revision":"3"}}"#);
+    // Numbers and enums either way; /v3beta is an alias.
+    gw.post("/v3/kv/put", r#"{"key":"YQ==","value":"YmFy"}"#);
+    let r = gw.post(
+        "/v3beta/kv/range",
+        r#"{"key":"AA==","range_end":"AA==","limit":1,"sort_order":"DESCEND","sort_target":0}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(r#""kvs":[{"key":"Zm9v""#) && r.body.contains(r#""more":true"#), "{}", r.body);
+    let r = gw.post(
+        "/v3/kv/txn",
+        r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFyMg=="}],"success":[{"request_put":{"key":"Zm9v","value":"dHhu"}},{"request_range":{"key":"Zm9v","keys_only":true}}]}"#,
+    );
+    assert_eq!(
+        strip_ids(&r.body),
+        r#"{"header":{"revision":"5"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"5"}}},{"response_range":{"header":{"revision":"5"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"5","version":"3"}],"count":"1"}}]}"#
+    );
+    let r = gw.post("/v3/kv/deleterange", r#"{"key":"Zm9v","prev_kv":true}"#);
+    assert!(
+        strip_ids(&r.body).starts_with(r#"{"header":{"revision":"6"},"deleted":"1","prev_kvs":[{"key":"Zm9v""#),
+        "{}",
+        r.body
+    );
+    let r = gw.post("/v3/kv/compaction", r#"{"revision":"5"}"#);
+    assert_eq!(strip_ids(&r.body), r#"{"header":{"revision":"6"}}"#);
+}
+
+#[test]
+fn etcd_errors_have_etcds_status_body_and_trailer() {
+    let gw = Gateway::start();
+    let r = gw.post("/v3/kv/range", "");
+    assert_eq!((r.status, r.body.as_str()), (400, error("etcdserver: key is not provided", 3).as_str()));
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(r.header("Trailer"), Some("Grpc-Trailer-Content-Type"));
+    assert_eq!(r.trailers, vec![("Grpc-Trailer-Content-Type".to_string(), "application/grpc".to_string())]);
+    let r = gw.post("/v3/kv/put", r#"{"key":"Zm9v","lease":123456789}"#);
+    assert_eq!((r.status, r.body), (404, error("etcdserver: requested lease not found", 5)));
+    let r = gw.post("/v3/kv/range", r#"{"key":"Zm9v","revision":"9223372036854775807"}"#);
+    assert_eq!((r.status, r.body), (400, error("etcdserver: mvcc: required revision is a future revision", 11)));
+    let r = gw.post("/v3/kv/put", r#"{"key":"bm9rZXk=","ignore_value":true}"#);
+    assert_eq!((r.status, r.body), (400, error("etcdserver: key not found", 3)));
+    let many: Vec<String> = (0..129)
+        .map(|i| format!(r#"{{"request_put":{{"key":"{}","value":"eA=="}}}}"#, b64(&format!("t{i}"))))
+        .collect();
+    let r = gw.post("/v3/kv/txn", &format!(r#"{{"success":[{}]}}"#, many.join(",")));
+    assert_eq!((r.status, r.body), (400, error("etcdserver: too many operations in txn request", 3)));
+}
+
+fn b64(s: &str) -> String {
+    let mut w = raftkv::api::json::Writer::default();
+    w.begin_object();
+    w.bytes("k", s.as_bytes());
+    w.end_object();
+    let out = w.finish();
+    out[6..out.len() - 2].to_string()
+}
+
+#[test]
+fn malformed_bodies_get_gos_messages() {
+    let gw = Gateway::start();
+    let cases = [
+        ("/v3/kv/put", r#"{"key":"#, "unexpected EOF"),
+        ("/v3/kv/put", "not json", "invalid character 'o' in literal null (expecting 'u')"),
+        ("/v3/kv/put", "[]", "json: cannot unmarshal array into Go value of type map[string]json.RawMessage"),
+        ("/v3/kv/put", r#"{"key":"!!!","value":"YmFy"}"#, "illegal base64 data at input byte 0"),
+        ("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy="}"#, "illegal base64 data at input byte 4"),
+        ("/v3/kv/put", r#"{"key":"Zm8","value":"YmFy"}"#, "illegal base64 data at input byte 0"),
+        ("/v3/kv/put", r#"{"key":"-_-_","value":"YmFy"}"#, "illegal base64 data at input byte 0"),
+        (
+            "/v3/kv/put",
+            r#"{"key":"Zm9v","value":"dQ==","prev_kv":"true"}"#,
+            "json: cannot unmarshal string into Go value of type bool",
+        ),
+        ("/v3/kv/range", r#"{"key":"Zm9v","limit":"abc"}"#, "invalid character 'a' looking for beginning of value"),
+        (
+            "/v3/kv/range",
+            r#"{"key":"Zm9v","limit":1.5}"#,
+            "json: cannot unmarshal number 1.5 into Go value of type int64",
+        ),
+        (
+            "/v3/kv/range",
+            r#"{"key":"Zm9v","revision":"9223372036854775808"}"#,
+            "json: cannot unmarshal number 9223372036854775808 into Go value of type int64",
+        ),
+        (
+            "/v3/kv/range",
+            r#"{"key":"YS8=","sort_order":"SIDEWAYS"}"#,
+            r#"unknown value \"SIDEWAYS\" for enum etcdserverpb.RangeRequest_SortOrder"#,
+        ),
+    ];
+    for (path, body, msg) in cases {
+        let r = gw.post(path, body);
+        assert_eq!((r.status, r.body.as_str()), (400, error(msg, 3).as_str()), "body {body}");
+        assert!(r.header("Content-Length").is_some(), "decode errors are not chunked");
+    }
+    // Lenient parts: unknown fields, duplicate keys (last wins), newline in base64, query string.
+    assert_eq!(gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"dQ==","valu":"x","nosuchfield":1}"#).status, 200);
+    let r = gw.post("/v3/kv/range?x=1", r#"{"key":"eA==","key":"Zm9v\n"}"#);
+    assert!(r.body.contains(r#""value":"dQ==""#), "{}", r.body);
+}
+
+#[test]
+fn http_level_behaviour_matches_go() {
+    let gw = Gateway::start();
+    let r = gw.send(b"GET /v3/kv/range HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.body.as_str()), (405, "Method Not Allowed\n"));
+    assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"));
+    assert_eq!(
+        (gw.post("/v3/kv/nosuch", "{}").status, gw.post("/v3/kv/nosuch", "{}").body),
+        (404, "Not Found\n".into())
+    );
+    assert_eq!(gw.post("/v3/kv/range/", "{}").status, 404);
+    assert_eq!(gw.post("/v3alpha/kv/range", "{}").body, "404 page not found\n");
+    let r = gw.send(b"OPTIONS /v3/kv/range HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.header("Content-Length")), (200, Some("0")));
+    assert_eq!(r.header("Access-Control-Allow-Methods"), Some("POST, GET, OPTIONS, PUT, DELETE"));
+    let r = gw.send(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.body, r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#);
+    let r = gw.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        (r.body.as_str(), r.header("Content-Type")),
+        (r#"{"health":"true"}"#, Some("text/plain; charset=utf-8"))
+    );
+    // HTTP/1.0 answers in kind and closes.
+    let r = gw.send(b"POST /v3/kv/range HTTP/1.0\r\nContent-Length: 14\r\n\r\n{\"key\":\"Zm9v\"}");
+    assert_eq!((r.status, r.header("Connection")), (200, None));
+    // Chunked request bodies and Expect: 100-continue.
+    let mut conn = TcpStream::connect(gw.addr()).unwrap();
+    conn.write_all(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    reader.read_line(&mut line).unwrap();
+    let (first, second) = (r#"{"key":"#, r#""Y2g=","value":"eA=="}"#);
+    let chunks = format!("{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n", first.len(), second.len());
+    conn.write_all(chunks.as_bytes()).unwrap();
+    assert_eq!(read_reply(&mut reader).status, 200);
+}
+
+#[test]
+fn keep_alive_pipelining_and_hangups() {
+    let gw = Gateway::start();
+    let mut conn = TcpStream::connect(gw.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = r#"{"key":"YQ==","value":"MQ=="}"#;
+    let one = format!("POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    // Two requests in one write: both are answered, in order, on the same connection.
+    conn.write_all(format!("{one}{one}").as_bytes()).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let (a, b) = (read_reply(&mut reader), read_reply(&mut reader));
+    assert!(a.body.contains(r#""revision":"2""#) && b.body.contains(r#""revision":"3""#), "{a:?} {b:?}");
+    assert_eq!(a.header("Connection"), None, "keep-alive is the default");
+    // A client that hangs up mid-body or mid-head does not disturb the server.
+    for partial in
+        ["POST /v3/kv/put HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"key\"", "POST /v3/kv/put HTTP/1.1\r\nHost"]
+    {
+        let mut c = TcpStream::connect(gw.addr()).unwrap();
+        c.write_all(partial.as_bytes()).unwrap();
+        drop(c);
+    }
+    conn.write_all(one.as_bytes()).unwrap();
+    assert!(read_reply(&mut reader).body.contains(r#""revision":"4""#));
+}
+
+#[test]
+fn oversize_requests() {
+    let gw = Gateway::start();
+    // 1.6 MB value: over --max-request-bytes, under the 2 MiB gRPC limit.
+    let value = b64(&"x".repeat(1_600_000));
+    let r = gw.post("/v3/kv/put", &format!(r#"{{"key":"Zm9v","value":"{value}"}}"#));
+    assert_eq!((r.status, r.body), (400, error("etcdserver: request is too large", 3)));
+    let value = b64(&"x".repeat(2 * 1024 * 1024));
+    let r = gw.post("/v3/kv/put", &format!(r#"{{"key":"Zm9v","value":"{value}"}}"#));
+    assert_eq!((r.status, r.body), (429, error("grpc: received message larger than max (2097162 vs. 2097152)", 8)));
+    // Beyond any sane request the body is not even read.
+    let r = gw.send(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n");
+    assert_eq!(r.status, 413);
+}
+
+#[test]
+fn status_member_list_hash_alarm_defragment() {
+    let gw = Gateway::start();
+    gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#);
+    let r = gw.post("/v3/maintenance/status", "{}");
+    assert_eq!(r.status, 200);
+    for field in
+        [r#""version":"3.4.23""#, r#""dbSize":""#, r#""leader":""#, r#""raftIndex":""#, r#""raftAppliedIndex":""#]
+    {
+        assert!(r.body.contains(field), "{field} missing in {}", r.body);
+    }
+    let r = gw.post("/v3/cluster/member/list", "{}");
+    assert!(!r.body.contains("revision"), "member list headers carry no revision: {}", r.body);
+    assert!(r.body.contains(r#""peerURLs":["http://localhost:2380"]"#), "{}", r.body);
+    let h1 = gw.post("/v3/maintenance/hash", "{}").body;
+    let h2 = gw.post("/v3/maintenance/hash", r#"{"revision":"0"}"#).body;
+    assert!(h1.contains(r#""hash":"#) && h1 == h2, "{h1} {h2}");
+    gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmF6"}"#);
+    assert_ne!(gw.post("/v3/maintenance/hash", "{}").body, h1, "the hash follows the data");
+    assert_eq!(gw.post("/v3/maintenance/alarm", r#"{"action":"GET"}"#).body, "{}");
+    assert_eq!(gw.post("/v3/maintenance/defragment", "{}").body, "{}");
+}
