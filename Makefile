@@ -1,13 +1,20 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build test lint soak bench clean-data
+.PHONY: deps build run test lint soak bench clean-data
 
 deps:
 	@scripts/install-deps.sh
 
+# Release binaries. Examples ride along so the dependency features (and so the RocksDB build)
+# are the same as for `make bench`: one release RocksDB build serves both.
 build: deps
-	cargo build --release --all-targets
+	cargo build --release --bins --examples
+
+# A single member on 127.0.0.1:2379 with its data in ./default.raftkv (Ctrl-C stops it).
+run: build
+	$(CARGO_TARGET_DIR)/release/raftkv --name default --data-dir default.raftkv \
+		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
 
 # The whole suite: formatting, lints (warnings are errors), docs, unit + integration + doc
 # tests, and the benches compiled and run once in test mode so they cannot rot.

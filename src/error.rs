@@ -71,6 +71,9 @@ pub enum Error {
     LeaderChanged,
     #[error("etcdserver: no leader")]
     NoLeader,
+    /// An auth call while authentication is disabled (raftkv has no auth yet).
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
 
     /// An error a remote member answered with (its etcd message and gRPC code), seen by
     /// [`crate::Client`].
@@ -113,6 +116,7 @@ impl Error {
             | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRevision => Code::OutOfRange,
             LeaseNotFound => Code::NotFound,
+            AuthNotEnabled => Code::FailedPrecondition,
             TooManyRequests => Code::ResourceExhausted,
             Timeout | Stopped | LeaderChanged | NoLeader => Code::Unavailable,
             Decode { .. } => Code::DataLoss,

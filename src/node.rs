@@ -137,11 +137,18 @@ impl Node {
         }
     }
 
+    /// A response carrying only a header at the current revision (what etcd answers for auth
+    /// listings while auth is disabled).
+    pub fn header_only(&self) -> CompactionResponse {
+        let shared = &self.inner.shared;
+        let header = shared.header_at(shared.store.current_revision());
+        CompactionResponse { header }
+    }
+
     /// This member's view of itself (etcd `Status`).
     pub fn status(&self) -> Result<StatusResponse> {
         let shared = &self.inner.shared;
-        let mut header = Some(ResponseHeader { revision: shared.store.current_revision(), ..Default::default() });
-        shared.fill_header(&mut header);
+        let header = shared.header_at(shared.store.current_revision());
         Ok(StatusResponse {
             header,
             version: crate::api::ETCD_VERSION.to_string(),
@@ -159,8 +166,7 @@ impl Node {
     /// applied the same entries and compactions agree on it.
     pub fn hash(&self) -> Result<HashResponse> {
         let shared = &self.inner.shared;
-        let mut header = Some(ResponseHeader { revision: shared.store.current_revision(), ..Default::default() });
-        shared.fill_header(&mut header);
+        let header = shared.header_at(shared.store.current_revision());
         Ok(HashResponse { header, hash: shared.db.hash(crate::storage::Cf::Kv)? })
     }
 

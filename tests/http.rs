@@ -357,4 +357,8 @@ fn status_member_list_hash_alarm_defragment() {
     assert_ne!(gw.post("/v3/maintenance/hash", "{}").body, h1, "the hash follows the data");
     assert_eq!(gw.post("/v3/maintenance/alarm", r#"{"action":"GET"}"#).body, "{}");
     assert_eq!(gw.post("/v3/maintenance/defragment", "{}").body, "{}");
+    // Auth is disabled: authenticate fails like etcd (400 as upstream etcd), lists are empty.
+    let r = gw.post("/v3/auth/authenticate", r#"{"name":"root","password":"x"}"#);
+    assert_eq!((r.status, r.body), (400, error("etcdserver: authentication is not enabled", 9)));
+    assert!(strip_ids(&gw.post("/v3/auth/user/list", "{}").body).starts_with(r#"{"header":{"revision":""#));
 }

@@ -18,7 +18,7 @@ use http::{HttpServer, Request, Response};
 use json::JsonError;
 
 use crate::error::Code;
-use crate::pb::RangeRequest;
+use crate::pb::{CompactionResponse, RangeRequest};
 use crate::{Error, Node, Result};
 
 /// The etcd release whose gateway raftkv answers like; clients parse `/version`.
@@ -50,6 +50,9 @@ enum Rpc {
     Alarm,
     Defragment,
     MemberList,
+    Authenticate,
+    /// Auth user and role lists: empty, as etcd answers with auth disabled.
+    AuthList,
 }
 
 fn route(path: &str) -> Option<Rpc> {
@@ -65,6 +68,8 @@ fn route(path: &str) -> Option<Rpc> {
         "maintenance/alarm" => Rpc::Alarm,
         "maintenance/defragment" => Rpc::Defragment,
         "cluster/member/list" => Rpc::MemberList,
+        "auth/authenticate" => Rpc::Authenticate,
+        "auth/user/list" | "auth/role/list" => Rpc::AuthList,
         _ => return None,
     })
 }
@@ -168,6 +173,14 @@ impl Gateway {
             Rpc::MemberList => {
                 Ignored::from_json(body).map_err(decode_error)?;
                 outcome(Ok::<_, Error>(node.member_list()))
+            }
+            Rpc::Authenticate => {
+                Ignored::from_json(body).map_err(decode_error)?;
+                outcome(Err::<CompactionResponse, _>(Error::AuthNotEnabled))
+            }
+            Rpc::AuthList => {
+                Ignored::from_json(body).map_err(decode_error)?;
+                outcome(Ok::<_, Error>(node.header_only()))
             }
             // No alarms are ever raised and RocksDB compacts itself: both answer an empty body.
             Rpc::Alarm | Rpc::Defragment => {

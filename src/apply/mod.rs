@@ -152,8 +152,7 @@ impl Applier {
         let store = &self.shared.store;
         kv::check_compaction(store.current_revision(), store.compact_revision(), c.revision)?;
         batch.compact(c.revision)?;
-        let mut header = Some(ResponseHeader { revision: store.current_revision(), ..Default::default() });
-        self.shared.fill_header(&mut header);
+        let header = self.shared.header_at(store.current_revision());
         Ok(Response::Compaction(CompactionResponse { header }))
     }
 

@@ -72,6 +72,13 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A response header at `revision` from this member.
+    pub fn header_at(&self, revision: i64) -> Option<ResponseHeader> {
+        let mut header = Some(ResponseHeader { revision, ..Default::default() });
+        self.fill_header(&mut header);
+        header
+    }
+
     /// Completes a response header with this member's identity and the raft term.
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
         let h = header.get_or_insert_with(ResponseHeader::default);
