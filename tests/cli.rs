@@ -92,7 +92,11 @@ fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
     );
     assert_eq!(stdout(&ctl(&e, &["get", "foo", "--from-key", "--count-only"])), "3\n");
     assert_eq!(stdout(&ctl(&e, &["get", "foo", "--rev", "2"])), "foo\nbar\n");
-    assert!(stdout(&ctl(&e, &["get", "foo", "-w", "json"])).contains(r#""kvs":[{"key":"Zm9v""#));
+    let json = stdout(&ctl(&e, &["get", "foo", "-w", "json"]));
+    assert!(
+        json.contains(r#""kvs":[{"key":"Zm9v","create_revision":2,"mod_revision":2,"version":1,"value":"YmFy"}]"#),
+        "{json}"
+    );
 
     let txn = "value(\"foo\") = \"bar\"\n\nput foo \"bar 2\"\nget foo/a\n\nput foo nope\n";
     assert_eq!(stdout(&ctl_stdin(&e, &["txn"], txn)), "SUCCESS\n\nOK\n\nfoo/a\n1\n");

@@ -362,3 +362,58 @@ fn status_member_list_hash_alarm_defragment() {
     assert_eq!((r.status, r.body), (400, error("etcdserver: authentication is not enabled", 9)));
     assert!(strip_ids(&gw.post("/v3/auth/user/list", "{}").body).starts_with(r#"{"header":{"revision":""#));
 }
+
+/// A handler that streams whatever the test feeds it.
+struct Streamer {
+    feed: parking_lot::Mutex<Option<crossbeam::channel::Receiver<Vec<u8>>>>,
+}
+
+impl raftkv::api::http::Handler for Streamer {
+    fn handle(&self, _: raftkv::api::http::Request) -> raftkv::api::http::Response {
+        let messages = self.feed.lock().take().expect("one stream per test");
+        raftkv::api::http::Response::Stream {
+            status: 200,
+            headers: vec![("Content-Type", "application/json".into())],
+            messages,
+        }
+    }
+}
+
+#[test]
+fn streams_flush_one_chunk_per_message_and_notice_hangups() {
+    let (tx, rx) = crossbeam::channel::unbounded::<Vec<u8>>();
+    let handler = std::sync::Arc::new(Streamer { feed: parking_lot::Mutex::new(Some(rx)) });
+    let mut server = HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handler).unwrap();
+    let mut conn = TcpStream::connect(server.local_addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(b"POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    tx.send(b"{\"result\":1}\n".to_vec()).unwrap();
+    // The first message brings the head with it, and arrives while the stream is still open.
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 200 OK\r\n");
+    while line != "\r\n" {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    let mut chunk = |expect: &str| {
+        let mut size = String::new();
+        reader.read_line(&mut size).unwrap();
+        let mut body = vec![0; usize::from_str_radix(size.trim(), 16).unwrap() + 2];
+        reader.read_exact(&mut body).unwrap();
+        assert_eq!(std::str::from_utf8(&body).unwrap(), format!("{expect}\r\n"));
+    };
+    chunk("{\"result\":1}\n");
+    tx.send(b"{\"result\":2}\n".to_vec()).unwrap();
+    chunk("{\"result\":2}\n");
+    // The client hangs up: the server drops the stream, so the producer learns it at once.
+    drop(reader);
+    drop(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tx.send(b"x".to_vec()).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the hang-up was not noticed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.stop();
+}

@@ -174,7 +174,15 @@ pub trait ToJson {
     fn write_fields(&self, w: &mut Writer);
 
     fn to_json(&self) -> String {
-        let mut w = Writer::default();
+        self.to_json_with(Writer::default())
+    }
+
+    /// As etcdctl's `-w json` prints it (64-bit integers unquoted).
+    fn to_etcdctl_json(&self) -> String {
+        self.to_json_with(Writer::etcdctl())
+    }
+
+    fn to_json_with(&self, mut w: Writer) -> String {
         w.begin_object();
         self.write_fields(&mut w);
         w.end_object();

@@ -58,6 +58,12 @@ pub enum Response {
         chunks: Vec<Vec<u8>>,
         trailers: Vec<(&'static str, &'static str)>,
     },
+    /// A body produced over time (watch, lease keepalive): each message received is sent as one
+    /// chunk and flushed at once; the response ends when the sender is dropped. The status line
+    /// and headers go out with the first message, as Go's gateway does, so a stream that never
+    /// yields one answers nothing. If the client disconnects, the receiver is dropped, which
+    /// tells the producer to stop.
+    Stream { status: u16, headers: Vec<(&'static str, String)>, messages: Receiver<Vec<u8>> },
 }
 
 /// Handles one request. Implementations are shared by all worker threads.
@@ -225,6 +231,14 @@ fn serve(conn: TcpStream, handler: &dyn Handler, stopping: &AtomicBool) {
         };
         let (close, echo_close) = (head.close, head.echo_close);
         let response = handler.handle(Request { method: head.method, path: head.path, body });
+        if let Response::Stream { status, headers, messages } = response {
+            if let Err(e) = write_stream(&mut writer, head.version, status, headers, messages, echo_close, stopping) {
+                log::debug!("http: {peer}: stream ended: {e}");
+            }
+            // A stream ends its connection: the client cannot tell where a new response starts
+            // if it stopped reading the old one.
+            return;
+        }
         if let Err(e) = write_response(&mut writer, head.version, response, echo_close) {
             log::debug!("http: {peer}: write failed: {e}");
             return;
@@ -474,6 +488,7 @@ fn write_response(w: &mut impl Write, version: (u8, u8), response: Response, clo
             out.extend_from_slice(&body);
             w.write_all(&out)?;
         }
+        Response::Stream { .. } => unreachable!("streams are written by write_stream"),
         Response::Chunked { status, headers, chunks, trailers } => {
             status_line(&mut out, version, status);
             for (k, v) in sorted_headers(headers) {
@@ -498,6 +513,69 @@ fn write_response(w: &mut impl Write, version: (u8, u8), response: Response, clo
         }
     }
     w.flush()
+}
+
+/// Writes a [`Response::Stream`] until its sender is dropped, the client goes away, or the
+/// server stops.
+fn write_stream(
+    w: &mut io::BufWriter<TcpStream>,
+    version: (u8, u8),
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    messages: Receiver<Vec<u8>>,
+    close: bool,
+    stopping: &AtomicBool,
+) -> io::Result<()> {
+    let mut head = Some(headers);
+    loop {
+        match messages.recv_timeout(POLL_INTERVAL) {
+            Ok(message) => {
+                let mut out = Vec::with_capacity(message.len() + 512);
+                if let Some(headers) = head.take() {
+                    status_line(&mut out, version, status);
+                    for (k, v) in sorted_headers(headers) {
+                        let _ = write!(out, "{k}: {v}\r\n");
+                    }
+                    let _ = write!(out, "Date: {}\r\n", http_date());
+                    if close {
+                        out.extend_from_slice(b"Connection: close\r\n");
+                    }
+                    out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                }
+                let _ = write!(out, "{:x}\r\n", message.len());
+                out.extend_from_slice(&message);
+                out.extend_from_slice(b"\r\n");
+                w.write_all(&out)?;
+                w.flush()?;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if stopping.load(Ordering::Acquire) || peer_closed(w.get_ref()) {
+                    return Ok(());
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                if head.is_none() {
+                    w.write_all(b"0\r\n\r\n")?;
+                    w.flush()?;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Whether the client has closed its end (a read would return end-of-file).
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let closed = match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    };
+    let _ = stream.set_nonblocking(false);
+    closed
 }
 
 /// A `text/plain` answer like Go's `http.Error` (used for 404, 405 and malformed requests).

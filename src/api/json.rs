@@ -638,15 +638,30 @@ pub struct Writer {
     buf: String,
     /// Per open object/array: whether it has an element yet (for commas).
     open: Vec<bool>,
+    /// jsonpb quotes 64-bit integers; etcdctl's `-w json` (Go's encoding/json) does not.
+    quote_int64: bool,
 }
 
 impl Default for Writer {
     fn default() -> Self {
-        Writer { buf: String::with_capacity(256), open: Vec::new() }
+        Writer { buf: String::with_capacity(256), open: Vec::new(), quote_int64: true }
     }
 }
 
 impl Writer {
+    /// A writer for etcdctl's `-w json` output: 64-bit integers as bare numbers.
+    pub fn etcdctl() -> Writer {
+        Writer { quote_int64: false, ..Writer::default() }
+    }
+
+    fn int(&mut self, v: impl std::fmt::Display) {
+        if self.quote_int64 {
+            let _ = write!(self.buf, "\"{v}\"");
+        } else {
+            let _ = write!(self.buf, "{v}");
+        }
+    }
+
     pub fn finish(self) -> String {
         self.buf
     }
@@ -699,20 +714,20 @@ impl Writer {
     pub fn i64(&mut self, name: &str, v: i64) {
         if v != 0 {
             self.key(name);
-            let _ = write!(self.buf, "\"{v}\"");
+            self.int(v);
         }
     }
 
     /// A 64-bit integer written even when zero (a oneof member, where presence is meaning).
     pub fn i64_always(&mut self, name: &str, v: i64) {
         self.key(name);
-        let _ = write!(self.buf, "\"{v}\"");
+        self.int(v);
     }
 
     pub fn u64(&mut self, name: &str, v: u64) {
         if v != 0 {
             self.key(name);
-            let _ = write!(self.buf, "\"{v}\"");
+            self.int(v);
         }
     }
 

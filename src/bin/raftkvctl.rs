@@ -183,7 +183,7 @@ type Outcome = Result<(), raftkv::Error>;
 
 impl Ctl {
     fn print_json(&self, resp: &impl ToJson) {
-        println!("{}", resp.to_json());
+        println!("{}", resp.to_etcdctl_json());
     }
 
     fn print_kvs(&self, kvs: &[KeyValue], keys_only: bool, value_only: bool) {
@@ -285,7 +285,7 @@ impl Ctl {
             match status {
                 Ok(s) => {
                     if self.format == Format::Json {
-                        println!("{}", s.to_json());
+                        println!("{}", s.to_etcdctl_json());
                         continue;
                     }
                     let header = s.header.unwrap_or_default();
