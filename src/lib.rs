@@ -33,6 +33,7 @@ pub mod apply;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod mvcc;
 pub mod node;
 pub mod pb;

@@ -161,6 +161,7 @@ impl Applier {
         let db = &self.shared.db;
         db.put_meta_u64(batch.write_batch(), meta::APPLIED_INDEX, index);
         db.put_meta_u64(batch.write_batch(), meta::APPLIED_TERM, term);
+        crate::failpoint::check("apply_before_commit")?;
         batch.commit()?;
         for (id, outcome) in outcomes.drain(..) {
             self.shared.wait.trigger(id, outcome);

@@ -251,6 +251,7 @@ impl RaftNode {
             store.set_hard_state(&mut batch, hs);
         }
         if !batch.is_empty() {
+            crate::failpoint::check("raft_before_save")?;
             // This fsync is the group commit of every proposal in the Ready.
             self.db.write(batch, rd.must_sync())?;
         }

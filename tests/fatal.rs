@@ -1,0 +1,36 @@
+//! A failed write on the Ready path or the apply path stops the member cleanly: the caller
+//! gets an error (never a hang or a false success), `stop` reports the fatal error, every
+//! thread is joined, and a restart on the same data dir has every acknowledged write.
+//! Alone in its binary because fault points are process-wide.
+
+mod common;
+
+use common::*;
+use raftkv::{failpoint, Error};
+
+fn fatal_write_stops_the_member(point: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path());
+    assert_eq!(put(&node, "before", "1"), 2);
+    failpoint::arm(point);
+    let failed = node.put(raftkv::pb::PutRequest::new("during", "x"));
+    failpoint::disarm(point);
+    assert!(matches!(failed, Err(Error::Stopped)), "{point}: {failed:?}");
+    match node.stop() {
+        Err(Error::Storage(e)) => assert!(e.to_string().contains(point), "{e}"),
+        other => panic!("{point}: stop returned {other:?}"),
+    }
+    assert!(matches!(node.put(raftkv::pb::PutRequest::new("after", "x")), Err(Error::Stopped)));
+    drop(node);
+    let node = start(dir.path());
+    assert_eq!(get(&node, "before").unwrap().value, b"1");
+    put(&node, "after-restart", "ok");
+    node.stop().unwrap();
+}
+
+/// One test, so the process-wide fault points never touch another test's member.
+#[test]
+fn failed_writes_stop_the_member_cleanly() {
+    fatal_write_stops_the_member("raft_before_save");
+    fatal_write_stops_the_member("apply_before_commit");
+}
