@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::api::codec::{ErrorBody, FromJson, ToJson};
+use crate::api::codec::{ErrorBody, FromJson, StreamResult, ToJson};
 use crate::pb::*;
 use crate::{Error, Result};
 
@@ -65,6 +65,27 @@ impl Client {
 
     pub fn compact(&self, req: &CompactionRequest) -> Result<CompactionResponse> {
         self.call("/v3/kv/compaction", req)
+    }
+
+    pub fn lease_grant(&self, req: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        self.call("/v3/lease/grant", req)
+    }
+
+    pub fn lease_revoke(&self, req: &LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        self.call("/v3/lease/revoke", req)
+    }
+
+    /// One keepalive round trip (the gateway's keepalive stream with a single message).
+    pub fn lease_keep_alive(&self, req: &LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
+        self.call::<_, StreamResult<LeaseKeepAliveResponse>>("/v3/lease/keepalive", req).map(|r| r.0)
+    }
+
+    pub fn lease_time_to_live(&self, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        self.call("/v3/lease/timetolive", req)
+    }
+
+    pub fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
+        self.call("/v3/lease/leases", &Empty)
     }
 
     pub fn status(&self) -> Result<StatusResponse> {

@@ -39,6 +39,9 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// Most operations in one txn branch (`--max-txn-ops`).
     pub max_txn_ops: usize,
+    /// How often the leader records each lease's remaining TTL through raft, so a restart or a
+    /// new leader resumes the countdown; a lease can outlive its TTL by at most this much.
+    pub lease_checkpoint_interval_ms: u64,
     /// How long a client call waits for its proposal to be applied before
     /// `etcdserver: request timed out`. etcd uses 5 s plus two election timeouts.
     pub request_timeout_ms: u64,
@@ -66,6 +69,7 @@ impl Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: 128,
             request_timeout_ms: 7_000,
+            lease_checkpoint_interval_ms: 60_000,
         }
     }
 
@@ -106,6 +110,9 @@ impl Config {
         if self.max_txn_ops == 0 {
             return fail("--max-txn-ops must be > 0".into());
         }
+        if self.lease_checkpoint_interval_ms == 0 {
+            return fail("lease checkpoint interval must be > 0".into());
+        }
         if self.request_timeout_ms == 0 {
             return fail("request timeout must be > 0".into());
         }
@@ -119,6 +126,15 @@ impl Config {
     /// Election timeout in ticks, as raft-rs counts it.
     pub fn election_ticks(&self) -> usize {
         (self.election_timeout_ms / self.heartbeat_interval_ms) as usize
+    }
+
+    /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds.
+    pub fn min_lease_ttl(&self) -> i64 {
+        (3 * self.election_ticks() as u64 * self.heartbeat_interval_ms / 2).div_ceil(1000) as i64
+    }
+
+    pub fn lease_checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.lease_checkpoint_interval_ms)
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -160,6 +176,7 @@ mod tests {
         let cfg = Config::default();
         assert_eq!(cfg.member_id(), 0x8e9e05c52164694d);
         assert_eq!(Config::cluster_id(&[cfg.member_id()]), 0xcdf818194e3a8c32);
+        assert_eq!(cfg.min_lease_ttl(), 2, "etcd raises TTL 1 to 2 with default timing");
     }
 
     #[test]

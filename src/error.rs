@@ -60,6 +60,12 @@ pub enum Error {
     FutureRevision,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// A grant with the id of a live lease.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// A grant with a TTL above 9e9 seconds.
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// The request was proposed but not applied within the request timeout.
     #[error("etcdserver: request timed out")]
     Timeout,
@@ -114,9 +120,9 @@ impl Error {
             Unreachable { .. } => Code::Unavailable,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
             | RequestTooLarge => Code::InvalidArgument,
-            Compacted | FutureRevision => Code::OutOfRange,
+            Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound => Code::NotFound,
-            AuthNotEnabled => Code::FailedPrecondition,
+            AuthNotEnabled | LeaseExists => Code::FailedPrecondition,
             TooManyRequests => Code::ResourceExhausted,
             Timeout | Stopped | LeaderChanged | NoLeader => Code::Unavailable,
             Decode { .. } => Code::DataLoss,

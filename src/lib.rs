@@ -34,6 +34,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod lease;
 pub mod mvcc;
 pub mod node;
 pub mod pb;

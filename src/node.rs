@@ -137,6 +137,72 @@ impl Node {
         }
     }
 
+    /// Creates a lease (etcd `LeaseGrant`). With `id` 0 the server picks a positive id.
+    pub fn lease_grant(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        if req.ttl > crate::lease::MAX_LEASE_TTL {
+            return Err(Error::LeaseTtlTooLarge);
+        }
+        if req.id == 0 {
+            // Chosen before proposing, so every member applies the same id (etcd's rule).
+            req.id = (self.inner.shared.request_ids.next() & (i64::MAX as u64)) as i64;
+        }
+        match self.propose(Request::LeaseGrant(req))? {
+            Response::LeaseGrant(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a lease and its keys (etcd `LeaseRevoke`).
+    pub fn lease_revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        if !self.inner.shared.lessor.exists(req.id) {
+            return Err(Error::LeaseNotFound);
+        }
+        match self.propose(Request::LeaseRevoke(req))? {
+            Response::LeaseRevoke(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Restarts a lease's countdown (etcd `LeaseKeepAlive`, one message). An unknown lease
+    /// answers TTL 0, as etcd does.
+    pub fn lease_keep_alive(&self, req: LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
+        let shared = &self.inner.shared;
+        let ttl = match shared.lessor.renew(req.id) {
+            Some((ttl, checkpointed)) => {
+                if checkpointed {
+                    // The stored remaining TTL is stale now; a restart must not resume from it.
+                    let checkpoints = vec![LeaseCheckpoint { id: req.id, remaining_ttl: 0 }];
+                    shared.propose_nowait(
+                        &self.inner.request_tx,
+                        Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }),
+                    );
+                }
+                ttl
+            }
+            None => 0,
+        };
+        Ok(LeaseKeepAliveResponse { header: shared.header_at(shared.store.current_revision()), id: req.id, ttl })
+    }
+
+    /// A lease's remaining and granted TTL (etcd `LeaseTimeToLive`); TTL -1 if it is unknown.
+    pub fn lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        let shared = &self.inner.shared;
+        let header = shared.header_at(shared.store.current_revision());
+        Ok(match shared.lessor.time_to_live(req.id, req.keys) {
+            Some(t) => {
+                LeaseTimeToLiveResponse { header, id: req.id, ttl: t.remaining, granted_ttl: t.granted, keys: t.keys }
+            }
+            None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() },
+        })
+    }
+
+    /// Every lease, soonest to expire first (etcd `LeaseLeases`).
+    pub fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
+        let shared = &self.inner.shared;
+        let leases = shared.lessor.leases().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(LeaseLeasesResponse { header: shared.header_at(shared.store.current_revision()), leases })
+    }
+
     /// A response carrying only a header at the current revision (what etcd answers for auth
     /// listings while auth is disabled).
     pub fn header_only(&self) -> CompactionResponse {

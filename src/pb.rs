@@ -373,6 +373,127 @@ pub struct HashResponse {
     pub hash: u32,
 }
 
+/// Creates a lease (`etcdserverpb.LeaseGrantRequest`). `ID` 0 lets the server choose.
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseGrantRequest {
+    /// Requested time-to-live in seconds (raised to the cluster's minimum).
+    #[prost(int64, tag = "1")]
+    pub ttl: i64,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseGrantResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    /// The TTL granted, in seconds.
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+    #[prost(string, tag = "4")]
+    pub error: String,
+}
+
+/// Deletes a lease and every key attached to it, in one revision.
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseRevokeRequest {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseRevokeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+}
+
+/// Resets a lease's countdown to its full TTL.
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseKeepAliveRequest {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseKeepAliveResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    /// The new TTL in seconds; 0 when the lease does not exist.
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseTimeToLiveRequest {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    /// Also list the keys attached to the lease.
+    #[prost(bool, tag = "2")]
+    pub keys: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseTimeToLiveResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    /// Remaining seconds; -1 when the lease does not exist (not an error, as in etcd).
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+    #[prost(int64, tag = "4")]
+    pub granted_ttl: i64,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub keys: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct LeaseStatus {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseLeasesResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub leases: Vec<LeaseStatus>,
+}
+
+/// The leader's record of a lease's remaining TTL, replicated so that a restart or a new
+/// leader resumes the countdown instead of restarting it (etcd `LeaseCheckpoint`).
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct LeaseCheckpoint {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    /// Seconds left; 0 means "the full TTL" (after a keepalive).
+    #[prost(int64, tag = "2")]
+    pub remaining_ttl: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaseCheckpointRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub checkpoints: Vec<LeaseCheckpoint>,
+}
+
+/// A lease as stored in the `lease` column family (etcd's `leasepb.Lease`).
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct LeaseRecord {
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    #[prost(int64, tag = "2")]
+    pub ttl: i64,
+    /// Last checkpointed remaining TTL; 0 = full TTL.
+    #[prost(int64, tag = "3")]
+    pub remaining_ttl: i64,
+}
+
 /// The payload of a raft log entry: one client write with the id its waiter is registered under.
 /// Field numbers follow etcd's `InternalRaftRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -380,7 +501,7 @@ pub struct InternalRequest {
     /// Request id; the proposing member's waiter for the result is keyed by it.
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "internal_request::Request", tags = "4, 5, 6, 7")]
+    #[prost(oneof = "internal_request::Request", tags = "4, 5, 6, 7, 8, 9, 11")]
     pub request: Option<internal_request::Request>,
 }
 
@@ -396,6 +517,12 @@ pub mod internal_request {
         Txn(TxnRequest),
         #[prost(message, tag = "7")]
         Compaction(CompactionRequest),
+        #[prost(message, tag = "8")]
+        LeaseGrant(LeaseGrantRequest),
+        #[prost(message, tag = "9")]
+        LeaseRevoke(LeaseRevokeRequest),
+        #[prost(message, tag = "11")]
+        LeaseCheckpoint(LeaseCheckpointRequest),
     }
 }
 

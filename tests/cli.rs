@@ -120,6 +120,21 @@ fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
     assert!(stdout(&ctl(&e, &["endpoint", "status", "-w", "table"])).contains("| IS LEADER |"));
     assert!(stdout(&ctl(&e, &["member", "list"])).contains(", started, cli-test, http://localhost:2380, "));
 
+    let grant = stdout(&ctl(&e, &["lease", "grant", "60"]));
+    assert!(grant.starts_with("lease ") && grant.ends_with(" granted with TTL(60s)\n"), "{grant}");
+    let id = grant.split(' ').nth(1).unwrap().to_string();
+    assert_eq!(stdout(&ctl(&e, &["put", "leased", "v", "--lease", &id])), "OK\n");
+    let ttl = stdout(&ctl(&e, &["lease", "timetolive", &id, "--keys"]));
+    assert!(ttl.contains("granted with TTL(60s), remaining(") && ttl.ends_with("attached keys([leased])\n"), "{ttl}");
+    assert_eq!(stdout(&ctl(&e, &["lease", "list"])), format!("found 1 leases\n{id}\n"));
+    assert_eq!(
+        stdout(&ctl(&e, &["lease", "keep-alive", "--once", &id])),
+        format!("lease {id} keepalived with TTL(60)\n")
+    );
+    assert_eq!(stdout(&ctl(&e, &["lease", "revoke", &id])), format!("lease {id} revoked\n"));
+    assert_eq!(stdout(&ctl(&e, &["get", "leased"])), "");
+    assert_eq!(stdout(&ctl(&e, &["lease", "timetolive", &id])), format!("lease {id} already expired\n"));
+
     let status = sigterm(m);
     assert_eq!(status.code(), Some(0), "SIGTERM must stop raftkv cleanly");
 

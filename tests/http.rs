@@ -322,6 +322,40 @@ fn keep_alive_pipelining_and_hangups() {
 }
 
 #[test]
+fn lease_endpoints_and_the_keepalive_stream() {
+    let gw = Gateway::start();
+    let r = gw.post("/v3/lease/grant", r#"{"TTL":60,"ID":"7587869061213437000"}"#);
+    assert_eq!(strip_ids(&r.body), r#"{"header":{"revision":"1"},"ID":"7587869061213437000","TTL":"60"}"#);
+    let r = gw.post("/v3/lease/grant", r#"{"TTL":"60","ID":"7587869061213437000"}"#);
+    assert_eq!((r.status, r.body), (400, error("etcdserver: lease already exists", 9)));
+    let r = gw.post("/v3/kv/put", r#"{"key":"bGVhc2Vk","value":"dg==","lease":"7587869061213437000"}"#);
+    assert_eq!(r.status, 200);
+    let r = gw.post("/v3/kv/lease/timetolive", r#"{"ID":"7587869061213437000","keys":true}"#);
+    assert!(r.body.contains(r#""grantedTTL":"60","keys":["bGVhc2Vk"]"#), "{}", r.body);
+    let r = gw.post("/v3/lease/timetolive", r#"{"ID":"999"}"#);
+    assert!(strip_ids(&r.body).ends_with(r#""ID":"999","TTL":"-1"}"#), "{}", r.body);
+    // Two request objects in one body: two result messages, one chunk each, then the end.
+    let r = gw.post("/v3/lease/keepalive", "{\"ID\":\"7587869061213437000\"}\n{\"ID\": \"999\"}");
+    assert_eq!((r.status, r.header("Transfer-Encoding")), (200, Some("chunked")));
+    let lines: Vec<String> = r.body.lines().map(strip_ids).collect();
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"result":{"header":{"revision":"2"},"ID":"7587869061213437000","TTL":"60"}}"#.to_string(),
+            r#"{"result":{"header":{"revision":"2"},"ID":"999"}}"#.to_string(),
+        ]
+    );
+    let r = gw.post("/v3/lease/keepalive", r#"{"ID":"#);
+    assert_eq!((r.status, r.body), (500, error("unexpected EOF", 2)));
+    let r = gw.post("/v3/lease/leases", "{}");
+    assert!(r.body.contains(r#""leases":[{"ID":"7587869061213437000"}]"#), "{}", r.body);
+    let r = gw.post("/v3/kv/lease/revoke", r#"{"ID":"7587869061213437000"}"#);
+    assert_eq!(strip_ids(&r.body), r#"{"header":{"revision":"3"}}"#);
+    let r = gw.post("/v3/lease/revoke", "{}");
+    assert_eq!((r.status, r.body), (404, error("etcdserver: requested lease not found", 5)));
+}
+
+#[test]
 fn oversize_requests() {
     let gw = Gateway::start();
     // 1.6 MB value: over --max-request-bytes, under the 2 MiB gRPC limit.

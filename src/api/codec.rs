@@ -332,6 +332,111 @@ impl ToJson for HashResponse {
     }
 }
 
+impl FromJson for LeaseGrantRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "TTL" => self.ttl = r.i64()?,
+            "ID" => self.id = r.i64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for LeaseRevokeRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "ID" => self.id = r.i64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for LeaseKeepAliveRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "ID" => self.id = r.i64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for LeaseTimeToLiveRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "ID" => self.id = r.i64()?,
+            "keys" => self.keys = r.bool()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl ToJson for LeaseGrantResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
+        w.i64("ID", self.id);
+        w.i64("TTL", self.ttl);
+        w.string("error", &self.error);
+    }
+}
+
+impl ToJson for LeaseRevokeResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
+    }
+}
+
+impl ToJson for LeaseKeepAliveResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
+        w.i64("ID", self.id);
+        w.i64("TTL", self.ttl);
+    }
+}
+
+impl ToJson for LeaseTimeToLiveResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
+        w.i64("ID", self.id);
+        w.i64("TTL", self.ttl);
+        w.i64("grantedTTL", self.granted_ttl);
+        if !self.keys.is_empty() {
+            w.begin_array("keys");
+            for key in &self.keys {
+                w.bytes_item(key);
+            }
+            w.end_array();
+        }
+    }
+}
+
+impl ToJson for LeaseStatus {
+    fn write_fields(&self, w: &mut Writer) {
+        w.i64("ID", self.id);
+    }
+}
+
+impl ToJson for LeaseLeasesResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
+        object_list(w, "leases", &self.leases);
+    }
+}
+
+/// A stream message: `{"result":{...}}`, as the gateway wraps each message of a stream.
+pub fn stream_result(msg: &impl ToJson) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.begin_object();
+    object(&mut w, "result", msg);
+    w.end_object();
+    let mut out = w.finish().into_bytes();
+    out.push(b'\n');
+    out
+}
+
 // ---- The client side: requests to JSON, responses from JSON ----
 
 impl ToJson for RangeRequest {
@@ -576,6 +681,123 @@ impl FromJson for HashResponse {
         match name {
             "header" => self.header = optional(r)?,
             "hash" => self.hash = r.u64()? as u32,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl ToJson for LeaseGrantRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.i64("TTL", self.ttl);
+        w.i64("ID", self.id);
+    }
+}
+
+impl ToJson for LeaseRevokeRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.i64("ID", self.id);
+    }
+}
+
+impl ToJson for LeaseKeepAliveRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.i64("ID", self.id);
+    }
+}
+
+impl ToJson for LeaseTimeToLiveRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.i64("ID", self.id);
+        w.bool("keys", self.keys);
+    }
+}
+
+impl FromJson for LeaseGrantResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            "ID" => self.id = r.i64()?,
+            "TTL" => self.ttl = r.i64()?,
+            "error" => self.error = r.string()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for LeaseRevokeResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for LeaseKeepAliveResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            "ID" => self.id = r.i64()?,
+            "TTL" => self.ttl = r.i64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for LeaseTimeToLiveResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            "ID" => self.id = r.i64()?,
+            "TTL" => self.ttl = r.i64()?,
+            "grantedTTL" => self.granted_ttl = r.i64()?,
+            "keys" => {
+                let mut keys = Vec::new();
+                r.array("[][]uint8", |r| {
+                    keys.push(r.bytes()?);
+                    Ok(())
+                })?;
+                self.keys = keys;
+            }
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for LeaseStatus {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "ID" => self.id = r.i64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for LeaseLeasesResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            "leases" => self.leases = messages(r, "[]*etcdserverpb.LeaseStatus")?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+/// One message of a gateway stream: `{"result": T}` (or `{"error": ...}`).
+#[derive(Default)]
+pub struct StreamResult<T>(pub T);
+
+impl<T: FromJson> FromJson for StreamResult<T> {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "result" => self.0 = message(r)?,
             _ => r.skip(),
         }
         Ok(())

@@ -232,7 +232,7 @@ fn serve(conn: TcpStream, handler: &dyn Handler, stopping: &AtomicBool) {
         let (close, echo_close) = (head.close, head.echo_close);
         let response = handler.handle(Request { method: head.method, path: head.path, body });
         if let Response::Stream { status, headers, messages } = response {
-            if let Err(e) = write_stream(&mut writer, head.version, status, headers, messages, echo_close, stopping) {
+            if let Err(e) = write_stream(&mut writer, head.version, status, headers, messages, stopping) {
                 log::debug!("http: {peer}: stream ended: {e}");
             }
             // A stream ends its connection: the client cannot tell where a new response starts
@@ -523,7 +523,6 @@ fn write_stream(
     status: u16,
     headers: Vec<(&'static str, String)>,
     messages: Receiver<Vec<u8>>,
-    close: bool,
     stopping: &AtomicBool,
 ) -> io::Result<()> {
     let mut head = Some(headers);
@@ -536,11 +535,8 @@ fn write_stream(
                     for (k, v) in sorted_headers(headers) {
                         let _ = write!(out, "{k}: {v}\r\n");
                     }
-                    let _ = write!(out, "Date: {}\r\n", http_date());
-                    if close {
-                        out.extend_from_slice(b"Connection: close\r\n");
-                    }
-                    out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                    // Go's gateway streams never announce `Connection: close`.
+                    let _ = write!(out, "Date: {}\r\nTransfer-Encoding: chunked\r\n\r\n", http_date());
                 }
                 let _ = write!(out, "{:x}\r\n", message.len());
                 out.extend_from_slice(&message);

@@ -57,6 +57,22 @@ pub fn validate(input: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Splits a stream body into its successive JSON values (Go's `json.Decoder` reading one
+/// message after another); a syntax error anywhere fails the stream, as it does in etcd.
+pub fn documents(input: &[u8]) -> Result<Vec<&[u8]>> {
+    let mut v = Validator { s: input, i: 0 };
+    let mut docs = Vec::new();
+    loop {
+        v.space();
+        if v.i >= v.s.len() {
+            return Ok(docs);
+        }
+        let start = v.i;
+        v.value()?;
+        docs.push(&input[start..v.i]);
+    }
+}
+
 struct Validator<'a> {
     s: &'a [u8],
     i: usize,
@@ -762,6 +778,14 @@ impl Writer {
         }
     }
 
+    /// An element of a bytes array.
+    pub fn bytes_item(&mut self, v: &[u8]) {
+        self.comma();
+        self.buf.push('"');
+        base64_encode(&mut self.buf, v);
+        self.buf.push('"');
+    }
+
     /// An element of a string array.
     pub fn string_item(&mut self, v: &str) {
         self.comma();
@@ -837,6 +861,14 @@ mod tests {
         assert_eq!(syntax("{} x"), "invalid character 'x' after top-level value");
         assert_eq!(syntax("{a:1}"), "invalid character 'a' looking for beginning of object key string");
         assert!(validate(b" {\"a\":[1,2.5e3,-0,\"x\\u00e9\",true,null,{}]} ").is_ok());
+    }
+
+    #[test]
+    fn stream_bodies_split_into_documents() {
+        let docs = documents(b"{\"ID\":1}\n{\"ID\": 2} {}").unwrap();
+        assert_eq!(docs, vec![&b"{\"ID\":1}"[..], b"{\"ID\": 2}", b"{}"]);
+        assert_eq!(documents(b"{\"ID\":").unwrap_err().0, "unexpected EOF");
+        assert!(documents(b"  ").unwrap().is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use http::{HttpServer, Request, Response};
 use json::JsonError;
 
 use crate::error::Code;
-use crate::pb::{CompactionResponse, RangeRequest};
+use crate::pb::{CompactionResponse, LeaseKeepAliveRequest, RangeRequest};
 use crate::{Error, Node, Result};
 
 /// The etcd release whose gateway raftkv answers like; clients parse `/version`.
@@ -50,6 +50,11 @@ enum Rpc {
     Alarm,
     Defragment,
     MemberList,
+    LeaseGrant,
+    LeaseRevoke,
+    LeaseKeepAlive,
+    LeaseTimeToLive,
+    LeaseLeases,
     Authenticate,
     /// Auth user and role lists: empty, as etcd answers with auth disabled.
     AuthList,
@@ -68,6 +73,11 @@ fn route(path: &str) -> Option<Rpc> {
         "maintenance/alarm" => Rpc::Alarm,
         "maintenance/defragment" => Rpc::Defragment,
         "cluster/member/list" => Rpc::MemberList,
+        "lease/grant" => Rpc::LeaseGrant,
+        "lease/revoke" | "kv/lease/revoke" => Rpc::LeaseRevoke,
+        "lease/keepalive" => Rpc::LeaseKeepAlive,
+        "lease/timetolive" | "kv/lease/timetolive" => Rpc::LeaseTimeToLive,
+        "lease/leases" | "kv/lease/leases" => Rpc::LeaseLeases,
         "auth/authenticate" => Rpc::Authenticate,
         "auth/user/list" | "auth/role/list" => Rpc::AuthList,
         _ => return None,
@@ -174,6 +184,14 @@ impl Gateway {
                 Ignored::from_json(body).map_err(decode_error)?;
                 outcome(Ok::<_, Error>(node.member_list()))
             }
+            Rpc::LeaseGrant => outcome(node.lease_grant(decode(body)?)),
+            Rpc::LeaseRevoke => outcome(node.lease_revoke(decode(body)?)),
+            Rpc::LeaseTimeToLive => outcome(node.lease_time_to_live(decode(body)?)),
+            Rpc::LeaseLeases => {
+                Ignored::from_json(body).map_err(decode_error)?;
+                outcome(node.lease_leases())
+            }
+            Rpc::LeaseKeepAlive => self.keep_alive(body),
             Rpc::Authenticate => {
                 Ignored::from_json(body).map_err(decode_error)?;
                 outcome(Err::<CompactionResponse, _>(Error::AuthNotEnabled))
@@ -192,6 +210,39 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Lease keepalive, a stream: one `{"result":...}` message per request object in the body,
+    /// then the end of the response. A malformed body fails the stream (500, code 2).
+    fn keep_alive(&self, body: &[u8]) -> Response {
+        let stream_error = |msg: &str| Response::Full {
+            status: 500,
+            headers: vec![("Content-Type", "application/json".into())],
+            body: error_body(msg, Code::Unknown as u32),
+        };
+        let requests: Vec<LeaseKeepAliveRequest> = match json::documents(body)
+            .and_then(|docs| docs.into_iter().map(LeaseKeepAliveRequest::from_json).collect())
+        {
+            Ok(requests) => requests,
+            Err(e) => return stream_error(&e.0),
+        };
+        let (tx, messages) = crossbeam::channel::bounded(requests.len().max(1));
+        for req in requests {
+            match self.node.lease_keep_alive(req) {
+                Ok(resp) => {
+                    let _ = tx.send(codec::stream_result(&resp));
+                }
+                Err(e) => return stream_error(&e.to_string()),
+            }
+        }
+        Response::Stream {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "application/json".into()),
+                ("Grpc-Metadata-Content-Type", "application/grpc".into()),
+            ],
+            messages,
+        }
+    }
+
     /// etcd's health check: there is a leader (waiting up to one second for an election in
     /// progress) and a linearizable read succeeds.
     fn healthy(&self) -> bool {

@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
+use crate::lease::Lessor;
 use crate::mvcc::{RangeOptions, ReadView, WriteTxn};
 use crate::pb::compare::TargetUnion;
 use crate::pb::request_op::Request;
@@ -82,10 +83,7 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse> {
     Ok(RangeResponse { header: header(rr.rev), kvs: rr.kvs, more, count: rr.count })
 }
 
-/// Whether a lease id names a live lease.
-pub type LeaseExists<'a> = &'a dyn Fn(i64) -> bool;
-
-pub fn put(txn: &mut WriteTxn, r: &PutRequest, lease_exists: LeaseExists) -> Result<PutResponse> {
+pub fn put(txn: &mut WriteTxn, r: &PutRequest, lessor: &Lessor) -> Result<PutResponse> {
     let needs_prev = r.ignore_value || r.ignore_lease || r.prev_kv;
     let prev = if needs_prev { txn.range(&r.key, None, RangeOptions::default())?.kvs.into_iter().next() } else { None };
     if (r.ignore_value || r.ignore_lease) && prev.is_none() {
@@ -95,7 +93,7 @@ pub fn put(txn: &mut WriteTxn, r: &PutRequest, lease_exists: LeaseExists) -> Res
         (Some(prev), true) => prev.lease,
         _ => r.lease,
     };
-    if !r.ignore_lease && lease != 0 && !lease_exists(lease) {
+    if !r.ignore_lease && lease != 0 && !lessor.exists(lease) {
         return Err(Error::LeaseNotFound);
     }
     let value = match (&prev, r.ignore_value) {
@@ -103,12 +101,16 @@ pub fn put(txn: &mut WriteTxn, r: &PutRequest, lease_exists: LeaseExists) -> Res
         _ => r.value.as_slice(),
     };
     let kv = txn.put(&r.key, value, lease)?;
+    lessor.attach(&r.key, lease);
     let prev_kv = if r.prev_kv { prev } else { None };
     Ok(PutResponse { header: header(kv.mod_revision), prev_kv })
 }
 
-pub fn delete_range(txn: &mut WriteTxn, r: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+pub fn delete_range(txn: &mut WriteTxn, r: &DeleteRangeRequest, lessor: &Lessor) -> Result<DeleteRangeResponse> {
     let deleted = txn.delete_range(&r.key, range_end(&r.range_end))?;
+    for kv in deleted.iter().filter(|kv| kv.lease != 0) {
+        lessor.attach(&kv.key, 0);
+    }
     let count = deleted.len() as i64;
     let prev_kvs = if r.prev_kv { deleted } else { Vec::new() };
     Ok(DeleteRangeResponse { header: header(txn.rev()), deleted: count, prev_kvs })
@@ -117,11 +119,11 @@ pub fn delete_range(txn: &mut WriteTxn, r: &DeleteRangeRequest) -> Result<Delete
 /// Applies a txn: compares (and those of nested txns on the taken path) are evaluated on the
 /// state before any write, then the chosen branch is checked as a whole (so a failing op
 /// leaves nothing half done), then executed at one revision.
-pub fn txn(txn: &mut WriteTxn, r: &TxnRequest, lease_exists: LeaseExists) -> Result<TxnResponse> {
+pub fn txn(txn: &mut WriteTxn, r: &TxnRequest, lessor: &Lessor) -> Result<TxnResponse> {
     let path = compare_path(txn, r);
-    check_branch(txn, r, &path, 0, lease_exists)?;
+    check_branch(txn, r, &path, 0, lessor)?;
     let mut next = 0;
-    let mut resp = exec_txn(txn, r, &path, &mut next, lease_exists)?;
+    let mut resp = exec_txn(txn, r, &path, &mut next, lessor)?;
     resp.header = header(txn.rev());
     Ok(resp)
 }
@@ -187,13 +189,7 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 
 /// etcd's `checkRequests`: every range of the path must be readable and every put valid
 /// before anything is written. Returns the number of path entries consumed.
-fn check_branch(
-    view: &impl ReadView,
-    r: &TxnRequest,
-    path: &[bool],
-    at: usize,
-    lease_exists: LeaseExists,
-) -> Result<usize> {
+fn check_branch(view: &impl ReadView, r: &TxnRequest, path: &[bool], at: usize, lessor: &Lessor) -> Result<usize> {
     let ok = path[at];
     let mut next = at + 1;
     for op in if ok { &r.success } else { &r.failure } {
@@ -209,11 +205,11 @@ fn check_branch(
                         return Err(Error::KeyNotFound);
                     }
                 }
-                if p.lease != 0 && !lease_exists(p.lease) {
+                if p.lease != 0 && !lessor.exists(p.lease) {
                     return Err(Error::LeaseNotFound);
                 }
             }
-            Some(Request::RequestTxn(inner)) => next = check_branch(view, inner, path, next, lease_exists)?,
+            Some(Request::RequestTxn(inner)) => next = check_branch(view, inner, path, next, lessor)?,
             Some(Request::RequestDeleteRange(_)) | None => {}
         }
     }
@@ -225,7 +221,7 @@ fn exec_txn(
     r: &TxnRequest,
     path: &[bool],
     next: &mut usize,
-    lease_exists: LeaseExists,
+    lessor: &Lessor,
 ) -> Result<TxnResponse> {
     let succeeded = path[*next];
     *next += 1;
@@ -233,11 +229,11 @@ fn exec_txn(
     for op in if succeeded { &r.success } else { &r.failure } {
         let response = match &op.request {
             Some(Request::RequestRange(rr)) => Response::ResponseRange(range(txn, rr)?),
-            Some(Request::RequestPut(p)) => Response::ResponsePut(put(txn, p, lease_exists)?),
-            Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(delete_range(txn, d)?),
+            Some(Request::RequestPut(p)) => Response::ResponsePut(put(txn, p, lessor)?),
+            Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(delete_range(txn, d, lessor)?),
             Some(Request::RequestTxn(inner)) => {
                 // Nested txn responses carry an empty header, as etcd's do.
-                let mut resp = exec_txn(txn, inner, path, next, lease_exists)?;
+                let mut resp = exec_txn(txn, inner, path, next, lessor)?;
                 resp.header = Some(ResponseHeader::default());
                 Response::ResponseTxn(resp)
             }

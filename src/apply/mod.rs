@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex};
 use prost::Message as _;
 use raft::prelude::{ConfState, Entry, EntryType, SnapshotMetadata};
 
-use crate::mvcc::ApplyBatch;
+use crate::mvcc::{ApplyBatch, ReadView};
 use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::raft::ApplyProgress;
@@ -31,6 +31,10 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    /// Checkpoints are proposed by the lessor, which waits for nothing.
+    LeaseCheckpoint,
 }
 
 /// What has been applied, and the raft facts that go with it: the run loop's progress record
@@ -132,19 +136,37 @@ impl Applier {
     }
 
     fn execute(&self, batch: &mut ApplyBatch, req: Option<Request>) -> Result<Response> {
-        // Leases arrive with the lessor; until then no lease exists.
-        let lease_exists = |_: i64| false;
-        let mut txn = batch.txn();
+        let (db, lessor) = (&*self.shared.db, &self.shared.lessor);
         let mut response = match req {
-            Some(Request::Put(r)) => Response::Put(kv::put(&mut txn, &r, &lease_exists)?),
-            Some(Request::DeleteRange(r)) => Response::DeleteRange(kv::delete_range(&mut txn, &r)?),
-            Some(Request::Txn(r)) => Response::Txn(kv::txn(&mut txn, &r, &lease_exists)?),
+            Some(Request::Put(r)) => Response::Put(kv::put(&mut batch.txn(), &r, lessor)?),
+            Some(Request::DeleteRange(r)) => Response::DeleteRange(kv::delete_range(&mut batch.txn(), &r, lessor)?),
+            Some(Request::Txn(r)) => Response::Txn(kv::txn(&mut batch.txn(), &r, lessor)?),
+            Some(Request::LeaseGrant(r)) => {
+                let ttl = lessor.grant(db, batch.write_batch(), r.id, r.ttl)?;
+                let header = Some(ResponseHeader { revision: batch.rev(), ..Default::default() });
+                Response::LeaseGrant(LeaseGrantResponse { header, id: r.id, ttl, error: String::new() })
+            }
+            Some(Request::LeaseRevoke(r)) => {
+                // The lease's keys go in one revision, as etcd deletes them in one txn.
+                let keys = lessor.revoke(db, batch.write_batch(), r.id)?;
+                let mut txn = batch.txn();
+                for key in keys {
+                    txn.delete_range(&key, None)?;
+                }
+                let header = Some(ResponseHeader { revision: txn.rev(), ..Default::default() });
+                Response::LeaseRevoke(LeaseRevokeResponse { header })
+            }
+            Some(Request::LeaseCheckpoint(r)) => {
+                lessor.checkpoint(db, batch.write_batch(), &r.checkpoints);
+                Response::LeaseCheckpoint
+            }
             Some(Request::Compaction(_)) | None => {
                 return Err(Error::Decode { what: "raft entry", detail: "no request".into() })
             }
         };
-        drop(txn);
-        self.shared.fill_header(response.header_mut());
+        if let Some(header) = response.header_mut() {
+            self.shared.fill_header(header);
+        }
         Ok(response)
     }
 
@@ -195,12 +217,15 @@ impl Applier {
 }
 
 impl Response {
-    fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+    fn header_mut(&mut self) -> Option<&mut Option<ResponseHeader>> {
         match self {
-            Response::Put(r) => &mut r.header,
-            Response::DeleteRange(r) => &mut r.header,
-            Response::Txn(r) => &mut r.header,
-            Response::Compaction(r) => &mut r.header,
+            Response::Put(r) => Some(&mut r.header),
+            Response::DeleteRange(r) => Some(&mut r.header),
+            Response::Txn(r) => Some(&mut r.header),
+            Response::Compaction(r) => Some(&mut r.header),
+            Response::LeaseGrant(r) => Some(&mut r.header),
+            Response::LeaseRevoke(r) => Some(&mut r.header),
+            Response::LeaseCheckpoint => None,
         }
     }
 }

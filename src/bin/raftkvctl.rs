@@ -119,6 +119,11 @@ enum Command {
         #[command(subcommand)]
         command: EndpointCommand,
     },
+    /// Lease related commands.
+    Lease {
+        #[command(subcommand)]
+        command: LeaseCommand,
+    },
     /// Membership related commands.
     Member {
         #[command(subcommand)]
@@ -132,6 +137,34 @@ enum EndpointCommand {
     Status,
     /// Checks the healthiness of the endpoints.
     Health,
+}
+
+#[derive(Subcommand)]
+enum LeaseCommand {
+    /// Creates a lease with a TTL in seconds.
+    Grant { ttl: i64 },
+    /// Revokes a lease and deletes its keys.
+    Revoke {
+        #[arg(value_parser = parse_hex_or_dec)]
+        id: i64,
+    },
+    /// Shows a lease's remaining TTL.
+    Timetolive {
+        #[arg(value_parser = parse_hex_or_dec)]
+        id: i64,
+        /// Also list the attached keys.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// Lists all leases.
+    List,
+    /// Keeps a lease alive (once, or until interrupted).
+    KeepAlive {
+        #[arg(value_parser = parse_hex_or_dec)]
+        id: i64,
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -342,6 +375,71 @@ impl Ctl {
         }
         if unhealthy {
             return Err(raftkv::Error::Config("unhealthy cluster".into()));
+        }
+        Ok(())
+    }
+
+    fn lease(&self, command: LeaseCommand) -> Outcome {
+        let json = self.format == Format::Json;
+        match command {
+            LeaseCommand::Grant { ttl } => {
+                let r = self.client.lease_grant(&LeaseGrantRequest { ttl, id: 0 })?;
+                if json {
+                    self.print_json(&r)
+                } else {
+                    println!("lease {:x} granted with TTL({}s)", r.id, r.ttl)
+                }
+            }
+            LeaseCommand::Revoke { id } => {
+                let r = self.client.lease_revoke(&LeaseRevokeRequest { id })?;
+                if json {
+                    self.print_json(&r)
+                } else {
+                    println!("lease {id:x} revoked")
+                }
+            }
+            LeaseCommand::Timetolive { id, keys } => {
+                let r = self.client.lease_time_to_live(&LeaseTimeToLiveRequest { id, keys })?;
+                if json {
+                    self.print_json(&r)
+                } else if r.ttl == -1 {
+                    println!("lease {id:x} already expired")
+                } else if keys {
+                    let names: Vec<String> = r.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+                    println!(
+                        "lease {id:x} granted with TTL({}s), remaining({}s), attached keys([{}])",
+                        r.granted_ttl,
+                        r.ttl,
+                        names.join(" ")
+                    )
+                } else {
+                    println!("lease {id:x} granted with TTL({}s), remaining({}s)", r.granted_ttl, r.ttl)
+                }
+            }
+            LeaseCommand::List => {
+                let r = self.client.lease_leases()?;
+                if json {
+                    self.print_json(&r)
+                } else {
+                    println!("found {} leases", r.leases.len());
+                    for l in &r.leases {
+                        println!("{:x}", l.id);
+                    }
+                }
+            }
+            LeaseCommand::KeepAlive { id, once } => loop {
+                let r = self.client.lease_keep_alive(&LeaseKeepAliveRequest { id })?;
+                if r.ttl <= 0 {
+                    println!("lease {id:x} expired or revoked.");
+                    return Ok(());
+                }
+                println!("lease {id:x} keepalived with TTL({})", r.ttl);
+                if once {
+                    return Ok(());
+                }
+                // etcd's client renews at a third of the TTL.
+                std::thread::sleep(Duration::from_secs((r.ttl as u64 / 3).max(1)));
+            },
         }
         Ok(())
     }
@@ -599,6 +697,7 @@ fn main() -> ExitCode {
         Command::Compaction { revision, physical } => ctl.compaction(revision, physical),
         Command::Endpoint { command: EndpointCommand::Status } => ctl.endpoint_status(&cli.endpoints),
         Command::Endpoint { command: EndpointCommand::Health } => ctl.endpoint_health(&cli.endpoints),
+        Command::Lease { command } => ctl.lease(command),
         Command::Member { command: MemberCommand::List } => ctl.member_list(),
     };
     match outcome {

@@ -66,6 +66,8 @@ pub struct Store {
     db: Arc<Db>,
     /// The key index and the published revisions; the apply thread is the only writer.
     state: RwLock<State>,
+    /// Live keys with a lease as found by restore, for the lessor to take once at start.
+    restored_leases: parking_lot::Mutex<Vec<(Vec<u8>, i64)>>,
 }
 
 fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue> {
@@ -89,6 +91,7 @@ impl Store {
     pub fn open(db: Arc<Db>) -> Result<Store> {
         let compact_rev = db.get_meta_u64(meta::COMPACT_REVISION)? as i64;
         let mut index = TreeIndex::default();
+        let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
         let mut last = 0;
         for item in db.raw().iterator_cf(db.cf(Cf::Kv), IteratorMode::Start) {
             let (key, value) = item.map_err(|e| Error::Storage(e.into()))?;
@@ -101,17 +104,28 @@ impl Store {
                     String::from_utf8_lossy(&kv.key)
                 );
             }
+            if tombstone || kv.lease == 0 {
+                leased.remove(&kv.key);
+            } else {
+                leased.insert(kv.key, kv.lease);
+            }
             last = rev.main;
         }
         // A fresh store is at revision 1, as etcd's; a compaction may have removed the newest
         // tombstones, never the revision counter.
         let current_rev = last.max(compact_rev).max(1);
         log::info!("mvcc: restored {} keys, revision {current_rev}, compacted at {compact_rev}", index.len());
-        Ok(Store { db, state: RwLock::new(State { index, current_rev, compact_rev }) })
+        let restored_leases = parking_lot::Mutex::new(leased.into_iter().collect());
+        Ok(Store { db, state: RwLock::new(State { index, current_rev, compact_rev }), restored_leases })
     }
 
     pub fn current_revision(&self) -> i64 {
         self.state.read().current_rev
+    }
+
+    /// The live keys that carry a lease, as restore found them (taken once, by the lessor).
+    pub fn take_restored_leases(&self) -> Vec<(Vec<u8>, i64)> {
+        std::mem::take(&mut *self.restored_leases.lock())
     }
 
     pub fn compact_revision(&self) -> i64 {
@@ -174,6 +188,11 @@ impl<'a> ApplyBatch<'a> {
     pub fn txn(&mut self) -> WriteTxn<'_, 'a> {
         let begin = self.rev;
         WriteTxn { batch: self, begin, changes: Vec::new() }
+    }
+
+    /// The revision of the last change in this batch (the store's revision once committed).
+    pub fn rev(&self) -> i64 {
+        self.rev
     }
 
     /// The WriteBatch, for the caller to add its own records (the applied index).

@@ -5,13 +5,13 @@
 //! channels:
 //! - **apply** (from the raft thread): leadership news is handled at once; committed entries
 //!   become a job on the FIFO apply thread ([`fifo`]), so the loop never blocks on disk;
-//! - **expired leases**: lease ids the lessor found expired, to be revoked through raft
-//!   (the lessor arrives with leases; the channel and its place in the loop exist already);
+//! - **expired leases**: lease ids the `raftkv-lessor` thread found expired, proposed as
+//!   revokes without waiting;
 //! - **error**: a fatal error from any thread; logged, then the member stops;
 //! - **stop**: [`crate::Node::stop`].
 //!
-//! Shutdown order (written once, in `Server::shutdown`): stop the raft thread first so no new
-//! entries are committed; then the FIFO thread (the running job finishes, queued ones are
+//! Shutdown order (written once, in `Server::shutdown`): stop the lessor (it proposes); stop
+//! the raft thread so no new entries are committed; then the FIFO thread (the running job finishes, queued ones are
 //! dropped: they are in the durable log and are re-applied on restart); then fail every
 //! remaining waiter with `etcdserver: server stopped`.
 
@@ -21,7 +21,7 @@ pub mod wait;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam::channel::{self, select, Receiver, Sender};
 use parking_lot::Mutex;
@@ -30,13 +30,18 @@ use raft::RawNode;
 use rocksdb::WriteBatch;
 use slog::Drain as _;
 
+use prost::Message as _;
+
 use crate::apply::{AppliedIndex, Applier, Progress, Response};
 use crate::config::Config;
+use crate::lease::{self, Lessor};
 use crate::mvcc;
+use crate::pb::internal_request::Request;
 use crate::pb::ResponseHeader;
+use crate::pb::{InternalRequest, LeaseCheckpointRequest, LeaseRevokeRequest};
 use crate::raft::node::{RaftChannels, RaftNode};
 use crate::raft::storage::RaftStorage;
-use crate::raft::{Apply, LeaderChange, RaftRequest, RaftStatus};
+use crate::raft::{Apply, LeaderChange, Proposal, RaftRequest, RaftStatus};
 use crate::storage::{self, meta, Db};
 use crate::{Error, Result};
 use fifo::Fifo;
@@ -65,6 +70,7 @@ pub struct Shared {
     pub cluster_id: u64,
     pub db: Arc<Db>,
     pub store: mvcc::Store,
+    pub lessor: Lessor,
     pub wait: Wait<Response>,
     pub raft: Arc<RaftStatus>,
     pub applied: AppliedIndex,
@@ -72,6 +78,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Proposes `request` without waiting for its outcome (lease revokes and checkpoints: if
+    /// one is lost, the lessor asks again). Never blocks: a full queue drops it.
+    pub fn propose_nowait(&self, request_tx: &Sender<RaftRequest>, request: Request) {
+        let id = self.request_ids.next();
+        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        let deadline = Instant::now() + self.cfg.request_timeout();
+        if request_tx.try_send(RaftRequest::Propose(Proposal { id, data, deadline })).is_err() {
+            log::debug!("raftkv: request queue full; internal proposal {id:x} dropped");
+        }
+    }
+
     /// A response header at `revision` from this member.
     pub fn header_at(&self, revision: i64) -> Option<ResponseHeader> {
         let mut header = Some(ResponseHeader { revision, ..Default::default() });
@@ -119,14 +136,16 @@ pub struct Server {
     shared: Arc<Shared>,
     apply_rx: Receiver<Apply>,
     expired_rx: Receiver<Vec<i64>>,
-    /// Held so the expired-lease channel stays open until the lessor takes it over.
-    _expired_tx: Sender<Vec<i64>>,
     error_rx: Receiver<Error>,
     /// For apply jobs to report a fatal error; the raft thread has its own clone.
     error_tx: Sender<Error>,
     stop_rx: Receiver<()>,
     raft_stop_tx: Sender<()>,
     raft_thread: Option<JoinHandle<()>>,
+    /// For proposals the run loop makes itself (revoking expired leases).
+    request_tx: Sender<RaftRequest>,
+    lessor_stop_tx: Sender<()>,
+    lessor_thread: Option<JoinHandle<()>>,
     fifo: Fifo,
     applier: Arc<Applier>,
 }
@@ -148,6 +167,7 @@ impl Server {
         let applied_term = db.get_meta_u64(meta::APPLIED_TERM)?;
         check_recovered_state(&raft_storage, applied_index)?;
         let store = mvcc::Store::open(db.clone())?;
+        let lessor = Lessor::open(&db, cfg.min_lease_ttl(), store.take_restored_leases())?;
         log::info!(
             "raftkv: member {member_id:x} of cluster {cluster_id:x} opened {} (applied index {applied_index}, revision {})",
             cfg.data_dir.display(),
@@ -184,6 +204,7 @@ impl Server {
         let (expired_tx, expired_rx) = channel::bounded(EXPIRED_LEASE_QUEUE_MAX);
         let (stop_tx, stop_rx) = channel::bounded(1);
         let (raft_stop_tx, raft_stop_rx) = channel::bounded(1);
+        let (lessor_stop_tx, lessor_stop_rx) = channel::bounded::<()>(1);
 
         let raft_status = Arc::new(RaftStatus::default());
         let shared = Arc::new(Shared {
@@ -193,6 +214,7 @@ impl Server {
             cluster_id,
             db: db.clone(),
             store,
+            lessor,
             wait: Wait::default(),
             raft: raft_status.clone(),
             request_ids: RequestIds::new(member_id),
@@ -208,18 +230,37 @@ impl Server {
             shared.cfg.snapshot_catchup_entries,
         );
         let raft_thread = spawn("raftkv-raft", move || node.run())?;
+        let lessor_thread = {
+            let (shared, request_tx) = (shared.clone(), request_tx.clone());
+            spawn("raftkv-lessor", move || {
+                lease::run(
+                    &shared.lessor,
+                    shared.cfg.lease_checkpoint_interval(),
+                    &expired_tx,
+                    &lessor_stop_rx,
+                    |checkpoints| {
+                        shared.propose_nowait(
+                            &request_tx,
+                            Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }),
+                        )
+                    },
+                )
+            })?
+        };
         let fifo = Fifo::start("raftkv-apply")?;
         let applier = Arc::new(Applier::new(shared.clone(), Arc::new(Mutex::new(progress)), progress_tx));
         let server = Server {
             shared: shared.clone(),
             apply_rx,
             expired_rx,
-            _expired_tx: expired_tx,
             error_rx,
             error_tx,
             stop_rx,
             raft_stop_tx,
             raft_thread: Some(raft_thread),
+            request_tx: request_tx.clone(),
+            lessor_stop_tx,
+            lessor_thread: Some(lessor_thread),
             fifo,
             applier,
         };
@@ -272,9 +313,14 @@ impl Server {
         });
     }
 
-    /// Leadership moved. This is where the lessor is promoted/demoted and the compactor
-    /// paused/resumed (etcd's `raftReadyHandler.updateLeadership`).
+    /// Leadership moved: the leader's lessor counts leases down, followers' never expire
+    /// (etcd's `raftReadyHandler.updateLeadership`; the compactor will pause/resume here too).
     fn on_leader_change(&mut self, change: LeaderChange) {
+        if change.is_self {
+            self.shared.lessor.promote();
+        } else {
+            self.shared.lessor.demote();
+        }
         if change.leader_id == 0 {
             log::warn!("raftkv: member {:x} lost its leader (term {})", self.shared.member_id, change.term);
         } else if change.is_self {
@@ -289,11 +335,22 @@ impl Server {
         }
     }
 
+    /// Revokes expired leases through raft, without waiting: the loop must not block, and a
+    /// revoke that gets lost is reported again by the lessor.
     fn on_expired_leases(&mut self, ids: Vec<i64>) {
-        log::warn!("raftkv: {} expired leases reported before leases are supported; ignored", ids.len());
+        for id in ids {
+            self.shared.propose_nowait(&self.request_tx, Request::LeaseRevoke(LeaseRevokeRequest { id }));
+        }
     }
 
     fn shutdown(&mut self) {
+        // The lessor first: it proposes, and nothing should be proposed while raft stops.
+        let _ = self.lessor_stop_tx.try_send(());
+        if let Some(thread) = self.lessor_thread.take() {
+            if thread.join().is_err() {
+                log::error!("lessor thread panicked");
+            }
+        }
         let _ = self.raft_stop_tx.try_send(());
         if let Some(thread) = self.raft_thread.take() {
             if thread.join().is_err() {

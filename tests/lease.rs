@@ -1,0 +1,124 @@
+//! Leases end to end on real members: grant, attach, revoke in one revision, expiry through the
+//! lessor → expired-lease channel → revoke proposal, keepalive, and remaining TTL surviving a
+//! restart through checkpoints.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use raftkv::pb::*;
+use raftkv::{Error, Node};
+
+fn grant(node: &Node, ttl: i64) -> i64 {
+    node.lease_grant(LeaseGrantRequest { ttl, id: 0 }).unwrap().id
+}
+
+fn put_leased(node: &Node, key: &str, lease: i64) -> i64 {
+    node.put(PutRequest { lease, ..PutRequest::new(key, "v") }).unwrap().header.unwrap().revision
+}
+
+fn ttl(node: &Node, id: i64) -> LeaseTimeToLiveResponse {
+    node.lease_time_to_live(LeaseTimeToLiveRequest { id, keys: true }).unwrap()
+}
+
+/// Polls `cond` for up to `limit` (a bound on waiting, not a speed assertion).
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn grant_attach_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path());
+    let resp = node.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).unwrap();
+    assert!(resp.id > 0 && resp.ttl == 60, "{resp:?}");
+    let id = resp.id;
+    // A TTL below the minimum (1.5 election timeouts) is raised to it.
+    assert_eq!(node.lease_grant(LeaseGrantRequest { ttl: 1, id: 7 }).unwrap().ttl, 2);
+    let err = node.lease_grant(LeaseGrantRequest { ttl: 60, id: 7 }).unwrap_err();
+    assert_eq!(err.to_string(), "etcdserver: lease already exists");
+    let err = node.lease_grant(LeaseGrantRequest { ttl: 9_000_000_001, id: 0 }).unwrap_err();
+    assert_eq!(err.to_string(), "etcdserver: too large lease TTL");
+
+    put_leased(&node, "a", id);
+    put_leased(&node, "b", id);
+    put(&node, "c", "unleased");
+    assert_eq!(get(&node, "a").unwrap().lease, id);
+    let t = ttl(&node, id);
+    assert_eq!((t.granted_ttl, t.keys.clone()), (60, vec![b"a".to_vec(), b"b".to_vec()]));
+    assert!(t.ttl > 55 && t.ttl <= 60, "{t:?}");
+    // Moving a key to another lease detaches it from the first.
+    put_leased(&node, "b", 7);
+    assert_eq!(ttl(&node, id).keys, vec![b"a".to_vec()]);
+    // ignore_lease keeps the current lease.
+    node.put(PutRequest { ignore_lease: true, ..PutRequest::new("b", "w") }).unwrap();
+    assert_eq!(get(&node, "b").unwrap().lease, 7);
+    let leases: Vec<i64> = node.lease_leases().unwrap().leases.iter().map(|l| l.id).collect();
+    assert_eq!(leases, vec![7, id], "soonest to expire first");
+
+    let before = node.revision();
+    let resp = node.lease_revoke(LeaseRevokeRequest { id }).unwrap();
+    assert_eq!(resp.header.unwrap().revision, before + 1, "all of a lease's keys go in one revision");
+    assert_eq!((get(&node, "a"), get(&node, "c").is_some()), (None, true));
+    assert_eq!(ttl(&node, id).ttl, -1, "an unknown lease has TTL -1, not an error");
+    assert!(matches!(node.lease_revoke(LeaseRevokeRequest { id }), Err(Error::LeaseNotFound)));
+    assert!(matches!(node.put(PutRequest { lease: id, ..PutRequest::new("a", "v") }), Err(Error::LeaseNotFound)));
+    let ka = node.lease_keep_alive(LeaseKeepAliveRequest { id }).unwrap();
+    assert_eq!((ka.id, ka.ttl), (id, 0));
+    node.stop().unwrap();
+}
+
+#[test]
+fn expiry_deletes_keys_and_keepalive_prevents_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path());
+    let short = grant(&node, 2);
+    let kept = grant(&node, 2);
+    put_leased(&node, "expires", short);
+    put_leased(&node, "kept", kept);
+    let start = Instant::now();
+    // Keep one lease alive well past its TTL while the other expires.
+    while start.elapsed() < Duration::from_secs(4) {
+        assert_eq!(node.lease_keep_alive(LeaseKeepAliveRequest { id: kept }).unwrap().ttl, 2);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(eventually(Duration::from_secs(5), || get(&node, "expires").is_none()), "expired lease's key remains");
+    assert_eq!(ttl(&node, short).ttl, -1);
+    assert!(get(&node, "kept").is_some(), "kept alive past its TTL");
+    // Without keepalives it expires too.
+    assert!(eventually(Duration::from_secs(8), || get(&node, "kept").is_none()));
+    node.stop().unwrap();
+}
+
+#[test]
+fn remaining_ttl_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    init_logs();
+    let mut cfg = config(dir.path());
+    cfg.lease_checkpoint_interval_ms = 300;
+    let node = Node::start(cfg.clone()).unwrap();
+    let id = grant(&node, 30);
+    put_leased(&node, "k", id);
+    std::thread::sleep(Duration::from_millis(2500));
+    node.stop().unwrap();
+    drop(node);
+
+    let node = Node::start(cfg).unwrap();
+    assert!(eventually(Duration::from_secs(5), || node.leader_id() != 0));
+    let t = ttl(&node, id);
+    // etcd 3.4 would answer 30 again here; the checkpoint resumes the countdown.
+    assert!(t.ttl >= 25 && t.ttl <= 28, "remaining TTL after restart: {t:?}");
+    assert_eq!((t.granted_ttl, t.keys), (30, vec![b"k".to_vec()]));
+    // A keepalive renews to the full TTL and clears the checkpoint.
+    assert_eq!(node.lease_keep_alive(LeaseKeepAliveRequest { id }).unwrap().ttl, 30);
+    assert!(ttl(&node, id).ttl >= 29);
+    node.stop().unwrap();
+}
