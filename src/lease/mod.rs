@@ -3,7 +3,7 @@
 //!
 //! Threads: the apply thread changes membership of leases (grant, revoke, attach, detach,
 //! checkpoint) as it applies entries; client threads renew and query; the `raftkv-lessor`
-//! thread ([`Lessor::run`]) finds expired leases and sends their ids on the run loop's
+//! thread ([`run`]) finds expired leases and sends their ids on the run loop's
 //! expired-lease channel, and proposes checkpoints. Everything is under one mutex: every
 //! operation is a few map lookups.
 //!
@@ -233,7 +233,7 @@ impl Lessor {
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Expired leases not reported in the last [`REVOKE_RETRY`]; empty unless primary.
+    /// Expired leases not reported in the last `REVOKE_RETRY`; empty unless primary.
     pub fn expired(&self) -> Vec<i64> {
         let mut state = self.state.lock();
         if !state.primary {
@@ -270,7 +270,7 @@ impl Lessor {
     }
 }
 
-/// The body of the `raftkv-lessor` thread: every [`EXPIRY_SCAN_INTERVAL`] it sends expired
+/// The body of the `raftkv-lessor` thread: every `EXPIRY_SCAN_INTERVAL` it sends expired
 /// lease ids on the run loop's expired-lease channel (never blocking: a full channel means the
 /// ids come again after the retry time), and every `checkpoint_interval` it hands the
 /// remaining TTLs to `propose_checkpoints`. Returns when `stop_rx` fires.
