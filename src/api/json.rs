@@ -292,55 +292,37 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an object (a message), calling `field` with each key; `field` must consume the
-    /// value (or call [`Reader::skip`]). `null` reads as an empty object. `go_type` names the
-    /// target in the error for a non-object.
+    /// value (or call [`Reader::skip`]). `null` reads as an empty object.
     pub fn object(&mut self, mut field: impl FnMut(&str, &mut Reader<'a>) -> Result<()>) -> Result<()> {
-        match self.kind() {
-            Kind::Null => {
-                self.skip();
-                return Ok(());
-            }
-            Kind::Object => {}
-            other => {
-                self.skip();
-                return err(format!(
-                    "json: cannot unmarshal {} into Go value of type map[string]json.RawMessage",
-                    other.go_name()
-                ));
-            }
-        }
-        self.i += 1;
-        loop {
-            self.space();
-            match self.s[self.i] {
-                b'}' => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                b',' => {
-                    self.i += 1;
-                    continue;
-                }
-                _ => {}
-            }
-            let key = self.raw_string();
-            let key = unescape(key);
-            self.space();
-            self.i += 1; // ':'
-            self.space();
-            field(&key, self)?;
-            self.space();
-        }
+        self.container(Kind::Object, "map[string]json.RawMessage", b'}', |r| {
+            let key = unescape(r.raw_string());
+            r.space();
+            r.i += 1; // ':'
+            r.space();
+            field(&key, r)
+        })
     }
 
-    /// Reads an array, calling `item` for each element. `null` reads as empty.
-    pub fn array(&mut self, go_type: &str, mut item: impl FnMut(&mut Reader<'a>) -> Result<()>) -> Result<()> {
+    /// Reads an array, calling `item` for each element. `null` reads as empty; `go_type` names
+    /// the target in the error for a non-array.
+    pub fn array(&mut self, go_type: &str, item: impl FnMut(&mut Reader<'a>) -> Result<()>) -> Result<()> {
+        self.container(Kind::Array, go_type, b']', item)
+    }
+
+    /// The walk shared by objects and arrays: `member` reads one member at a time.
+    fn container(
+        &mut self,
+        kind: Kind,
+        go_type: &str,
+        close: u8,
+        mut member: impl FnMut(&mut Reader<'a>) -> Result<()>,
+    ) -> Result<()> {
         match self.kind() {
             Kind::Null => {
                 self.skip();
                 return Ok(());
             }
-            Kind::Array => {}
+            k if k == kind => {}
             other => {
                 self.skip();
                 return err(format!("json: cannot unmarshal {} into Go value of type {go_type}", other.go_name()));
@@ -350,17 +332,16 @@ impl<'a> Reader<'a> {
         loop {
             self.space();
             match self.s[self.i] {
-                b']' => {
+                c if c == close => {
                     self.i += 1;
                     return Ok(());
                 }
-                b',' => {
-                    self.i += 1;
-                    continue;
+                b',' => self.i += 1,
+                _ => {
+                    member(self)?;
+                    self.space();
                 }
-                _ => item(self)?,
             }
-            self.space();
         }
     }
 
