@@ -203,6 +203,55 @@ impl Node {
         Ok(LeaseLeasesResponse { header: shared.header_at(shared.store.current_revision()), leases })
     }
 
+    /// Prometheus text exposition of the member's main counters, under etcd's metric names
+    /// where one exists (so etcd dashboards and the shared bench scripts read them).
+    pub fn metrics(&self) -> String {
+        let shared = &self.inner.shared;
+        let has_leader = u8::from(shared.raft.leader_id() != 0);
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        };
+        metric(
+            "etcd_disk_wal_fsync_duration_seconds_count",
+            "counter",
+            "Synced raft log writes.",
+            shared.db.synced_writes().to_string(),
+        );
+        metric(
+            "etcd_disk_wal_fsync_duration_seconds_sum",
+            "counter",
+            "Seconds spent in synced raft log writes.",
+            format!("{:.6}", shared.db.synced_seconds()),
+        );
+        metric("etcd_server_has_leader", "gauge", "Whether a leader exists.", has_leader.to_string());
+        metric(
+            "etcd_server_proposals_committed_total",
+            "gauge",
+            "The raft commit index.",
+            shared.raft.commit_index().to_string(),
+        );
+        metric(
+            "etcd_server_proposals_applied_total",
+            "gauge",
+            "The applied raft index.",
+            shared.applied.get().to_string(),
+        );
+        metric(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "gauge",
+            "Database size on disk.",
+            shared.db.size_bytes().to_string(),
+        );
+        metric(
+            "etcd_debugging_mvcc_current_revision",
+            "gauge",
+            "The store's current revision.",
+            shared.store.current_revision().to_string(),
+        );
+        out
+    }
+
     /// A response carrying only a header at the current revision (what etcd answers for auth
     /// listings while auth is disabled).
     pub fn header_only(&self) -> CompactionResponse {

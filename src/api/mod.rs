@@ -277,6 +277,14 @@ impl http::Handler for Gateway {
                     body: body.into_bytes(),
                 };
             }
+            "/metrics" => {
+                let body = self.node.metrics().into_bytes();
+                return Response::Full {
+                    status: 200,
+                    headers: vec![("Content-Type", "text/plain; version=0.0.4".into())],
+                    body,
+                };
+            }
             "/health" => {
                 let healthy = self.healthy();
                 let body = format!("{{\"health\":\"{healthy}\"}}");

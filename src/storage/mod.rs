@@ -85,6 +85,8 @@ pub struct Db {
     db: DB,
     /// Synced (fsynced) writes so far: the group-commit ratio is proposals per sync.
     synced_writes: AtomicU64,
+    /// Time spent in synced writes, in nanoseconds (etcd's WAL fsync duration, summed).
+    synced_nanos: AtomicU64,
 }
 
 impl Db {
@@ -99,7 +101,7 @@ impl Db {
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Db { db, synced_writes: AtomicU64::new(0) })
+        Ok(Db { db, synced_writes: AtomicU64::new(0), synced_nanos: AtomicU64::new(0) })
     }
 
     pub fn cf(&self, cf: Cf) -> &ColumnFamily {
@@ -130,11 +132,18 @@ impl Db {
     pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
+        let start = std::time::Instant::now();
         self.db.write_opt(batch, &opts)?;
         if sync {
             self.synced_writes.fetch_add(1, Ordering::Relaxed);
+            self.synced_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Total time spent in synced writes.
+    pub fn synced_seconds(&self) -> f64 {
+        self.synced_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// Number of synced writes since open.
