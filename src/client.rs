@@ -88,6 +88,43 @@ impl Client {
         self.call("/v3/lease/leases", &Empty)
     }
 
+    /// Opens a watch stream on its own connection; `on_response` gets every response until it
+    /// returns false or the stream ends.
+    pub fn watch(&self, req: &WatchCreateRequest, mut on_response: impl FnMut(WatchResponse) -> bool) -> Result<()> {
+        let mut body = String::from("{\"create_request\":");
+        body.push_str(&req.to_json());
+        body.push('}');
+        let endpoint = self.endpoint();
+        let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
+        let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _)| *i))?;
+        // Watches are long-lived: no read timeout.
+        stream.set_read_timeout(None).map_err(|e| unreachable(e.to_string()))?;
+        let mut stream = BufReader::new(stream);
+        let head = format!("POST /v3/watch HTTP/1.1\r\nHost: {endpoint}\r\nContent-Length: {}\r\n\r\n", body.len());
+        let out = stream.get_mut();
+        out.write_all(head.as_bytes())
+            .and_then(|_| out.write_all(body.as_bytes()))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = read_line(&mut stream).map_err(unreachable)?;
+        while !read_line(&mut stream).map_err(unreachable)?.is_empty() {}
+        if !status.contains(" 200 ") {
+            return Err(unreachable(status));
+        }
+        loop {
+            let size = read_line(&mut stream).map_err(unreachable)?;
+            let size = usize::from_str_radix(size.trim(), 16).map_err(|_| unreachable("bad chunk".into()))?;
+            if size == 0 {
+                return Ok(());
+            }
+            let mut chunk = vec![0; size + 2];
+            stream.read_exact(&mut chunk).map_err(|e| unreachable(e.to_string()))?;
+            let resp = StreamResult::<WatchResponse>::from_json(&chunk[..size]).map_err(|e| unreachable(e.0))?.0;
+            if !on_response(resp) {
+                return Ok(());
+            }
+        }
+    }
+
     pub fn status(&self) -> Result<StatusResponse> {
         self.call("/v3/maintenance/status", &Empty)
     }

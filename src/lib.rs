@@ -41,6 +41,7 @@ pub mod pb;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod watch;
 
 pub use client::Client;
 pub use config::Config;

@@ -19,6 +19,7 @@ use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::raft::{Proposal, RaftRequest};
 use crate::server::{Server, Shared, MAX_APPLY_LAG};
+use crate::watch::{channel_sink, Sink, WatchHub, WatchSpec};
 use crate::{Error, Result};
 
 /// A running member. Cloning gives another handle to the same member; it stops on
@@ -203,6 +204,37 @@ impl Node {
         Ok(LeaseLeasesResponse { header: shared.header_at(shared.store.current_revision()), leases })
     }
 
+    /// Starts a watch (etcd `Watch`, one create request). Responses — `created` first, then
+    /// events in revision order, or a cancellation if the start revision was compacted —
+    /// arrive on the returned [`Watch`]; dropping it cancels the watch. A receiver that stops
+    /// reading does not slow writes: its watch falls behind and catches up from disk later.
+    pub fn watch(&self, req: WatchCreateRequest) -> Result<Watch> {
+        let (tx, responses) = channel::bounded(WATCH_QUEUE_MAX);
+        let mut watch = self.watch_into(req, channel_sink(tx));
+        watch.responses = responses;
+        Ok(watch)
+    }
+
+    /// Starts a watch whose responses go to `sink` (the gateway's streams); the returned
+    /// handle's `responses` is unused.
+    pub fn watch_into(&self, req: WatchCreateRequest, sink: Sink) -> Watch {
+        let shared = &self.inner.shared;
+        let spec = WatchSpec::new(&req, req.watch_id);
+        let id = shared.watches.watch(&shared.store, spec, req.start_revision, sink, &|h| shared.fill_header(h));
+        Watch { id, hub: shared.watches.clone(), responses: channel::never() }
+    }
+
+    /// Watchers registered on this member (library and gateway).
+    pub fn watcher_count(&self) -> usize {
+        self.inner.shared.watches.len()
+    }
+
+    /// A header at the current revision.
+    pub fn header_now(&self) -> Option<ResponseHeader> {
+        let shared = &self.inner.shared;
+        shared.header_at(shared.store.current_revision())
+    }
+
     /// Prometheus text exposition of the member's main counters, under etcd's metric names
     /// where one exists (so etcd dashboards and the shared bench scripts read them).
     pub fn metrics(&self) -> String {
@@ -366,6 +398,25 @@ impl Node {
             Ok(())
         } else {
             Err(Error::Timeout)
+        }
+    }
+}
+
+/// Responses buffered per library watch before it falls back to catching up from disk.
+const WATCH_QUEUE_MAX: usize = 1024;
+
+/// A running watch from [`Node::watch`]. Dropping it cancels the watch.
+pub struct Watch {
+    id: Option<u64>,
+    hub: Arc<WatchHub>,
+    /// The watch's responses, in order.
+    pub responses: channel::Receiver<WatchResponse>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.hub.cancel(id);
         }
     }
 }

@@ -494,6 +494,59 @@ pub struct LeaseRecord {
     pub remaining_ttl: i64,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum FilterType {
+    /// Drop put events.
+    Noput = 0,
+    /// Drop delete events.
+    Nodelete = 1,
+}
+
+/// Starts watching a key or range (`etcdserverpb.WatchCreateRequest`).
+#[derive(Clone, PartialEq, Message)]
+pub struct WatchCreateRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub range_end: Vec<u8>,
+    /// First revision to report; 0 = changes after now. Older revisions are replayed.
+    #[prost(int64, tag = "3")]
+    pub start_revision: i64,
+    #[prost(bool, tag = "4")]
+    pub progress_notify: bool,
+    #[prost(enumeration = "FilterType", repeated, tag = "5")]
+    pub filters: Vec<i32>,
+    #[prost(bool, tag = "6")]
+    pub prev_kv: bool,
+    /// Client-chosen id within the stream; 0 = the server picks.
+    #[prost(int64, tag = "7")]
+    pub watch_id: i64,
+    #[prost(bool, tag = "8")]
+    pub fragment: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct WatchResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub watch_id: i64,
+    #[prost(bool, tag = "3")]
+    pub created: bool,
+    #[prost(bool, tag = "4")]
+    pub canceled: bool,
+    /// Set on cancellation because the requested history was compacted.
+    #[prost(int64, tag = "5")]
+    pub compact_revision: i64,
+    #[prost(string, tag = "6")]
+    pub cancel_reason: String,
+    #[prost(bool, tag = "7")]
+    pub fragment: bool,
+    #[prost(message, repeated, tag = "11")]
+    pub events: Vec<Event>,
+}
+
 /// The payload of a raft log entry: one client write with the id its waiter is registered under.
 /// Field numbers follow etcd's `InternalRaftRequest`.
 #[derive(Clone, PartialEq, Message)]

@@ -135,6 +135,28 @@ fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
     assert_eq!(stdout(&ctl(&e, &["get", "leased"])), "");
     assert_eq!(stdout(&ctl(&e, &["lease", "timetolive", &id])), format!("lease {id} already expired\n"));
 
+    // raftkvctl watch replays from a revision and then follows live changes.
+    let rev = stdout(&ctl(&e, &["put", "w/1", "x", "-w", "json"]));
+    let rev: i64 = rev.split("\"revision\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_raftkvctl"))
+        .args(["--endpoints", &e, "watch", "w/", "--prefix", "--rev", &rev.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = watcher.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    stdout(&ctl(&e, &["del", "w/1"]));
+    let lines: Vec<String> = (0..5).filter_map(|_| line_rx.recv_timeout(Duration::from_secs(10)).ok()).collect();
+    assert_eq!(lines, ["PUT", "w/1", "x", "DELETE", "w/1"]);
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+
     let status = sigterm(m);
     assert_eq!(status.code(), Some(0), "SIGTERM must stop raftkv cleanly");
 

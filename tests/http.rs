@@ -409,6 +409,7 @@ impl raftkv::api::http::Handler for Streamer {
             status: 200,
             headers: vec![("Content-Type", "application/json".into())],
             messages,
+            on_close: None,
         }
     }
 }

@@ -426,6 +426,96 @@ impl ToJson for LeaseLeasesResponse {
     }
 }
 
+const FILTER_TYPE: &[&str] = &["NOPUT", "NODELETE"];
+const EVENT_TYPE: &[&str] = &["PUT", "DELETE"];
+
+impl FromJson for WatchCreateRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "key" => self.key = r.bytes()?,
+            "range_end" | "rangeEnd" => self.range_end = r.bytes()?,
+            "start_revision" | "startRevision" => self.start_revision = r.i64()?,
+            "progress_notify" | "progressNotify" => self.progress_notify = r.bool()?,
+            "filters" => {
+                let mut filters = Vec::new();
+                r.array("[]etcdserverpb.WatchCreateRequest_FilterType", |r| {
+                    filters.push(r.enumeration(FILTER_TYPE, "etcdserverpb.WatchCreateRequest_FilterType")?);
+                    Ok(())
+                })?;
+                self.filters = filters;
+            }
+            "prev_kv" | "prevKv" => self.prev_kv = r.bool()?,
+            "watch_id" | "watchId" => self.watch_id = r.i64()?,
+            "fragment" => self.fragment = r.bool()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+/// One message of a watch stream's request body (etcd's `WatchRequest` oneof).
+#[derive(Default)]
+pub struct WatchRequest {
+    pub create: Option<WatchCreateRequest>,
+    /// `cancel_request.watch_id`.
+    pub cancel: Option<i64>,
+    pub progress: bool,
+}
+
+/// `cancel_request`'s body.
+#[derive(Default)]
+struct WatchCancel(i64);
+
+impl FromJson for WatchCancel {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "watch_id" | "watchId" => self.0 = r.i64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for WatchRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "create_request" | "createRequest" => self.create = Some(message(r)?),
+            "cancel_request" | "cancelRequest" => self.cancel = Some(message::<WatchCancel>(r)?.0),
+            "progress_request" | "progressRequest" => {
+                r.skip();
+                self.progress = true;
+            }
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl ToJson for Event {
+    fn write_fields(&self, w: &mut Writer) {
+        w.enumeration("type", self.r#type, EVENT_TYPE);
+        if let Some(kv) = &self.kv {
+            object(w, "kv", kv);
+        }
+        if let Some(prev) = &self.prev_kv {
+            object(w, "prev_kv", prev);
+        }
+    }
+}
+
+impl ToJson for WatchResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
+        w.i64("watch_id", self.watch_id);
+        w.bool("created", self.created);
+        w.bool("canceled", self.canceled);
+        w.i64("compact_revision", self.compact_revision);
+        w.string("cancel_reason", &self.cancel_reason);
+        w.bool("fragment", self.fragment);
+        object_list(w, "events", &self.events);
+    }
+}
+
 /// A stream message: `{"result":{...}}`, as the gateway wraps each message of a stream.
 pub fn stream_result(msg: &impl ToJson) -> Vec<u8> {
     let mut w = Writer::default();
@@ -798,6 +888,52 @@ impl<T: FromJson> FromJson for StreamResult<T> {
     fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
         match name {
             "result" => self.0 = message(r)?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl ToJson for WatchCreateRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.bytes("key", &self.key);
+        w.bytes("range_end", &self.range_end);
+        w.i64("start_revision", self.start_revision);
+        w.bool("progress_notify", self.progress_notify);
+        if !self.filters.is_empty() {
+            w.begin_array("filters");
+            for f in &self.filters {
+                w.string_item(FILTER_TYPE.get(*f as usize).copied().unwrap_or("NOPUT"));
+            }
+            w.end_array();
+        }
+        w.bool("prev_kv", self.prev_kv);
+        w.i64("watch_id", self.watch_id);
+    }
+}
+
+impl FromJson for Event {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "type" => self.r#type = r.enumeration(EVENT_TYPE, "mvccpb.Event_EventType")?,
+            "kv" => self.kv = optional(r)?,
+            "prev_kv" => self.prev_kv = optional(r)?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for WatchResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            "watch_id" => self.watch_id = r.i64()?,
+            "created" => self.created = r.bool()?,
+            "canceled" => self.canceled = r.bool()?,
+            "compact_revision" => self.compact_revision = r.i64()?,
+            "cancel_reason" => self.cancel_reason = r.string()?,
+            "events" => self.events = messages(r, "[]*mvccpb.Event")?,
             _ => r.skip(),
         }
         Ok(())

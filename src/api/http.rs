@@ -63,7 +63,13 @@ pub enum Response {
     /// and headers go out with the first message, as Go's gateway does, so a stream that never
     /// yields one answers nothing. If the client disconnects, the receiver is dropped, which
     /// tells the producer to stop.
-    Stream { status: u16, headers: Vec<(&'static str, String)>, messages: Receiver<Vec<u8>> },
+    Stream {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        messages: Receiver<Vec<u8>>,
+        /// Runs when the stream ends for any reason (the watch gateway cancels its watchers).
+        on_close: Option<Box<dyn FnOnce() + Send>>,
+    },
 }
 
 /// Handles one request. Implementations are shared by all worker threads.
@@ -231,9 +237,12 @@ fn serve(conn: TcpStream, handler: &dyn Handler, stopping: &AtomicBool) {
         };
         let (close, echo_close) = (head.close, head.echo_close);
         let response = handler.handle(Request { method: head.method, path: head.path, body });
-        if let Response::Stream { status, headers, messages } = response {
+        if let Response::Stream { status, headers, messages, on_close } = response {
             if let Err(e) = write_stream(&mut writer, head.version, status, headers, messages, stopping) {
                 log::debug!("http: {peer}: stream ended: {e}");
+            }
+            if let Some(on_close) = on_close {
+                on_close();
             }
             // A stream ends its connection: the client cannot tell where a new response starts
             // if it stopped reading the old one.

@@ -13,17 +13,24 @@ pub mod json;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use codec::{FromJson, Ignored, ToJson};
+use std::collections::HashMap;
+
+use codec::{FromJson, Ignored, ToJson, WatchRequest};
 use http::{HttpServer, Request, Response};
 use json::JsonError;
 
 use crate::error::Code;
-use crate::pb::{CompactionResponse, LeaseKeepAliveRequest, RangeRequest};
+use crate::node::Watch;
+use crate::pb::{CompactionResponse, LeaseKeepAliveRequest, RangeRequest, WatchCreateRequest, WatchResponse};
+use crate::watch;
 use crate::{Error, Node, Result};
 
 /// The etcd release whose gateway raftkv answers like; clients parse `/version`.
 pub const ETCD_VERSION: &str = "3.4.23";
 pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
+
+/// Messages buffered per watch stream; beyond it the stream's watchers catch up from disk.
+const WATCH_STREAM_QUEUE_MAX: usize = 1024;
 
 /// etcd's gRPC server refuses messages above this (`grpc: received message larger than max`).
 const GRPC_MESSAGE_MAX: usize = 2 * 1024 * 1024;
@@ -53,6 +60,7 @@ enum Rpc {
     LeaseGrant,
     LeaseRevoke,
     LeaseKeepAlive,
+    Watch,
     LeaseTimeToLive,
     LeaseLeases,
     Authenticate,
@@ -76,6 +84,7 @@ fn route(path: &str) -> Option<Rpc> {
         "lease/grant" => Rpc::LeaseGrant,
         "lease/revoke" | "kv/lease/revoke" => Rpc::LeaseRevoke,
         "lease/keepalive" => Rpc::LeaseKeepAlive,
+        "watch" => Rpc::Watch,
         "lease/timetolive" | "kv/lease/timetolive" => Rpc::LeaseTimeToLive,
         "lease/leases" | "kv/lease/leases" => Rpc::LeaseLeases,
         "auth/authenticate" => Rpc::Authenticate,
@@ -120,6 +129,15 @@ fn http_status(code: u32) -> u16 {
         14 => 503,
         16 => 401,
         _ => 500,
+    }
+}
+
+/// A stream whose request body etcd's gateway could not read: 500 with gRPC code 2.
+fn stream_error(msg: &str) -> Response {
+    Response::Full {
+        status: 500,
+        headers: vec![("Content-Type", "application/json".into())],
+        body: error_body(msg, Code::Unknown as u32),
     }
 }
 
@@ -197,6 +215,7 @@ impl Gateway {
                 outcome(node.lease_leases())
             }
             Rpc::LeaseKeepAlive => self.keep_alive(body),
+            Rpc::Watch => self.watch(body),
             Rpc::Authenticate => {
                 check_body(body)?;
                 outcome(Err::<CompactionResponse, _>(Error::AuthNotEnabled))
@@ -215,14 +234,71 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// A watch stream: the body's create/cancel/progress requests are applied in order; the
+    /// response streams `{"result":...}` messages until the client disconnects, which cancels
+    /// the stream's watchers.
+    fn watch(&self, body: &[u8]) -> Response {
+        let requests: Vec<WatchRequest> =
+            match json::documents(body).and_then(|docs| docs.into_iter().map(WatchRequest::from_json).collect()) {
+                Ok(requests) => requests,
+                Err(e) => return stream_error(&e.0),
+            };
+        let node = &self.node;
+        let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(WATCH_STREAM_QUEUE_MAX);
+        let send = |resp: &WatchResponse| {
+            let _ = tx.try_send(codec::stream_result(resp));
+        };
+        // Stream-level watch ids: the client's, or the lowest unused from 0 (etcd's rule).
+        let mut watches: HashMap<i64, Watch> = HashMap::new();
+        let mut next_auto = 0;
+        for req in requests {
+            if let Some(create) = req.create {
+                let mut watch_id = create.watch_id;
+                if watch_id == 0 {
+                    while watches.contains_key(&next_auto) {
+                        next_auto += 1;
+                    }
+                    watch_id = next_auto;
+                    next_auto += 1;
+                }
+                let sink_tx = tx.clone();
+                let sink: watch::Sink = Box::new(move |resp| match sink_tx.try_send(codec::stream_result(&resp)) {
+                    Ok(()) => Ok(()),
+                    Err(crossbeam::channel::TrySendError::Full(_)) => Err(watch::SinkError::Full),
+                    Err(crossbeam::channel::TrySendError::Disconnected(_)) => Err(watch::SinkError::Closed),
+                });
+                let create = WatchCreateRequest { watch_id, ..create };
+                watches.insert(watch_id, node.watch_into(create, sink));
+            } else if let Some(id) = req.cancel {
+                // An unknown id gets no answer at all, as in etcd.
+                if watches.remove(&id).is_some() {
+                    send(&WatchResponse {
+                        header: node.header_now(),
+                        watch_id: id,
+                        canceled: true,
+                        ..Default::default()
+                    });
+                }
+            } else if req.progress {
+                send(&WatchResponse { header: node.header_now(), watch_id: -1, ..Default::default() });
+            }
+        }
+        Response::Stream {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "application/json".into()),
+                ("Grpc-Metadata-Content-Type", "application/grpc".into()),
+            ],
+            messages,
+            // Holding `tx` keeps the stream open until the client leaves, as etcd's does; the
+            // watches are canceled when it does.
+            on_close: Some(Box::new(move || drop((watches, tx)))),
+        }
+    }
+
     /// Lease keepalive, a stream: one `{"result":...}` message per request object in the body,
     /// then the end of the response. A malformed body fails the stream (500, code 2).
     fn keep_alive(&self, body: &[u8]) -> Response {
-        let stream_error = |msg: &str| Response::Full {
-            status: 500,
-            headers: vec![("Content-Type", "application/json".into())],
-            body: error_body(msg, Code::Unknown as u32),
-        };
         let requests: Vec<LeaseKeepAliveRequest> = match json::documents(body)
             .and_then(|docs| docs.into_iter().map(LeaseKeepAliveRequest::from_json).collect())
         {
@@ -245,6 +321,7 @@ impl Gateway {
                 ("Grpc-Metadata-Content-Type", "application/grpc".into()),
             ],
             messages,
+            on_close: None,
         }
     }
 

@@ -184,10 +184,9 @@ impl Applier {
         db.put_meta_u64(batch.write_batch(), meta::APPLIED_INDEX, index);
         db.put_meta_u64(batch.write_batch(), meta::APPLIED_TERM, term);
         crate::failpoint::check("apply_before_commit")?;
-        batch.commit()?;
-        for (id, outcome) in outcomes.drain(..) {
-            self.shared.wait.trigger(id, outcome);
-        }
+        let revision = batch.rev();
+        let changes = batch.commit()?;
+        // Progress first, so anyone told "done" below already sees it applied.
         let snapshot_due = {
             let mut progress = self.progress.lock();
             assert!(
@@ -205,6 +204,13 @@ impl Applier {
             due.then(|| progress.conf_state.clone())
         };
         self.shared.applied.set(index);
+        if !changes.is_empty() {
+            let shared = &self.shared;
+            shared.watches.notify(&shared.store, &changes, revision, &|h| shared.fill_header(h));
+        }
+        for (id, outcome) in outcomes.drain(..) {
+            self.shared.wait.trigger(id, outcome);
+        }
         // Fails only once the raft thread has stopped, when progress no longer matters.
         let _ = self.progress_tx.send(ApplyProgress::Applied { index });
         if let Some(conf_state) = snapshot_due {

@@ -108,6 +108,18 @@ enum Command {
         #[arg(short, long)]
         interactive: bool,
     },
+    /// Watches a key or prefix and prints every event until interrupted.
+    Watch {
+        key: String,
+        range_end: Option<String>,
+        #[arg(long)]
+        prefix: bool,
+        /// Revision to start watching from (replays history).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        #[arg(long)]
+        prev_kv: bool,
+    },
     /// Compacts the event history.
     Compaction {
         revision: i64,
@@ -284,6 +296,36 @@ impl Ctl {
             }
         }
         Ok(())
+    }
+
+    fn watch(&self, req: WatchCreateRequest) -> Outcome {
+        let json = self.format == Format::Json;
+        let mut canceled = None;
+        self.client.watch(&req, |resp| {
+            if json {
+                println!("{}", resp.to_etcdctl_json());
+            } else {
+                // etcdctl's simple format: the event type, then key and value lines.
+                for e in &resp.events {
+                    println!("{}", if e.r#type == EventType::Delete as i32 { "DELETE" } else { "PUT" });
+                    if let Some(prev) = &e.prev_kv {
+                        self.print_kvs(std::slice::from_ref(prev), false, false);
+                    }
+                    if let Some(kv) = &e.kv {
+                        self.print_kvs(std::slice::from_ref(kv), false, false);
+                    }
+                }
+            }
+            let _ = std::io::stdout().flush();
+            if resp.canceled {
+                canceled = Some(resp.compact_revision);
+            }
+            !resp.canceled
+        })?;
+        match canceled {
+            Some(rev) if rev > 0 => Err(raftkv::Error::Compacted),
+            _ => Ok(()),
+        }
     }
 
     fn compaction(&self, revision: i64, physical: bool) -> Outcome {
@@ -694,6 +736,10 @@ fn main() -> ExitCode {
             ctl.del(DeleteRangeRequest { key, range_end, prev_kv })
         }
         Command::Txn { interactive } => ctl.txn(interactive),
+        Command::Watch { key, range_end, prefix, rev, prev_kv } => {
+            let (key, range_end) = key_range(&key, range_end, prefix, false);
+            ctl.watch(WatchCreateRequest { key, range_end, start_revision: rev, prev_kv, ..Default::default() })
+        }
         Command::Compaction { revision, physical } => ctl.compaction(revision, physical),
         Command::Endpoint { command: EndpointCommand::Status } => ctl.endpoint_status(&cli.endpoints),
         Command::Endpoint { command: EndpointCommand::Health } => ctl.endpoint_health(&cli.endpoints),

@@ -123,6 +123,42 @@ impl Store {
         self.state.read().current_rev
     }
 
+    /// Changes with revisions in `[from, to]` on keys in range, in revision order (deletes as
+    /// key + mod_revision): watch catch-up. Stops after about `max` changes, but never inside
+    /// a revision, so one revision's events are always delivered together.
+    pub fn history(&self, key: &[u8], end: Option<&[u8]>, from: i64, to: i64, max: usize) -> Result<Vec<KeyValue>> {
+        let cf = self.db.cf(Cf::Kv);
+        let start = Revision::new(from, 0).to_key(false);
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(Revision::new(to + 1, 0).to_key(false));
+        let in_range = |k: &[u8]| match end {
+            None => k == key,
+            Some([]) => k >= key,
+            Some(end) => k >= key && k < end,
+        };
+        let mut out = Vec::new();
+        let mut last_main = 0;
+        let iter = self.db.raw().iterator_cf_opt(cf, opts, IteratorMode::From(&start, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(|e| Error::Storage(e.into()))?;
+            let Some((rev, tombstone)) = Revision::from_key(&k) else { continue };
+            if out.len() >= max && rev.main != last_main {
+                break;
+            }
+            last_main = rev.main;
+            let kv = decode_kv(&v, rev)?;
+            if !in_range(&kv.key) {
+                continue;
+            }
+            out.push(if tombstone {
+                KeyValue { key: kv.key, mod_revision: rev.main, ..Default::default() }
+            } else {
+                kv
+            });
+        }
+        Ok(out)
+    }
+
     /// The live keys that carry a lease, as restore found them (taken once, by the lessor).
     pub fn take_restored_leases(&self) -> Vec<(Vec<u8>, i64)> {
         std::mem::take(&mut *self.restored_leases.lock())
@@ -135,7 +171,7 @@ impl Store {
     /// Starts a batch of writes. Only the apply thread may hold one.
     pub fn batch(&self) -> ApplyBatch<'_> {
         let rev = self.current_revision();
-        ApplyBatch { store: self, batch: WriteBatch::default(), rev, pending: HashMap::new() }
+        ApplyBatch { store: self, batch: WriteBatch::default(), rev, pending: HashMap::new(), changes: Vec::new() }
     }
 }
 
@@ -181,6 +217,8 @@ pub struct ApplyBatch<'a> {
     rev: i64,
     /// What this batch wrote, by revision, for its own reads before the batch is on disk.
     pending: HashMap<Revision, KeyValue>,
+    /// Every change of the batch's transactions, in order.
+    changes: Vec<KeyValue>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -232,11 +270,13 @@ impl<'a> ApplyBatch<'a> {
 
     /// Writes the batch (not synced: the raft log is the durable record), then publishes its
     /// revision to readers.
-    pub fn commit(self) -> Result<()> {
-        let ApplyBatch { store, batch, rev, .. } = self;
+    /// Returns the batch's changes in revision order (deletes as key + mod_revision), for
+    /// watchers.
+    pub fn commit(self) -> Result<Vec<KeyValue>> {
+        let ApplyBatch { store, batch, rev, changes, .. } = self;
         store.db.write(batch, false)?;
         store.state.write().current_rev = rev;
-        Ok(())
+        Ok(changes)
     }
 }
 
@@ -345,6 +385,7 @@ impl Drop for WriteTxn<'_, '_> {
     fn drop(&mut self) {
         if !self.changes.is_empty() {
             self.batch.rev = self.begin + 1;
+            self.batch.changes.append(&mut self.changes);
         }
     }
 }

@@ -201,6 +201,8 @@ impl RaftNode {
             self.reads.on_read_state(&rs.request_ctx, rs.index);
         }
         self.send(rd.take_persisted_messages());
+        // Before handing entries off: a client told "done" must already see this leader/term.
+        self.publish_status();
         self.hand_off(rd.take_committed_entries(), leader)?;
         let mut light = self.raw.advance_append(rd);
         if let Some(commit) = light.commit_index() {
@@ -212,15 +214,19 @@ impl RaftNode {
             self.db.write(batch, false)?;
         }
         self.send(light.take_messages());
+        self.publish_status();
         self.hand_off(light.take_committed_entries(), None)?;
-        let hs = self.raw.raft.hard_state();
-        self.status.set(hs.term, self.raw.raft.leader_id, hs.commit);
         if leader.is_some_and(|l| l.leader_id != 0) {
             for p in std::mem::take(&mut self.waiting_for_leader) {
                 self.propose(p);
             }
         }
         Ok(())
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        self.status.set(raft.term, raft.leader_id, raft.raft_log.committed);
     }
 
     /// Reports a change of leader or term, failing the ReadIndex round in flight: its answer

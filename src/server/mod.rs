@@ -43,6 +43,7 @@ use crate::raft::node::{RaftChannels, RaftNode};
 use crate::raft::storage::RaftStorage;
 use crate::raft::{Apply, LeaderChange, Proposal, RaftRequest, RaftStatus};
 use crate::storage::{self, meta, Db};
+use crate::watch::WatchHub;
 use crate::{Error, Result};
 use fifo::Fifo;
 use wait::Wait;
@@ -71,6 +72,7 @@ pub struct Shared {
     pub db: Arc<Db>,
     pub store: mvcc::Store,
     pub lessor: Lessor,
+    pub watches: Arc<WatchHub>,
     pub wait: Wait<Response>,
     pub raft: Arc<RaftStatus>,
     pub applied: AppliedIndex,
@@ -146,6 +148,8 @@ pub struct Server {
     request_tx: Sender<RaftRequest>,
     lessor_stop_tx: Sender<()>,
     lessor_thread: Option<JoinHandle<()>>,
+    watch_stop_tx: Sender<()>,
+    watch_thread: Option<JoinHandle<()>>,
     fifo: Fifo,
     applier: Arc<Applier>,
 }
@@ -205,6 +209,7 @@ impl Server {
         let (stop_tx, stop_rx) = channel::bounded(1);
         let (raft_stop_tx, raft_stop_rx) = channel::bounded(1);
         let (lessor_stop_tx, lessor_stop_rx) = channel::bounded::<()>(1);
+        let (watch_stop_tx, watch_stop_rx) = channel::bounded::<()>(1);
 
         let raft_status = Arc::new(RaftStatus::default());
         let shared = Arc::new(Shared {
@@ -215,6 +220,7 @@ impl Server {
             db: db.clone(),
             store,
             lessor,
+            watches: Arc::new(WatchHub::default()),
             wait: Wait::default(),
             raft: raft_status.clone(),
             request_ids: RequestIds::new(member_id),
@@ -247,6 +253,12 @@ impl Server {
                 )
             })?
         };
+        let watch_thread = {
+            let shared = shared.clone();
+            spawn("raftkv-watch-sync", move || {
+                shared.watches.run_sync(&shared.store, &watch_stop_rx, &|h| shared.fill_header(h))
+            })?
+        };
         let fifo = Fifo::start("raftkv-apply")?;
         let applier = Arc::new(Applier::new(shared.clone(), Arc::new(Mutex::new(progress)), progress_tx));
         let server = Server {
@@ -261,6 +273,8 @@ impl Server {
             request_tx: request_tx.clone(),
             lessor_stop_tx,
             lessor_thread: Some(lessor_thread),
+            watch_stop_tx,
+            watch_thread: Some(watch_thread),
             fifo,
             applier,
         };
@@ -358,6 +372,14 @@ impl Server {
             }
         }
         self.fifo.stop();
+        // After apply: nothing new to deliver. Watchers stay registered; their receivers see
+        // no more events and the member reports stopped.
+        let _ = self.watch_stop_tx.try_send(());
+        if let Some(thread) = self.watch_thread.take() {
+            if thread.join().is_err() {
+                log::error!("watch sync thread panicked");
+            }
+        }
         self.shared.wait.close();
         log::info!("raftkv: member {:x} stopped", self.shared.member_id);
     }

@@ -1,0 +1,303 @@
+//! Watches (etcd's `watchableStore`): who watches which keys, and delivery of every change to
+//! them, in revision order, without gaps or duplicates.
+//!
+//! A watcher is **synced** when the next revision it needs is the next one to be applied: the
+//! apply thread hands each committed batch's changes to [`WatchHub::notify`], which sends the
+//! matching events to synced watchers with a non-blocking `try_send` (one response per batch,
+//! so one revision's events always travel together). A watcher whose sink is full, or that
+//! starts in the past, is **unsynced**: the `raftkv-watch-sync` thread ([`WatchHub::run_sync`])
+//! reads its missing history from RocksDB in bounded chunks and moves it back to synced once
+//! it has caught up. So a slow watcher never blocks apply, and its backlog lives on disk, not in
+//! memory. A watcher whose next revision was compacted away is canceled with the compact
+//! revision, as etcd does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::channel::{self, select, Receiver, Sender, TrySendError};
+use parking_lot::Mutex;
+
+use crate::mvcc::{RangeOptions, ReadView, Store};
+use crate::pb::{Event, EventType, FilterType, KeyValue, ResponseHeader, WatchResponse};
+use crate::Result;
+
+/// Changes read from disk per catch-up round per watcher: bounds the sync thread's memory.
+const CATCH_UP_CHANGES_MAX: usize = 1000;
+
+/// How often the sync thread looks at unsynced watchers when nothing wakes it.
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where a watcher's responses go. `Full` makes the watcher unsynced (it catches up from disk
+/// later); `Closed` removes it.
+pub enum SinkError {
+    Full,
+    Closed,
+}
+
+pub type Sink = Box<dyn FnMut(WatchResponse) -> std::result::Result<(), SinkError> + Send>;
+
+/// What to watch: etcd's `WatchCreateRequest` after the stream layer resolved the id.
+pub struct WatchSpec {
+    pub key: Vec<u8>,
+    /// `None`: the key alone; `Some(empty)`: every key ≥ `key`; else `[key, end)`.
+    pub end: Option<Vec<u8>>,
+    pub watch_id: i64,
+    pub prev_kv: bool,
+    pub no_put: bool,
+    pub no_delete: bool,
+}
+
+impl WatchSpec {
+    /// From etcd's request fields (`range_end` as in Range: empty = one key, `[0]` = to the end).
+    pub fn new(req: &crate::pb::WatchCreateRequest, watch_id: i64) -> WatchSpec {
+        let end = match req.range_end.as_slice() {
+            [] => None,
+            [0] => Some(Vec::new()),
+            end => Some(end.to_vec()),
+        };
+        WatchSpec {
+            key: req.key.clone(),
+            end,
+            watch_id,
+            prev_kv: req.prev_kv,
+            no_put: req.filters.contains(&(FilterType::Noput as i32)),
+            no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
+        }
+    }
+
+    fn matches(&self, key: &[u8]) -> bool {
+        match &self.end {
+            None => key == self.key,
+            Some(end) if end.is_empty() => key >= self.key.as_slice(),
+            Some(end) => key >= self.key.as_slice() && key < end.as_slice(),
+        }
+    }
+}
+
+struct Watcher {
+    spec: WatchSpec,
+    /// First revision not yet delivered.
+    next_rev: i64,
+    synced: bool,
+    sink: Sink,
+}
+
+#[derive(Default)]
+struct HubState {
+    next_id: u64,
+    watchers: HashMap<u64, Watcher>,
+}
+
+pub struct WatchHub {
+    /// Every watcher with its progress; taken by apply (notify), the sync thread and callers
+    /// creating/canceling watches.
+    state: Mutex<HubState>,
+    /// Wakes the sync thread when a watcher falls behind (bounded 1: one pending wake is enough).
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+}
+
+impl Default for WatchHub {
+    fn default() -> Self {
+        let (wake_tx, wake_rx) = channel::bounded(1);
+        WatchHub { state: Mutex::new(HubState::default()), wake_tx, wake_rx }
+    }
+}
+
+/// A response header at `revision`, completed by the caller's `fill`.
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision, ..Default::default() })
+}
+
+impl WatchHub {
+    /// Registers a watcher starting at `start_rev` (0 = after the current revision) and sends
+    /// its `created` response. Returns its hub id, or `None` if its history is compacted (it
+    /// then got `created` and `canceled`, as etcd sends them).
+    pub fn watch(
+        &self,
+        store: &Store,
+        spec: WatchSpec,
+        start_rev: i64,
+        mut sink: Sink,
+        fill: &dyn Fn(&mut Option<ResponseHeader>),
+    ) -> Option<u64> {
+        let mut state = self.state.lock();
+        let current = store.current_revision();
+        let mut created =
+            WatchResponse { header: header(current), watch_id: spec.watch_id, created: true, ..Default::default() };
+        fill(&mut created.header);
+        if sink(created).is_err() {
+            return None;
+        }
+        let compacted = store.compact_revision();
+        if start_rev > 0 && start_rev < compacted {
+            let mut canceled = WatchResponse {
+                watch_id: spec.watch_id,
+                canceled: true,
+                compact_revision: compacted,
+                ..Default::default()
+            };
+            fill(&mut canceled.header);
+            let _ = sink(canceled);
+            return None;
+        }
+        let next_rev = if start_rev <= 0 { current + 1 } else { start_rev };
+        let synced = next_rev > current;
+        state.next_id += 1;
+        let id = state.next_id;
+        state.watchers.insert(id, Watcher { spec, next_rev, synced, sink });
+        if !synced {
+            let _ = self.wake_tx.try_send(());
+        }
+        Some(id)
+    }
+
+    /// Removes a watcher; true if it existed.
+    pub fn cancel(&self, id: u64) -> bool {
+        self.state.lock().watchers.remove(&id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.lock().watchers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Delivers a committed batch's changes (revision order, the store's revision now `rev`)
+    /// to synced watchers. Runs on the apply thread; never blocks on a watcher.
+    pub fn notify(&self, store: &Store, changes: &[KeyValue], rev: i64, fill: &dyn Fn(&mut Option<ResponseHeader>)) {
+        let mut state = self.state.lock();
+        if state.watchers.is_empty() {
+            return;
+        }
+        let mut closed = Vec::new();
+        let mut fell_behind = false;
+        for (id, w) in state.watchers.iter_mut().filter(|(_, w)| w.synced) {
+            let events = events_for(store, &w.spec, changes.iter().filter(|kv| kv.mod_revision >= w.next_rev));
+            if events.is_empty() {
+                w.next_rev = w.next_rev.max(rev + 1);
+                continue;
+            }
+            let mut resp =
+                WatchResponse { header: header(rev), watch_id: w.spec.watch_id, events, ..Default::default() };
+            fill(&mut resp.header);
+            match (w.sink)(resp) {
+                Ok(()) => w.next_rev = rev + 1,
+                Err(SinkError::Full) => {
+                    w.synced = false;
+                    fell_behind = true;
+                }
+                Err(SinkError::Closed) => closed.push(*id),
+            }
+        }
+        for id in closed {
+            state.watchers.remove(&id);
+        }
+        if fell_behind {
+            let _ = self.wake_tx.try_send(());
+        }
+    }
+
+    /// The `raftkv-watch-sync` thread body: catches unsynced watchers up from disk until
+    /// `stop_rx` fires.
+    pub fn run_sync(
+        self: &Arc<Self>,
+        store: &Store,
+        stop_rx: &Receiver<()>,
+        fill: &dyn Fn(&mut Option<ResponseHeader>),
+    ) {
+        loop {
+            select! {
+                recv(stop_rx) -> _ => return,
+                recv(self.wake_rx) -> _ => {}
+                default(SYNC_INTERVAL) => {}
+            }
+            if let Err(e) = self.sync_round(store, fill) {
+                log::error!("watch: catch-up failed: {e}");
+            }
+        }
+    }
+
+    /// One catch-up step for every unsynced watcher. Holding the hub lock while reading up to
+    /// the published revision means `notify` (which runs after publishing) either already ran
+    /// for a batch we read, or runs after we mark the watcher synced: no gap, no duplicate.
+    fn sync_round(&self, store: &Store, fill: &dyn Fn(&mut Option<ResponseHeader>)) -> Result<()> {
+        let mut state = self.state.lock();
+        let current = store.current_revision();
+        let compacted = store.compact_revision();
+        let mut gone = Vec::new();
+        for (id, w) in state.watchers.iter_mut().filter(|(_, w)| !w.synced) {
+            if w.next_rev < compacted {
+                let mut canceled = WatchResponse {
+                    watch_id: w.spec.watch_id,
+                    canceled: true,
+                    compact_revision: compacted,
+                    ..Default::default()
+                };
+                fill(&mut canceled.header);
+                let _ = (w.sink)(canceled);
+                gone.push(*id);
+                continue;
+            }
+            let end = w.spec.end.as_deref();
+            let changes = store.history(&w.spec.key, end, w.next_rev, current, CATCH_UP_CHANGES_MAX)?;
+            let reached = changes.last().map_or(current, |kv| kv.mod_revision);
+            let caught_up = changes.len() < CATCH_UP_CHANGES_MAX || reached >= current;
+            let upto = if caught_up { current } else { reached };
+            let events = events_for(store, &w.spec, changes.iter());
+            if !events.is_empty() {
+                let mut resp =
+                    WatchResponse { header: header(current), watch_id: w.spec.watch_id, events, ..Default::default() };
+                fill(&mut resp.header);
+                match (w.sink)(resp) {
+                    Ok(()) => {}
+                    Err(SinkError::Full) => continue,
+                    Err(SinkError::Closed) => {
+                        gone.push(*id);
+                        continue;
+                    }
+                }
+            }
+            w.next_rev = upto + 1;
+            w.synced = caught_up;
+        }
+        for id in gone {
+            state.watchers.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// The events a watcher gets from `changes`, with its filters and `prev_kv`.
+fn events_for<'a>(store: &Store, spec: &WatchSpec, changes: impl Iterator<Item = &'a KeyValue>) -> Vec<Event> {
+    let mut events = Vec::new();
+    for kv in changes.filter(|kv| spec.matches(&kv.key)) {
+        // A delete is recorded as the key and its revision only (version 0).
+        let delete = kv.version == 0;
+        if (delete && spec.no_delete) || (!delete && spec.no_put) {
+            continue;
+        }
+        let prev_kv = if spec.prev_kv { previous(store, kv) } else { None };
+        let r#type = if delete { EventType::Delete } else { EventType::Put } as i32;
+        events.push(Event { r#type, kv: Some(kv.clone()), prev_kv });
+    }
+    events
+}
+
+/// The key's version just before this change, if still in history.
+fn previous(store: &Store, kv: &KeyValue) -> Option<KeyValue> {
+    let opts = RangeOptions { rev: kv.mod_revision - 1, ..Default::default() };
+    store.range(&kv.key, None, opts).ok()?.kvs.into_iter().next()
+}
+
+/// A sink into a bounded channel of responses (the library's `Watch` receiver).
+pub fn channel_sink(tx: Sender<WatchResponse>) -> Sink {
+    Box::new(move |resp| match tx.try_send(resp) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(_)) => Err(SinkError::Full),
+        Err(TrySendError::Disconnected(_)) => Err(SinkError::Closed),
+    })
+}
