@@ -32,7 +32,7 @@ soak: deps
 	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test crash -- --nocapture
 
 bench: deps
-	cargo bench --bench storage --bench embedded
+	cargo bench --bench storage --bench embedded --bench watch_lease
 
 clean-data:
 	rm -rf default.raftkv

@@ -11,7 +11,7 @@
 //! memory. A watcher whose next revision was compacted away is canceled with the compact
 //! revision, as etcd does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +87,58 @@ struct Watcher {
 struct HubState {
     next_id: u64,
     watchers: HashMap<u64, Watcher>,
+    /// Single-key watchers by key, so a change finds its watchers without a scan.
+    by_key: HashMap<Vec<u8>, HashSet<u64>>,
+    /// Range watchers: checked against every change.
+    ranges: HashSet<u64>,
+}
+
+impl HubState {
+    fn insert(&mut self, watcher: Watcher) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        if watcher.spec.end.is_none() {
+            self.by_key.entry(watcher.spec.key.clone()).or_default().insert(id);
+        } else {
+            self.ranges.insert(id);
+        }
+        self.watchers.insert(id, watcher);
+        id
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(w) = self.watchers.remove(&id) else { return false };
+        if w.spec.end.is_none() {
+            if let Some(ids) = self.by_key.get_mut(&w.spec.key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_key.remove(&w.spec.key);
+                }
+            }
+        } else {
+            self.ranges.remove(&id);
+        }
+        true
+    }
+
+    /// The changes each watcher may want, by watcher id (filters and start revisions are
+    /// applied by the caller).
+    fn route<'c>(&self, changes: &'c [KeyValue]) -> HashMap<u64, Vec<&'c KeyValue>> {
+        let mut routed: HashMap<u64, Vec<&KeyValue>> = HashMap::new();
+        for kv in changes {
+            for id in self.by_key.get(&kv.key).into_iter().flatten() {
+                routed.entry(*id).or_default().push(kv);
+            }
+        }
+        for id in &self.ranges {
+            let spec = &self.watchers[id].spec;
+            let mine: Vec<&KeyValue> = changes.iter().filter(|kv| spec.matches(&kv.key)).collect();
+            if !mine.is_empty() {
+                routed.insert(*id, mine);
+            }
+        }
+        routed
+    }
 }
 
 pub struct WatchHub {
@@ -144,9 +196,7 @@ impl WatchHub {
         }
         let next_rev = if start_rev <= 0 { current + 1 } else { start_rev };
         let synced = next_rev > current;
-        state.next_id += 1;
-        let id = state.next_id;
-        state.watchers.insert(id, Watcher { spec, next_rev, synced, sink });
+        let id = state.insert(Watcher { spec, next_rev, synced, sink });
         if !synced {
             let _ = self.wake_tx.try_send(());
         }
@@ -155,7 +205,7 @@ impl WatchHub {
 
     /// Removes a watcher; true if it existed.
     pub fn cancel(&self, id: u64) -> bool {
-        self.state.lock().watchers.remove(&id).is_some()
+        self.state.lock().remove(id)
     }
 
     pub fn len(&self) -> usize {
@@ -167,18 +217,22 @@ impl WatchHub {
     }
 
     /// Delivers a committed batch's changes (revision order, the store's revision now `rev`)
-    /// to synced watchers. Runs on the apply thread; never blocks on a watcher.
+    /// to synced watchers. Runs on the apply thread; never blocks on a watcher. Cost follows
+    /// the changes and the range watchers, not the number of single-key watchers.
     pub fn notify(&self, store: &Store, changes: &[KeyValue], rev: i64, fill: &dyn Fn(&mut Option<ResponseHeader>)) {
         let mut state = self.state.lock();
         if state.watchers.is_empty() {
             return;
         }
+        let routed = state.route(changes);
         let mut closed = Vec::new();
         let mut fell_behind = false;
-        for (id, w) in state.watchers.iter_mut().filter(|(_, w)| w.synced) {
-            let events = events_for(store, &w.spec, changes.iter().filter(|kv| kv.mod_revision >= w.next_rev));
+        for (id, mine) in routed {
+            let Some(w) = state.watchers.get_mut(&id).filter(|w| w.synced) else { continue };
+            // A watcher that has not seen a batch without its keys may have a stale `next_rev`;
+            // that only makes a later catch-up re-read revisions holding none of its events.
+            let events = events_for(store, &w.spec, mine.into_iter().filter(|kv| kv.mod_revision >= w.next_rev));
             if events.is_empty() {
-                w.next_rev = w.next_rev.max(rev + 1);
                 continue;
             }
             let mut resp =
@@ -190,11 +244,11 @@ impl WatchHub {
                     w.synced = false;
                     fell_behind = true;
                 }
-                Err(SinkError::Closed) => closed.push(*id),
+                Err(SinkError::Closed) => closed.push(id),
             }
         }
         for id in closed {
-            state.watchers.remove(&id);
+            state.remove(id);
         }
         if fell_behind {
             let _ = self.wake_tx.try_send(());
@@ -265,7 +319,7 @@ impl WatchHub {
             w.synced = caught_up;
         }
         for id in gone {
-            state.watchers.remove(&id);
+            state.remove(id);
         }
         Ok(())
     }
