@@ -1,10 +1,11 @@
-//! Embedding raftkv in a Rust program: start a member, write, read, run a transaction,
-//! compact, and stop. Run with `cargo run --example embedded [DATA_DIR]`.
+//! Embedding raftkv in a Rust program: start a member, write, read, run a transaction, watch,
+//! hold a lease, compact, and stop. Run with `cargo run --example embedded [DATA_DIR]`.
 //!
 //! Data survives restarts: run it twice on the same directory and the revision keeps growing.
 
 use raftkv::pb::{compare, request_op, Compare, CompareResult, CompareTarget};
-use raftkv::pb::{CompactionRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use raftkv::pb::{prefix_end, CompactionRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp};
+use raftkv::pb::{TxnRequest, WatchCreateRequest};
 use raftkv::{Config, Node};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,8 +46,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     println!("compare-and-swap succeeded: {}", txn.succeeded);
 
+    // Watch a prefix: `created` first, then every change in revision order.
+    let watch = node.watch(WatchCreateRequest {
+        key: b"config/".to_vec(),
+        range_end: prefix_end(b"config/"),
+        ..Default::default()
+    })?;
+    node.put(PutRequest::new("config/size", "large"))?;
+    for resp in watch.responses.iter().take(2) {
+        for event in resp.events {
+            let kv = event.kv.unwrap_or_default();
+            println!("watch: {} at revision {}", String::from_utf8_lossy(&kv.key), kv.mod_revision);
+        }
+    }
+    drop(watch); // cancels it
+
+    // A lease: its keys are deleted when it expires, unless something keeps it alive.
+    let lease = node.lease_grant(LeaseGrantRequest { ttl: 10, id: 0 })?;
+    node.put(PutRequest { lease: lease.id, ..PutRequest::new("config/owner", "me") })?;
+    let keeper = node.keep_alive(lease.id)?; // renews every TTL/3 on its own thread
+    println!("lease {:x} held with TTL {}s", lease.id, keeper.ttl());
+    drop(keeper);
+
     // Drop history older than the current revision.
-    let revision = txn.header.map(|h| h.revision).unwrap_or_default();
+    let revision = node.revision();
     node.compact(CompactionRequest { revision, physical: true })?;
     println!("compacted at revision {revision}");
 

@@ -185,6 +185,39 @@ impl Node {
         Ok(LeaseKeepAliveResponse { header: shared.header_at(shared.store.current_revision()), id: req.id, ttl })
     }
 
+    /// Keeps lease `id` alive from a named thread (`raftkv-keepalive`) that renews it every
+    /// third of its TTL, as etcd's client does, until the returned handle is dropped or the
+    /// lease is gone (revoked or expired). [`KeepAlive::ttl`] reports the last renewal.
+    pub fn keep_alive(&self, id: i64) -> Result<KeepAlive> {
+        let first = self.lease_keep_alive(LeaseKeepAliveRequest { id })?;
+        if first.ttl <= 0 {
+            return Err(Error::LeaseNotFound);
+        }
+        let (stop_tx, stop_rx) = channel::bounded::<()>(1);
+        let ttl = Arc::new(std::sync::atomic::AtomicI64::new(first.ttl));
+        let (node, last) = (self.clone(), ttl.clone());
+        let thread = std::thread::Builder::new()
+            .name("raftkv-keepalive".into())
+            .spawn(move || loop {
+                let period = std::time::Duration::from_millis(
+                    (last.load(std::sync::atomic::Ordering::Relaxed).max(1) as u64 * 1000) / 3,
+                );
+                if stop_rx.recv_timeout(period) != Err(RecvTimeoutError::Timeout) {
+                    return;
+                }
+                match node.lease_keep_alive(LeaseKeepAliveRequest { id }) {
+                    Ok(resp) if resp.ttl > 0 => last.store(resp.ttl, std::sync::atomic::Ordering::Relaxed),
+                    // The lease is gone (or the member stopped): nothing left to keep alive.
+                    _ => {
+                        last.store(0, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| Error::Spawn { name: "raftkv-keepalive".into(), source })?;
+        Ok(KeepAlive { ttl, stop_tx, thread: Some(thread) })
+    }
+
     /// A lease's remaining and granted TTL (etcd `LeaseTimeToLive`); TTL -1 if it is unknown.
     pub fn lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
         let shared = &self.inner.shared;
@@ -402,6 +435,30 @@ impl Node {
     }
 }
 
+/// A lease kept alive by [`Node::keep_alive`]; dropping it stops the renewals (the lease then
+/// expires after its TTL unless renewed elsewhere).
+pub struct KeepAlive {
+    ttl: Arc<std::sync::atomic::AtomicI64>,
+    stop_tx: channel::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KeepAlive {
+    /// The TTL granted by the last renewal; 0 once the lease is gone.
+    pub fn ttl(&self) -> i64 {
+        self.ttl.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        let _ = self.stop_tx.try_send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Responses buffered per library watch before it falls back to catching up from disk.
 const WATCH_QUEUE_MAX: usize = 1024;
 
@@ -411,6 +468,11 @@ pub struct Watch {
     hub: Arc<WatchHub>,
     /// The watch's responses, in order.
     pub responses: channel::Receiver<WatchResponse>,
+}
+
+impl Watch {
+    /// Stops the watch (as dropping it does).
+    pub fn cancel(self) {}
 }
 
 impl Drop for Watch {

@@ -99,6 +99,22 @@ fn expiry_deletes_keys_and_keepalive_prevents_it() {
 }
 
 #[test]
+fn the_keepalive_helper_holds_a_lease_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path());
+    let id = grant(&node, 2);
+    put_leased(&node, "held", id);
+    let keeper = node.keep_alive(id).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(get(&node, "held").is_some(), "kept past its 2 s TTL");
+    assert_eq!(keeper.ttl(), 2);
+    drop(keeper);
+    assert!(eventually(Duration::from_secs(8), || get(&node, "held").is_none()), "expires once released");
+    assert!(matches!(node.keep_alive(id), Err(Error::LeaseNotFound)));
+    node.stop().unwrap();
+}
+
+#[test]
 fn remaining_ttl_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     init_logs();
