@@ -273,48 +273,45 @@ impl Node {
     pub fn metrics(&self) -> String {
         let shared = &self.inner.shared;
         let has_leader = u8::from(shared.raft.leader_id() != 0);
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-        };
-        metric(
-            "etcd_disk_wal_fsync_duration_seconds_count",
-            "counter",
-            "Synced raft log writes.",
-            shared.db.synced_writes().to_string(),
-        );
-        metric(
-            "etcd_disk_wal_fsync_duration_seconds_sum",
-            "counter",
-            "Seconds spent in synced raft log writes.",
-            format!("{:.6}", shared.db.synced_seconds()),
-        );
-        metric("etcd_server_has_leader", "gauge", "Whether a leader exists.", has_leader.to_string());
-        metric(
-            "etcd_server_proposals_committed_total",
-            "gauge",
-            "The raft commit index.",
-            shared.raft.commit_index().to_string(),
-        );
-        metric(
-            "etcd_server_proposals_applied_total",
-            "gauge",
-            "The applied raft index.",
-            shared.applied.get().to_string(),
-        );
-        metric(
-            "etcd_mvcc_db_total_size_in_bytes",
-            "gauge",
-            "Database size on disk.",
-            shared.db.size_bytes().to_string(),
-        );
-        metric(
-            "etcd_debugging_mvcc_current_revision",
-            "gauge",
-            "The store's current revision.",
-            shared.store.current_revision().to_string(),
-        );
-        out
+        let metrics = [
+            (
+                "etcd_disk_wal_fsync_duration_seconds_count",
+                "counter",
+                "Synced raft log writes.",
+                shared.db.synced_writes().to_string(),
+            ),
+            (
+                "etcd_disk_wal_fsync_duration_seconds_sum",
+                "counter",
+                "Seconds spent in synced raft log writes.",
+                format!("{:.6}", shared.db.synced_seconds()),
+            ),
+            ("etcd_server_has_leader", "gauge", "Whether a leader exists.", has_leader.to_string()),
+            (
+                "etcd_server_proposals_committed_total",
+                "gauge",
+                "The raft commit index.",
+                shared.raft.commit_index().to_string(),
+            ),
+            (
+                "etcd_server_proposals_applied_total",
+                "gauge",
+                "The applied raft index.",
+                shared.applied.get().to_string(),
+            ),
+            ("etcd_mvcc_db_total_size_in_bytes", "gauge", "Database size on disk.", shared.db.size_bytes().to_string()),
+            (
+                "etcd_debugging_mvcc_current_revision",
+                "gauge",
+                "The store's current revision.",
+                shared.store.current_revision().to_string(),
+            ),
+            ("etcd_debugging_mvcc_watcher_total", "gauge", "Registered watchers.", shared.watches.len().to_string()),
+        ];
+        metrics
+            .iter()
+            .map(|(name, kind, help, value)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"))
+            .collect()
     }
 
     /// A response carrying only a header at the current revision (what etcd answers for auth

@@ -93,15 +93,18 @@ fn route(path: &str) -> Option<Rpc> {
     })
 }
 
+/// The headers of every successful gateway answer.
+fn grpc_headers() -> Vec<(&'static str, String)> {
+    vec![("Content-Type", "application/json".into()), ("Grpc-Metadata-Content-Type", "application/grpc".into())]
+}
+
 fn json_response(body: String) -> Response {
-    Response::Full {
-        status: 200,
-        headers: vec![
-            ("Content-Type", "application/json".into()),
-            ("Grpc-Metadata-Content-Type", "application/grpc".into()),
-        ],
-        body: body.into_bytes(),
-    }
+    Response::Full { status: 200, headers: grpc_headers(), body: body.into_bytes() }
+}
+
+/// The request objects of a stream body, or etcd's stream error for a malformed one.
+fn stream_requests<T: FromJson>(body: &[u8]) -> std::result::Result<Vec<T>, Response> {
+    json::documents(body).and_then(|docs| docs.into_iter().map(T::from_json).collect()).map_err(|e| stream_error(&e.0))
 }
 
 fn error_body(msg: &str, code: u32) -> Vec<u8> {
@@ -238,11 +241,10 @@ impl Gateway {
     /// response streams `{"result":...}` messages until the client disconnects, which cancels
     /// the stream's watchers.
     fn watch(&self, body: &[u8]) -> Response {
-        let requests: Vec<WatchRequest> =
-            match json::documents(body).and_then(|docs| docs.into_iter().map(WatchRequest::from_json).collect()) {
-                Ok(requests) => requests,
-                Err(e) => return stream_error(&e.0),
-            };
+        let requests: Vec<WatchRequest> = match stream_requests(body) {
+            Ok(requests) => requests,
+            Err(refused) => return refused,
+        };
         let node = &self.node;
         let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(WATCH_STREAM_QUEUE_MAX);
         let send = |resp: &WatchResponse| {
@@ -285,10 +287,7 @@ impl Gateway {
         }
         Response::Stream {
             status: 200,
-            headers: vec![
-                ("Content-Type", "application/json".into()),
-                ("Grpc-Metadata-Content-Type", "application/grpc".into()),
-            ],
+            headers: grpc_headers(),
             messages,
             // Holding `tx` keeps the stream open until the client leaves, as etcd's does; the
             // watches are canceled when it does.
@@ -299,11 +298,9 @@ impl Gateway {
     /// Lease keepalive, a stream: one `{"result":...}` message per request object in the body,
     /// then the end of the response. A malformed body fails the stream (500, code 2).
     fn keep_alive(&self, body: &[u8]) -> Response {
-        let requests: Vec<LeaseKeepAliveRequest> = match json::documents(body)
-            .and_then(|docs| docs.into_iter().map(LeaseKeepAliveRequest::from_json).collect())
-        {
+        let requests: Vec<LeaseKeepAliveRequest> = match stream_requests(body) {
             Ok(requests) => requests,
-            Err(e) => return stream_error(&e.0),
+            Err(refused) => return refused,
         };
         let (tx, messages) = crossbeam::channel::bounded(requests.len().max(1));
         for req in requests {
@@ -314,15 +311,7 @@ impl Gateway {
                 Err(e) => return stream_error(&e.to_string()),
             }
         }
-        Response::Stream {
-            status: 200,
-            headers: vec![
-                ("Content-Type", "application/json".into()),
-                ("Grpc-Metadata-Content-Type", "application/grpc".into()),
-            ],
-            messages,
-            on_close: None,
-        }
+        Response::Stream { status: 200, headers: grpc_headers(), messages, on_close: None }
     }
 
     /// etcd's health check: there is a leader (waiting up to one second for an election in
