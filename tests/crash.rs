@@ -51,7 +51,13 @@ fn crash_safety_with_sigkill() {
     let mut acked_total: BTreeMap<String, (String, i64)> = BTreeMap::new();
     let mut rng = rand::thread_rng();
     for round in 0..rounds {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        // /proc/self/exe still runs this binary even if a concurrent build replaced the file.
+        let exe = if std::path::Path::new("/proc/self/exe").exists() {
+            std::path::PathBuf::from("/proc/self/exe")
+        } else {
+            std::env::current_exe().unwrap()
+        };
+        let mut child = Command::new(exe)
             .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
             .env(CHILD_ROUND, round.to_string())
