@@ -38,6 +38,7 @@ pub enum SinkError {
 pub type Sink = Box<dyn FnMut(WatchResponse) -> std::result::Result<(), SinkError> + Send>;
 
 /// What to watch: etcd's `WatchCreateRequest` after the stream layer resolved the id.
+#[derive(Clone)]
 pub struct WatchSpec {
     pub key: Vec<u8>,
     /// `None`: the key alone; `Some(empty)`: every key ≥ `key`; else `[key, end)`.
@@ -275,16 +276,30 @@ impl WatchHub {
         }
     }
 
-    /// One catch-up step for every unsynced watcher. Holding the hub lock while reading up to
-    /// the published revision means `notify` (which runs after publishing) either already ran
-    /// for a batch we read, or runs after we mark the watcher synced: no gap, no duplicate.
+    /// One catch-up step for every unsynced watcher. History is read from disk *without* the
+    /// hub lock (so apply never waits for it), then delivered under the lock if the watcher is
+    /// still where it was. It becomes synced only if no batch was published after what was
+    /// read: a later batch's `notify` runs after it takes the lock, finds it synced and
+    /// delivers; an earlier one was read from disk. No gap, no duplicate.
     fn sync_round(&self, store: &Store, fill: &dyn Fn(&mut Option<ResponseHeader>)) -> Result<()> {
-        let mut state = self.state.lock();
-        let current = store.current_revision();
-        let compacted = store.compact_revision();
-        let mut gone = Vec::new();
-        for (id, w) in state.watchers.iter_mut().filter(|(_, w)| !w.synced) {
-            if w.next_rev < compacted {
+        let unsynced: Vec<(u64, WatchSpec, i64)> = {
+            let state = self.state.lock();
+            state.watchers.iter().filter(|(_, w)| !w.synced).map(|(id, w)| (*id, w.spec.clone(), w.next_rev)).collect()
+        };
+        for (id, spec, from) in unsynced {
+            let current = store.current_revision();
+            let compacted = store.compact_revision();
+            let read = if from < compacted {
+                None
+            } else {
+                let changes = store.history(&spec.key, spec.end.as_deref(), from, current, CATCH_UP_CHANGES_MAX)?;
+                let reached = changes.last().map_or(current, |kv| kv.mod_revision);
+                let caught_up = changes.len() < CATCH_UP_CHANGES_MAX || reached >= current;
+                Some((events_for(store, &spec, changes.iter()), if caught_up { current } else { reached }, caught_up))
+            };
+            let mut state = self.state.lock();
+            let Some(w) = state.watchers.get_mut(&id).filter(|w| !w.synced && w.next_rev == from) else { continue };
+            let Some((events, upto, caught_up)) = read else {
                 let mut canceled = WatchResponse {
                     watch_id: w.spec.watch_id,
                     canceled: true,
@@ -293,33 +308,25 @@ impl WatchHub {
                 };
                 fill(&mut canceled.header);
                 let _ = (w.sink)(canceled);
-                gone.push(*id);
+                state.remove(id);
                 continue;
-            }
-            let end = w.spec.end.as_deref();
-            let changes = store.history(&w.spec.key, end, w.next_rev, current, CATCH_UP_CHANGES_MAX)?;
-            let reached = changes.last().map_or(current, |kv| kv.mod_revision);
-            let caught_up = changes.len() < CATCH_UP_CHANGES_MAX || reached >= current;
-            let upto = if caught_up { current } else { reached };
-            let events = events_for(store, &w.spec, changes.iter());
+            };
             if !events.is_empty() {
                 let mut resp =
                     WatchResponse { header: header(current), watch_id: w.spec.watch_id, events, ..Default::default() };
                 fill(&mut resp.header);
                 match (w.sink)(resp) {
                     Ok(()) => {}
+                    // Nothing delivered: the same history is read again next round.
                     Err(SinkError::Full) => continue,
                     Err(SinkError::Closed) => {
-                        gone.push(*id);
+                        state.remove(id);
                         continue;
                     }
                 }
             }
             w.next_rev = upto + 1;
-            w.synced = caught_up;
-        }
-        for id in gone {
-            state.remove(id);
+            w.synced = caught_up && store.current_revision() == upto;
         }
         Ok(())
     }
