@@ -452,3 +452,21 @@ fn streams_flush_one_chunk_per_message_and_notice_hangups() {
     }
     server.stop();
 }
+
+#[test]
+fn every_open_keep_alive_connection_is_served() {
+    let gw = Gateway::start();
+    // Many clients connect at once and keep their connections (as wrk and gateway clients
+    // do): none may be left queued behind workers busy with the others' idle connections.
+    let mut conns: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(gw.addr()).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let body = r#"{"key":"Zm9v"}"#;
+    for conn in conns.iter_mut().rev() {
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(conn, "POST /v3/kv/range HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    }
+    for conn in conns.iter_mut() {
+        let reply = read_reply(&mut BufReader::new(conn.try_clone().unwrap()));
+        assert_eq!(reply.status, 200);
+    }
+}

@@ -108,7 +108,7 @@ impl HttpServer {
                     }
                     match conn {
                         Ok(conn) => {
-                            pool.grow();
+                            pool.reserve_worker();
                             if conn_tx.send(conn).is_err() {
                                 break;
                             }
@@ -156,29 +156,34 @@ struct Pool {
     handler: Arc<dyn Handler>,
     conn_rx: Receiver<TcpStream>,
     stopping: Arc<AtomicBool>,
-    /// Workers waiting for a connection.
+    /// Workers free and not yet claimed by a queued connection.
     idle: Arc<AtomicUsize>,
     workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Pool {
-    /// Spawns a worker if none is idle and the pool may grow.
-    fn grow(&self) {
-        if self.idle.load(Ordering::Acquire) > 0 {
+    /// Makes sure a worker will take the next queued connection: claims an idle one, or
+    /// spawns one. Claiming at accept time (not when a worker wakes) matters: a worker serves
+    /// a keep-alive connection for as long as the client keeps it, so a connection queued
+    /// behind busy workers would otherwise wait for one of those clients to leave. At
+    /// `WORKERS_MAX`, connections queue until a worker is free.
+    fn reserve_worker(&self) {
+        let claimed = self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
+        if claimed {
             return;
         }
         let mut workers = self.workers.lock();
         if workers.len() >= WORKERS_MAX {
+            log::warn!("http: all {WORKERS_MAX} workers busy; connection queued");
             return;
         }
         let n = workers.len();
         let (handler, conn_rx, stopping, idle) =
             (self.handler.clone(), self.conn_rx.clone(), self.stopping.clone(), self.idle.clone());
-        idle.fetch_add(1, Ordering::AcqRel);
+        // The new worker is born claimed: it takes the connection being queued now.
         let spawned = std::thread::Builder::new().name(format!("raftkv-http-{n}")).spawn(move || loop {
             match conn_rx.recv_timeout(POLL_INTERVAL) {
                 Ok(conn) => {
-                    idle.fetch_sub(1, Ordering::AcqRel);
                     serve(conn, &*handler, &stopping);
                     idle.fetch_add(1, Ordering::AcqRel);
                 }
@@ -188,10 +193,7 @@ impl Pool {
         });
         match spawned {
             Ok(handle) => workers.push(handle),
-            Err(e) => {
-                self.idle.fetch_sub(1, Ordering::AcqRel);
-                log::error!("http: cannot spawn worker: {e}");
-            }
+            Err(e) => log::error!("http: cannot spawn worker: {e}"),
         }
     }
 }
