@@ -157,6 +157,14 @@ fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
     watcher.kill().unwrap();
     watcher.wait().unwrap();
 
+    let bench = stdout(&ctl(
+        &e,
+        &["bench", "--conns", "2", "--clients", "4", "--total", "40", "--json", "put", "--key-space-size", "10"],
+    ));
+    assert!(bench.contains(r#""requests":40,"#) && bench.contains(r#""errors":[]"#), "{bench}");
+    let bench = stdout(&ctl(&e, &["bench", "--total", "20", "range", "foo", "--consistency", "s"]));
+    assert!(bench.contains("Requests/sec:") && bench.contains("99.9% in "), "{bench}");
+
     let status = sigterm(m);
     assert_eq!(status.code(), Some(0), "SIGTERM must stop raftkv cleanly");
 
