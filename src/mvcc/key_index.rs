@@ -1,13 +1,13 @@
-//! [`KeyIndex`]: the revision history of one key, and [`TreeIndex`]: every key's, ordered by key
-//! (etcd's `keyIndex` and `treeIndex`).
+//! [`KeyIndex`]: the revision history of one key (etcd's `keyIndex`); [`super::TreeIndex`] holds
+//! one per key.
 //!
 //! A key's history is a list of generations; a generation runs from the put that created the
 //! key to the tombstone that deleted it (the last generation is open). Reads at any revision
-//! not yet compacted find the version live at that revision. Plain data: the [`super::Store`]
-//! guards it with its lock.
+//! not yet compacted find the version live at that revision. Plain data with no lock of its
+//! own: the apply thread mutates it and API readers read it, both through the
+//! [`super::Store`]'s lock.
 
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Bound;
+use std::collections::HashSet;
 
 use super::revision::Revision;
 
@@ -61,7 +61,7 @@ impl KeyIndex {
     }
 
     /// Seeds a key whose earlier revisions were compacted away (restore from disk).
-    fn restore(created: Revision, modified: Revision, ver: i64) -> KeyIndex {
+    pub(super) fn restore(created: Revision, modified: Revision, ver: i64) -> KeyIndex {
         KeyIndex { modified, generations: vec![Generation { ver, created, revs: vec![modified] }] }
     }
 
@@ -108,7 +108,11 @@ impl KeyIndex {
 
     /// Drops history before `at`, keeping the revision live at `at`; records the revisions
     /// still needed in `available`.
-    fn compact(&mut self, at: i64, available: &mut HashSet<Revision>) {
+    pub(super) fn compact(&mut self, at: i64, available: &mut HashSet<Revision>) {
+        // The tree never holds an index without a put; a bare default one has nothing to drop.
+        if self.generations.is_empty() {
+            return;
+        }
         let (gen_idx, rev_idx) = self.do_compact(at, available);
         let mut gen_idx = gen_idx;
         let last = self.generations.len() - 1;
@@ -128,7 +132,7 @@ impl KeyIndex {
 
     fn do_compact(&self, at: i64, available: &mut HashSet<Revision>) -> (usize, Option<usize>) {
         let mut gen_idx = 0;
-        while gen_idx < self.generations.len() - 1 {
+        while gen_idx + 1 < self.generations.len() {
             let g = &self.generations[gen_idx];
             if g.revs.last().is_some_and(|tomb| tomb.main > at) {
                 break;
@@ -143,9 +147,24 @@ impl KeyIndex {
         (gen_idx, rev_idx)
     }
 
-    /// Only an empty open generation is left: the key is gone from history.
-    fn is_empty(&self) -> bool {
-        self.generations.len() == 1 && self.generations[0].is_empty()
+    /// Records in `available` the revisions a compaction at `at` would keep, changing nothing
+    /// (etcd's `keep`: what a hash of the store at `at` covers).
+    pub(super) fn keep(&self, at: i64, available: &mut HashSet<Revision>) {
+        if self.is_empty() {
+            return;
+        }
+        let (gen_idx, rev_idx) = self.do_compact(at, available);
+        let g = &self.generations[gen_idx];
+        // The kept revision is a closed generation's tombstone: compaction would drop it.
+        if rev_idx.is_some_and(|i| i + 1 == g.revs.len()) && gen_idx + 1 != self.generations.len() {
+            available.remove(&g.revs[g.revs.len() - 1]);
+        }
+    }
+
+    /// Only an empty open generation is left: the key is gone from history. (Only generations
+    /// before the last can be non-empty-closed, so "all empty" is etcd's "one empty one".)
+    pub(super) fn is_empty(&self) -> bool {
+        self.generations.iter().all(Generation::is_empty)
     }
 
     fn find_generation(&self, at: i64) -> Option<&Generation> {
@@ -164,121 +183,30 @@ impl KeyIndex {
     }
 }
 
-/// Every key's history, ordered by key.
-#[derive(Default)]
-pub struct TreeIndex {
-    keys: BTreeMap<Vec<u8>, KeyIndex>,
-}
-
-impl TreeIndex {
-    pub fn put(&mut self, key: &[u8], rev: Revision) {
-        match self.keys.get_mut(key) {
-            Some(ki) => ki.put(rev),
-            None => {
-                let mut ki = KeyIndex::default();
-                ki.put(rev);
-                self.keys.insert(key.to_vec(), ki);
-            }
-        }
-    }
-
-    /// Records a delete; false if the key was not live.
-    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
-    }
-
-    /// Seeds `key` from its oldest surviving record, or continues its history (restore).
-    pub fn restore(&mut self, key: &[u8], rev: Revision, created: i64, version: i64, tombstone: bool) -> bool {
-        match self.keys.get_mut(key) {
-            Some(ki) if tombstone => ki.tombstone(rev),
-            Some(ki) => {
-                ki.put(rev);
-                true
-            }
-            // A tombstone first means its puts were compacted: nothing to remember.
-            None if tombstone => false,
-            None => {
-                self.keys.insert(key.to_vec(), KeyIndex::restore(Revision::new(created, 0), rev, version));
-                true
-            }
-        }
-    }
-
-    pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
-        self.keys.get(key)?.get(at)
-    }
-
-    /// Keys in range live at `at`, with their state: the first `limit` (0 = all) and the
-    /// total count.
-    pub fn range(&self, key: &[u8], end: Option<&[u8]>, at: i64, limit: usize) -> (Vec<(&[u8], KeyAt)>, usize) {
-        let Some(end) = end else {
-            return match self.get(key, at) {
-                Some(k) => (vec![(self.keys.get_key_value(key).expect("key present").0.as_slice(), k)], 1),
-                None => (Vec::new(), 0),
-            };
-        };
-        let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
-        if !end.is_empty() && end <= key {
-            return (Vec::new(), 0);
-        }
-        let mut found = Vec::new();
-        let mut count = 0;
-        for (k, ki) in self.keys.range::<[u8], _>((Bound::Included(key), upper)) {
-            if let Some(state) = ki.get(at) {
-                count += 1;
-                if limit == 0 || found.len() < limit {
-                    found.push((k.as_slice(), state));
-                }
-            }
-        }
-        (found, count)
-    }
-
-    /// Compacts every key at `at`; returns the revisions that must stay on disk.
-    pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
-        let mut available = HashSet::new();
-        self.keys.retain(|_, ki| {
-            ki.compact(at, &mut available);
-            !ki.is_empty()
-        });
-        available
-    }
-
-    /// Revisions of keys in range at or after `since`, in revision order (watch catch-up).
-    pub fn since(&self, key: &[u8], end: Option<&[u8]>, since: i64) -> Vec<Revision> {
-        let mut revs: Vec<Revision> = match end {
-            None => self.keys.get(key).map(|ki| ki.since(since)).unwrap_or_default(),
-            Some(end) => {
-                let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
-                if !end.is_empty() && end <= key {
-                    return Vec::new();
-                }
-                self.keys.range::<[u8], _>((Bound::Included(key), upper)).flat_map(|(_, ki)| ki.since(since)).collect()
-            }
-        };
-        revs.sort_unstable();
-        revs
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    //! etcd's key_index_test.go cases, as tables over the same fixture.
+
     use super::*;
 
     fn rev(main: i64) -> Revision {
         Revision::new(main, 0)
     }
 
-    /// etcd's key_index_test fixture: foo put at 2, 4, deleted at 6, put at 8, 10, deleted at
-    /// 12, put at 14, 14.1, 16.
+    fn r(main: i64, sub: i64) -> Revision {
+        Revision::new(main, sub)
+    }
+
+    fn generation(created: i64, ver: i64, revs: &[Revision]) -> Generation {
+        Generation { ver, created: rev(created), revs: revs.to_vec() }
+    }
+
+    fn set(revs: &[Revision]) -> HashSet<Revision> {
+        revs.iter().copied().collect()
+    }
+
+    /// etcd's `newTestKeyIndex`: put 2, 4, delete 6; put 8, 10, delete 12; put 14, 14.1,
+    /// delete 16; the open generation is empty.
     fn fixture() -> KeyIndex {
         let mut ki = KeyIndex::default();
         ki.put(rev(2));
@@ -288,80 +216,228 @@ mod tests {
         ki.put(rev(10));
         assert!(ki.tombstone(rev(12)));
         ki.put(rev(14));
-        ki.put(Revision::new(14, 1));
-        ki.put(rev(16));
+        ki.put(r(14, 1));
+        assert!(ki.tombstone(rev(16)));
         ki
     }
 
+    fn gen0() -> Generation {
+        generation(2, 3, &[rev(2), rev(4), rev(6)])
+    }
+    fn gen1() -> Generation {
+        generation(8, 3, &[rev(8), rev(10), rev(12)])
+    }
+    fn gen2() -> Generation {
+        generation(14, 3, &[rev(14), r(14, 1), rev(16)])
+    }
+
     #[test]
-    fn get_follows_generations() {
+    fn put_opens_and_extends_a_generation() {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(5));
+        assert_eq!(ki, KeyIndex { modified: rev(5), generations: vec![generation(5, 1, &[rev(5)])] });
+        ki.put(rev(7));
+        assert_eq!(ki, KeyIndex { modified: rev(7), generations: vec![generation(5, 2, &[rev(5), rev(7)])] });
+    }
+
+    #[test]
+    fn restore_seeds_one_generation() {
+        let ki = KeyIndex::restore(rev(5), rev(7), 2);
+        assert_eq!(ki, KeyIndex { modified: rev(7), generations: vec![generation(5, 2, &[rev(7)])] });
+    }
+
+    #[test]
+    fn tombstone_closes_the_generation() {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(5));
+        assert!(ki.tombstone(rev(7)));
+        let closed = generation(5, 2, &[rev(5), rev(7)]);
+        assert_eq!(ki, KeyIndex { modified: rev(7), generations: vec![closed.clone(), Generation::default()] });
+        ki.put(rev(8));
+        ki.put(rev(9));
+        assert!(ki.tombstone(rev(15)));
+        let second = generation(8, 3, &[rev(8), rev(9), rev(15)]);
+        assert_eq!(ki, KeyIndex { modified: rev(15), generations: vec![closed, second, Generation::default()] });
+        assert!(!ki.tombstone(rev(16)), "a deleted key cannot be deleted again");
+        assert_eq!(ki.modified, rev(15));
+    }
+
+    #[test]
+    fn find_generation_skips_deleted_spans() {
         let ki = fixture();
-        let modified = |at| ki.get(at).map(|k| (k.modified, k.created.main, k.version));
-        assert_eq!(modified(1), None);
-        assert_eq!(modified(2), Some((rev(2), 2, 1)));
-        assert_eq!(modified(5), Some((rev(4), 2, 2)));
-        assert_eq!(modified(6), None, "deleted at 6");
-        assert_eq!(modified(7), None);
-        assert_eq!(modified(9), Some((rev(8), 8, 1)));
-        assert_eq!(modified(12), None);
-        assert_eq!(modified(14), Some((Revision::new(14, 1), 14, 2)));
-        assert_eq!(modified(100), Some((rev(16), 14, 3)));
-    }
-
-    #[test]
-    fn since_returns_one_revision_per_main() {
-        let ki = fixture();
-        assert_eq!(ki.since(13), vec![Revision::new(14, 1), rev(16)]);
-        assert_eq!(ki.since(1).len(), 8);
-        assert_eq!(ki.since(7), vec![rev(8), rev(10), rev(12), Revision::new(14, 1), rev(16)]);
-    }
-
-    #[test]
-    fn compact_keeps_what_is_readable() {
-        let mut ki = fixture();
-        let mut available = HashSet::new();
-        ki.compact(5, &mut available);
-        assert_eq!(available, HashSet::from([rev(4)]));
-        assert_eq!(ki.get(5).unwrap().modified, rev(4));
-        let mut available = HashSet::new();
-        ki.compact(7, &mut available);
-        assert!(available.is_empty(), "the tombstoned generation is dropped: {available:?}");
-        assert_eq!(ki.get(9).unwrap().modified, rev(8));
-        let mut available = HashSet::new();
-        ki.compact(13, &mut available);
-        assert!(available.is_empty());
-        assert_eq!(ki.generations.len(), 1);
-        let mut available = HashSet::new();
-        ki.compact(15, &mut available);
-        assert_eq!(available, HashSet::from([Revision::new(14, 1)]));
-        assert_eq!(ki.get(100).unwrap().version, 3, "versions survive compaction");
-    }
-
-    #[test]
-    fn tree_compaction_forgets_deleted_keys() {
-        let mut tree = TreeIndex::default();
-        tree.put(b"a", rev(2));
-        tree.put(b"b", rev(3));
-        assert!(tree.tombstone(b"a", rev(4)));
-        assert!(!tree.tombstone(b"a", rev(5)), "deleting a deleted key");
-        let available = tree.compact(4);
-        assert_eq!(available, HashSet::from([rev(3)]));
-        assert_eq!(tree.len(), 1);
-        let (found, count) = tree.range(b"a", Some(&[]), 10, 0);
-        assert_eq!((found.len(), count), (1, 1));
-    }
-
-    #[test]
-    fn range_limits_but_counts_all() {
-        let mut tree = TreeIndex::default();
-        for (i, k) in [b"a1", b"a2", b"a3", b"b1"].iter().enumerate() {
-            tree.put(*k, rev(2 + i as i64));
+        let created = |at| ki.find_generation(at).map(|g| g.created.main);
+        let want = [
+            (0, None),
+            (1, None),
+            (2, Some(2)),
+            (5, Some(2)),
+            (6, None),
+            (7, None),
+            (8, Some(8)),
+            (11, Some(8)),
+            (12, None),
+            (13, None),
+            (14, Some(14)),
+            (15, Some(14)),
+            (16, None),
+            (17, None),
+        ];
+        for (at, want) in want {
+            assert_eq!(created(at), want, "at {at}");
         }
-        let (found, count) = tree.range(b"a", Some(b"b"), 10, 2);
-        assert_eq!((found.len(), count), (2, 3));
-        let (found, count) = tree.range(b"a2", Some(b"a1"), 10, 0);
-        assert_eq!((found.len(), count), (0, 0), "end before start is empty");
-        let (_, count) = tree.range(b"a1", Some(b"b"), 3, 0);
-        assert_eq!(count, 2, "at revision 3 only a1 and a2 existed");
+    }
+
+    #[test]
+    fn get_after_compaction() {
+        let mut ki = fixture();
+        ki.compact(4, &mut HashSet::new());
+        // (read at, Some((modified, created main, version)) if live)
+        type Want = (i64, Option<(Revision, i64, i64)>);
+        let want: [Want; 18] = [
+            (17, None),
+            (16, None),
+            (15, Some((r(14, 1), 14, 2))),
+            (14, Some((r(14, 1), 14, 2))),
+            (13, None),
+            (12, None),
+            (11, Some((rev(10), 8, 2))),
+            (10, Some((rev(10), 8, 2))),
+            (9, Some((rev(8), 8, 1))),
+            (8, Some((rev(8), 8, 1))),
+            (7, None),
+            (6, None),
+            (5, Some((rev(4), 2, 2))),
+            (4, Some((rev(4), 2, 2))),
+            (3, None),
+            (2, None),
+            (1, None),
+            (0, None),
+        ];
+        for (at, want) in want {
+            let got = ki.get(at).map(|k| (k.modified, k.created.main, k.version));
+            assert_eq!(got, want, "at {at}");
+        }
+    }
+
+    #[test]
+    fn since_after_compaction() {
+        let mut ki = fixture();
+        ki.compact(4, &mut HashSet::new());
+        let all = [rev(4), rev(6), rev(8), rev(10), rev(12), r(14, 1), rev(16)];
+        let want: [(i64, &[Revision]); 18] = [
+            (17, &[]),
+            (16, &all[6..]),
+            (15, &all[6..]),
+            (14, &all[5..]),
+            (13, &all[5..]),
+            (12, &all[4..]),
+            (11, &all[4..]),
+            (10, &all[3..]),
+            (9, &all[3..]),
+            (8, &all[2..]),
+            (7, &all[2..]),
+            (6, &all[1..]),
+            (5, &all[1..]),
+            (4, &all),
+            (3, &all),
+            (2, &all),
+            (1, &all),
+            (0, &all),
+        ];
+        for (at, want) in want {
+            assert_eq!(ki.since(at), want, "since {at}");
+        }
+    }
+
+    /// etcd's TestKeyIndexCompactAndKeep table: compact revision, the index left, the
+    /// revisions kept.
+    fn compaction_table() -> Vec<(i64, KeyIndex, HashSet<Revision>)> {
+        let open = Generation::default;
+        let ki = |generations: Vec<Generation>| KeyIndex { modified: rev(16), generations };
+        let gen0_from4 = generation(2, 3, &[rev(4), rev(6)]);
+        let gen1_from10 = generation(8, 3, &[rev(10), rev(12)]);
+        let gen2_from14 = generation(14, 3, &[r(14, 1), rev(16)]);
+        vec![
+            (1, ki(vec![gen0(), gen1(), gen2(), open()]), set(&[])),
+            (2, ki(vec![gen0(), gen1(), gen2(), open()]), set(&[rev(2)])),
+            (3, ki(vec![gen0(), gen1(), gen2(), open()]), set(&[rev(2)])),
+            (4, ki(vec![gen0_from4.clone(), gen1(), gen2(), open()]), set(&[rev(4)])),
+            (5, ki(vec![gen0_from4, gen1(), gen2(), open()]), set(&[rev(4)])),
+            (6, ki(vec![gen1(), gen2(), open()]), set(&[])),
+            (7, ki(vec![gen1(), gen2(), open()]), set(&[])),
+            (8, ki(vec![gen1(), gen2(), open()]), set(&[rev(8)])),
+            (9, ki(vec![gen1(), gen2(), open()]), set(&[rev(8)])),
+            (10, ki(vec![gen1_from10.clone(), gen2(), open()]), set(&[rev(10)])),
+            (11, ki(vec![gen1_from10, gen2(), open()]), set(&[rev(10)])),
+            (12, ki(vec![gen2(), open()]), set(&[])),
+            (13, ki(vec![gen2(), open()]), set(&[])),
+            (14, ki(vec![gen2_from14.clone(), open()]), set(&[r(14, 1)])),
+            (15, ki(vec![gen2_from14, open()]), set(&[r(14, 1)])),
+            (16, ki(vec![open()]), set(&[])),
+        ]
+    }
+
+    /// `keep` reports what `compact` would keep without changing the index; then `compact`
+    /// leaves the expected index and keeps the same revisions.
+    fn keep_then_compact(ki: &mut KeyIndex, at: i64, want_ki: &KeyIndex, want_kept: &HashSet<Revision>) {
+        let before = ki.clone();
+        let mut kept = HashSet::new();
+        ki.keep(at, &mut kept);
+        assert_eq!(*ki, before, "keep({at}) changed the index");
+        assert_eq!(kept, *want_kept, "keep({at})");
+        let mut kept = HashSet::new();
+        ki.compact(at, &mut kept);
+        assert_eq!(*ki, *want_ki, "compact({at})");
+        assert_eq!(kept, *want_kept, "compact({at})");
+    }
+
+    #[test]
+    fn compact_and_keep_step_by_step() {
+        let mut ki = fixture();
+        for (at, want_ki, want_kept) in compaction_table() {
+            keep_then_compact(&mut ki, at, &want_ki, &want_kept);
+        }
+        assert!(ki.is_empty(), "compacted past the last tombstone");
+    }
+
+    #[test]
+    fn compact_and_keep_in_jumps() {
+        let mut ki = fixture();
+        for (i, (at, want_ki, want_kept)) in compaction_table().into_iter().enumerate() {
+            if (i % 2 == 0 && i < 6) || (i % 2 == 1 && i > 6) {
+                keep_then_compact(&mut ki, at, &want_ki, &want_kept);
+            }
+        }
+    }
+
+    #[test]
+    fn compact_and_keep_once() {
+        for (at, want_ki, want_kept) in compaction_table() {
+            keep_then_compact(&mut fixture(), at, &want_ki, &want_kept);
+        }
+    }
+
+    #[test]
+    fn compact_past_the_last_change_keeps_it() {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(1));
+        ki.put(rev(2));
+        let mut kept = HashSet::new();
+        ki.compact(3, &mut kept);
+        assert_eq!(ki, KeyIndex { modified: rev(2), generations: vec![generation(1, 2, &[rev(2)])] });
+        assert_eq!(kept, set(&[rev(2)]));
+        assert!(!ki.is_empty());
+    }
+
+    #[test]
+    fn an_index_without_history_is_harmless() {
+        let mut ki = KeyIndex::default();
+        assert!(ki.is_empty());
+        assert_eq!(ki.get(5), None);
+        let mut kept = HashSet::new();
+        ki.compact(5, &mut kept);
+        ki.keep(5, &mut kept);
+        assert!(kept.is_empty());
+        assert!(!ki.tombstone(rev(3)));
     }
 }

@@ -10,6 +10,7 @@
 //! readers take their RocksDB snapshot under the read lock, so no reader sees a half-compacted
 //! store. mvcc knows nothing about raft; the caller adds its applied index to the batch.
 
+pub mod index;
 pub mod key_index;
 pub mod revision;
 
@@ -20,7 +21,8 @@ use parking_lot::RwLock;
 use prost::Message as _;
 use rocksdb::{IteratorMode, WriteBatch};
 
-pub use key_index::{KeyAt, TreeIndex};
+pub use index::TreeIndex;
+pub use key_index::{KeyAt, KeyIndex};
 pub use revision::Revision;
 
 use crate::pb::KeyValue;
