@@ -170,6 +170,20 @@ impl Store {
         self.state.read().compact_rev
     }
 
+    /// etcd's check of a compaction request: at or below the compact revision is
+    /// [`Error::Compacted`], above the current one [`Error::FutureRevision`]. Both revisions are
+    /// read under one lock, so the answer is about one published state.
+    pub fn check_compaction(&self, rev: i64) -> Result<()> {
+        let state = self.state.read();
+        if rev <= state.compact_rev {
+            return Err(Error::Compacted);
+        }
+        if rev > state.current_rev {
+            return Err(Error::FutureRevision);
+        }
+        Ok(())
+    }
+
     /// Starts a batch of writes. Only the apply thread may hold one.
     pub fn batch(&self) -> ApplyBatch<'_> {
         let rev = self.current_revision();
@@ -240,10 +254,18 @@ impl<'a> ApplyBatch<'a> {
         &mut self.batch
     }
 
-    /// Discards history before `rev` (callers check the revision first). Must be the only
-    /// change in its batch so readers never mix compacted and uncompacted state.
+    /// Discards history before `rev`. An invalid `rev` is refused with [`Store::check_compaction`]'s
+    /// error, as etcd's store refuses it, so a caller's missed check cannot corrupt the index.
+    /// Must be the only change in its batch: the checks, the keep set and the rows scanned for
+    /// deletion all describe the published store, which earlier writes in the batch would have
+    /// moved past without being on disk yet.
     pub fn compact(&mut self, rev: i64) -> Result<()> {
-        assert!(self.pending.is_empty(), "compaction shares a batch with writes");
+        // Deletes leave nothing in `pending`, so check the changes and the revision too.
+        assert!(
+            self.pending.is_empty() && self.changes.is_empty() && self.rev == self.store.current_revision(),
+            "compaction shares a batch with writes"
+        );
+        self.store.check_compaction(rev)?;
         let available = {
             let mut state = self.store.state.write();
             let available = state.index.compact(rev);
@@ -273,7 +295,9 @@ impl<'a> ApplyBatch<'a> {
     /// Writes the batch (not synced: the raft log is the durable record), then publishes its
     /// revision to readers.
     /// Returns the batch's changes in revision order (deletes as key + mod_revision), for
-    /// watchers.
+    /// watchers. A failed write leaves the index ahead of disk (its revisions unpublished, so
+    /// no reader sees them) and is fatal: the caller stops, and a restart rebuilds the index
+    /// from disk and re-applies the entries.
     pub fn commit(self) -> Result<Vec<KeyValue>> {
         let ApplyBatch { store, batch, rev, changes, .. } = self;
         store.db.write(batch, false)?;

@@ -155,6 +155,74 @@ fn restore_rebuilds_the_same_store() {
 }
 
 #[test]
+fn later_transactions_in_a_batch_see_earlier_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    put(&store, "a", "on disk"); // 2
+    let mut batch = store.batch();
+    batch.txn().put(b"a", b"pending", 0).unwrap(); // 3, only in the batch's overlay
+    {
+        let mut txn = batch.txn();
+        let r = txn.range(b"a", None, RangeOptions::default()).unwrap();
+        assert_eq!((r.kvs[0].value.as_slice(), r.kvs[0].version, r.rev), (&b"pending"[..], 2, 3));
+        let old = txn.range(b"a", None, RangeOptions { rev: 2, ..Default::default() }).unwrap();
+        assert_eq!(old.kvs[0].value, b"on disk", "history below the batch comes from RocksDB");
+        assert!(matches!(
+            txn.range(b"a", None, RangeOptions { rev: 4, ..Default::default() }),
+            Err(Error::FutureRevision)
+        ));
+        let deleted = txn.delete_range(b"a", None).unwrap(); // 4
+        assert_eq!(deleted[0].value, b"pending", "prev kv of a delete comes from the overlay");
+        assert_eq!(txn.range(b"a", None, RangeOptions::default()).unwrap().count, 0);
+    }
+    let kv = batch.txn().put(b"a", b"again", 0).unwrap(); // 5
+    assert_eq!((kv.create_revision, kv.version), (5, 1), "new generation inside the batch");
+    assert_eq!(batch.rev(), 5);
+    // Readers still see the published store only.
+    let r = store.range(b"a", None, RangeOptions::default()).unwrap();
+    assert_eq!((r.kvs[0].value.as_slice(), r.rev), (&b"on disk"[..], 2));
+    let changes = batch.commit().unwrap();
+    let revs: Vec<i64> = changes.iter().map(|c| c.mod_revision).collect();
+    assert_eq!(revs, vec![3, 4, 5]);
+    assert_eq!(changes[1], KeyValue { key: b"a".to_vec(), mod_revision: 4, ..Default::default() }, "a delete event");
+    let r = store.range(b"a", None, RangeOptions { rev: 3, ..Default::default() }).unwrap();
+    assert_eq!((r.kvs[0].value.as_slice(), r.rev), (&b"pending"[..], 5));
+}
+
+#[test]
+fn compaction_revisions_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    put(&store, "a", "1"); // 2
+    put(&store, "a", "2"); // 3
+    put(&store, "a", "3"); // 4
+    assert!(matches!(store.check_compaction(5), Err(Error::FutureRevision)));
+    assert!(matches!(store.check_compaction(0), Err(Error::Compacted)));
+    store.check_compaction(4).unwrap();
+    let mut batch = store.batch();
+    assert!(matches!(batch.compact(5), Err(Error::FutureRevision)), "the store refuses it too");
+    batch.compact(3).unwrap();
+    batch.commit().unwrap();
+    assert!(matches!(store.check_compaction(3), Err(Error::Compacted)));
+    assert_eq!(get_at(&store, "a", 3).unwrap().unwrap().value, b"2", "the compact revision itself is readable");
+    assert!(matches!(get_at(&store, "a", 2), Err(Error::Compacted)));
+    let mut batch = store.batch();
+    let txn = batch.txn();
+    assert!(matches!(txn.range(b"a", None, RangeOptions { rev: 2, ..Default::default() }), Err(Error::Compacted)));
+}
+
+#[test]
+#[should_panic(expected = "compaction shares a batch with writes")]
+fn compaction_refuses_a_batch_with_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    put(&store, "a", "1");
+    let mut batch = store.batch();
+    assert_eq!(batch.txn().delete_range(b"a", None).unwrap().len(), 1);
+    let _ = batch.compact(2);
+}
+
+#[test]
 fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (_db, store) = open(dir.path());
