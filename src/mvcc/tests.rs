@@ -224,31 +224,66 @@ fn compaction_refuses_a_batch_with_deletes() {
 
 #[test]
 fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
+    const BATCHES: i64 = 1000;
     let dir = tempfile::tempdir().unwrap();
     let (_db, store) = open(dir.path());
     let stop = AtomicBool::new(false);
+    // Batch i writes k1 then k2 with value i in two transactions, so once it is published the
+    // store is at revision 1 + 2 * (i + 1): a reader can tell exactly which values its
+    // revision must show.
+    let value_at = |rev: i64| ((rev - 1) / 2 - 1).to_string().into_bytes();
     std::thread::scope(|s| {
         for _ in 0..3 {
             s.spawn(|| {
+                let mut last_rev = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let r = store.range(b"k", Some(b"l"), RangeOptions::default()).unwrap();
-                    // Every batch writes both keys with the same value: a reader sees both or neither.
-                    if let [a, b] = r.kvs.as_slice() {
-                        assert_eq!(a.value, b.value);
-                    } else {
+                    assert!(r.rev >= last_rev, "the published revision went back: {} after {last_rev}", r.rev);
+                    last_rev = r.rev;
+                    if r.rev == 1 {
                         assert!(r.kvs.is_empty());
+                        continue;
+                    }
+                    assert_eq!(r.kvs.len(), 2, "at revision {}", r.rev);
+                    assert_eq!(r.count, 2);
+                    for kv in &r.kvs {
+                        assert_eq!(kv.value, value_at(r.rev), "at revision {}", r.rev);
                     }
                 }
             });
         }
-        for i in 0..300 {
+        // A reader at the oldest readable revision races compaction: it may be told the
+        // revision is compacted, but never finds an indexed revision missing from disk, and
+        // what it reads is exactly that revision's state (k1 is written at even revisions,
+        // k2 at odd ones).
+        s.spawn(|| {
+            let (mut read, mut compacted) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let rev = store.compact_revision().max(1);
+                match store.range(b"k", Some(b"l"), RangeOptions { rev, ..Default::default() }) {
+                    Ok(r) => {
+                        let want: Vec<Vec<u8>> = [(rev - 2).div_euclid(2), (rev - 3).div_euclid(2)]
+                            .into_iter()
+                            .filter(|v| *v >= 0)
+                            .map(|v| v.to_string().into_bytes())
+                            .collect();
+                        let got: Vec<Vec<u8>> = r.kvs.into_iter().map(|kv| kv.value).collect();
+                        assert_eq!(got, want, "at the compact revision {rev}");
+                        read += usize::from(rev > 1);
+                    }
+                    Err(Error::Compacted) => compacted += 1,
+                    Err(e) => panic!("reading at the compact revision {rev}: {e}"),
+                }
+            }
+            eprintln!("reader at the compact revision: {read} reads after compactions, {compacted} raced a compaction");
+        });
+        for i in 0..BATCHES {
             let mut batch = store.batch();
             for key in [b"k1", b"k2"] {
                 batch.txn().put(key, i.to_string().as_bytes(), 0).unwrap();
             }
-            // Two revisions in one batch, but readers see a batch at once.
             batch.commit().unwrap();
-            if i % 50 == 49 {
+            if i % 10 == 9 {
                 let mut batch = store.batch();
                 batch.compact(store.current_revision() - 1).unwrap();
                 batch.commit().unwrap();
@@ -256,4 +291,5 @@ fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
         }
         stop.store(true, Ordering::Relaxed);
     });
+    assert_eq!(store.current_revision(), 1 + 2 * BATCHES);
 }
