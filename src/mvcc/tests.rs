@@ -126,9 +126,12 @@ fn compaction_removes_old_revisions_from_disk() {
 #[test]
 fn restore_rebuilds_the_same_store() {
     let dir = tempfile::tempdir().unwrap();
+    // Every key at every readable revision, plus both revisions.
     let answers = |store: &Store| {
-        let all = store.range(&[0], Some(&[]), RangeOptions::default()).unwrap();
-        (all, store.current_revision(), store.compact_revision())
+        let history: Vec<RangeResult> = (store.compact_revision().max(1)..=store.current_revision())
+            .map(|rev| store.range(&[0], Some(&[]), RangeOptions { rev, ..Default::default() }).unwrap())
+            .collect();
+        (history, store.current_revision(), store.compact_revision())
     };
     let before = {
         let (_db, store) = open(dir.path());
@@ -152,6 +155,54 @@ fn restore_rebuilds_the_same_store() {
     assert_eq!((kv.mod_revision, kv.version), (before.1 + 1, 5));
     let k4 = put(&store, "k4", "again");
     assert_eq!((k4.create_revision, k4.version), (k4.mod_revision, 1));
+}
+
+#[test]
+fn restore_keeps_history_above_a_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = |store: &Store| {
+        (store.compact_revision()..=store.current_revision())
+            .map(|rev| store.range(b"k", Some(b"l"), RangeOptions { rev, ..Default::default() }).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let before = {
+        let (_db, store) = open(dir.path());
+        for i in 0..30 {
+            let key = format!("k{}", i % 4);
+            if i % 5 == 4 {
+                delete(&store, &key, None);
+            } else {
+                put(&store, &key, &i.to_string());
+            }
+        }
+        let mut batch = store.batch();
+        batch.compact(store.current_revision() / 2).unwrap();
+        batch.commit().unwrap();
+        (history(&store), store.current_revision(), store.compact_revision())
+    };
+    let (_db, store) = open(dir.path());
+    assert_eq!((history(&store), store.current_revision(), store.compact_revision()), before);
+}
+
+#[test]
+fn restore_after_compacting_away_the_newest_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (db, store) = open(dir.path());
+        put(&store, "a", "1"); // 2
+        put(&store, "b", "1"); // 3
+        delete(&store, "a", None); // 4
+        let mut batch = store.batch();
+        batch.compact(4).unwrap();
+        batch.commit().unwrap();
+        assert_eq!(kv_rows(&db), 1, "only b@3 is left");
+    }
+    // Nothing on disk says revision 4 happened but the compact revision.
+    let (_db, store) = open(dir.path());
+    assert_eq!((store.current_revision(), store.compact_revision()), (4, 4));
+    assert_eq!(store.range(b"a", Some(&[]), RangeOptions::default()).unwrap().count, 1);
+    let a = put(&store, "a", "2");
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (5, 5, 1));
 }
 
 #[test]
@@ -292,4 +343,23 @@ fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
         stop.store(true, Ordering::Relaxed);
     });
     assert_eq!(store.current_revision(), 1 + 2 * BATCHES);
+}
+
+#[test]
+fn bad_rows_on_disk_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (db, store) = open(dir.path());
+        put(&store, "a", "1"); // 2
+                               // A value that is not a KeyValue, under a valid revision key: reads report it.
+        db.raw().put_cf(db.cf(Cf::Kv), Revision::new(2, 0).to_key(false), b"\xff\xff\xff").unwrap();
+        assert!(matches!(get_at(&store, "a", 0), Err(Error::Decode { .. })));
+    }
+    assert!(matches!(Store::open(Arc::new(Db::open(dir.path()).unwrap())), Err(Error::Decode { .. })));
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path()).unwrap();
+        db.raw().put_cf(db.cf(Cf::Kv), b"not a revision", KeyValue::default().encode_to_vec()).unwrap();
+    }
+    assert!(matches!(Store::open(Arc::new(Db::open(dir.path()).unwrap())), Err(Error::Decode { .. })));
 }
