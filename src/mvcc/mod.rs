@@ -128,7 +128,19 @@ impl Store {
     /// Changes with revisions in `[from, to]` on keys in range, in revision order (deletes as
     /// key + mod_revision): watch catch-up. Stops after about `max` changes, but never inside
     /// a revision, so one revision's events are always delivered together.
+    ///
+    /// [`Error::Compacted`] if `from` is below the compact revision. The check and the RocksDB
+    /// snapshot read from are taken under one read lock, as [`Store::range`] does, so a
+    /// compaction committed meanwhile cannot delete rows out of the middle of the answer: it
+    /// is complete, or it is refused.
     pub fn history(&self, key: &[u8], end: Option<&[u8]>, from: i64, to: i64, max: usize) -> Result<Vec<KeyValue>> {
+        let snapshot = {
+            let state = self.state.read();
+            if from < state.compact_rev {
+                return Err(Error::Compacted);
+            }
+            self.db.raw().snapshot()
+        };
         let cf = self.db.cf(Cf::Kv);
         let start = Revision::new(from, 0).to_key(false);
         let mut opts = rocksdb::ReadOptions::default();
@@ -140,7 +152,7 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut last_main = 0;
-        let iter = self.db.raw().iterator_cf_opt(cf, opts, IteratorMode::From(&start, rocksdb::Direction::Forward));
+        let iter = snapshot.iterator_cf_opt(cf, opts, IteratorMode::From(&start, rocksdb::Direction::Forward));
         for item in iter {
             let (k, v) = item.map_err(|e| Error::Storage(e.into()))?;
             let Some((rev, tombstone)) = Revision::from_key(&k) else { continue };

@@ -363,3 +363,46 @@ fn bad_rows_on_disk_are_errors_not_panics() {
     }
     assert!(matches!(Store::open(Arc::new(Db::open(dir.path()).unwrap())), Err(Error::Decode { .. })));
 }
+
+#[test]
+fn history_racing_compaction_is_complete_or_compacted() {
+    const BATCHES: i64 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // A watch catch-up: from the oldest readable revision to the current one, every
+        // revision must be there (each one rewrote "k"), or the read must say it was compacted.
+        s.spawn(|| {
+            let (mut complete, mut compacted) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let from = store.compact_revision().max(2);
+                let to = store.current_revision();
+                match store.history(b"k", None, from, to, usize::MAX) {
+                    Ok(changes) => {
+                        let revs: Vec<i64> = changes.iter().map(|kv| kv.mod_revision).collect();
+                        let want: Vec<i64> = (from..=to).collect();
+                        assert_eq!(revs, want, "history from {from} to {to}");
+                        complete += 1;
+                    }
+                    Err(Error::Compacted) => compacted += 1,
+                    Err(e) => panic!("history from {from}: {e}"),
+                }
+            }
+            eprintln!("history reader: {complete} complete reads, {compacted} raced a compaction");
+        });
+        for i in 0..BATCHES {
+            put(&store, "k", &i.to_string());
+            if i % 10 == 9 {
+                let mut batch = store.batch();
+                batch.compact(store.current_revision() - 1).unwrap();
+                batch.commit().unwrap();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let mut batch = store.batch();
+    batch.compact(store.current_revision()).unwrap();
+    batch.commit().unwrap();
+    assert!(matches!(store.history(b"k", None, 2, store.current_revision(), 10), Err(Error::Compacted)));
+}
