@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 
 use crate::mvcc::{RangeOptions, ReadView, Store};
 use crate::pb::{Event, EventType, FilterType, KeyValue, ResponseHeader, WatchResponse};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Changes read from disk per catch-up round per watcher: bounds the sync thread's memory.
 const CATCH_UP_CHANGES_MAX: usize = 1000;
@@ -288,15 +288,19 @@ impl WatchHub {
         };
         for (id, spec, from) in unsynced {
             let current = store.current_revision();
-            let compacted = store.compact_revision();
-            let read = if from < compacted {
-                None
-            } else {
-                let changes = store.history(&spec.key, spec.end.as_deref(), from, current, CATCH_UP_CHANGES_MAX)?;
-                let reached = changes.last().map_or(current, |kv| kv.mod_revision);
-                let caught_up = changes.len() < CATCH_UP_CHANGES_MAX || reached >= current;
-                Some((events_for(store, &spec, changes.iter()), if caught_up { current } else { reached }, caught_up))
-            };
+            // history() checks the compact revision against the snapshot it reads, so a
+            // compaction racing this read cancels the watcher instead of leaving a gap.
+            let (read, compacted) =
+                match store.history(&spec.key, spec.end.as_deref(), from, current, CATCH_UP_CHANGES_MAX) {
+                    Err(Error::Compacted) => (None, store.compact_revision()),
+                    Err(e) => return Err(e),
+                    Ok(changes) => {
+                        let reached = changes.last().map_or(current, |kv| kv.mod_revision);
+                        let caught_up = changes.len() < CATCH_UP_CHANGES_MAX || reached >= current;
+                        let upto = if caught_up { current } else { reached };
+                        (Some((events_for(store, &spec, changes.iter()), upto, caught_up)), 0)
+                    }
+                };
             let mut state = self.state.lock();
             let Some(w) = state.watchers.get_mut(&id).filter(|w| !w.synced && w.next_rev == from) else { continue };
             let Some((events, upto, caught_up)) = read else {
