@@ -2,7 +2,8 @@
 //!
 //! `main` counts write transactions (one per txn that changes anything); `sub` orders the
 //! changes inside one. The `kv` column family is keyed by the encoding, so iterating it walks
-//! history in order — which compaction, restore and watch catch-up rely on.
+//! history in order — which compaction, restore and watch catch-up rely on. A plain value,
+//! shared by the apply thread, API readers and the watch sync thread alike.
 
 /// 8 bytes main (BE), `_`, 8 bytes sub (BE): etcd's bolt key layout.
 pub const REVISION_KEY_LEN: usize = 17;
