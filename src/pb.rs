@@ -364,6 +364,73 @@ pub struct MemberListResponse {
     pub members: Vec<Member>,
 }
 
+/// Adds a member (`etcdserverpb.MemberAddRequest`); its id is derived from the peer URLs.
+#[derive(Clone, PartialEq, Message)]
+pub struct MemberAddRequest {
+    #[prost(string, repeated, tag = "1")]
+    pub peer_urls: Vec<String>,
+    #[prost(bool, tag = "2")]
+    pub is_learner: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MemberAddResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    /// The member just added.
+    #[prost(message, optional, tag = "2")]
+    pub member: Option<Member>,
+    /// Every member after the change.
+    #[prost(message, repeated, tag = "3")]
+    pub members: Vec<Member>,
+}
+
+/// Removes a member (`etcdserverpb.MemberRemoveRequest`).
+#[derive(Clone, PartialEq, Message)]
+pub struct MemberRemoveRequest {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+}
+
+/// Changes a member's peer URLs (`etcdserverpb.MemberUpdateRequest`).
+#[derive(Clone, PartialEq, Message)]
+pub struct MemberUpdateRequest {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, repeated, tag = "2")]
+    pub peer_urls: Vec<String>,
+}
+
+/// Makes a learner a voting member (`etcdserverpb.MemberPromoteRequest`).
+#[derive(Clone, PartialEq, Message)]
+pub struct MemberPromoteRequest {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+}
+
+/// The answer to member remove, update and promote: every member after the change
+/// (`etcdserverpb.Member{Remove,Update,Promote}Response` share this shape).
+#[derive(Clone, PartialEq, Message)]
+pub struct MembersResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub members: Vec<Member>,
+}
+
+/// Hands leadership to another voting member (`etcdserverpb.MoveLeaderRequest`).
+#[derive(Clone, PartialEq, Message)]
+pub struct MoveLeaderRequest {
+    #[prost(uint64, tag = "1")]
+    pub target_id: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MoveLeaderResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+}
+
 /// A checksum of the member's key-value state (`etcdserverpb.HashResponse`).
 #[derive(Clone, PartialEq, Message)]
 pub struct HashResponse {

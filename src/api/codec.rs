@@ -209,6 +209,17 @@ fn object_list<T: ToJson>(w: &mut Writer, name: &str, items: &[T]) {
     w.end_array();
 }
 
+/// A repeated string field; omitted when empty, as jsonpb omits it.
+fn string_list(w: &mut Writer, name: &str, items: &[String]) {
+    if !items.is_empty() {
+        w.begin_array(name);
+        for item in items {
+            w.string_item(item);
+        }
+        w.end_array();
+    }
+}
+
 fn header(w: &mut Writer, h: &Option<ResponseHeader>) {
     if let Some(h) = h {
         object(w, "header", h);
@@ -305,15 +316,8 @@ impl ToJson for Member {
     fn write_fields(&self, w: &mut Writer) {
         w.u64("ID", self.id);
         w.string("name", &self.name);
-        for (name, urls) in [("peerURLs", &self.peer_urls), ("clientURLs", &self.client_urls)] {
-            if !urls.is_empty() {
-                w.begin_array(name);
-                for url in urls {
-                    w.string_item(url);
-                }
-                w.end_array();
-            }
-        }
+        string_list(w, "peerURLs", &self.peer_urls);
+        string_list(w, "clientURLs", &self.client_urls);
         w.bool("isLearner", self.is_learner);
     }
 }
@@ -322,6 +326,29 @@ impl ToJson for MemberListResponse {
     fn write_fields(&self, w: &mut Writer) {
         header(w, &self.header);
         object_list(w, "members", &self.members);
+    }
+}
+
+impl ToJson for MemberAddResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
+        if let Some(member) = &self.member {
+            object(w, "member", member);
+        }
+        object_list(w, "members", &self.members);
+    }
+}
+
+impl ToJson for MembersResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
+        object_list(w, "members", &self.members);
+    }
+}
+
+impl ToJson for MoveLeaderResponse {
+    fn write_fields(&self, w: &mut Writer) {
+        header(w, &self.header);
     }
 }
 
@@ -763,6 +790,123 @@ impl FromJson for MemberListResponse {
             _ => r.skip(),
         }
         Ok(())
+    }
+}
+
+impl FromJson for MemberAddResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            "member" => self.member = optional(r)?,
+            "members" => self.members = messages(r, "[]*etcdserverpb.Member")?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for MembersResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            "members" => self.members = messages(r, "[]*etcdserverpb.Member")?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for MoveLeaderResponse {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "header" => self.header = optional(r)?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for MemberAddRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "peerURLs" => self.peer_urls = strings(r)?,
+            "isLearner" => self.is_learner = r.bool()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for MemberRemoveRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "ID" => self.id = r.u64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for MemberUpdateRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "ID" => self.id = r.u64()?,
+            "peerURLs" => self.peer_urls = strings(r)?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for MemberPromoteRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "ID" => self.id = r.u64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl FromJson for MoveLeaderRequest {
+    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
+        match name {
+            "targetID" | "target_id" | "targetId" => self.target_id = r.u64()?,
+            _ => r.skip(),
+        }
+        Ok(())
+    }
+}
+
+impl ToJson for MemberAddRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        string_list(w, "peerURLs", &self.peer_urls);
+        w.bool("isLearner", self.is_learner);
+    }
+}
+
+impl ToJson for MemberRemoveRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.u64("ID", self.id);
+    }
+}
+
+impl ToJson for MemberUpdateRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.u64("ID", self.id);
+        string_list(w, "peerURLs", &self.peer_urls);
+    }
+}
+
+impl ToJson for MemberPromoteRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.u64("ID", self.id);
+    }
+}
+
+impl ToJson for MoveLeaderRequest {
+    fn write_fields(&self, w: &mut Writer) {
+        w.u64("targetID", self.target_id);
     }
 }
 
