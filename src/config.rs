@@ -23,6 +23,16 @@ pub struct Config {
     pub initial_advertise_peer_urls: Vec<String>,
     /// URLs clients reach this member at (`--advertise-client-urls`), as member list shows them.
     pub advertise_client_urls: Vec<String>,
+    /// The members a new cluster starts with, as etcd's `--initial-cluster`:
+    /// `name=peer-url,...` (a name may repeat for several URLs). Empty means this member alone.
+    /// Ignored once the data dir holds a member.
+    pub initial_cluster: String,
+    /// Whether this member bootstraps a new cluster or joins an existing one
+    /// (`--initial-cluster-state`).
+    pub initial_cluster_state: ClusterState,
+    /// Where to accept peer connections (`--listen-peer-urls`). Empty: no peer listener, which
+    /// suits an embedded single member that will never have peers.
+    pub listen_peer_urls: Vec<String>,
     /// Token that makes the ids of distinct clusters with the same URLs distinct
     /// (`--initial-cluster-token`).
     pub initial_cluster_token: String,
@@ -47,6 +57,16 @@ pub struct Config {
     pub request_timeout_ms: u64,
 }
 
+/// `--initial-cluster-state`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Bootstrap the cluster from `--initial-cluster`.
+    #[default]
+    New,
+    /// Join a running cluster that already added this member (`member add`).
+    Existing,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::new("default", "default.raftkv")
@@ -61,6 +81,9 @@ impl Config {
             data_dir: data_dir.into(),
             initial_advertise_peer_urls: vec!["http://localhost:2380".to_string()],
             advertise_client_urls: vec!["http://localhost:2379".to_string()],
+            initial_cluster: String::new(),
+            initial_cluster_state: ClusterState::New,
+            listen_peer_urls: Vec::new(),
             initial_cluster_token: "etcd-cluster".to_string(),
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
@@ -84,6 +107,14 @@ impl Config {
         }
         if self.initial_advertise_peer_urls.is_empty() {
             return fail("--initial-advertise-peer-urls needs at least one URL".into());
+        }
+        for (name, urls) in self.initial_cluster() {
+            if name.is_empty() || urls.iter().any(|u| u.is_empty()) {
+                return fail(format!("--initial-cluster {:?}: want name=url,...", self.initial_cluster));
+            }
+        }
+        if self.initial_cluster_state == ClusterState::Existing && self.initial_cluster.is_empty() {
+            return fail("--initial-cluster-state existing needs --initial-cluster to find the cluster".into());
         }
         if self.heartbeat_interval_ms == 0 {
             return fail("--heartbeat-interval must be > 0".into());
@@ -141,13 +172,41 @@ impl Config {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-    /// This member's id: etcd's `computeMemberId` over the sorted peer URLs and the cluster token
-    /// (the first 8 bytes of their SHA-1, big endian), so defaults give etcd's well-known ids.
+    /// `--initial-cluster` as (name, sorted peer URLs) in order of first appearance; this
+    /// member alone when it is empty.
+    pub fn initial_cluster(&self) -> Vec<(String, Vec<String>)> {
+        if self.initial_cluster.is_empty() {
+            let mut urls = self.initial_advertise_peer_urls.clone();
+            urls.sort();
+            return vec![(self.name.clone(), urls)];
+        }
+        let mut members: Vec<(String, Vec<String>)> = Vec::new();
+        for item in self.initial_cluster.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, url) = item.split_once('=').unwrap_or(("", item));
+            match members.iter_mut().find(|(n, _)| n == name) {
+                Some((_, urls)) => urls.push(url.to_string()),
+                None => members.push((name.to_string(), vec![url.to_string()])),
+            }
+        }
+        for (_, urls) in &mut members {
+            urls.sort();
+        }
+        members
+    }
+
+    /// This member's id in a cluster bootstrapped from `--initial-cluster`.
     pub fn member_id(&self) -> u64 {
-        let mut urls = self.initial_advertise_peer_urls.clone();
+        Config::member_id_for(&self.initial_advertise_peer_urls, &self.initial_cluster_token)
+    }
+
+    /// etcd's `computeMemberId`: the first 8 bytes (big endian) of the SHA-1 of the sorted peer
+    /// URLs and the cluster token, so defaults give etcd's well-known ids. Members added later
+    /// pass a token that includes the time, as etcd does, so a re-added member gets a new id.
+    pub fn member_id_for(peer_urls: &[String], token: &str) -> u64 {
+        let mut urls = peer_urls.to_vec();
         urls.sort();
         let mut input = urls.concat().into_bytes();
-        input.extend_from_slice(self.initial_cluster_token.as_bytes());
+        input.extend_from_slice(token.as_bytes());
         sha1_prefix(&input)
     }
 

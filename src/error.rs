@@ -81,6 +81,42 @@ pub enum Error {
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
 
+    /// A proposal raft refused to take (no leader yet, or a leadership transfer in progress).
+    #[error("raft proposal dropped")]
+    ProposalDropped,
+    /// The request's entry was overwritten by a new leader, or its leader went away: the write
+    /// did not happen.
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    /// This member was removed from the cluster; it stops (etcd: "the member has been
+    /// permanently removed from the cluster").
+    #[error("the member has been permanently removed from the cluster")]
+    MemberRemoved,
+
     /// An error a remote member answered with (its etcd message and gRPC code), seen by
     /// [`crate::Client`].
     #[error("{message}")]
@@ -121,10 +157,28 @@ impl Error {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
             | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
-            LeaseNotFound => Code::NotFound,
-            AuthNotEnabled | LeaseExists => Code::FailedPrecondition,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            MemberBadUrls => Code::InvalidArgument,
+            AuthNotEnabled
+            | LeaseExists
+            | MemberExists
+            | PeerUrlExists
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | NotEnoughStartedMembers
+            | NotLeader
+            | BadLeaderTransferee => Code::FailedPrecondition,
             TooManyRequests => Code::ResourceExhausted,
-            Timeout | Stopped | LeaderChanged | NoLeader => Code::Unavailable,
+            Timeout
+            | Stopped
+            | LeaderChanged
+            | NoLeader
+            | TimeoutDueToLeaderFail
+            | LeaderTransferTimeout
+            | NotSupportedForLearner
+            | MemberRemoved => Code::Unavailable,
+            ProposalDropped => Code::Unknown,
             Decode { .. } => Code::DataLoss,
             Config(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
         };

@@ -31,6 +31,7 @@
 pub mod api;
 pub mod apply;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod failpoint;
@@ -40,7 +41,9 @@ pub mod node;
 pub mod pb;
 pub mod raft;
 pub mod server;
+pub mod snapshot;
 pub mod storage;
+pub mod transport;
 pub mod watch;
 
 pub use client::Client;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use raftkv::config::ClusterState;
 use raftkv::{Config, Node};
 
 #[derive(Parser, Debug)]
@@ -28,7 +29,7 @@ struct Args {
     /// Client URLs advertised to the rest of the cluster [default: the listen URLs].
     #[arg(long, env = "RAFTKV_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
     advertise_client_urls: Vec<String>,
-    /// URLs to listen on for peer traffic.
+    /// URL to listen on for peer traffic (the first is used).
     #[arg(long, env = "RAFTKV_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
     listen_peer_urls: Vec<String>,
     /// Peer URLs advertised to the rest of the cluster.
@@ -85,22 +86,11 @@ fn listen_addr(url: &str) -> Result<SocketAddr, String> {
 
 impl Args {
     fn config(&self) -> Result<Config, String> {
-        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
-            return Err(format!(
-                "--initial-cluster-state {:?}: must be 'new' or 'existing'",
-                self.initial_cluster_state
-            ));
-        }
-        if let Some(cluster) = &self.initial_cluster {
-            let members: Vec<&str> = cluster.split(',').filter(|m| !m.is_empty()).collect();
-            let me = members.iter().filter(|m| m.split('=').next() == Some(self.name.as_str())).count();
-            if members.len() != 1 || me != 1 {
-                return Err(format!(
-                    "--initial-cluster {cluster:?}: only a single-member cluster named {:?} is supported so far",
-                    self.name
-                ));
-            }
-        }
+        let initial_cluster_state = match self.initial_cluster_state.as_str() {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => return Err(format!("--initial-cluster-state {other:?}: must be 'new' or 'existing'")),
+        };
         let mut cfg = Config::new(
             self.name.clone(),
             self.data_dir.clone().unwrap_or_else(|| format!("{}.raftkv", self.name).into()),
@@ -112,6 +102,9 @@ impl Args {
             self.advertise_client_urls.clone()
         };
         cfg.initial_cluster_token = self.initial_cluster_token.clone();
+        cfg.initial_cluster = self.initial_cluster.clone().unwrap_or_default();
+        cfg.initial_cluster_state = initial_cluster_state;
+        cfg.listen_peer_urls = self.listen_peer_urls.clone();
         cfg.snapshot_count = self.snapshot_count;
         cfg.snapshot_catchup_entries = self.snapshot_catchup_entries;
         cfg.heartbeat_interval_ms = self.heartbeat_interval;

@@ -12,8 +12,10 @@ use std::time::Instant;
 use crossbeam::channel::{self, RecvTimeoutError, SendTimeoutError};
 use parking_lot::Mutex;
 use prost::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType};
 
 use crate::apply::{kv, Response};
+use crate::cluster::Change;
 use crate::config::Config;
 use crate::pb::internal_request::Request;
 use crate::pb::*;
@@ -35,6 +37,8 @@ struct Inner {
     stop_tx: channel::Sender<()>,
     /// The `raftkv-run` thread when [`Node::start`] spawned the run loop.
     run_thread: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// `raftkv-publish` while this member's attributes are not recorded yet.
+    publisher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Node {
@@ -58,8 +62,51 @@ impl Node {
             request_tx: handles.request_tx,
             stop_tx: handles.stop_tx,
             run_thread: Mutex::new(None),
+            publisher: Mutex::new(None),
         };
-        Ok((server, Node { inner: Arc::new(inner) }))
+        let node = Node { inner: Arc::new(inner) };
+        node.publish_attributes()?;
+        Ok((server, node))
+    }
+
+    /// Records this member's name and client URLs in the membership through raft, so every
+    /// member lists them (etcd's `publish`). Retried from `raftkv-publish` until it is applied
+    /// or the member stops; skipped when the record already says so.
+    fn publish_attributes(&self) -> Result<()> {
+        let shared = &self.inner.shared;
+        let cfg = &shared.cfg;
+        let me = Member {
+            id: shared.member_id,
+            name: cfg.name.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+            ..Default::default()
+        };
+        fn published(node: &Node, me: &Member) -> bool {
+            let membership = node.inner.shared.membership.read();
+            membership.get(me.id).is_some_and(|m| m.name == me.name && m.client_urls == me.client_urls)
+        }
+        if published(self, &me) {
+            return Ok(());
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let thread = std::thread::Builder::new()
+            .name("raftkv-publish".into())
+            .spawn(move || loop {
+                // A weak handle, so the publisher never keeps a dropped member alive.
+                let Some(node) = weak.upgrade().map(|inner| Node { inner }) else { return };
+                if published(&node, &me) {
+                    return;
+                }
+                match node.propose(Request::MemberAttributes(me.clone())) {
+                    Ok(_) | Err(Error::Stopped) => return,
+                    Err(e) => log::info!("raftkv: publishing member attributes: {e}; retrying"),
+                }
+                drop(node);
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            })
+            .map_err(|source| Error::Spawn { name: "raftkv-publish".into(), source })?;
+        *self.inner.publisher.lock() = Some(thread);
+        Ok(())
     }
 
     pub fn member_id(&self) -> u64 {
@@ -165,24 +212,14 @@ impl Node {
     }
 
     /// Restarts a lease's countdown (etcd `LeaseKeepAlive`, one message). An unknown lease
-    /// answers TTL 0, as etcd does.
+    /// answers TTL 0, as etcd does. Only the leader counts leases down, so a follower forwards
+    /// the call to it.
     pub fn lease_keep_alive(&self, req: LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
-        let shared = &self.inner.shared;
-        let ttl = match shared.lessor.renew(req.id) {
-            Some((ttl, checkpointed)) => {
-                if checkpointed {
-                    // The stored remaining TTL is stale now; a restart must not resume from it.
-                    let checkpoints = vec![LeaseCheckpoint { id: req.id, remaining_ttl: 0 }];
-                    shared.propose_nowait(
-                        &self.inner.request_tx,
-                        Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }),
-                    );
-                }
-                ttl
-            }
-            None => 0,
-        };
-        Ok(LeaseKeepAliveResponse { header: shared.header_at(shared.store.current_revision()), id: req.id, ttl })
+        match self.forward_to_leader(PeerRequest { request: Some(peer_request::Request::KeepAlive(req.clone())) })? {
+            None => Ok(local_keep_alive(&self.inner.shared, &req)),
+            Some(peer_response::Response::KeepAlive(resp)) => Ok(resp),
+            Some(other) => Err(peer_error(other)),
+        }
     }
 
     /// Keeps lease `id` alive from a named thread (`raftkv-keepalive`) that renews it every
@@ -219,15 +256,28 @@ impl Node {
     }
 
     /// A lease's remaining and granted TTL (etcd `LeaseTimeToLive`); TTL -1 if it is unknown.
+    /// The remaining time is the leader's, so a follower asks the leader.
     pub fn lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        match self.forward_to_leader(PeerRequest { request: Some(peer_request::Request::TimeToLive(req.clone())) })? {
+            None => Ok(local_time_to_live(&self.inner.shared, &req)),
+            Some(peer_response::Response::TimeToLive(resp)) => Ok(resp),
+            Some(other) => Err(peer_error(other)),
+        }
+    }
+
+    /// `None` when this member answers itself (it leads, or the request is not for a leader);
+    /// otherwise the leader's answer.
+    fn forward_to_leader(&self, request: PeerRequest) -> Result<Option<peer_response::Response>> {
         let shared = &self.inner.shared;
-        let header = shared.header_at(shared.store.current_revision());
-        Ok(match shared.lessor.time_to_live(req.id, req.keys) {
-            Some(t) => {
-                LeaseTimeToLiveResponse { header, id: req.id, ttl: t.remaining, granted_ttl: t.granted, keys: t.keys }
-            }
-            None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() },
-        })
+        if shared.is_leader() {
+            return Ok(None);
+        }
+        let leader = shared.raft.leader_id();
+        if leader == 0 {
+            return Err(Error::NoLeader);
+        }
+        let response = shared.transport.call(leader, &request, shared.cfg.request_timeout())?;
+        Ok(Some(response.response.ok_or(Error::LeaderChanged)?))
     }
 
     /// Every lease, soonest to expire first (etcd `LeaseLeases`).
@@ -335,6 +385,7 @@ impl Node {
             raft_term: shared.raft.term(),
             raft_applied_index: shared.applied.get(),
             db_size_in_use: shared.db.live_bytes() as i64,
+            is_learner: self.is_learner(),
             ..Default::default()
         })
     }
@@ -349,18 +400,120 @@ impl Node {
 
     /// The members of the cluster (etcd `MemberList`). The header has no revision, as etcd's.
     pub fn member_list(&self) -> MemberListResponse {
-        let shared = &self.inner.shared;
+        MemberListResponse { header: self.bare_header(), members: self.inner.shared.membership.read().members() }
+    }
+
+    fn bare_header(&self) -> Option<ResponseHeader> {
         let mut header = None;
-        shared.fill_header(&mut header);
-        let cfg = &shared.cfg;
-        let me = Member {
-            id: shared.member_id,
-            name: cfg.name.clone(),
-            peer_urls: cfg.initial_advertise_peer_urls.clone(),
-            client_urls: cfg.advertise_client_urls.clone(),
-            is_learner: false,
+        self.inner.shared.fill_header(&mut header);
+        header
+    }
+
+    /// Adds a member (etcd `MemberAdd`); it then starts with `--initial-cluster-state existing`.
+    /// Its id comes from its peer URLs and the time, as etcd's, so a removed member's URLs can
+    /// be used again by a new member.
+    pub fn member_add(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
+        crate::cluster::check_urls(&req.peer_urls)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let member = Member {
+            id: Config::member_id_for(&req.peer_urls, &now.to_string()),
+            peer_urls: req.peer_urls,
+            is_learner: req.is_learner,
+            ..Default::default()
         };
-        MemberListResponse { header, members: vec![me] }
+        let (change, cc_type) = if req.is_learner {
+            (Change::AddLearner, ConfChangeType::AddLearnerNode)
+        } else {
+            (Change::AddVoter, ConfChangeType::AddNode)
+        };
+        let (member, members) = self.change_membership(change, cc_type, member)?;
+        Ok(MemberAddResponse { header: self.bare_header(), member, members })
+    }
+
+    /// Removes a member (etcd `MemberRemove`). A removed member stops, and its id is never
+    /// accepted again.
+    pub fn member_remove(&self, req: MemberRemoveRequest) -> Result<MembersResponse> {
+        let member = Member { id: req.id, ..Default::default() };
+        let (_, members) = self.change_membership(Change::Remove, ConfChangeType::RemoveNode, member)?;
+        Ok(MembersResponse { header: self.bare_header(), members })
+    }
+
+    /// Makes a learner a voter (etcd `MemberPromote`) once it has caught up with the leader.
+    pub fn member_promote(&self, req: MemberPromoteRequest) -> Result<MembersResponse> {
+        self.check_learner_ready(req.id)?;
+        let member = Member { id: req.id, ..Default::default() };
+        let (_, members) = self.change_membership(Change::Promote, ConfChangeType::AddNode, member)?;
+        Ok(MembersResponse { header: self.bare_header(), members })
+    }
+
+    /// Changes a member's peer URLs (etcd `MemberUpdate`).
+    pub fn member_update(&self, req: MemberUpdateRequest) -> Result<MembersResponse> {
+        self.inner.shared.membership.read().check_update(req.id, &req.peer_urls)?;
+        match self.propose(Request::MemberUpdate(req))? {
+            Response::Members { members, .. } => Ok(MembersResponse { header: self.bare_header(), members }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Hands leadership to `target_id` (etcd `MoveLeader`); only the leader can, and it answers
+    /// once the target leads.
+    pub fn move_leader(&self, req: MoveLeaderRequest) -> Result<MoveLeaderResponse> {
+        let shared = &self.inner.shared;
+        if !shared.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let is_voter = shared.membership.read().get(req.target_id).is_some_and(|m| !m.is_learner);
+        if !is_voter {
+            return Err(Error::BadLeaderTransferee);
+        }
+        let deadline = self.deadline();
+        while shared.raft.leader_id() != req.target_id {
+            if Instant::now() >= deadline {
+                return Err(Error::LeaderTransferTimeout);
+            }
+            // Repeated each round: raft-rs forgets a transfer that did not finish within an
+            // election timeout.
+            let _ = self.inner.request_tx.try_send(RaftRequest::TransferLeader { target: req.target_id });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(MoveLeaderResponse { header: self.bare_header() })
+    }
+
+    /// etcd's `isLearnerReady`: a learner may be promoted once it has at least 90% of the
+    /// leader's log. Only the leader knows; elsewhere the check is left to the leader's
+    /// apply-time rules.
+    fn check_learner_ready(&self, id: u64) -> Result<()> {
+        let (reply, progress) = channel::bounded(1);
+        if self.inner.request_tx.send_deadline(RaftRequest::Progress { reply }, self.deadline()).is_err() {
+            return Err(Error::Stopped);
+        }
+        let (_, matched) = progress.recv_deadline(self.deadline()).map_err(|_| Error::Timeout)?;
+        let leader_match = matched.iter().find(|(m, _)| *m == self.member_id()).map(|(_, i)| *i);
+        let learner_match = matched.iter().find(|(m, _)| *m == id).map(|(_, i)| *i);
+        match (leader_match, learner_match) {
+            (Some(leader), Some(learner)) if (learner as f64) < leader as f64 * 0.9 => Err(Error::LearnerNotReady),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks and proposes a raft configuration change, and waits until it is applied.
+    fn change_membership(
+        &self,
+        change: Change,
+        cc_type: ConfChangeType,
+        member: Member,
+    ) -> Result<(Option<Member>, Vec<Member>)> {
+        let shared = &self.inner.shared;
+        shared.membership.read().check(change, &member)?;
+        let id = shared.request_ids.next();
+        let mut cc = ConfChange::default();
+        cc.set_change_type(cc_type);
+        cc.node_id = member.id;
+        cc.context = ConfChangeContext { request_id: id, member: Some(member) }.encode_to_vec().into();
+        match self.submit(id, RaftRequest::ProposeConfChange(cc))? {
+            Response::Members { member, members } => Ok((member, members)),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Stops the member: signals its run loop and, if this handle's [`Node::start`] spawned
@@ -369,13 +522,19 @@ impl Node {
     pub fn stop(&self) -> Result<()> {
         let _ = self.inner.stop_tx.try_send(());
         let run_thread = self.inner.run_thread.lock().take();
-        match run_thread.map(JoinHandle::join) {
+        let outcome = match run_thread.map(JoinHandle::join) {
             None => Ok(()),
             Some(Ok(outcome)) => outcome,
             Some(Err(_)) => {
                 Err(Error::Spawn { name: "raftkv-run".into(), source: std::io::Error::other("run loop panicked") })
             }
+        };
+        // It sees the member stopped (its proposal fails) and exits.
+        let publisher = self.inner.publisher.lock().take();
+        if let Some(publisher) = publisher {
+            let _ = publisher.join();
         }
+        outcome
     }
 
     fn deadline(&self) -> Instant {
@@ -388,17 +547,28 @@ impl Node {
         if shared.raft.commit_index().saturating_sub(shared.applied.get()) > MAX_APPLY_LAG {
             return Err(Error::TooManyRequests);
         }
+        if self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
         let id = shared.request_ids.next();
         let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
         if data.len() > shared.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
+        self.submit(id, RaftRequest::Propose(Proposal { id, data, deadline: self.deadline() }))
+    }
+
+    /// Hands `request` (registered as `id`) to the raft thread and waits for its outcome. A
+    /// timeout after the term changed says the leader failed (etcd's message).
+    fn submit(&self, id: u64, request: RaftRequest) -> Result<Response> {
+        let shared = &self.inner.shared;
         let deadline = self.deadline();
+        let term = shared.raft.term();
         let waiter = shared.wait.register(id);
-        let proposal = RaftRequest::Propose(Proposal { id, data, deadline });
-        let outcome = match self.inner.request_tx.send_deadline(proposal, deadline) {
+        let outcome = match self.inner.request_tx.send_deadline(request, deadline) {
             Ok(()) => match waiter.recv_deadline(deadline) {
                 Ok(outcome) => return outcome,
+                Err(RecvTimeoutError::Timeout) if shared.raft.term() != term => Error::TimeoutDueToLeaderFail,
                 Err(RecvTimeoutError::Timeout) => Error::Timeout,
                 Err(RecvTimeoutError::Disconnected) => Error::Stopped,
             },
@@ -407,6 +577,28 @@ impl Node {
         };
         shared.wait.cancel(id);
         Err(outcome)
+    }
+
+    fn is_learner(&self) -> bool {
+        let shared = &self.inner.shared;
+        shared.membership.read().get(shared.member_id).is_some_and(|m| m.is_learner)
+    }
+
+    /// Test hook (fault injection): drops all peer traffic between this member and `peers`,
+    /// as a network partition would, until [`Node::heal_partition`].
+    #[doc(hidden)]
+    pub fn partition_from(&self, peers: &[u64]) {
+        self.inner.shared.transport.isolate(peers);
+    }
+
+    #[doc(hidden)]
+    pub fn heal_partition(&self) {
+        self.inner.shared.transport.heal();
+    }
+
+    /// The address this member accepts peer connections on, if it listens.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.shared.transport.local_addr()
     }
 
     /// Returns once this member has applied every write acknowledged before the call.
@@ -490,5 +682,83 @@ impl Drop for Inner {
             let _ = self.stop_tx.try_send(());
             let _ = thread.join();
         }
+    }
+}
+
+fn local_keep_alive(shared: &Shared, req: &LeaseKeepAliveRequest) -> LeaseKeepAliveResponse {
+    let ttl = match shared.lessor.renew(req.id) {
+        Some((ttl, checkpointed)) => {
+            if checkpointed {
+                // The stored remaining TTL is stale now; a restart must not resume from it.
+                let checkpoints = vec![LeaseCheckpoint { id: req.id, remaining_ttl: 0 }];
+                shared.propose_nowait(
+                    &shared.request_tx,
+                    Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }),
+                );
+            }
+            ttl
+        }
+        None => 0,
+    };
+    LeaseKeepAliveResponse { header: shared.header_at(shared.store.current_revision()), id: req.id, ttl }
+}
+
+fn local_time_to_live(shared: &Shared, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+    let header = shared.header_at(shared.store.current_revision());
+    match shared.lessor.time_to_live(req.id, req.keys) {
+        Some(t) => {
+            LeaseTimeToLiveResponse { header, id: req.id, ttl: t.remaining, granted_ttl: t.granted, keys: t.keys }
+        }
+        None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() },
+    }
+}
+
+fn peer_error(response: peer_response::Response) -> Error {
+    match response {
+        peer_response::Response::Error(e) => Error::Remote { code: e.code, message: e.message },
+        other => Error::Decode { what: "leader's answer", detail: format!("unexpected {other:?}") },
+    }
+}
+
+/// What this member answers its peers (see [`crate::transport::PeerServices`]): forwarded
+/// lease calls, which only the leader may answer, and the membership for joining members.
+pub struct PeerService {
+    /// Weak: the transport that holds this service is itself held by `Shared`.
+    shared: std::sync::Weak<Shared>,
+}
+
+impl PeerService {
+    pub fn new(shared: &Arc<Shared>) -> PeerService {
+        PeerService { shared: Arc::downgrade(shared) }
+    }
+}
+
+impl crate::transport::PeerServices for PeerService {
+    fn handle(&self, from: u64, request: PeerRequest) -> PeerResponse {
+        let Some(shared) = self.shared.upgrade() else { return PeerResponse::default() };
+        let shared = &*shared;
+        let response = if !shared.is_leader() {
+            log::debug!("forwarded request from {from:x} reached a non-leader");
+            let e = Error::LeaderChanged;
+            peer_response::Response::Error(PeerError { code: e.code(), message: e.to_string() })
+        } else {
+            match request.request {
+                Some(peer_request::Request::KeepAlive(req)) => {
+                    peer_response::Response::KeepAlive(local_keep_alive(shared, &req))
+                }
+                Some(peer_request::Request::TimeToLive(req)) => {
+                    peer_response::Response::TimeToLive(local_time_to_live(shared, &req))
+                }
+                None => {
+                    let e = Error::Decode { what: "peer request", detail: "empty".into() };
+                    peer_response::Response::Error(PeerError { code: e.code(), message: e.to_string() })
+                }
+            }
+        };
+        PeerResponse { response: Some(response) }
+    }
+
+    fn membership(&self) -> MembershipRecord {
+        self.shared.upgrade().map(|shared| shared.membership.read().record()).unwrap_or_default()
     }
 }

@@ -621,7 +621,7 @@ pub struct InternalRequest {
     /// Request id; the proposing member's waiter for the result is keyed by it.
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "internal_request::Request", tags = "4, 5, 6, 7, 8, 9, 11")]
+    #[prost(oneof = "internal_request::Request", tags = "4, 5, 6, 7, 8, 9, 11, 20, 21")]
     pub request: Option<internal_request::Request>,
 }
 
@@ -643,7 +643,81 @@ pub mod internal_request {
         LeaseRevoke(LeaseRevokeRequest),
         #[prost(message, tag = "11")]
         LeaseCheckpoint(LeaseCheckpointRequest),
+        /// A member's name and client URLs, published by the member itself after it starts
+        /// (etcd's `publish`), so every member lists them.
+        #[prost(message, tag = "20")]
+        MemberAttributes(Member),
+        /// New peer URLs for a member: no raft configuration change, only the member record.
+        #[prost(message, tag = "21")]
+        MemberUpdate(MemberUpdateRequest),
     }
+}
+
+/// The cluster's membership as stored in the `meta` family: current members, and the ids of
+/// removed members, which may never come back (etcd's `removed_member` bucket).
+#[derive(Clone, PartialEq, Message)]
+pub struct MembershipRecord {
+    #[prost(message, repeated, tag = "1")]
+    pub members: Vec<Member>,
+    #[prost(uint64, repeated, tag = "2")]
+    pub removed: Vec<u64>,
+}
+
+/// The `context` of a raft `ConfChange`: who proposed it (to wake the caller) and the member it
+/// is about, so that every member records the same URLs.
+#[derive(Clone, PartialEq, Message)]
+pub struct ConfChangeContext {
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub member: Option<Member>,
+}
+
+/// A request a member forwards to the leader over the peer transport: lease calls only the
+/// leader can answer (etcd forwards them over its peer HTTP API).
+#[derive(Clone, PartialEq, Message)]
+pub struct PeerRequest {
+    #[prost(oneof = "peer_request::Request", tags = "1, 2")]
+    pub request: Option<peer_request::Request>,
+}
+
+pub mod peer_request {
+    use super::*;
+    #[derive(Clone, PartialEq, Oneof)]
+    pub enum Request {
+        #[prost(message, tag = "1")]
+        KeepAlive(LeaseKeepAliveRequest),
+        #[prost(message, tag = "2")]
+        TimeToLive(LeaseTimeToLiveRequest),
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PeerResponse {
+    #[prost(oneof = "peer_response::Response", tags = "1, 2, 3")]
+    pub response: Option<peer_response::Response>,
+}
+
+pub mod peer_response {
+    use super::*;
+    #[derive(Clone, PartialEq, Oneof)]
+    pub enum Response {
+        #[prost(message, tag = "1")]
+        KeepAlive(LeaseKeepAliveResponse),
+        #[prost(message, tag = "2")]
+        TimeToLive(LeaseTimeToLiveResponse),
+        /// The leader's error: its etcd message and gRPC code.
+        #[prost(message, tag = "3")]
+        Error(PeerError),
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PeerError {
+    #[prost(uint32, tag = "1")]
+    pub code: u32,
+    #[prost(string, tag = "2")]
+    pub message: String,
 }
 
 impl RangeRequest {

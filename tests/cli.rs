@@ -16,8 +16,15 @@ struct Member {
     endpoint: String,
 }
 
+/// The `raftkv` binary on a free peer port: tests run side by side, never on the default one.
+fn raftkv_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_raftkv"));
+    command.args(["--listen-peer-urls", "http://127.0.0.1:0"]);
+    command
+}
+
 fn start(data_dir: &Path, port: u16) -> Member {
-    let child = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+    let child = raftkv_command()
         .args(["--name", "cli-test", "--listen-client-urls", &format!("http://127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
@@ -181,7 +188,7 @@ fn startup_problems_are_one_clear_line_and_a_failure_exit() {
     let dir = tempfile::tempdir().unwrap();
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let out = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+    let out = raftkv_command()
         .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path().join("d"))
@@ -195,7 +202,7 @@ fn startup_problems_are_one_clear_line_and_a_failure_exit() {
     // A data dir that is a file.
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+    let out = raftkv_command()
         .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", free_port())])
         .arg("--data-dir")
         .arg(&file)
@@ -207,7 +214,7 @@ fn startup_problems_are_one_clear_line_and_a_failure_exit() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 
     // A bad flag value names the flag.
-    let out = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+    let out = raftkv_command()
         .args(["--election-timeout", "100"])
         .arg("--data-dir")
         .arg(dir.path().join("e"))

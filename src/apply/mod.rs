@@ -6,22 +6,31 @@
 //! RocksDB `WriteBatch`**, and only after that write triggers the waiters, advances the applied
 //! index readers wait on, and reports progress to the raft thread (apply progress channel).
 //! A compaction is applied in a batch of its own (mvcc's rule). Apply never does network I/O.
+//!
+//! Membership: a conf change entry is checked against the membership (etcd's rules), handed
+//! to the raft thread to apply to raft (only it may touch the `RawNode`), and the new
+//! membership and conf state go into the same batch as the applied index. A snapshot from the
+//! leader replaces the whole state in one synced batch (see [`crate::snapshot`]); the store,
+//! lessor, membership and watchers are then reloaded from it.
 
 pub mod kv;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam::channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use prost::Message as _;
-use raft::prelude::{ConfState, Entry, EntryType, SnapshotMetadata};
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, SnapshotMetadata};
 
+use crate::cluster::{Change, Membership};
 use crate::mvcc::{ApplyBatch, ReadView};
 use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::raft::ApplyProgress;
 use crate::server::Shared;
-use crate::storage::meta;
+use crate::storage::{meta, Cf};
 use crate::{Error, Result};
 
 /// The result of one applied request, delivered to its waiter.
@@ -35,6 +44,12 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     /// Checkpoints are proposed by the lessor, which waits for nothing.
     LeaseCheckpoint,
+    /// A membership change or a member's published attributes: the member concerned (for
+    /// member add) and every member after the change.
+    Members {
+        member: Option<Member>,
+        members: Vec<Member>,
+    },
 }
 
 /// What has been applied, and the raft facts that go with it: the run loop's progress record
@@ -82,6 +97,11 @@ pub struct Applier {
     shared: Arc<Shared>,
     progress: Arc<Mutex<Progress>>,
     progress_tx: Sender<ApplyProgress>,
+    /// Set when applied entries changed members' URLs: the transport's address book follows
+    /// once the batch is written.
+    peers_changed: AtomicBool,
+    /// Set when this member applied its own removal: it stops after the batch.
+    removed: AtomicBool,
 }
 
 /// Requests applied in the current batch, answered once the batch is written.
@@ -89,11 +109,21 @@ type Outcomes = Vec<(u64, Result<Response>)>;
 
 impl Applier {
     pub fn new(shared: Arc<Shared>, progress: Arc<Mutex<Progress>>, progress_tx: Sender<ApplyProgress>) -> Applier {
-        Applier { shared, progress, progress_tx }
+        Applier {
+            shared,
+            progress,
+            progress_tx,
+            peers_changed: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+        }
     }
 
-    /// Applies `entries` (consecutive, in log order). An error is fatal for the member.
-    pub fn apply(&self, entries: Vec<Entry>) -> Result<()> {
+    /// Installs `snapshot` if any, then applies `entries` (consecutive, in log order). An
+    /// error is fatal for the member.
+    pub fn apply(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
+        if let Some(meta) = snapshot {
+            self.install_snapshot(meta)?;
+        }
         let applied = self.progress.lock().applied_index;
         let store = &self.shared.store;
         let mut batch = store.batch();
@@ -121,10 +151,13 @@ impl Applier {
                     }
                     outcomes.push((req.id, self.execute(&mut batch, req.request)));
                 }
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    // Membership changes arrive with the cluster transport; a single member
-                    // never proposes one.
-                    log::warn!("apply: ignoring conf change at index {}", entry.index);
+                EntryType::EntryConfChange => {
+                    let (id, outcome) = self.conf_change(&mut batch, &entry)?;
+                    outcomes.push((id, outcome));
+                }
+                EntryType::EntryConfChangeV2 => {
+                    // raftkv proposes only single-step changes (`ConfChange`).
+                    log::warn!("apply: ignoring a joint conf change at index {}", entry.index);
                 }
             }
             last = Some((entry.index, entry.term));
@@ -132,6 +165,104 @@ impl Applier {
         if let Some((index, term)) = last {
             self.commit(batch, index, term, &mut outcomes)?;
         }
+        if self.removed.load(Ordering::Acquire) {
+            return Err(Error::MemberRemoved);
+        }
+        Ok(())
+    }
+
+    /// Applies a membership change entry: etcd's checks, then raft (on the raft thread), then
+    /// the membership record and conf state into `batch`. Returns the proposer's request id
+    /// and the outcome for it.
+    fn conf_change(&self, batch: &mut ApplyBatch, entry: &Entry) -> Result<(u64, Result<Response>)> {
+        let decode_err =
+            |e: String| Error::Decode { what: "conf change", detail: format!("index {}: {e}", entry.index) };
+        let cc = ConfChange::parse_from_bytes(&entry.data).map_err(|e| decode_err(e.to_string()))?;
+        let ctx = ConfChangeContext::decode(cc.get_context()).map_err(|e| decode_err(e.to_string()))?;
+        let mut member = ctx.member.unwrap_or_default();
+        member.id = cc.node_id;
+        let mut membership = self.shared.membership.write();
+        let change = match cc.get_change_type() {
+            ConfChangeType::AddNode if membership.get(member.id).is_some_and(|m| m.is_learner) => Change::Promote,
+            ConfChangeType::AddNode => Change::AddVoter,
+            ConfChangeType::AddLearnerNode => Change::AddLearner,
+            ConfChangeType::RemoveNode => Change::Remove,
+        };
+        let check = membership.check(change, &member);
+        let (reply_tx, reply_rx) = crossbeam::channel::bounded(1);
+        let change_for_raft = check.is_ok().then(|| cc.clone());
+        self.progress_tx
+            .send(ApplyProgress::ConfChange { change: change_for_raft, reply: reply_tx })
+            .map_err(|_| Error::Stopped)?;
+        let conf_state = match reply_rx.recv().map_err(|_| Error::Stopped)? {
+            Ok(cs) => cs,
+            Err(e) => {
+                log::warn!("apply: raft refused conf change {:?} of {:x}: {e}", change, member.id);
+                return Ok((ctx.request_id, Err(Error::ProposalDropped)));
+            }
+        };
+        let db = &*self.shared.db;
+        batch.write_batch().put_cf(
+            db.cf(Cf::Raft),
+            crate::snapshot::CONF_STATE_KEY,
+            conf_state.write_to_bytes().map_err(|e| decode_err(e.to_string()))?,
+        );
+        self.progress.lock().conf_state = conf_state;
+        if let Err(e) = check {
+            return Ok((ctx.request_id, Err(e)));
+        }
+        if change != Change::Promote {
+            member.is_learner = change == Change::AddLearner;
+        }
+        log::info!("apply: member {:x} {:?} (peer URLs {})", member.id, change, member.peer_urls.join(","));
+        membership.apply(change, member.clone());
+        membership.save(db, batch.write_batch());
+        self.peers_changed.store(true, Ordering::Release);
+        if change == Change::Remove && member.id == self.shared.member_id {
+            self.removed.store(true, Ordering::Release);
+        }
+        let member = (change != Change::Remove).then(|| membership.get(member.id).cloned().unwrap_or(member));
+        Ok((ctx.request_id, Ok(Response::Members { member, members: membership.members() })))
+    }
+
+    /// Replaces the applied state by a snapshot the leader sent (its file was received and
+    /// checked by the transport before raft accepted the snapshot).
+    fn install_snapshot(&self, meta: SnapshotMetadata) -> Result<()> {
+        if meta.index <= self.progress.lock().applied_index {
+            return Ok(());
+        }
+        let shared = &self.shared;
+        let path = shared.snapshots.received(&meta);
+        crate::snapshot::install(&shared.db, &path, &meta)?;
+        let _ = std::fs::remove_file(&path);
+        self.reload(&meta)?;
+        let _ = self.progress_tx.send(ApplyProgress::Applied { index: meta.index });
+        log::info!(
+            "apply: installed snapshot at index {} (term {}), revision {}",
+            meta.index,
+            meta.term,
+            shared.store.current_revision()
+        );
+        Ok(())
+    }
+
+    /// Rebuilds every in-memory view of the applied state from the database (after a snapshot
+    /// install, here or at start).
+    fn reload(&self, meta: &SnapshotMetadata) -> Result<()> {
+        let shared = &self.shared;
+        let leased = shared.store.reload()?;
+        shared.lessor.reload(&shared.db, leased)?;
+        *shared.membership.write() = Membership::load(&shared.db)?;
+        shared.set_peers();
+        {
+            let mut progress = self.progress.lock();
+            progress.applied_index = meta.index;
+            progress.applied_term = meta.term;
+            progress.snapshot_index = progress.snapshot_index.max(meta.index);
+            progress.conf_state = meta.get_conf_state().clone();
+        }
+        shared.applied.set(meta.index);
+        shared.watches.resync_all();
         Ok(())
     }
 
@@ -159,6 +290,24 @@ impl Applier {
             Some(Request::LeaseCheckpoint(r)) => {
                 lessor.checkpoint(db, batch.write_batch(), &r.checkpoints);
                 Response::LeaseCheckpoint
+            }
+            Some(Request::MemberAttributes(m)) => {
+                let mut membership = self.shared.membership.write();
+                membership.set_attributes(m.id, m.name, m.client_urls);
+                membership.save(db, batch.write_batch());
+                Response::Members { member: None, members: membership.members() }
+            }
+            Some(Request::MemberUpdate(u)) => {
+                let mut membership = self.shared.membership.write();
+                match membership.check_update(u.id, &u.peer_urls) {
+                    Err(e) => return Err(e),
+                    Ok(()) => {
+                        membership.update_peer_urls(u.id, u.peer_urls);
+                        membership.save(db, batch.write_batch());
+                        self.peers_changed.store(true, Ordering::Release);
+                        Response::Members { member: None, members: membership.members() }
+                    }
+                }
             }
             Some(Request::Compaction(_)) | None => {
                 return Err(Error::Decode { what: "raft entry", detail: "no request".into() })
@@ -204,6 +353,9 @@ impl Applier {
             due.then(|| progress.conf_state.clone())
         };
         self.shared.applied.set(index);
+        if self.peers_changed.swap(false, Ordering::AcqRel) {
+            self.shared.set_peers();
+        }
         if !changes.is_empty() {
             let shared = &self.shared;
             shared.watches.notify(&shared.store, &changes, revision, &|h| shared.fill_header(h));
@@ -231,7 +383,7 @@ impl Response {
             Response::Compaction(r) => Some(&mut r.header),
             Response::LeaseGrant(r) => Some(&mut r.header),
             Response::LeaseRevoke(r) => Some(&mut r.header),
-            Response::LeaseCheckpoint => None,
+            Response::Members { .. } | Response::LeaseCheckpoint => None,
         }
     }
 }

@@ -76,6 +76,26 @@ struct State {
     primary: bool,
 }
 
+fn load(db: &Db, leased_keys: Vec<(Vec<u8>, i64)>) -> Result<State> {
+    let mut state = State::default();
+    for item in db.raw().iterator_cf(db.cf(Cf::Lease), IteratorMode::Start) {
+        let (_, value) = item.map_err(|e| Error::Storage(e.into()))?;
+        let r =
+            LeaseRecord::decode(&*value).map_err(|e| Error::Decode { what: "lease record", detail: e.to_string() })?;
+        let lease =
+            Lease { ttl: r.ttl, remaining_ttl: r.remaining_ttl, expiry: None, reported: None, keys: BTreeSet::new() };
+        state.leases.insert(r.id, lease);
+    }
+    for (key, id) in leased_keys {
+        if let Some(lease) = state.leases.get_mut(&id) {
+            lease.keys.insert(key.clone());
+            state.key_lease.insert(key, id);
+        }
+    }
+    log::info!("lease: restored {} leases", state.leases.len());
+    Ok(state)
+}
+
 /// What [`Lessor::time_to_live`] reports.
 pub struct TimeToLive {
     pub remaining: i64,
@@ -93,28 +113,23 @@ pub struct Lessor {
 impl Lessor {
     /// Loads the leases in `db`; `leased_keys` are the live keys with a lease (from mvcc).
     pub fn open(db: &Db, min_ttl: i64, leased_keys: Vec<(Vec<u8>, i64)>) -> Result<Lessor> {
-        let mut state = State::default();
-        for item in db.raw().iterator_cf(db.cf(Cf::Lease), IteratorMode::Start) {
-            let (_, value) = item.map_err(|e| Error::Storage(e.into()))?;
-            let r = LeaseRecord::decode(&*value)
-                .map_err(|e| Error::Decode { what: "lease record", detail: e.to_string() })?;
-            let lease = Lease {
-                ttl: r.ttl,
-                remaining_ttl: r.remaining_ttl,
-                expiry: None,
-                reported: None,
-                keys: BTreeSet::new(),
-            };
-            state.leases.insert(r.id, lease);
+        Ok(Lessor { state: Mutex::new(load(db, leased_keys)?), min_ttl })
+    }
+
+    /// Replaces every lease by those in `db` after a snapshot was installed (apply thread). A
+    /// leader keeps counting down, from each lease's checkpoint.
+    pub fn reload(&self, db: &Db, leased_keys: Vec<(Vec<u8>, i64)>) -> Result<()> {
+        let fresh = load(db, leased_keys)?;
+        let primary = {
+            let mut state = self.state.lock();
+            let primary = state.primary;
+            *state = fresh;
+            primary
+        };
+        if primary {
+            self.promote();
         }
-        for (key, id) in leased_keys {
-            if let Some(lease) = state.leases.get_mut(&id) {
-                lease.keys.insert(key.clone());
-                state.key_lease.insert(key, id);
-            }
-        }
-        log::info!("lease: restored {} leases", state.leases.len());
-        Ok(Lessor { state: Mutex::new(state), min_ttl })
+        Ok(())
     }
 
     pub fn min_ttl(&self) -> i64 {

@@ -77,6 +77,37 @@ fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue> {
         .map_err(|e| Error::Decode { what: "stored key-value", detail: format!("revision {rev:?}: {e}") })
 }
 
+/// Live keys that carry a lease, with the lease id: what the lessor is rebuilt from.
+pub type LeasedKeys = Vec<(Vec<u8>, i64)>;
+
+/// Reads the key index, revisions and leased keys from the `kv` column family.
+fn load(db: &Db) -> Result<(State, LeasedKeys)> {
+    let compact_rev = db.get_meta_u64(meta::COMPACT_REVISION)? as i64;
+    let mut index = TreeIndex::default();
+    let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut last = 0;
+    for item in db.raw().iterator_cf(db.cf(Cf::Kv), IteratorMode::Start) {
+        let (key, value) = item.map_err(|e| Error::Storage(e.into()))?;
+        let (rev, tombstone) = Revision::from_key(&key)
+            .ok_or_else(|| Error::Decode { what: "revision key", detail: format!("{key:?}") })?;
+        let kv = decode_kv(&value, rev)?;
+        if !index.restore(&kv.key, rev, kv.create_revision, kv.version, tombstone) && !tombstone {
+            log::warn!("mvcc: revision {rev:?} of key {:?} out of order; ignored", String::from_utf8_lossy(&kv.key));
+        }
+        if tombstone || kv.lease == 0 {
+            leased.remove(&kv.key);
+        } else {
+            leased.insert(kv.key, kv.lease);
+        }
+        last = rev.main;
+    }
+    // A fresh store is at revision 1, as etcd's; a compaction may have removed the newest
+    // tombstones, never the revision counter.
+    let current_rev = last.max(compact_rev).max(1);
+    log::info!("mvcc: restored {} keys, revision {current_rev}, compacted at {compact_rev}", index.len());
+    Ok((State { index, current_rev, compact_rev }, leased.into_iter().collect()))
+}
+
 fn check_rev(requested: i64, current: i64, compacted: i64) -> Result<i64> {
     let rev = if requested <= 0 { current } else { requested };
     if rev > current {
@@ -91,34 +122,16 @@ fn check_rev(requested: i64, current: i64, compacted: i64) -> Result<i64> {
 impl Store {
     /// Opens the store in `db`, rebuilding the key index from the `kv` column family.
     pub fn open(db: Arc<Db>) -> Result<Store> {
-        let compact_rev = db.get_meta_u64(meta::COMPACT_REVISION)? as i64;
-        let mut index = TreeIndex::default();
-        let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
-        let mut last = 0;
-        for item in db.raw().iterator_cf(db.cf(Cf::Kv), IteratorMode::Start) {
-            let (key, value) = item.map_err(|e| Error::Storage(e.into()))?;
-            let (rev, tombstone) = Revision::from_key(&key)
-                .ok_or_else(|| Error::Decode { what: "revision key", detail: format!("{key:?}") })?;
-            let kv = decode_kv(&value, rev)?;
-            if !index.restore(&kv.key, rev, kv.create_revision, kv.version, tombstone) && !tombstone {
-                log::warn!(
-                    "mvcc: revision {rev:?} of key {:?} out of order; ignored",
-                    String::from_utf8_lossy(&kv.key)
-                );
-            }
-            if tombstone || kv.lease == 0 {
-                leased.remove(&kv.key);
-            } else {
-                leased.insert(kv.key, kv.lease);
-            }
-            last = rev.main;
-        }
-        // A fresh store is at revision 1, as etcd's; a compaction may have removed the newest
-        // tombstones, never the revision counter.
-        let current_rev = last.max(compact_rev).max(1);
-        log::info!("mvcc: restored {} keys, revision {current_rev}, compacted at {compact_rev}", index.len());
-        let restored_leases = parking_lot::Mutex::new(leased.into_iter().collect());
-        Ok(Store { db, state: RwLock::new(State { index, current_rev, compact_rev }), restored_leases })
+        let (state, leased) = load(&db)?;
+        Ok(Store { db, state: RwLock::new(state), restored_leases: parking_lot::Mutex::new(leased) })
+    }
+
+    /// Rebuilds the key index from the database after a snapshot replaced its contents (apply
+    /// thread). Returns the live keys that carry a lease, for the lessor.
+    pub fn reload(&self) -> Result<LeasedKeys> {
+        let (state, leased) = load(&self.db)?;
+        *self.state.write() = state;
+        Ok(leased)
     }
 
     pub fn current_revision(&self) -> i64 {

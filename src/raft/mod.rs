@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam::channel::Sender;
-use raft::prelude::{Entry, SnapshotMetadata};
+use raft::prelude::{ConfChange, ConfState, Entry, Message, SnapshotMetadata};
 
 use crate::Result;
 
@@ -35,6 +35,28 @@ pub enum RaftRequest {
     ReadIndex {
         reply: Sender<Result<u64>>,
     },
+    /// A membership change; the waiter is registered under the id in its context.
+    ProposeConfChange(ConfChange),
+    /// Hand leadership to `target` (etcd's MoveLeader); the caller watches [`RaftStatus`].
+    TransferLeader {
+        target: u64,
+    },
+    /// The progress of every member as the leader sees it: (id, matched index); empty when
+    /// this member is not the leader.
+    Progress {
+        reply: Sender<(u64, Vec<(u64, u64)>)>,
+    },
+}
+
+/// What the peer transport delivers to the raft thread.
+pub enum PeerEvent {
+    /// A message from a peer, already checked to be from a member and addressed to this one.
+    Step(Message),
+    /// Messages to this peer were dropped (queue full, connection down): raft-rs slows down
+    /// and probes instead of streaming.
+    Unreachable(u64),
+    /// A snapshot sent to `to` arrived and was accepted (`ok`), or did not.
+    SnapshotStatus { to: u64, ok: bool },
 }
 
 /// What the apply side reports back to the raft thread.
@@ -43,10 +65,15 @@ pub enum ApplyProgress {
     Applied { index: u64 },
     /// Record a snapshot of the applied state at `meta.index` and compact the log behind it.
     Snapshot { meta: SnapshotMetadata },
+    /// A committed configuration change to apply to raft (only the raft thread may); `None`
+    /// tells raft the change was refused. The reply is the configuration now in force.
+    ConfChange { change: Option<ConfChange>, reply: Sender<Result<ConfState>> },
 }
 
 /// Work for the run loop: committed entries in log order, and leadership news.
 pub struct Apply {
+    /// A snapshot received from the leader, to install before `entries`.
+    pub snapshot: Option<SnapshotMetadata>,
     pub entries: Vec<Entry>,
     /// Set when this Ready changed who leads (or the term).
     pub leader: Option<LeaderChange>,

@@ -2,7 +2,9 @@
 //!
 //! Owns: the `RawNode` (only this thread touches it), and with it the raft log in RocksDB.
 //! Blocks in one `select!` on: the ticker (every heartbeat interval), client requests
-//! (proposals and ReadIndex), apply progress, and stop. After each event it drains every
+//! (proposals, conf changes, ReadIndex, leader transfer), peer events from the transport
+//! (messages to step, unreachable peers, snapshot outcomes), apply progress (including conf
+//! changes, which only this thread may apply to raft), and stop. After each event it drains every
 //! request already queued, so all proposals that arrived during the previous fsync share the
 //! next Ready and its one synced `WriteBatch` (group commit).
 //!
@@ -10,19 +12,28 @@
 //! (snapshot, entries, hard state) in one batch synced when `must_sync`, persisted messages,
 //! committed entries to the run loop's apply channel, `advance_append`, then the light ready.
 //! A failed persist is fatal: the error goes to the error channel and the thread exits.
+//!
+//! No proposal is lost silently: one raft refuses fails its caller at once
+//! (`raft proposal dropped`), and on the leader every proposal's log position is remembered,
+//! so an entry a new leader overwrote fails its caller as soon as that index commits with
+//! another term. A proposal forwarded by a follower that the leader never got ends in the
+//! request timeout, as in etcd.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, select, Receiver, Sender};
-use raft::prelude::{Message, Ready, SnapshotMetadata};
-use raft::{RawNode, StateRole, Storage as _};
+use prost::Message as _;
+use raft::prelude::{ConfChange, Entry, Message, Ready, SnapshotMetadata};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use rocksdb::WriteBatch;
 
 use super::storage::RaftStorage;
-use super::{Apply, ApplyProgress, LeaderChange, Proposal, RaftRequest, RaftStatus};
+use super::{Apply, ApplyProgress, LeaderChange, PeerEvent, Proposal, RaftRequest, RaftStatus};
+use crate::pb::ConfChangeContext;
 use crate::storage::Db;
+use crate::transport::Transport;
 use crate::{Error, Result};
 
 /// Most client requests folded into one Ready. Bounds the Ready's size (and so the latency of
@@ -39,6 +50,7 @@ const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 /// The channels and shared state the raft thread is wired to.
 pub struct RaftChannels {
     pub request_rx: Receiver<RaftRequest>,
+    pub peer_rx: Receiver<PeerEvent>,
     pub progress_rx: Receiver<ApplyProgress>,
     pub stop_rx: Receiver<()>,
     pub apply_tx: Sender<Apply>,
@@ -55,31 +67,43 @@ pub struct RaftNode {
     catchup_entries: u64,
     reads: ReadIndexQueue,
     waiting_for_leader: VecDeque<Proposal>,
+    /// Proposals appended by this member as leader, in log order: (index, term, request id).
+    appended: VecDeque<(u64, u64, u64)>,
     last_leader: LeaderChange,
+    transport: Arc<Transport>,
+    /// Fails the waiter of a request whose proposal is gone.
+    fail_request: Box<dyn Fn(u64, Error) + Send>,
+}
+
+/// The wiring of a [`RaftNode`] beyond its log.
+pub struct RaftParts {
+    pub db: Arc<Db>,
+    pub channels: RaftChannels,
+    pub status: Arc<RaftStatus>,
+    pub transport: Arc<Transport>,
+    pub fail_request: Box<dyn Fn(u64, Error) + Send>,
+    pub tick_interval: Duration,
+    pub catchup_entries: u64,
 }
 
 impl RaftNode {
-    pub fn new(
-        raw: RawNode<RaftStorage>,
-        db: Arc<Db>,
-        ch: RaftChannels,
-        status: Arc<RaftStatus>,
-        tick_interval: Duration,
-        catchup_entries: u64,
-    ) -> RaftNode {
+    pub fn new(raw: RawNode<RaftStorage>, parts: RaftParts) -> RaftNode {
         let id = raw.raft.id;
         let last_leader = LeaderChange { leader_id: 0, term: raw.raft.term, is_self: false };
         RaftNode {
             raw,
-            db,
+            db: parts.db,
             id,
-            ch,
-            status,
-            tick_interval,
-            catchup_entries,
+            ch: parts.channels,
+            status: parts.status,
+            tick_interval: parts.tick_interval,
+            catchup_entries: parts.catchup_entries,
             reads: ReadIndexQueue::default(),
             waiting_for_leader: VecDeque::new(),
+            appended: VecDeque::new(),
             last_leader,
+            transport: parts.transport,
+            fail_request: parts.fail_request,
         }
     }
 
@@ -98,6 +122,10 @@ impl RaftNode {
                 recv(ticker) -> _ => self.on_tick(),
                 recv(self.ch.request_rx) -> req => match req {
                     Ok(req) => self.on_request(req),
+                    Err(_) => return,
+                },
+                recv(self.ch.peer_rx) -> event => match event {
+                    Ok(event) => self.on_peer_event(event),
                     Err(_) => return,
                 },
                 recv(self.ch.progress_rx) -> progress => match progress {
@@ -137,6 +165,71 @@ impl RaftNode {
         match req {
             RaftRequest::Propose(p) => self.propose(p),
             RaftRequest::ReadIndex { reply } => self.reads.pending.push(reply),
+            RaftRequest::ProposeConfChange(cc) => self.propose_conf_change(cc),
+            RaftRequest::TransferLeader { target } => {
+                if self.raw.raft.state == StateRole::Leader {
+                    self.raw.transfer_leader(target);
+                }
+            }
+            RaftRequest::Progress { reply } => {
+                let raft = &self.raw.raft;
+                let progress = if raft.state == StateRole::Leader {
+                    raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect()
+                } else {
+                    Vec::new()
+                };
+                let _ = reply.send((raft.raft_log.committed, progress));
+            }
+        }
+    }
+
+    fn on_peer_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Step(msg) => {
+                let (from, kind) = (msg.from, msg.get_msg_type());
+                if let Err(e) = self.raw.step(msg) {
+                    log::debug!("raft: {kind:?} from {from:x} not stepped: {e}");
+                }
+            }
+            PeerEvent::Unreachable(id) => self.raw.report_unreachable(id),
+            PeerEvent::SnapshotStatus { to, ok } => {
+                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                self.raw.report_snapshot(to, status);
+            }
+        }
+    }
+
+    fn propose_conf_change(&mut self, cc: ConfChange) {
+        let id = ConfChangeContext::decode(cc.get_context()).map_or(0, |c| c.request_id);
+        match self.raw.propose_conf_change(Vec::new(), cc) {
+            Ok(()) => self.note_appended(id),
+            Err(e) => {
+                log::info!("raft: conf change {id:x} refused: {e}");
+                (self.fail_request)(id, Error::ProposalDropped);
+            }
+        }
+    }
+
+    /// Remembers where the leader put request `id`, to notice if a later leader overwrites it.
+    fn note_appended(&mut self, id: u64) {
+        if self.raw.raft.state == StateRole::Leader {
+            let raft = &self.raw.raft;
+            self.appended.push_back((raft.raft_log.last_index(), raft.term, id));
+        }
+    }
+
+    /// Fails the callers of proposals whose log position now holds another entry.
+    fn settle_appended(&mut self, committed: &[Entry]) {
+        for entry in committed {
+            while let Some(&(index, term, id)) = self.appended.front() {
+                if index > entry.index {
+                    break;
+                }
+                self.appended.pop_front();
+                if index == entry.index && term != entry.term {
+                    (self.fail_request)(id, Error::TimeoutDueToLeaderFail);
+                }
+            }
         }
     }
 
@@ -153,9 +246,13 @@ impl RaftNode {
             }
             return;
         }
-        if let Err(e) = self.raw.propose(Vec::new(), p.data) {
-            // Dropped (e.g. leadership in transfer): the caller times out, as with etcd.
-            log::debug!("raft: proposal {:x} dropped: {e}", p.id);
+        match self.raw.propose(Vec::new(), p.data) {
+            Ok(()) => self.note_appended(p.id),
+            Err(e) => {
+                // e.g. a leadership transfer in progress: etcd answers the same error.
+                log::debug!("raft: proposal {:x} dropped: {e}", p.id);
+                (self.fail_request)(p.id, Error::ProposalDropped);
+            }
         }
     }
 
@@ -163,6 +260,14 @@ impl RaftNode {
         match progress {
             ApplyProgress::Applied { index } => self.raw.advance_apply_to(index),
             ApplyProgress::Snapshot { meta } => self.record_snapshot(meta)?,
+            ApplyProgress::ConfChange { change, reply } => {
+                let outcome = match change {
+                    Some(cc) => self.raw.apply_conf_change(&cc).map_err(Error::from),
+                    // Refused at apply: raft's configuration stays as it is.
+                    None => Ok(self.raw.raft.prs().conf().to_conf_state()),
+                };
+                let _ = reply.send(outcome);
+            }
         }
         Ok(())
     }
@@ -203,7 +308,8 @@ impl RaftNode {
         self.send(rd.take_persisted_messages());
         // Before handing entries off: a client told "done" must already see this leader/term.
         self.publish_status();
-        self.hand_off(rd.take_committed_entries(), leader)?;
+        let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().get_metadata().clone());
+        self.hand_off(snapshot, rd.take_committed_entries(), leader)?;
         let mut light = self.raw.advance_append(rd);
         if let Some(commit) = light.commit_index() {
             let mut hs = self.raw.store().hard_state().clone();
@@ -215,7 +321,7 @@ impl RaftNode {
         }
         self.send(light.take_messages());
         self.publish_status();
-        self.hand_off(light.take_committed_entries(), None)?;
+        self.hand_off(None, light.take_committed_entries(), None)?;
         if leader.is_some_and(|l| l.leader_id != 0) {
             for p in std::mem::take(&mut self.waiting_for_leader) {
                 self.propose(p);
@@ -264,20 +370,27 @@ impl RaftNode {
         Ok(())
     }
 
-    fn hand_off(&mut self, entries: Vec<raft::prelude::Entry>, leader: Option<LeaderChange>) -> Result<()> {
-        if entries.is_empty() && leader.is_none() {
+    fn hand_off(
+        &mut self,
+        snapshot: Option<SnapshotMetadata>,
+        entries: Vec<Entry>,
+        leader: Option<LeaderChange>,
+    ) -> Result<()> {
+        if snapshot.is_none() && entries.is_empty() && leader.is_none() {
             return Ok(());
         }
+        self.settle_appended(&entries);
         // Blocks only if the run loop is this far behind; it moves work on at once, so this is
         // backpressure from a stalled apply thread, as etcd's unbuffered applyc gives.
-        self.ch.apply_tx.send(Apply { entries, leader }).map_err(|_| Error::Stopped)
+        self.ch.apply_tx.send(Apply { snapshot, entries, leader }).map_err(|_| Error::Stopped)
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
-        // A single-member cluster has nobody to talk to; the peer transport takes these once
-        // members can be added.
-        for msg in msgs {
-            log::debug!("raft: no transport for {:?} to {}", msg.get_msg_type(), msg.to);
+        if msgs.is_empty() {
+            return;
+        }
+        for to in self.transport.send(msgs) {
+            self.raw.report_unreachable(to);
         }
     }
 }

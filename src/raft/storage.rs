@@ -21,7 +21,7 @@ use crate::storage::{self, Cf, Db};
 
 const LOG_PREFIX: &[u8] = b"log/";
 const HARD_STATE: &[u8] = b"hard_state";
-const CONF_STATE: &[u8] = b"conf_state";
+const CONF_STATE: &[u8] = crate::snapshot::CONF_STATE_KEY;
 const SNAPSHOT_META: &[u8] = b"snapshot_meta";
 
 fn log_key(index: u64) -> [u8; 12] {
@@ -48,6 +48,9 @@ pub struct RaftStorage {
     /// First index readable through `entries`; `snapshot_meta.index + 1` when the log is empty.
     first_index: u64,
     last_index: u64,
+    /// Where snapshots for followers come from; without it (tests of the log alone) the
+    /// recorded snapshot metadata is all there is.
+    snapshots: Option<Arc<crate::snapshot::SnapshotFiles>>,
 }
 
 impl RaftStorage {
@@ -61,8 +64,14 @@ impl RaftStorage {
             (Some(first), Some(last)) => (first, last),
             _ => (snapshot_meta.index + 1, snapshot_meta.index),
         };
-        let storage = RaftStorage { db, hard_state, conf_state, snapshot_meta, first_index, last_index };
+        let storage =
+            RaftStorage { db, hard_state, conf_state, snapshot_meta, first_index, last_index, snapshots: None };
         Ok(storage)
+    }
+
+    /// Serves followers' snapshots from `files`.
+    pub fn set_snapshot_files(&mut self, files: Arc<crate::snapshot::SnapshotFiles>) {
+        self.snapshots = Some(files);
     }
 
     /// True when nothing was ever persisted: the member must be bootstrapped.
@@ -285,6 +294,9 @@ impl raft::Storage for RaftStorage {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if let Some(files) = &self.snapshots {
+            return files.for_peer(self.first_index, request_index);
+        }
         if self.snapshot_meta.index < request_index || self.snapshot_meta.index == 0 {
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }

@@ -11,7 +11,7 @@
 //! - **stop**: [`crate::Node::stop`].
 //!
 //! Shutdown order (written once, in `Server::shutdown`): stop the lessor (it proposes); stop
-//! the raft thread so no new entries are committed; then the FIFO thread (the running job finishes, queued ones are
+//! the raft thread so no new entries are committed; the peer transport; then the FIFO thread (the running job finishes, queued ones are
 //! dropped: they are in the durable log and are re-applied on restart); then fail every
 //! remaining waiter with `etcdserver: server stopped`.
 
@@ -24,8 +24,8 @@ use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam::channel::{self, select, Receiver, Sender};
-use parking_lot::Mutex;
-use raft::prelude::ConfState;
+use parking_lot::{Mutex, RwLock};
+use raft::prelude::SnapshotMetadata;
 use raft::RawNode;
 use rocksdb::WriteBatch;
 use slog::Drain as _;
@@ -33,16 +33,19 @@ use slog::Drain as _;
 use prost::Message as _;
 
 use crate::apply::{AppliedIndex, Applier, Progress, Response};
-use crate::config::Config;
+use crate::cluster::Membership;
+use crate::config::{ClusterState, Config};
 use crate::lease::{self, Lessor};
 use crate::mvcc;
 use crate::pb::internal_request::Request;
 use crate::pb::ResponseHeader;
 use crate::pb::{InternalRequest, LeaseCheckpointRequest, LeaseRevokeRequest};
-use crate::raft::node::{RaftChannels, RaftNode};
+use crate::raft::node::{RaftChannels, RaftNode, RaftParts};
 use crate::raft::storage::RaftStorage;
 use crate::raft::{Apply, LeaderChange, Proposal, RaftRequest, RaftStatus};
+use crate::snapshot::SnapshotFiles;
 use crate::storage::{self, meta, Db};
+use crate::transport::Transport;
 use crate::watch::WatchHub;
 use crate::{Error, Result};
 use fifo::Fifo;
@@ -64,6 +67,16 @@ const APPLY_QUEUE_MAX: usize = 64;
 /// Expired lease ids waiting for the run loop (bounded like etcd's lessor expiredC).
 const EXPIRED_LEASE_QUEUE_MAX: usize = 16;
 
+/// Peer events (mostly raft messages) waiting for the raft thread. When it is full the
+/// transport's readers stop reading and TCP pushes back on the senders.
+const PEER_EVENT_QUEUE_MAX: usize = 4096;
+
+/// The raft index and term a new cluster starts at: its initial configuration is a snapshot
+/// there, so a member added later always starts from a snapshot that carries the whole
+/// configuration, never from a log that lacks the initial members (TiKV starts regions the
+/// same way).
+const BOOTSTRAP_INDEX: u64 = 1;
+
 /// State shared by every thread of one member.
 pub struct Shared {
     pub cfg: Config,
@@ -77,9 +90,27 @@ pub struct Shared {
     pub raft: Arc<RaftStatus>,
     pub applied: AppliedIndex,
     pub request_ids: RequestIds,
+    /// Who is in the cluster; changed only by the apply thread.
+    pub membership: RwLock<Membership>,
+    pub transport: Arc<Transport>,
+    pub snapshots: Arc<SnapshotFiles>,
+    /// For proposals made on behalf of the member itself (lease checkpoints, revokes).
+    pub request_tx: Sender<RaftRequest>,
 }
 
 impl Shared {
+    /// Points the transport at the current members' peer URLs.
+    pub fn set_peers(&self) {
+        let peers: Vec<(u64, Vec<String>)> =
+            self.membership.read().members().into_iter().map(|m| (m.id, m.peer_urls)).collect();
+        self.transport.set_peers(&peers);
+    }
+
+    /// Whether this member is the raft leader now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.leader_id() == self.member_id
+    }
+
     /// Proposes `request` without waiting for its outcome (lease revokes and checkpoints: if
     /// one is lost, the lessor asks again). Never blocks: a full queue drops it.
     pub fn propose_nowait(&self, request_tx: &Sender<RaftRequest>, request: Request) {
@@ -167,6 +198,13 @@ impl Server {
         );
         let mut raft_storage = RaftStorage::open(db.clone())?;
         let (member_id, cluster_id) = identity(&cfg, &db, &mut raft_storage)?;
+        let snapshots = SnapshotFiles::open(cfg.data_dir.join("snap"), db.clone())?;
+        recover_snapshot(&db, &raft_storage, &snapshots)?;
+        raft_storage.set_snapshot_files(snapshots.clone());
+        let membership = Membership::load(&db)?;
+        if membership.is_removed(member_id) {
+            return Err(Error::MemberRemoved);
+        }
         let applied_index = db.get_meta_u64(meta::APPLIED_INDEX)?;
         let applied_term = db.get_meta_u64(meta::APPLIED_TERM)?;
         check_recovered_state(&raft_storage, applied_index)?;
@@ -201,6 +239,12 @@ impl Server {
         let raw = RawNode::new(&raft_cfg, raft_storage, &logger)?;
 
         let (request_tx, request_rx) = channel::bounded(RAFT_REQUEST_QUEUE_MAX);
+        let (peer_tx, peer_rx) = channel::bounded(PEER_EVENT_QUEUE_MAX);
+        let listener = match cfg.listen_peer_urls.first() {
+            None => None,
+            Some(url) => Some(bind_peer_url(url)?),
+        };
+        let transport = Transport::start(member_id, cluster_id, listener, peer_tx, snapshots.clone())?;
         // One report per apply job; jobs are bounded by admission control.
         let (progress_tx, progress_rx) = channel::unbounded();
         let (apply_tx, apply_rx) = channel::bounded(APPLY_QUEUE_MAX);
@@ -224,16 +268,37 @@ impl Server {
             wait: Wait::default(),
             raft: raft_status.clone(),
             request_ids: RequestIds::new(member_id),
+            membership: RwLock::new(membership),
+            transport: transport.clone(),
+            snapshots,
+            request_tx: request_tx.clone(),
         });
         shared.applied.set(applied_index);
+        transport.set_services(Arc::new(crate::node::PeerService::new(&shared)));
+        shared.set_peers();
 
+        let fail_request = {
+            let shared = shared.clone();
+            Box::new(move |id, e| shared.wait.trigger(id, Err(e)))
+        };
         let node = RaftNode::new(
             raw,
-            db,
-            RaftChannels { request_rx, progress_rx, stop_rx: raft_stop_rx, apply_tx, error_tx: error_tx.clone() },
-            raft_status,
-            shared.cfg.tick_interval(),
-            shared.cfg.snapshot_catchup_entries,
+            RaftParts {
+                db,
+                channels: RaftChannels {
+                    request_rx,
+                    peer_rx,
+                    progress_rx,
+                    stop_rx: raft_stop_rx,
+                    apply_tx,
+                    error_tx: error_tx.clone(),
+                },
+                status: raft_status,
+                transport,
+                fail_request,
+                tick_interval: shared.cfg.tick_interval(),
+                catchup_entries: shared.cfg.snapshot_catchup_entries,
+            },
         );
         let raft_thread = spawn("raftkv-raft", move || node.run())?;
         let lessor_thread = {
@@ -315,13 +380,13 @@ impl Server {
         if let Some(change) = apply.leader {
             self.on_leader_change(change);
         }
-        if apply.entries.is_empty() {
+        if apply.entries.is_empty() && apply.snapshot.is_none() {
             return;
         }
         let applier = self.applier.clone();
         let error_tx = self.error_tx.clone();
         self.fifo.schedule(move || {
-            if let Err(e) = applier.apply(apply.entries) {
+            if let Err(e) = applier.apply(apply.snapshot, apply.entries) {
                 let _ = error_tx.try_send(e);
             }
         });
@@ -371,6 +436,8 @@ impl Server {
                 log::error!("raft thread panicked");
             }
         }
+        // With raft gone, peers' messages have nowhere to go.
+        self.shared.transport.stop();
         self.fifo.stop();
         // After apply: nothing new to deliver. Watchers stay registered; their receivers see
         // no more events and the member reports stopped.
@@ -385,28 +452,92 @@ impl Server {
     }
 }
 
-/// Reads this member's identity, bootstrapping a new single-member cluster on first start.
+/// Reads this member's identity. On first start it bootstraps a new cluster from
+/// `--initial-cluster`, or, with `--initial-cluster-state existing`, asks the cluster's members
+/// who it is (it must have been added with `member add`); later starts ignore those flags.
 fn identity(cfg: &Config, db: &Db, raft_storage: &mut RaftStorage) -> Result<(u64, u64)> {
-    if raft_storage.is_empty() {
-        let member_id = cfg.member_id();
-        let cluster_id = Config::cluster_id(&[member_id]);
-        let mut batch = WriteBatch::default();
-        raft_storage.set_conf_state(&mut batch, &ConfState::from((vec![member_id], vec![])));
-        db.put_meta_u64(&mut batch, meta::MEMBER_ID, member_id);
-        db.put_meta_u64(&mut batch, meta::CLUSTER_ID, cluster_id);
-        db.write(batch, true)?;
-        log::info!("raftkv: bootstrapped new cluster {cluster_id:x} with member {member_id:x} ({})", cfg.name);
-        return Ok((member_id, cluster_id));
-    }
     let member_id = db.get_meta_u64(meta::MEMBER_ID)?;
     let cluster_id = db.get_meta_u64(meta::CLUSTER_ID)?;
-    if member_id == 0 || cluster_id == 0 {
+    if member_id != 0 && cluster_id != 0 {
+        return Ok((member_id, cluster_id));
+    }
+    if !raft_storage.is_empty() {
         return Err(Error::DataDir {
             path: cfg.data_dir.display().to_string(),
             reason: "raft log present but member identity missing".into(),
         });
     }
+    let mut batch = WriteBatch::default();
+    let (member_id, cluster_id, membership) = match cfg.initial_cluster_state {
+        ClusterState::New => {
+            let membership = Membership::initial(cfg)?;
+            let member_id = cfg.member_id();
+            let voters = membership.voters();
+            let cluster_id = Config::cluster_id(&voters);
+            let mut meta_at = SnapshotMetadata { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_INDEX, ..Default::default() };
+            meta_at.set_conf_state(raft::prelude::ConfState::from((voters, vec![])));
+            raft_storage.apply_snapshot(&mut batch, &meta_at)?;
+            db.put_meta_u64(&mut batch, meta::APPLIED_INDEX, BOOTSTRAP_INDEX);
+            db.put_meta_u64(&mut batch, meta::APPLIED_TERM, BOOTSTRAP_INDEX);
+            log::info!("raftkv: bootstrapping cluster {cluster_id:x} with {} member(s)", membership.voters().len());
+            (member_id, cluster_id, membership)
+        }
+        ClusterState::Existing => {
+            let mine = {
+                let mut urls = cfg.initial_advertise_peer_urls.clone();
+                urls.sort();
+                urls
+            };
+            let others: Vec<String> = cfg
+                .initial_cluster()
+                .into_iter()
+                .filter(|(name, _)| *name != cfg.name)
+                .flat_map(|(_, urls)| urls)
+                .collect();
+            let (cluster_id, record) = crate::transport::query_membership(&others)?;
+            let membership = Membership::from_record(record);
+            let me = membership.members().into_iter().find(|m| {
+                let mut urls = m.peer_urls.clone();
+                urls.sort();
+                urls == mine
+            });
+            let Some(me) = me else {
+                return Err(Error::Config(format!(
+                    "cluster {cluster_id:x} has no member with peer URLs {}: add it with `member add` first",
+                    mine.join(",")
+                )));
+            };
+            log::info!("raftkv: joining cluster {cluster_id:x} as member {:x}", me.id);
+            (me.id, cluster_id, membership)
+        }
+    };
+    membership.save(db, &mut batch);
+    db.put_meta_u64(&mut batch, meta::MEMBER_ID, member_id);
+    db.put_meta_u64(&mut batch, meta::CLUSTER_ID, cluster_id);
+    db.write(batch, true)?;
     Ok((member_id, cluster_id))
+}
+
+/// A crash between raft persisting a received snapshot and apply installing it leaves the
+/// snapshot's file behind: install it now, before anything reads the state.
+fn recover_snapshot(db: &Db, raft_storage: &RaftStorage, snapshots: &SnapshotFiles) -> Result<()> {
+    let meta = raft_storage.snapshot_metadata();
+    if meta.index <= db.get_meta_u64(meta::APPLIED_INDEX)? {
+        return Ok(());
+    }
+    let path = snapshots.received(meta);
+    log::info!("raftkv: installing snapshot at index {} left by an interrupted start", meta.index);
+    crate::snapshot::install(db, &path, meta)?;
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
+fn bind_peer_url(url: &str) -> Result<std::net::TcpListener> {
+    let addr = crate::transport::url_addr(url)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| Error::Config(format!("--listen-peer-urls {url:?}: not http://host:port")))?;
+    std::net::TcpListener::bind(addr).map_err(|e| Error::Config(format!("listen tcp {addr}: {e}")))
 }
 
 /// The invariants a reopened member must satisfy before raft starts:

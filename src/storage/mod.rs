@@ -32,6 +32,9 @@ pub enum Error {
     /// A record could not be decoded: the data dir is damaged or was written by something else.
     #[error("corrupt record {what}: {detail}")]
     Corrupt { what: String, detail: String },
+    /// A file next to the database (snapshot files) could not be read or written.
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
     /// A fault point armed by a test (see [`crate::failpoint`]).
     #[error("injected failure at {0}")]
     Injected(String),

@@ -256,6 +256,17 @@ impl WatchHub {
         }
     }
 
+    /// After a snapshot replaced the store: every watcher catches up from disk, and one whose
+    /// next revision was compacted away in the snapshot is canceled (etcd's restore).
+    pub fn resync_all(&self) {
+        let mut state = self.state.lock();
+        for w in state.watchers.values_mut() {
+            w.synced = false;
+        }
+        drop(state);
+        let _ = self.wake_tx.try_send(());
+    }
+
     /// The `raftkv-watch-sync` thread body: catches unsynced watchers up from disk until
     /// `stop_rx` fires.
     pub fn run_sync(

@@ -1,0 +1,321 @@
+//! Snapshot files: the member's whole applied state at one raft index, written from one
+//! consistent RocksDB snapshot, sent to a follower that is too far behind, and installed there
+//! in one `WriteBatch` with the applied index it describes.
+//!
+//! Thread use: the leader's raft thread asks [`SnapshotFiles::for_peer`] for a snapshot; the
+//! first ask starts `raftkv-snap-gen`, which writes the file, and raft-rs retries on the next
+//! heartbeat (`SnapshotTemporarilyUnavailable` meanwhile). A `raftkv-snap-send` thread of the
+//! transport streams the file. On the follower, the transport writes the stream to
+//! `*.tmp`, checks it, renames it, and steps the raft message; the apply thread
+//! [`install`]s it when raft hands the snapshot over. A file is removed when nothing uses it
+//! any more (the last `Arc<SnapFile>` drops).
+//!
+//! File format: records `tag (u8) | key length (u32 BE) | key | value length (u32 BE) | value`,
+//! tag 1 = `kv`, 2 = `lease`, 3 = `meta`, 4 = `raft` (its `conf_state` only); then tag 0 and
+//! the CRC-32 (IEEE) of everything before it. The applied index and term are the `meta` rows.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Snapshot, SnapshotMetadata};
+use raft::StorageError;
+use rocksdb::{IteratorMode, WriteBatch};
+
+use crate::storage::{self, meta, Cf, Db};
+use crate::{Error, Result};
+
+/// `raft` family key of the conf state (also written by [`crate::raft::storage`]).
+pub const CONF_STATE_KEY: &[u8] = b"conf_state";
+
+const TAG_END: u8 = 0;
+/// Families in a snapshot and their tags. `member_id` is this member's own and never travels.
+const FAMILIES: [(u8, Cf); 3] = [(1, Cf::Kv), (2, Cf::Lease), (3, Cf::Meta)];
+const TAG_RAFT: u8 = 4;
+const LOCAL_META: [&[u8]; 1] = [meta::MEMBER_ID];
+
+/// A snapshot file on disk, removed when the last user lets go of it.
+pub struct SnapFile {
+    pub path: PathBuf,
+    pub meta: SnapshotMetadata,
+}
+
+impl Drop for SnapFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// The member's snapshot directory and the newest snapshot it made for followers.
+pub struct SnapshotFiles {
+    dir: PathBuf,
+    db: Arc<Db>,
+    latest: Mutex<Option<Arc<SnapFile>>>,
+    generating: AtomicBool,
+}
+
+impl SnapshotFiles {
+    /// Opens `dir`, dropping leftovers of interrupted transfers. Received snapshots that were
+    /// not installed yet are kept: [`SnapshotFiles::received`] finds them after a crash.
+    pub fn open(dir: PathBuf, db: Arc<Db>) -> Result<Arc<SnapshotFiles>> {
+        fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        for entry in fs::read_dir(&dir).map_err(|e| io_error(&dir, e))?.flatten() {
+            if entry.path().extension().is_some_and(|ext| ext == "tmp" || ext == "gen") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(Arc::new(SnapshotFiles { dir, db, latest: Mutex::new(None), generating: AtomicBool::new(false) }))
+    }
+
+    /// A snapshot for a follower (raft-rs's `Storage::snapshot`): the newest file if the log
+    /// still holds the entries after it (`first_index`), else a new one is started and raft
+    /// asks again later.
+    pub fn for_peer(self: &Arc<Self>, first_index: u64, request_index: u64) -> raft::Result<Snapshot> {
+        if let Some(file) = &*self.latest.lock() {
+            if file.meta.index + 1 >= first_index && file.meta.index >= request_index {
+                let mut snapshot = Snapshot::default();
+                snapshot.set_metadata(file.meta.clone());
+                return Ok(snapshot);
+            }
+        }
+        if !self.generating.swap(true, Ordering::AcqRel) {
+            let files = self.clone();
+            let spawned = std::thread::Builder::new().name("raftkv-snap-gen".into()).spawn(move || {
+                match files.generate() {
+                    Ok(file) => {
+                        log::info!(
+                            "snapshot: wrote {} (index {}, term {})",
+                            file.path.display(),
+                            file.meta.index,
+                            file.meta.term
+                        );
+                        *files.latest.lock() = Some(Arc::new(file));
+                    }
+                    Err(e) => log::error!("snapshot: cannot write a snapshot for a follower: {e}"),
+                }
+                files.generating.store(false, Ordering::Release);
+            });
+            if let Err(e) = spawned {
+                log::error!("snapshot: cannot start raftkv-snap-gen: {e}");
+                self.generating.store(false, Ordering::Release);
+            }
+        }
+        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+    }
+
+    /// The file made for `meta`, for a sender to stream.
+    pub fn made(&self, meta: &SnapshotMetadata) -> Option<Arc<SnapFile>> {
+        self.latest.lock().as_ref().filter(|f| f.meta.index == meta.index && f.meta.term == meta.term).cloned()
+    }
+
+    /// Where a snapshot being received is written until it is complete.
+    pub fn receiving_path(&self, meta: &SnapshotMetadata) -> PathBuf {
+        self.dir.join(format!("{:016x}-{:016x}.tmp", meta.term, meta.index))
+    }
+
+    /// The path of the complete received snapshot for `meta`.
+    pub fn received(&self, meta: &SnapshotMetadata) -> PathBuf {
+        self.dir.join(format!("{:016x}-{:016x}.snap", meta.term, meta.index))
+    }
+
+    /// Checks a fully received file and gives it its final name.
+    pub fn finish_receiving(&self, meta: &SnapshotMetadata) -> Result<PathBuf> {
+        let tmp = self.receiving_path(meta);
+        let found = read_meta(&tmp)?;
+        if found.index != meta.index || found.term != meta.term {
+            return Err(corrupt(
+                &tmp,
+                format!("holds index {} term {}, raft says {} {}", found.index, found.term, meta.index, meta.term),
+            ));
+        }
+        let path = self.received(meta);
+        fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+        Ok(path)
+    }
+
+    /// Writes the applied state, as of one RocksDB snapshot, into a new file.
+    fn generate(&self) -> Result<SnapFile> {
+        let snap = self.db.raw().snapshot();
+        let read_u64 = |key: &[u8]| -> Result<u64> {
+            let value = snap.get_cf(self.db.cf(Cf::Meta), key).map_err(storage::Error::from)?;
+            Ok(value.and_then(|v| storage::decode_u64(&v)).unwrap_or(0))
+        };
+        let (index, term) = (read_u64(meta::APPLIED_INDEX)?, read_u64(meta::APPLIED_TERM)?);
+        let tmp = self.dir.join(format!("{term:016x}-{index:016x}.gen"));
+        let mut out = RecordWriter::create(&tmp)?;
+        for (tag, cf) in FAMILIES {
+            for item in snap.iterator_cf(self.db.cf(cf), IteratorMode::Start) {
+                let (key, value) = item.map_err(storage::Error::from)?;
+                if cf == Cf::Meta && LOCAL_META.contains(&&*key) {
+                    continue;
+                }
+                out.record(tag, &key, &value)?;
+            }
+        }
+        let conf_state =
+            snap.get_cf(self.db.cf(Cf::Raft), CONF_STATE_KEY).map_err(storage::Error::from)?.unwrap_or_default();
+        out.record(TAG_RAFT, CONF_STATE_KEY, &conf_state)?;
+        out.finish()?;
+        drop(snap);
+        let path = self.dir.join(format!("{term:016x}-{index:016x}.sent"));
+        fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+        let meta = read_meta(&path)?;
+        Ok(SnapFile { path, meta })
+    }
+}
+
+struct RecordWriter {
+    out: BufWriter<File>,
+    crc: crc32fast::Hasher,
+    path: PathBuf,
+}
+
+impl RecordWriter {
+    fn create(path: &Path) -> Result<RecordWriter> {
+        let file = File::create(path).map_err(|e| io_error(path, e))?;
+        Ok(RecordWriter {
+            out: BufWriter::with_capacity(1 << 20, file),
+            crc: crc32fast::Hasher::new(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.crc.update(bytes);
+        self.out.write_all(bytes).map_err(|e| io_error(&self.path, e))
+    }
+
+    fn record(&mut self, tag: u8, key: &[u8], value: &[u8]) -> Result<()> {
+        self.write(&[tag])?;
+        self.write(&(key.len() as u32).to_be_bytes())?;
+        self.write(key)?;
+        self.write(&(value.len() as u32).to_be_bytes())?;
+        self.write(value)
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let crc = self.crc.clone().finalize();
+        self.out
+            .write_all(&[TAG_END])
+            .and_then(|_| self.out.write_all(&crc.to_be_bytes()))
+            .map_err(|e| io_error(&self.path, e))?;
+        let file = self.out.into_inner().map_err(|e| io_error(&self.path, e.into_error()))?;
+        file.sync_all().map_err(|e| io_error(&self.path, e))
+    }
+}
+
+/// Reads every record of a snapshot file, checking its structure and CRC before handing out
+/// anything: `f` only runs once the whole file is known to be good.
+fn read_records(path: &Path, mut f: impl FnMut(u8, Vec<u8>, Vec<u8>) -> Result<()>) -> Result<()> {
+    for pass in 0..2 {
+        let file = File::open(path).map_err(|e| io_error(path, e))?;
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut crc = crc32fast::Hasher::new();
+        loop {
+            let mut tag = [0u8; 1];
+            r.read_exact(&mut tag).map_err(|e| corrupt(path, format!("truncated: {e}")))?;
+            if tag[0] == TAG_END {
+                let mut want = [0u8; 4];
+                r.read_exact(&mut want).map_err(|e| corrupt(path, format!("truncated checksum: {e}")))?;
+                if crc.finalize() != u32::from_be_bytes(want) {
+                    return Err(corrupt(path, "checksum mismatch".into()));
+                }
+                if r.read(&mut [0u8; 1]).map_err(|e| io_error(path, e))? != 0 {
+                    return Err(corrupt(path, "data after the checksum".into()));
+                }
+                break;
+            }
+            if tag[0] > TAG_RAFT {
+                return Err(corrupt(path, format!("unknown record tag {}", tag[0])));
+            }
+            crc.update(&tag);
+            let key = read_field(&mut r, &mut crc, path)?;
+            let value = read_field(&mut r, &mut crc, path)?;
+            if pass == 1 {
+                f(tag[0], key, value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_field(r: &mut impl Read, crc: &mut crc32fast::Hasher, path: &Path) -> Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(|e| corrupt(path, format!("truncated: {e}")))?;
+    crc.update(&len);
+    let len = u32::from_be_bytes(len) as usize;
+    if len > crate::transport::frame::MAX_FRAME_BYTES {
+        return Err(corrupt(path, format!("record of {len} bytes")));
+    }
+    let mut bytes = vec![0u8; len];
+    r.read_exact(&mut bytes).map_err(|e| corrupt(path, format!("truncated: {e}")))?;
+    crc.update(&bytes);
+    Ok(bytes)
+}
+
+/// The raft metadata a (checked) snapshot file describes.
+fn read_meta(path: &Path) -> Result<SnapshotMetadata> {
+    let mut meta = SnapshotMetadata::default();
+    read_records(path, |tag, key, value| {
+        match (tag, &key[..]) {
+            (3, k) if k == meta::APPLIED_INDEX => meta.index = storage::decode_u64(&value).unwrap_or(0),
+            (3, k) if k == meta::APPLIED_TERM => meta.term = storage::decode_u64(&value).unwrap_or(0),
+            (TAG_RAFT, _) => {
+                let cs = ConfState::parse_from_bytes(&value).map_err(|e| corrupt(path, format!("conf state: {e}")))?;
+                meta.set_conf_state(cs);
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if meta.index == 0 {
+        return Err(corrupt(path, "no applied index".into()));
+    }
+    Ok(meta)
+}
+
+/// Replaces the member's applied state by the snapshot in `path`, in one synced `WriteBatch`:
+/// after it, the database holds exactly the snapshot's state and applied index, or (after a
+/// crash) exactly what it held before.
+pub fn install(db: &Db, path: &Path, meta: &SnapshotMetadata) -> Result<()> {
+    let found = read_meta(path)?;
+    if found.index != meta.index || found.term != meta.term {
+        return Err(corrupt(
+            path,
+            format!("holds index {} term {}, want {} {}", found.index, found.term, meta.index, meta.term),
+        ));
+    }
+    let mut batch = WriteBatch::default();
+    // kv keys are revisions and lease keys ids, both shorter than this bound.
+    for cf in [Cf::Kv, Cf::Lease] {
+        batch.delete_range_cf(db.cf(cf), &[][..], &[0xffu8; 32][..]);
+    }
+    for item in db.raw().iterator_cf(db.cf(Cf::Meta), IteratorMode::Start) {
+        let (key, _) = item.map_err(storage::Error::from)?;
+        if !LOCAL_META.contains(&&*key) {
+            batch.delete_cf(db.cf(Cf::Meta), key);
+        }
+    }
+    read_records(path, |tag, key, value| {
+        let cf = match tag {
+            TAG_RAFT => Cf::Raft,
+            tag => FAMILIES.iter().find(|(t, _)| *t == tag).map(|(_, cf)| *cf).expect("tags checked while reading"),
+        };
+        batch.put_cf(db.cf(cf), key, value);
+        Ok(())
+    })?;
+    db.write(batch, true)?;
+    Ok(())
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Storage(storage::Error::Io { path: path.display().to_string(), source })
+}
+
+fn corrupt(path: &Path, detail: String) -> Error {
+    Error::Storage(storage::Error::Corrupt { what: format!("snapshot file {}", path.display()), detail })
+}
