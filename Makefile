@@ -30,6 +30,7 @@ lint:
 # Long crash/fault runs that do not belong in `make test`.
 soak: deps
 	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test crash -- --nocapture
+	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test cluster follower_behind -- --nocapture
 
 bench: deps
 	cargo bench --bench storage --bench embedded --bench watch_lease

@@ -414,7 +414,8 @@ impl Node {
     /// be used again by a new member.
     pub fn member_add(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
         crate::cluster::check_urls(&req.peer_urls)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        // etcd mixes in the time in seconds; nanoseconds keep two adds in one second apart.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let member = Member {
             id: Config::member_id_for(&req.peer_urls, &now.to_string()),
             peer_urls: req.peer_urls,

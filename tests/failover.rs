@@ -1,0 +1,171 @@
+//! A 3-member cluster of real `raftkv` processes on 127.0.0.1. The leader is killed with
+//! SIGKILL under a write load: a new leader must be elected within 3 s (election timeout
+//! 1 s), no acknowledged write may be lost, and the old leader must rejoin and converge.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use raftkv::pb::*;
+use raftkv::Client;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    fn spawn(&mut self, dir: &Path, initial_cluster: &str) {
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{}.log", self.name))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .args(["--name", &self.name, "--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", "new"])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .arg("--data-dir")
+            .arg(dir.join(&self.name))
+            .env("RAFTKV_LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&[self.endpoint()], Duration::from_secs(3)).unwrap()
+    }
+
+    fn status(&self) -> Option<StatusResponse> {
+        self.client().status().ok()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The leader every running member agrees on, once they do, other than `except`.
+fn agreed_leader(members: &[Member], except: u64, within: Duration) -> Option<u64> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let leaders: Vec<u64> =
+            members.iter().filter(|m| m.child.is_some()).map(|m| m.status().map_or(0, |s| s.leader)).collect();
+        if leaders[0] != 0 && leaders[0] != except && leaders.iter().all(|l| *l == leaders[0]) {
+            return Some(leaders[0]);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| Member { name: format!("f{i}"), client_port: free_port(), peer_port: free_port(), child: None })
+        .collect();
+    let initial: Vec<String> = members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+    let initial = initial.join(",");
+    for m in &mut members {
+        m.spawn(dir.path(), &initial);
+    }
+    let leader = agreed_leader(&members, 0, Duration::from_secs(20)).expect("a first leader");
+    let leader_at =
+        members.iter().position(|m| m.status().is_some_and(|s| s.header.unwrap().member_id == leader)).unwrap();
+
+    // Writers on every member (the followers forward to the leader); every acknowledged
+    // write is recorded with its revision.
+    let acked: Mutex<HashMap<String, (String, i64)>> = Mutex::new(HashMap::new());
+    let stop = AtomicBool::new(false);
+    let endpoints: Vec<String> = members.iter().map(Member::endpoint).collect();
+    let (new_leader, elected_in) = std::thread::scope(|s| {
+        for w in 0..6 {
+            let (acked, stop, endpoint) = (&acked, &stop, endpoints[w % 3].clone());
+            s.spawn(move || {
+                let client = Client::new(&[endpoint], Duration::from_secs(3)).unwrap();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (key, value) = (format!("w{w}-{n}"), format!("v{n}"));
+                    n += 1;
+                    if let Ok(resp) = client.put(&PutRequest::new(key.clone(), value.clone())) {
+                        acked.lock().insert(key, (value, resp.header.unwrap().revision));
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        members[leader_at].kill();
+        let killed_at = Instant::now();
+        let new_leader = agreed_leader(&members, leader, Duration::from_secs(10)).expect("a new leader");
+        let elected_in = killed_at.elapsed();
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+        (new_leader, elected_in)
+    });
+    let acked = acked.into_inner();
+    eprintln!("new leader after {elected_in:?}; {} writes acknowledged", acked.len());
+    assert_ne!(new_leader, leader);
+    assert!(elected_in < Duration::from_secs(3), "new leader after {elected_in:?}");
+    assert!(acked.len() > 100, "only {} writes acknowledged", acked.len());
+
+    // The old leader comes back on its data dir and catches up.
+    members[leader_at].spawn(dir.path(), &initial);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let states: Vec<Option<(u64, u32)>> = members
+            .iter()
+            .map(|m| {
+                let applied = m.status()?.raft_applied_index;
+                Some((applied, m.client().hash().ok()?.hash))
+            })
+            .collect();
+        if states.iter().all(|s| s.is_some() && *s == states[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members did not converge: {states:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Every acknowledged write is on every member, with the revision it was acknowledged at.
+    for m in &members {
+        let client = m.client();
+        let resp = client.range(&RangeRequest { serializable: true, ..RangeRequest::prefix("w") }).expect("read back");
+        let found: HashMap<String, (String, i64)> = resp
+            .kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8(kv.key).unwrap(), (String::from_utf8(kv.value).unwrap(), kv.mod_revision)))
+            .collect();
+        for (key, want) in &acked {
+            assert_eq!(found.get(key), Some(want), "{key} on {}", m.name);
+        }
+    }
+}
