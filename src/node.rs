@@ -142,6 +142,10 @@ impl Node {
     pub fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
         kv::check_range(&req)?;
         if !req.serializable {
+            // etcd: a learner answers serializable reads only.
+            if self.is_learner() {
+                return Err(Error::NotSupportedForLearner);
+            }
             self.read_barrier()?;
         }
         let mut resp = kv::range(&self.inner.shared.store, &req)?;

@@ -59,16 +59,29 @@ pub struct SnapshotFiles {
 }
 
 impl SnapshotFiles {
-    /// Opens `dir`, dropping leftovers of interrupted transfers. Received snapshots that were
-    /// not installed yet are kept: [`SnapshotFiles::received`] finds them after a crash.
+    /// Opens `dir`, dropping leftovers of interrupted transfers and files made for followers
+    /// (made again on demand). Received snapshots are kept until [`SnapshotFiles::prune`]:
+    /// one that raft accepted but apply did not install yet is needed after a crash.
     pub fn open(dir: PathBuf, db: Arc<Db>) -> Result<Arc<SnapshotFiles>> {
         fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
         for entry in fs::read_dir(&dir).map_err(|e| io_error(&dir, e))?.flatten() {
-            if entry.path().extension().is_some_and(|ext| ext == "tmp" || ext == "gen") {
+            if entry.path().extension().is_some_and(|ext| ext == "tmp" || ext == "gen" || ext == "sent") {
                 let _ = fs::remove_file(entry.path());
             }
         }
         Ok(Arc::new(SnapshotFiles { dir, db, latest: Mutex::new(None), generating: AtomicBool::new(false) }))
+    }
+
+    /// Removes received snapshots once start-up recovery has installed what it needed: the
+    /// rest are ones raft turned down.
+    pub fn prune(&self) {
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|ext| ext == "snap") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 
     /// A snapshot for a follower (raft-rs's `Storage::snapshot`): the newest file if the log

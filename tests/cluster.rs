@@ -295,6 +295,7 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(matches!(put(learner, "x", "y"), Err(Error::NotSupportedForLearner)));
+    assert!(matches!(get(learner, "pre49", false), Err(Error::NotSupportedForLearner)));
     assert!(cluster.node(leader).status().unwrap().leader != 0);
 
     // Promote it; it then votes and serves everything.

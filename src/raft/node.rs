@@ -226,8 +226,15 @@ impl RaftNode {
                     break;
                 }
                 self.appended.pop_front();
-                if index == entry.index && term != entry.term {
+                if index != entry.index {
+                    continue;
+                }
+                if term != entry.term {
                     (self.fail_request)(id, Error::TimeoutDueToLeaderFail);
+                } else if entry.data.is_empty() {
+                    // raft-rs put an empty entry in place of a conf change proposed while
+                    // another was pending.
+                    (self.fail_request)(id, Error::ProposalDropped);
                 }
             }
         }

@@ -200,6 +200,7 @@ impl Server {
         let (member_id, cluster_id) = identity(&cfg, &db, &mut raft_storage)?;
         let snapshots = SnapshotFiles::open(cfg.data_dir.join("snap"), db.clone())?;
         recover_snapshot(&db, &raft_storage, &snapshots)?;
+        snapshots.prune();
         raft_storage.set_snapshot_files(snapshots.clone());
         let membership = Membership::load(&db)?;
         if membership.is_removed(member_id) {

@@ -29,7 +29,7 @@ pub enum Kind {
     Response = 4,
     /// A piece of a snapshot file.
     SnapshotChunk = 5,
-    /// The end of a snapshot: CRC-32C of every chunk byte (u32 BE).
+    /// The end of a snapshot (the file carries its own checksum).
     SnapshotEnd = 6,
     /// The receiver's verdict on a snapshot: one byte, 1 = accepted.
     SnapshotAck = 7,
