@@ -52,6 +52,9 @@ pub struct Config {
     /// How often the leader records each lease's remaining TTL through raft, so a restart or a
     /// new leader resumes the countdown; a lease can outlive its TTL by at most this much.
     pub lease_checkpoint_interval_ms: u64,
+    /// Automatic compaction of old revisions on the leader (`--auto-compaction-mode` and
+    /// `--auto-compaction-retention`); `None` keeps all history, etcd's default.
+    pub auto_compaction: Option<crate::compactor::AutoCompaction>,
     /// How long a client call waits for its proposal to be applied before
     /// `etcdserver: request timed out`. etcd uses 5 s plus two election timeouts.
     pub request_timeout_ms: u64,
@@ -93,6 +96,7 @@ impl Config {
             max_txn_ops: 128,
             request_timeout_ms: 7_000,
             lease_checkpoint_interval_ms: 60_000,
+            auto_compaction: None,
         }
     }
 

@@ -32,6 +32,7 @@ pub mod api;
 pub mod apply;
 pub mod client;
 pub mod cluster;
+pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod failpoint;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use raftkv::compactor::AutoCompaction;
 use raftkv::config::ClusterState;
 use raftkv::{Config, Node};
 
@@ -67,6 +68,13 @@ struct Args {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "RAFTKV_MAX_TXN_OPS", default_value_t = 128)]
     max_txn_ops: usize,
+    /// Interpret --auto-compaction-retention as a duration ('periodic') or a number of
+    /// revisions ('revision').
+    #[arg(long, env = "RAFTKV_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    auto_compaction_mode: String,
+    /// Auto compaction retention: 0 keeps all history; '1h', '30m', or hours for periodic.
+    #[arg(long, env = "RAFTKV_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    auto_compaction_retention: String,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "RAFTKV_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -105,6 +113,7 @@ impl Args {
         cfg.initial_cluster = self.initial_cluster.clone().unwrap_or_default();
         cfg.initial_cluster_state = initial_cluster_state;
         cfg.listen_peer_urls = self.listen_peer_urls.clone();
+        cfg.auto_compaction = AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         cfg.snapshot_count = self.snapshot_count;
         cfg.snapshot_catchup_entries = self.snapshot_catchup_entries;
         cfg.heartbeat_interval_ms = self.heartbeat_interval;

@@ -365,3 +365,31 @@ fn a_foreign_or_garbage_peer_is_refused_and_the_member_keeps_working() {
     }
     cluster.wait_converged(Duration::from_secs(5));
 }
+
+#[test]
+fn the_leader_compacts_history_automatically() {
+    let cluster = Cluster::start(3, |cfg| {
+        cfg.auto_compaction = Some(raftkv::compactor::AutoCompaction::Periodic(Duration::from_millis(500)));
+    });
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    // Old revisions disappear on every member once they are older than the retention.
+    loop {
+        put(cluster.node(leader), "ticking", &n.to_string()).unwrap();
+        n += 1;
+        let compacted = cluster.running().all(|(_, node)| {
+            let old = node.range(RangeRequest { revision: 2, serializable: true, ..RangeRequest::key("ticking") });
+            matches!(old, Err(Error::Compacted))
+        });
+        if compacted {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no automatic compaction after {n} writes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Recent history is kept.
+    let rev = cluster.node(leader).revision();
+    assert!(cluster.node(leader).range(RangeRequest { revision: rev - 1, ..RangeRequest::key("ticking") }).is_ok());
+    cluster.wait_converged(Duration::from_secs(5));
+}

@@ -10,7 +10,8 @@
 //! - **error**: a fatal error from any thread; logged, then the member stops;
 //! - **stop**: [`crate::Node::stop`].
 //!
-//! Shutdown order (written once, in `Server::shutdown`): stop the lessor (it proposes); stop
+//! Shutdown order (written once, in `Server::shutdown`): stop the lessor and the compactor
+//! (they propose); stop
 //! the raft thread so no new entries are committed; the peer transport; then the FIFO thread (the running job finishes, queued ones are
 //! dropped: they are in the durable log and are re-applied on restart); then fail every
 //! remaining waiter with `etcdserver: server stopped`.
@@ -34,12 +35,13 @@ use prost::Message as _;
 
 use crate::apply::{AppliedIndex, Applier, Progress, Response};
 use crate::cluster::Membership;
+use crate::compactor;
 use crate::config::{ClusterState, Config};
 use crate::lease::{self, Lessor};
 use crate::mvcc;
 use crate::pb::internal_request::Request;
 use crate::pb::ResponseHeader;
-use crate::pb::{InternalRequest, LeaseCheckpointRequest, LeaseRevokeRequest};
+use crate::pb::{CompactionRequest, InternalRequest, LeaseCheckpointRequest, LeaseRevokeRequest};
 use crate::raft::node::{RaftChannels, RaftNode, RaftParts};
 use crate::raft::storage::RaftStorage;
 use crate::raft::{Apply, LeaderChange, Proposal, RaftRequest, RaftStatus};
@@ -179,6 +181,10 @@ pub struct Server {
     request_tx: Sender<RaftRequest>,
     lessor_stop_tx: Sender<()>,
     lessor_thread: Option<JoinHandle<()>>,
+    /// Opened while this member leads (etcd's compactor Resume/Pause).
+    compactor_gate: Arc<compactor::Gate>,
+    compactor_stop_tx: Sender<()>,
+    compactor_thread: Option<JoinHandle<()>>,
     watch_stop_tx: Sender<()>,
     watch_thread: Option<JoinHandle<()>>,
     fifo: Fifo,
@@ -254,6 +260,7 @@ impl Server {
         let (stop_tx, stop_rx) = channel::bounded(1);
         let (raft_stop_tx, raft_stop_rx) = channel::bounded(1);
         let (lessor_stop_tx, lessor_stop_rx) = channel::bounded::<()>(1);
+        let (compactor_stop_tx, compactor_stop_rx) = channel::bounded::<()>(1);
         let (watch_stop_tx, watch_stop_rx) = channel::bounded::<()>(1);
 
         let raft_status = Arc::new(RaftStatus::default());
@@ -319,6 +326,26 @@ impl Server {
                 )
             })?
         };
+        let compactor_gate = Arc::new(compactor::Gate::default());
+        let compactor_thread = match shared.cfg.auto_compaction {
+            None => None,
+            Some(mode) => {
+                let (shared, gate, request_tx) = (shared.clone(), compactor_gate.clone(), request_tx.clone());
+                Some(spawn("raftkv-compactor", move || {
+                    compactor::run(
+                        mode,
+                        &gate,
+                        &compactor_stop_rx,
+                        || shared.store.current_revision(),
+                        || shared.store.compact_revision(),
+                        |revision| {
+                            let request = CompactionRequest { revision, physical: false };
+                            shared.propose_nowait(&request_tx, Request::Compaction(request))
+                        },
+                    )
+                })?)
+            }
+        };
         let watch_thread = {
             let shared = shared.clone();
             spawn("raftkv-watch-sync", move || {
@@ -339,6 +366,9 @@ impl Server {
             request_tx: request_tx.clone(),
             lessor_stop_tx,
             lessor_thread: Some(lessor_thread),
+            compactor_gate,
+            compactor_stop_tx,
+            compactor_thread,
             watch_stop_tx,
             watch_thread: Some(watch_thread),
             fifo,
@@ -393,13 +423,15 @@ impl Server {
         });
     }
 
-    /// Leadership moved: the leader's lessor counts leases down, followers' never expire
-    /// (etcd's `raftReadyHandler.updateLeadership`; the compactor will pause/resume here too).
+    /// Leadership moved: the leader's lessor counts leases down, followers' never expire, and
+    /// only the leader's compactor runs (etcd's `raftReadyHandler.updateLeadership`).
     fn on_leader_change(&mut self, change: LeaderChange) {
         if change.is_self {
             self.shared.lessor.promote();
+            self.compactor_gate.resume();
         } else {
             self.shared.lessor.demote();
+            self.compactor_gate.pause();
         }
         if change.leader_id == 0 {
             log::warn!("raftkv: member {:x} lost its leader (term {})", self.shared.member_id, change.term);
@@ -426,9 +458,10 @@ impl Server {
     fn shutdown(&mut self) {
         // The lessor first: it proposes, and nothing should be proposed while raft stops.
         let _ = self.lessor_stop_tx.try_send(());
-        if let Some(thread) = self.lessor_thread.take() {
-            if thread.join().is_err() {
-                log::error!("lessor thread panicked");
+        let _ = self.compactor_stop_tx.try_send(());
+        for (name, thread) in [("lessor", self.lessor_thread.take()), ("compactor", self.compactor_thread.take())] {
+            if thread.is_some_and(|t| t.join().is_err()) {
+                log::error!("{name} thread panicked");
             }
         }
         let _ = self.raft_stop_tx.try_send(());
