@@ -161,6 +161,16 @@ fn a_write_on_any_member_is_read_linearizably_on_every_member() {
         std::thread::sleep(Duration::from_millis(20));
     }
     cluster.wait_converged(Duration::from_secs(5));
+
+    // A restarted member rejoins with its stored identity; --initial-cluster no longer matters.
+    let mut cluster = cluster;
+    let id = cluster.node(2).member_id();
+    cluster.stop(2);
+    cluster.cfgs[2].initial_cluster = "someone=http://127.0.0.1:1".into();
+    cluster.restart(2);
+    assert_eq!(cluster.node(2).member_id(), id);
+    put(cluster.node(2), "after-restart", "1").unwrap();
+    cluster.wait_converged(Duration::from_secs(5));
 }
 
 #[test]
@@ -352,7 +362,10 @@ fn a_foreign_or_garbage_peer_is_refused_and_the_member_keeps_working() {
     foreign.extend_from_slice(&7u64.to_be_bytes());
     foreign.extend_from_slice(&cluster.node(0).member_id().to_be_bytes());
     foreign.push(0);
-    for junk in [&b"\x00\x01garbage"[..], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &huge, &foreign] {
+    // The right cluster, but a sender that is not a member.
+    let mut stranger = foreign.clone();
+    stranger[9..17].copy_from_slice(&cluster.node(0).cluster_id().to_be_bytes());
+    for junk in [&b"\x00\x01garbage"[..], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &huge, &foreign, &stranger] {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(junk).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
