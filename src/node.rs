@@ -173,7 +173,19 @@ impl Node {
 
     /// Runs a transaction (etcd `Txn`).
     pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
-        kv::check_txn(&req, self.inner.shared.cfg.max_txn_ops)?;
+        let shared = &self.inner.shared;
+        kv::check_txn(&req, shared.cfg.max_txn_ops)?;
+        if kv::is_read_only(&req) {
+            if !kv::is_serializable(&req) {
+                if self.is_learner() {
+                    return Err(Error::NotSupportedForLearner);
+                }
+                self.read_barrier()?;
+            }
+            let mut resp = kv::txn(&mut shared.store.pinned(), &req, &shared.lessor)?;
+            shared.fill_header(&mut resp.header);
+            return Ok(resp);
+        }
         match self.propose(Request::Txn(req))? {
             Response::Txn(resp) => Ok(resp),
             other => Err(unexpected(other)),

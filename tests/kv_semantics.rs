@@ -366,3 +366,38 @@ fn arbitrary_binary_keys_and_values_round_trip() {
     assert_eq!((r.kvs[0].key.clone(), r.kvs[0].value.clone()), (key, value));
     node.stop().unwrap();
 }
+
+#[test]
+fn read_only_txns_are_served_locally_at_one_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::start(dir.path());
+    common::put(&node, "ro", "1");
+    let rev = common::put(&node, "ro", "2");
+    let applied = node.applied_index();
+    let txn = TxnRequest {
+        compare: vec![cmp("ro", CompareTarget::Value, CompareResult::Equal, TargetUnion::Value(b"2".to_vec()))],
+        success: vec![
+            range_op(RangeRequest::key("ro")),
+            range_op(RangeRequest { revision: rev - 1, ..RangeRequest::key("ro") }),
+        ],
+        failure: vec![],
+    };
+    let resp = node.txn(txn.clone()).unwrap();
+    assert!(resp.succeeded);
+    assert_eq!(common::rev(&resp.header), rev);
+    let values: Vec<Vec<u8>> = resp
+        .responses
+        .iter()
+        .map(|r| match &r.response {
+            Some(Response::ResponseRange(rr)) => rr.kvs[0].value.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(values, [b"2".to_vec(), b"1".to_vec()]);
+    assert_eq!(node.applied_index(), applied, "a read-only txn must not go through the raft log");
+    // A future revision inside the txn is refused like a plain range.
+    let future =
+        TxnRequest { success: vec![range_op(RangeRequest { revision: rev + 5, ..RangeRequest::key("ro") })], ..txn };
+    assert!(matches!(node.txn(future), Err(Error::FutureRevision)));
+    node.stop().unwrap();
+}

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use crate::lease::Lessor;
-use crate::mvcc::{RangeOptions, ReadView, WriteTxn};
+use crate::mvcc::{PinnedView, RangeOptions, ReadView, WriteTxn};
 use crate::pb::compare::TargetUnion;
 use crate::pb::request_op::Request;
 use crate::pb::response_op::Response;
@@ -116,10 +116,61 @@ pub fn delete_range(txn: &mut WriteTxn, r: &DeleteRangeRequest, lessor: &Lessor)
     Ok(DeleteRangeResponse { header: header(txn.rev()), deleted: count, prev_kvs })
 }
 
+/// What a txn runs against: reads always, writes unless the txn is read-only (which
+/// [`is_read_only`] decides before a [`PinnedView`] is used).
+pub trait TxnStore: ReadView {
+    fn put(&mut self, r: &PutRequest, lessor: &Lessor) -> Result<PutResponse>;
+    fn delete_range(&mut self, r: &DeleteRangeRequest, lessor: &Lessor) -> Result<DeleteRangeResponse>;
+}
+
+impl TxnStore for WriteTxn<'_, '_> {
+    fn put(&mut self, r: &PutRequest, lessor: &Lessor) -> Result<PutResponse> {
+        put(self, r, lessor)
+    }
+
+    fn delete_range(&mut self, r: &DeleteRangeRequest, lessor: &Lessor) -> Result<DeleteRangeResponse> {
+        delete_range(self, r, lessor)
+    }
+}
+
+impl TxnStore for PinnedView<'_> {
+    fn put(&mut self, _: &PutRequest, _: &Lessor) -> Result<PutResponse> {
+        Err(read_only_violation())
+    }
+
+    fn delete_range(&mut self, _: &DeleteRangeRequest, _: &Lessor) -> Result<DeleteRangeResponse> {
+        Err(read_only_violation())
+    }
+}
+
+fn read_only_violation() -> Error {
+    Error::Decode { what: "read-only txn", detail: "a write reached a read-only view".into() }
+}
+
+/// etcd's `isTxnReadonly`: no put or delete in either branch, at any depth. Such a txn is
+/// served locally (after a ReadIndex unless every range is serializable) instead of through
+/// the raft log.
+pub fn is_read_only(r: &TxnRequest) -> bool {
+    r.success.iter().chain(&r.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(_)) | None => true,
+        Some(Request::RequestTxn(inner)) => is_read_only(inner),
+        Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
+    })
+}
+
+/// etcd's `isTxnSerializable`: every range in the txn asks for a serializable read.
+pub fn is_serializable(r: &TxnRequest) -> bool {
+    r.success.iter().chain(&r.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(rr)) => rr.serializable,
+        Some(Request::RequestTxn(inner)) => is_serializable(inner),
+        _ => true,
+    })
+}
+
 /// Applies a txn: compares (and those of nested txns on the taken path) are evaluated on the
 /// state before any write, then the chosen branch is checked as a whole (so a failing op
 /// leaves nothing half done), then executed at one revision.
-pub fn txn(txn: &mut WriteTxn, r: &TxnRequest, lessor: &Lessor) -> Result<TxnResponse> {
+pub fn txn(txn: &mut impl TxnStore, r: &TxnRequest, lessor: &Lessor) -> Result<TxnResponse> {
     let path = compare_path(txn, r);
     check_branch(txn, r, &path, 0, lessor)?;
     let mut next = 0;
@@ -217,7 +268,7 @@ fn check_branch(view: &impl ReadView, r: &TxnRequest, path: &[bool], at: usize, 
 }
 
 fn exec_txn(
-    txn: &mut WriteTxn,
+    txn: &mut impl TxnStore,
     r: &TxnRequest,
     path: &[bool],
     next: &mut usize,
@@ -229,8 +280,8 @@ fn exec_txn(
     for op in if succeeded { &r.success } else { &r.failure } {
         let response = match &op.request {
             Some(Request::RequestRange(rr)) => Response::ResponseRange(range(txn, rr)?),
-            Some(Request::RequestPut(p)) => Response::ResponsePut(put(txn, p, lessor)?),
-            Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(delete_range(txn, d, lessor)?),
+            Some(Request::RequestPut(p)) => Response::ResponsePut(txn.put(p, lessor)?),
+            Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(txn.delete_range(d, lessor)?),
             Some(Request::RequestTxn(inner)) => {
                 // Nested txn responses carry an empty header, as etcd's do.
                 let mut resp = exec_txn(txn, inner, path, next, lessor)?;

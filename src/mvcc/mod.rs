@@ -250,6 +250,37 @@ impl ReadView for Store {
     }
 }
 
+/// A read-only view pinned at one revision, so that every read of a read-only txn sees the same
+/// state while the apply thread moves on (etcd's read txn). Headers carry the pinned revision.
+pub struct PinnedView<'a> {
+    store: &'a Store,
+    rev: i64,
+}
+
+impl Store {
+    pub fn pinned(&self) -> PinnedView<'_> {
+        PinnedView { store: self, rev: self.current_revision() }
+    }
+}
+
+impl ReadView for PinnedView<'_> {
+    fn range(&self, key: &[u8], end: Option<&[u8]>, mut opts: RangeOptions) -> Result<RangeResult> {
+        if opts.rev > self.rev {
+            return Err(Error::FutureRevision);
+        }
+        if opts.rev <= 0 {
+            opts.rev = self.rev;
+        }
+        let mut result = self.store.range(key, end, opts)?;
+        result.rev = self.rev;
+        Ok(result)
+    }
+
+    fn rev(&self) -> i64 {
+        self.rev
+    }
+}
+
 /// A group of write transactions applied together: one RocksDB `WriteBatch`, published at once.
 pub struct ApplyBatch<'a> {
     store: &'a Store,
