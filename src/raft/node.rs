@@ -5,8 +5,9 @@
 //! (proposals, conf changes, ReadIndex, leader transfer), peer events from the transport
 //! (messages to step, unreachable peers, snapshot outcomes), apply progress (including conf
 //! changes, which only this thread may apply to raft), and stop. After each event it drains every
-//! request already queued, so all proposals that arrived during the previous fsync share the
-//! next Ready and its one synced `WriteBatch` (group commit).
+//! client request and peer message already queued, so all proposals (and, on a follower, all
+//! appends) that arrived during the previous fsync share the next Ready and its one synced
+//! `WriteBatch` (group commit).
 //!
 //! Ready handling follows raft-rs's documented order (DESIGN §2): leader messages, persist
 //! (snapshot, entries, hard state) in one batch synced when `must_sync`, persisted messages,
@@ -39,6 +40,9 @@ use crate::{Error, Result};
 /// Most client requests folded into one Ready. Bounds the Ready's size (and so the latency of
 /// the requests at its end) while still letting one fsync cover hundreds of proposals.
 const REQUESTS_PER_READY_MAX: usize = 4096;
+
+/// Most peer events (mostly raft messages) stepped before one Ready.
+const PEER_EVENTS_PER_READY_MAX: usize = 4096;
 
 /// Proposals held while there is no leader. Beyond this, new ones are dropped and their callers
 /// time out, as they would waiting for a leader anyway.
@@ -138,9 +142,16 @@ impl RaftNode {
                 },
                 recv(self.ch.stop_rx) -> _ => return,
             }
+            // Everything already queued joins this Ready: proposals share its fsync, and a
+            // follower persists every append that arrived meanwhile with one fsync instead
+            // of one each.
             let queued: Vec<RaftRequest> = self.ch.request_rx.try_iter().take(REQUESTS_PER_READY_MAX).collect();
             for req in queued {
                 self.on_request(req);
+            }
+            let events: Vec<PeerEvent> = self.ch.peer_rx.try_iter().take(PEER_EVENTS_PER_READY_MAX).collect();
+            for event in events {
+                self.on_peer_event(event);
             }
             self.reads.start_round(&mut self.raw);
             if let Err(e) = self.on_ready() {
