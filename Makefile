@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build run test lint soak bench clean-data
+.PHONY: deps build run cluster test lint soak bench clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -15,6 +15,11 @@ build: deps
 run: build
 	$(CARGO_TARGET_DIR)/release/raftkv --name default --data-dir default.raftkv \
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
+
+# A local 3-member cluster (clients on 127.0.0.1:2379/22379/32379, peers on :2380/22380/32380),
+# data in ./cluster.raftkv, logs prefixed with the member name; Ctrl-C stops all three.
+cluster: build
+	scripts/cluster.sh
 
 # The whole suite: formatting, lints (warnings are errors), docs, unit + integration + doc
 # tests, and the benches compiled and run once in test mode so they cannot rot.
@@ -36,4 +41,4 @@ bench: deps
 	cargo bench --bench storage --bench embedded --bench watch_lease
 
 clean-data:
-	rm -rf default.raftkv
+	rm -rf default.raftkv cluster.raftkv

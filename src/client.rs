@@ -133,6 +133,27 @@ impl Client {
         self.call("/v3/cluster/member/list", &Empty)
     }
 
+    pub fn member_add(&self, req: &MemberAddRequest) -> Result<MemberAddResponse> {
+        self.call("/v3/cluster/member/add", req)
+    }
+
+    pub fn member_remove(&self, req: &MemberRemoveRequest) -> Result<MembersResponse> {
+        self.call("/v3/cluster/member/remove", req)
+    }
+
+    pub fn member_update(&self, req: &MemberUpdateRequest) -> Result<MembersResponse> {
+        self.call("/v3/cluster/member/update", req)
+    }
+
+    pub fn member_promote(&self, req: &MemberPromoteRequest) -> Result<MembersResponse> {
+        self.call("/v3/cluster/member/promote", req)
+    }
+
+    /// Must reach the leader (etcdctl finds it first with `status`).
+    pub fn move_leader(&self, req: &MoveLeaderRequest) -> Result<MoveLeaderResponse> {
+        self.call("/v3/maintenance/transfer-leadership", req)
+    }
+
     pub fn hash(&self) -> Result<HashResponse> {
         self.call("/v3/maintenance/hash", &Empty)
     }

@@ -94,10 +94,10 @@ impl Node {
             .spawn(move || loop {
                 // A weak handle, so the publisher never keeps a dropped member alive.
                 let Some(node) = weak.upgrade().map(|inner| Node { inner }) else { return };
-                if published(&node, &me) {
+                if published(&node, &me) || node.inner.shared.wait.is_closed() {
                     return;
                 }
-                match node.propose(Request::MemberAttributes(me.clone())) {
+                match node.propose_internal(Request::MemberAttributes(me.clone())) {
                     Ok(_) | Err(Error::Stopped) => return,
                     Err(e) => log::info!("raftkv: publishing member attributes: {e}; retrying"),
                 }
@@ -558,14 +558,19 @@ impl Node {
         Instant::now() + self.inner.shared.cfg.request_timeout()
     }
 
-    /// Proposes a write and waits for the outcome of applying it.
+    /// Proposes a client's write and waits for the outcome of applying it.
     fn propose(&self, request: Request) -> Result<Response> {
+        if self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
+        self.propose_internal(request)
+    }
+
+    /// Proposes a write, also from a learner (its own published attributes).
+    fn propose_internal(&self, request: Request) -> Result<Response> {
         let shared = &self.inner.shared;
         if shared.raft.commit_index().saturating_sub(shared.applied.get()) > MAX_APPLY_LAG {
             return Err(Error::TooManyRequests);
-        }
-        if self.is_learner() {
-            return Err(Error::NotSupportedForLearner);
         }
         let id = shared.request_ids.next();
         let data = InternalRequest { id, request: Some(request) }.encode_to_vec();

@@ -223,3 +223,47 @@ fn startup_problems_are_one_clear_line_and_a_failure_exit() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--election-timeout"));
     assert_ne!(out.status.code(), Some(0));
 }
+
+#[test]
+fn raftkvctl_member_verbs_print_what_etcdctl_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let member = start(&dir.path().join("m"), free_port());
+    let e = member.endpoint.clone();
+
+    let out = ctl(&e, &["member", "add", "newbie", "--peer-urls=http://127.0.0.1:1", "--learner"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let first = text.lines().next().unwrap();
+    assert!(first.starts_with("Member ") && first.contains(" added to cluster "), "{text}");
+    assert!(
+        text.contains("ETCD_NAME=\"newbie\"") && text.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{text}"
+    );
+    assert!(text.contains("newbie=http://127.0.0.1:1"), "{text}");
+    let id = first.split_whitespace().nth(1).unwrap().to_string();
+
+    let list = stdout(&ctl(&e, &["member", "list"]));
+    assert!(list.contains(&format!("{id}, unstarted, , http://127.0.0.1:1, , true")), "{list}");
+    let out = ctl(&e, &["member", "promote", &id]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Error: etcdserver: can only promote a learner member which is in sync with leader"
+    );
+    let out = ctl(&e, &["member", "remove", &id]);
+    assert!(stdout(&out).starts_with(&format!("Member {id} removed from cluster ")), "{}", stdout(&out));
+    let out = ctl(&e, &["member", "remove", &id]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "Error: etcdserver: member not found");
+    assert_eq!(out.status.code(), Some(1));
+    let out = ctl(&e, &["member", "remove", "zz"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error: bad member ID arg"), "{out:?}");
+
+    // The only member is the leader: moving leadership to itself is a no-op, to a stranger an error.
+    let me = stdout(&ctl(&e, &["member", "list"])).split(',').next().unwrap().to_string();
+    let out = ctl(&e, &["move-leader", &me]);
+    assert_eq!(stdout(&out).trim(), format!("Leadership transferred from {me} to {me}"));
+    let out = ctl(&e, &["move-leader", "1234"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "Error: etcdserver: bad leader transferee");
+    assert_eq!(sigterm(member).code(), Some(0));
+}

@@ -56,6 +56,11 @@ impl<T> Wait<T> {
         }
     }
 
+    /// Whether the member stopped (see [`Wait::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.waiters.lock().is_none()
+    }
+
     /// Fails every current and future waiter with `etcdserver: server stopped`.
     pub fn close(&self) {
         let waiters = self.waiters.lock().take();

@@ -158,6 +158,8 @@ enum Command {
         #[command(subcommand)]
         workload: BenchCommand,
     },
+    /// Transfers leadership to another member (hex id), like `etcdctl move-leader`.
+    MoveLeader { target: String },
     /// Membership related commands.
     Member {
         #[command(subcommand)]
@@ -229,6 +231,33 @@ enum LeaseCommand {
 enum MemberCommand {
     /// Lists all members in the cluster.
     List,
+    /// Adds a member into the cluster.
+    Add {
+        name: String,
+        /// Comma separated peer URLs for the new member.
+        #[arg(long = "peer-urls", value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+        /// Indicates if the new member is a raft learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Removes a member from the cluster.
+    Remove { id: String },
+    /// Updates a member's peer URLs in the cluster.
+    Update {
+        id: String,
+        /// Comma separated peer URLs for the member.
+        #[arg(long = "peer-urls", value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+    },
+    /// Promotes a learner member to a voting member.
+    Promote { id: String },
+}
+
+/// Member ids are hex, as etcdctl prints and reads them; a bad one is etcdctl's error.
+fn parse_member_id(s: &str) -> Result<u64, raftkv::Error> {
+    u64::from_str_radix(s, 16)
+        .map_err(|e| raftkv::Error::Config(format!("bad member ID arg ({e}), expecting ID in Hex")))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -557,6 +586,76 @@ impl Ctl {
         Ok(())
     }
 
+    fn member(&self, command: MemberCommand) -> Outcome {
+        let (verb, id, header) = match command {
+            MemberCommand::List => return self.member_list(),
+            MemberCommand::Add { name, peer_urls, learner } => {
+                let req = MemberAddRequest { peer_urls: peer_urls.clone(), is_learner: learner };
+                let resp = self.client.member_add(&req)?;
+                if self.format == Format::Json {
+                    self.print_json(&resp);
+                    return Ok(());
+                }
+                let id = resp.member.as_ref().map_or(0, |m| m.id);
+                let cluster_id = resp.header.as_ref().map_or(0, |h| h.cluster_id);
+                println!("Member {id:16x} added to cluster {cluster_id:16x}");
+                // etcdctl's hints for starting the new member.
+                let initial: Vec<String> = resp
+                    .members
+                    .iter()
+                    .flat_map(|m| {
+                        let member_name = if m.id == id { name.clone() } else { m.name.clone() };
+                        m.peer_urls.iter().map(move |u| format!("{member_name}={u}"))
+                    })
+                    .collect();
+                println!();
+                println!("ETCD_NAME={name:?}");
+                println!("ETCD_INITIAL_CLUSTER={:?}", initial.join(","));
+                println!("ETCD_INITIAL_ADVERTISE_PEER_URLS={:?}", peer_urls.join(","));
+                println!("ETCD_INITIAL_CLUSTER_STATE=\"existing\"");
+                return Ok(());
+            }
+            MemberCommand::Remove { id } => {
+                let id = parse_member_id(&id)?;
+                ("removed from", id, self.client.member_remove(&MemberRemoveRequest { id })?.header)
+            }
+            MemberCommand::Update { id, peer_urls } => {
+                let id = parse_member_id(&id)?;
+                ("updated in", id, self.client.member_update(&MemberUpdateRequest { id, peer_urls })?.header)
+            }
+            MemberCommand::Promote { id } => {
+                let id = parse_member_id(&id)?;
+                ("promoted in", id, self.client.member_promote(&MemberPromoteRequest { id })?.header)
+            }
+        };
+        if self.format == Format::Json {
+            self.print_json(&MembersResponse { header, members: Vec::new() });
+        } else {
+            println!("Member {id:16x} {verb} cluster {:16x}", header.map_or(0, |h| h.cluster_id));
+        }
+        Ok(())
+    }
+
+    /// etcdctl's move-leader: finds the leader among the endpoints and asks it.
+    fn move_leader(&self, endpoints: &[String], target: &str) -> Outcome {
+        let target = parse_member_id(target)?;
+        let leader = self.per_endpoint(endpoints, Client::status).into_iter().find_map(|(endpoint, status)| {
+            let s = status.ok()?;
+            (s.header.as_ref()?.member_id == s.leader).then_some((endpoint, s.leader))
+        });
+        let Some((endpoint, leader_id)) = leader else {
+            return Err(raftkv::Error::Config(format!("no leader endpoint given at {endpoints:?}")));
+        };
+        let client = Client::new(&[endpoint], Duration::from_secs(30))?;
+        let resp = client.move_leader(&MoveLeaderRequest { target_id: target })?;
+        if self.format == Format::Json {
+            self.print_json(&resp);
+        } else {
+            println!("Leadership transferred from {leader_id:x} to {target:x}");
+        }
+        Ok(())
+    }
+
     fn print_rows(&self, header: &[&str], rows: &[Vec<String>]) {
         if self.format != Format::Table {
             for row in rows {
@@ -811,10 +910,16 @@ fn main() -> ExitCode {
             };
             bench::run(&load, &workload).map(|report| if json { report.print_json() } else { report.print() })
         }
-        Command::Member { command: MemberCommand::List } => ctl.member_list(),
+        Command::Member { command } => ctl.member(command),
+        Command::MoveLeader { target } => ctl.move_leader(&cli.endpoints, &target),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // Usage problems found here are said plainly, as etcdctl says them.
+        Err(raftkv::Error::Config(msg)) => {
+            eprintln!("Error: {msg}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("Error: {e}");
             ExitCode::FAILURE
