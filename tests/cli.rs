@@ -171,6 +171,21 @@ fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
     assert!(bench.contains(r#""requests":40,"#) && bench.contains(r#""errors":[]"#), "{bench}");
     let bench = stdout(&ctl(&e, &["bench", "--total", "20", "range", "foo", "--consistency", "s"]));
     assert!(bench.contains("Requests/sec:") && bench.contains("99.9% in "), "{bench}");
+    assert!(bench.contains("Response time histogram:"), "{bench}");
+    for workload in [
+        &["txn-put", "--txn-ops", "3", "--key-space-size", "10"][..],
+        &["lease-keepalive"],
+        &["watch-latency", "--watchers", "3"],
+    ] {
+        // watch-latency: 20 puts, each seen by 3 watchers.
+        let want = if workload[0] == "watch-latency" { 60 } else { 20 };
+        let args = [&["bench", "--total", "20", "--rate", "500", "--json", "--target-leader"][..], workload].concat();
+        let bench = stdout(&ctl(&e, &args));
+        assert!(
+            bench.contains(&format!(r#""requests":{want},"#)) && bench.contains(r#""errors":[]"#),
+            "{workload:?}: {bench}"
+        );
+    }
 
     let status = sigterm(m);
     assert_eq!(status.code(), Some(0), "SIGTERM must stop raftkv cleanly");

@@ -3,21 +3,49 @@
 //!
 //! `--clients` threads share `--conns` keep-alive connections (each connection serves one
 //! request at a time, as a gRPC stream does in etcd's tool); every request's latency goes into
-//! an HDR histogram. Prints etcd's summary (or `--json`).
+//! an HDR histogram. `watch-latency` instead opens one watch stream per watcher and measures
+//! the time from sending a put to each watcher receiving its event. Prints etcd's summary and
+//! histogram, or one JSON object (`--json`); a progress line on stderr when it is a terminal.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use raftkv::pb::{PutRequest, RangeRequest};
+use raftkv::pb::request_op::Request;
+use raftkv::pb::*;
 use raftkv::Client;
 
 /// What one request does, given its sequence number.
 pub enum Workload {
-    Put { key_size: usize, val_size: usize, sequential: bool, key_space: u64 },
-    Range { key: Vec<u8>, range_end: Vec<u8>, serializable: bool },
+    Put {
+        key_size: usize,
+        val_size: usize,
+        sequential: bool,
+        key_space: u64,
+    },
+    /// A txn of `ops` puts on consecutive keys (etcd's `txn-put --txn-ops`).
+    TxnPut {
+        key_size: usize,
+        val_size: usize,
+        key_space: u64,
+        ops: usize,
+    },
+    Range {
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        serializable: bool,
+    },
+    /// Keepalives, each client renewing a lease it granted itself.
+    LeaseKeepalive,
+    /// `total` puts to `key` at `--rate` (100/s if unset), watched by `watchers` streams.
+    WatchLatency {
+        watchers: usize,
+        key: Vec<u8>,
+        val_size: usize,
+    },
 }
 
 pub struct Load {
@@ -28,6 +56,9 @@ pub struct Load {
     /// Requests per second across all clients; 0 = as fast as possible.
     pub rate: u64,
     pub timeout: Duration,
+    /// Send everything to the leader (found with status), not to all endpoints.
+    pub target_leader: bool,
+    pub progress: bool,
 }
 
 pub struct Report {
@@ -45,20 +76,114 @@ fn key(n: u64, size: usize) -> Vec<u8> {
     k
 }
 
+/// Per-thread tallies, merged at the end.
+struct Tally {
+    latency: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    ok: u64,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally { latency: Histogram::new(3).expect("histogram"), errors: BTreeMap::new(), ok: 0 }
+    }
+
+    fn record(&mut self, outcome: Result<Duration, raftkv::Error>) {
+        match outcome {
+            Ok(took) => {
+                self.ok += 1;
+                let _ = self.latency.record(took.as_micros().max(1) as u64);
+            }
+            Err(e) => *self.errors.entry(e.to_string()).or_insert(0) += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        let _ = self.latency.add(&other.latency);
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_insert(0) += v;
+        }
+        self.ok += other.ok;
+    }
+}
+
 pub fn run(load: &Load, workload: &Workload) -> Result<Report, raftkv::Error> {
-    let conns: Vec<Client> =
-        (0..load.conns.max(1)).map(|_| Client::new(&load.endpoints, load.timeout)).collect::<Result<_, _>>()?;
-    let next = AtomicU64::new(0);
-    let totals = Mutex::new((Histogram::<u64>::new(3).expect("histogram"), BTreeMap::<String, u64>::new(), 0u64));
+    let endpoints = if load.target_leader { vec![leader_endpoint(load)?] } else { load.endpoints.clone() };
+    let done = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
     let start = Instant::now();
-    let value = vec![b'v'; if let Workload::Put { val_size, .. } = workload { *val_size } else { 0 }];
+    let tally = std::thread::scope(|s| {
+        if load.progress && std::io::stderr().is_terminal() {
+            s.spawn(|| show_progress(&done, &finished, load.total, start));
+        }
+        let tally = match workload {
+            Workload::WatchLatency { watchers, key, val_size } => {
+                watch_latency(load, &endpoints, *watchers, key, *val_size, &done)
+            }
+            _ => request_loop(load, &endpoints, workload, &done),
+        };
+        finished.store(true, Ordering::Release);
+        tally
+    })?;
+    Ok(Report { elapsed: start.elapsed(), ok: tally.ok, errors: tally.errors, latency: tally.latency })
+}
+
+/// etcd's `--target-leader`: the endpoint whose member is the leader.
+fn leader_endpoint(load: &Load) -> Result<String, raftkv::Error> {
+    for endpoint in load.endpoints.iter().flat_map(|e| e.split(',')) {
+        let Ok(status) = Client::new(&[endpoint.to_string()], load.timeout).and_then(|c| c.status()) else { continue };
+        if status.header.is_some_and(|h| h.member_id == status.leader) {
+            return Ok(endpoint.to_string());
+        }
+    }
+    Err(raftkv::Error::Config(format!("no leader among {:?}", load.endpoints)))
+}
+
+fn show_progress(done: &AtomicU64, finished: &AtomicBool, total: u64, start: Instant) {
+    while !finished.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(250));
+        let n = done.load(Ordering::Relaxed);
+        let rate = n as f64 / start.elapsed().as_secs_f64().max(1e-3);
+        let width = 40;
+        let filled = (n as usize * width / total.max(1) as usize).min(width);
+        eprint!("\r [{}{}] {n}/{total} {rate:.0} req/s", "#".repeat(filled), " ".repeat(width - filled));
+    }
+    eprintln!();
+}
+
+fn request_loop(
+    load: &Load,
+    endpoints: &[String],
+    workload: &Workload,
+    done: &AtomicU64,
+) -> Result<Tally, raftkv::Error> {
+    let conns: Vec<Client> =
+        (0..load.conns.max(1)).map(|_| Client::new(endpoints, load.timeout)).collect::<Result<_, _>>()?;
+    let next = AtomicU64::new(0);
+    let totals = Mutex::new(Tally::new());
+    let start = Instant::now();
+    let val_size = match workload {
+        Workload::Put { val_size, .. } | Workload::TxnPut { val_size, .. } => *val_size,
+        _ => 0,
+    };
+    let value = vec![b'v'; val_size];
     std::thread::scope(|s| {
         for c in 0..load.clients.max(1) {
             let (client, next, totals, value) = (&conns[c % conns.len()], &next, &totals, &value);
             s.spawn(move || {
-                let mut latency = Histogram::<u64>::new(3).expect("histogram");
-                let mut errors = BTreeMap::new();
-                let mut ok = 0;
+                let mut tally = Tally::new();
+                // lease-keepalive: every client renews a lease of its own.
+                let lease = match workload {
+                    Workload::LeaseKeepalive => match client.lease_grant(&LeaseGrantRequest { ttl: 60, id: 0 }) {
+                        Ok(resp) => resp.id,
+                        Err(e) => {
+                            tally.record(Err(e));
+                            totals.lock().merge(tally);
+                            return;
+                        }
+                    },
+                    _ => 0,
+                };
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if n >= load.total {
@@ -70,41 +195,121 @@ pub fn run(load: &Load, workload: &Workload) -> Result<Report, raftkv::Error> {
                         std::thread::sleep(due.saturating_duration_since(Instant::now()));
                     }
                     let began = Instant::now();
-                    let outcome = match workload {
-                        Workload::Put { key_size, sequential, key_space, .. } => {
-                            let k = if *sequential { n % key_space.max(&1) } else { spread(n) % key_space.max(&1) };
-                            let req = PutRequest { key: key(k, *key_size), value: value.clone(), ..Default::default() };
-                            client.put(&req).map(|_| ())
-                        }
-                        Workload::Range { key, range_end, serializable } => {
-                            let req = RangeRequest {
-                                key: key.clone(),
-                                range_end: range_end.clone(),
-                                serializable: *serializable,
-                                ..Default::default()
-                            };
-                            client.range(&req).map(|_| ())
-                        }
-                    };
-                    match outcome {
-                        Ok(()) => {
-                            ok += 1;
-                            let _ = latency.record(began.elapsed().as_micros().max(1) as u64);
-                        }
-                        Err(e) => *errors.entry(e.to_string()).or_insert(0) += 1,
-                    }
+                    let outcome = one_request(client, workload, n, value, lease);
+                    tally.record(outcome.map(|()| began.elapsed()));
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
-                let mut totals = totals.lock();
-                let _ = totals.0.add(&latency);
-                for (k, v) in errors {
-                    *totals.1.entry(k).or_insert(0) += v;
-                }
-                totals.2 += ok;
+                totals.lock().merge(tally);
             });
         }
     });
-    let (latency, errors, ok) = totals.into_inner();
-    Ok(Report { elapsed: start.elapsed(), ok, errors, latency })
+    Ok(totals.into_inner())
+}
+
+fn one_request(client: &Client, workload: &Workload, n: u64, value: &[u8], lease: i64) -> Result<(), raftkv::Error> {
+    match workload {
+        Workload::Put { key_size, sequential, key_space, .. } => {
+            let k = if *sequential { n % key_space.max(&1) } else { spread(n) % key_space.max(&1) };
+            let req = PutRequest { key: key(k, *key_size), value: value.to_vec(), ..Default::default() };
+            client.put(&req).map(|_| ())
+        }
+        Workload::TxnPut { key_size, key_space, ops, .. } => {
+            let first = spread(n) % key_space.max(&1);
+            let success = (0..*ops as u64)
+                .map(|i| RequestOp {
+                    request: Some(Request::RequestPut(PutRequest {
+                        key: key((first + i) % key_space.max(&1), *key_size),
+                        value: value.to_vec(),
+                        ..Default::default()
+                    })),
+                })
+                .collect();
+            client.txn(&TxnRequest { success, ..Default::default() }).map(|_| ())
+        }
+        Workload::Range { key, range_end, serializable } => {
+            let req = RangeRequest {
+                key: key.clone(),
+                range_end: range_end.clone(),
+                serializable: *serializable,
+                ..Default::default()
+            };
+            client.range(&req).map(|_| ())
+        }
+        Workload::LeaseKeepalive => client.lease_keep_alive(&LeaseKeepAliveRequest { id: lease }).map(|_| ()),
+        Workload::WatchLatency { .. } => unreachable!("watch-latency has its own loop"),
+    }
+}
+
+/// etcd's `watch-latency`: `watchers` streams watch `key`; puts go out at the rate and every
+/// watcher's event is timed from its put's start. The put number travels in the value.
+fn watch_latency(
+    load: &Load,
+    endpoints: &[String],
+    watchers: usize,
+    key: &[u8],
+    val_size: usize,
+    done: &AtomicU64,
+) -> Result<Tally, raftkv::Error> {
+    let total = load.total;
+    let rate = if load.rate == 0 { 100 } else { load.rate };
+    let sent: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
+    let origin = Instant::now();
+    let created = AtomicUsize::new(0);
+    let totals = Mutex::new(Tally::new());
+    let putter = Client::new(endpoints, load.timeout)?;
+    std::thread::scope(|s| {
+        for _ in 0..watchers.max(1) {
+            let (sent, created, totals) = (&sent, &created, &totals);
+            s.spawn(move || {
+                let mut tally = Tally::new();
+                let req = WatchCreateRequest { key: key.to_vec(), ..Default::default() };
+                let watched = Client::new(endpoints, load.timeout).and_then(|client| {
+                    client.watch(&req, |resp| {
+                        if resp.created {
+                            created.fetch_add(1, Ordering::AcqRel);
+                        }
+                        let mut last = false;
+                        for event in resp.events {
+                            let kv = event.kv.unwrap_or_default();
+                            let Some(n) = std::str::from_utf8(&kv.value[..kv.value.len().min(20)])
+                                .ok()
+                                .and_then(|v| v.trim_end_matches('.').parse::<u64>().ok())
+                                .filter(|n| *n < total)
+                            else {
+                                continue;
+                            };
+                            let at = Duration::from_nanos(sent[n as usize].load(Ordering::Acquire));
+                            tally.record(Ok(origin.elapsed().saturating_sub(at)));
+                            done.fetch_add(1, Ordering::Relaxed);
+                            last |= n + 1 == total;
+                        }
+                        !last
+                    })
+                });
+                if let Err(e) = watched {
+                    tally.record(Err(e));
+                }
+                totals.lock().merge(tally);
+            });
+        }
+        // Puts start once every watcher is in place.
+        let deadline = Instant::now() + load.timeout;
+        while created.load(Ordering::Acquire) < watchers.max(1) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let start = Instant::now();
+        for n in 0..total {
+            let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let mut value = n.to_string().into_bytes();
+            value.resize(val_size.max(value.len()), b'.');
+            sent[n as usize].store(origin.elapsed().as_nanos() as u64, Ordering::Release);
+            if let Err(e) = putter.put(&PutRequest { key: key.to_vec(), value, ..Default::default() }) {
+                totals.lock().record(Err(e));
+            }
+        }
+    });
+    Ok(totals.into_inner())
 }
 
 /// A cheap deterministic spread of request numbers over the key space (splitmix64).
@@ -124,7 +329,7 @@ impl Report {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// etcd benchmark's summary.
+    /// etcd benchmark's summary, histogram and latency distribution.
     pub fn print(&self) {
         println!("\nSummary:");
         println!("  Total:\t{:.4} secs.", self.elapsed.as_secs_f64());
@@ -133,6 +338,7 @@ impl Report {
         println!("  Average:\t{:.4} secs.", self.latency.mean() / 1e6);
         println!("  Stddev:\t{:.4} secs.", self.latency.stdev() / 1e6);
         println!("  Requests/sec:\t{:.4}", self.requests_per_sec());
+        self.print_histogram();
         println!("\nLatency distribution:");
         for (label, q) in [
             ("10", 0.1),
@@ -151,6 +357,28 @@ impl Report {
             for (msg, n) in &self.errors {
                 println!("  [{n}]\t{msg}");
             }
+        }
+    }
+
+    /// etcd's "Response time histogram": ten equal buckets from fastest to slowest.
+    fn print_histogram(&self) {
+        if self.latency.is_empty() {
+            return;
+        }
+        let (min, max) = (self.latency.min(), self.latency.max());
+        let step = ((max - min) / 10).max(1);
+        let buckets: Vec<(u64, u64)> = (1..=10)
+            .map(|i| {
+                let upper = if i == 10 { max } else { min + step * i };
+                let lower = if i == 1 { 0 } else { min + step * (i - 1) + 1 };
+                (upper, self.latency.count_between(lower, upper))
+            })
+            .collect();
+        let most = buckets.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+        println!("\nResponse time histogram:");
+        for (upper, n) in buckets {
+            let bar = "∎".repeat((n * 40 / most) as usize);
+            println!("  {:.4} [{n}]\t|{bar}", upper as f64 / 1e6);
         }
     }
 

@@ -155,6 +155,9 @@ enum Command {
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Send every request to the leader (found with endpoint status).
+        #[arg(long)]
+        target_leader: bool,
         #[command(subcommand)]
         workload: BenchCommand,
     },
@@ -196,6 +199,29 @@ enum BenchCommand {
         /// Linearizable (l) or serializable (s).
         #[arg(long, default_value = "l")]
         consistency: String,
+    },
+    /// Txns of --txn-ops puts each.
+    TxnPut {
+        #[arg(long, default_value_t = 8)]
+        key_size: usize,
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+        #[arg(long, default_value_t = 1)]
+        key_space_size: u64,
+        #[arg(long, default_value_t = 1)]
+        txn_ops: usize,
+    },
+    /// Lease keepalives; every client renews a lease it granted.
+    LeaseKeepalive,
+    /// Put→event latency seen by --watchers watch streams on one key (--total puts at --rate,
+    /// 100/s if unset).
+    WatchLatency {
+        #[arg(long, default_value_t = 10)]
+        watchers: usize,
+        #[arg(long, default_value = "watchkey")]
+        key: String,
+        #[arg(long, default_value_t = 32)]
+        val_size: usize,
     },
 }
 
@@ -889,7 +915,7 @@ fn main() -> ExitCode {
         Command::Endpoint { command: EndpointCommand::Status } => ctl.endpoint_status(&cli.endpoints),
         Command::Endpoint { command: EndpointCommand::Health } => ctl.endpoint_health(&cli.endpoints),
         Command::Lease { command } => ctl.lease(command),
-        Command::Bench { conns, clients, total, rate, json, workload } => {
+        Command::Bench { conns, clients, total, rate, json, target_leader, workload } => {
             let load = bench::Load {
                 endpoints: cli.endpoints.clone(),
                 conns,
@@ -897,6 +923,8 @@ fn main() -> ExitCode {
                 total,
                 rate,
                 timeout: cli.command_timeout,
+                target_leader,
+                progress: !json,
             };
             let workload = match workload {
                 BenchCommand::Put { key_size, val_size, sequential_keys, key_space_size } => {
@@ -907,6 +935,13 @@ fn main() -> ExitCode {
                     range_end: end.map(String::into_bytes).unwrap_or_default(),
                     serializable: consistency == "s",
                 },
+                BenchCommand::TxnPut { key_size, val_size, key_space_size, txn_ops } => {
+                    bench::Workload::TxnPut { key_size, val_size, key_space: key_space_size, ops: txn_ops }
+                }
+                BenchCommand::LeaseKeepalive => bench::Workload::LeaseKeepalive,
+                BenchCommand::WatchLatency { watchers, key, val_size } => {
+                    bench::Workload::WatchLatency { watchers, key: key.into_bytes(), val_size }
+                }
             };
             bench::run(&load, &workload).map(|report| if json { report.print_json() } else { report.print() })
         }
