@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build run cluster test lint soak bench clean-data
+.PHONY: deps build run cluster test lint soak bench bench-big perf clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -37,8 +37,14 @@ soak: deps
 	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test crash -- --nocapture
 	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test cluster follower_behind -- --nocapture
 
-bench: deps
+# Criterion micro-benches, then raftkv and etcd side by side (scripts/bench-compare.sh).
+bench: build
 	cargo bench --bench storage --bench embedded --bench watch_lease
+	scripts/bench-compare.sh
+
+# The side-by-side run plus 1,000,000 keys of 256 bytes: RSS after, raftkv restart time.
+bench-big: build
+	BIG=1 scripts/bench-compare.sh
 
 clean-data:
 	rm -rf default.raftkv cluster.raftkv
