@@ -46,5 +46,10 @@ bench: build
 bench-big: build
 	BIG=1 scripts/bench-compare.sh
 
+# perf record of a member under a put load → $(CARGO_TARGET_DIR)/perf/flamegraph.svg and report.txt.
+# The first run builds the profiling profile (its own RocksDB build: about 15 minutes).
+perf: deps
+	scripts/perf.sh
+
 clean-data:
 	rm -rf default.raftkv cluster.raftkv

@@ -141,16 +141,18 @@ def read(name, default="-"):
     return open(p).read().strip() if os.path.exists(p) else default
 ours = load("raftkv")
 theirs = load("etcd") if have_etcd else {}
-print("| workload | raftkv req/s | etcd req/s | ratio | p99 ms raftkv / etcd | CPU s per 1000 req raftkv / etcd | CPU ratio |")
-print("|---|---|---|---|---|---|---|")
+print("| workload | raftkv req/s | etcd req/s | ratio | p50 ms raftkv / etcd | p99 ms raftkv / etcd | CPU s per 1000 req raftkv / etcd | CPU ratio |")
+print("|---|---|---|---|---|---|---|---|")
 for name, r in ours.items():
     e = theirs.get(name)
     if e:
-        print("| %s | %.0f | %.0f | %.2f× | %.2f / %.2f | %.3f / %.3f | %.2f |" % (
+        print("| %s | %.0f | %.0f | %.2f× | %.2f / %.2f | %.2f / %.2f | %.3f / %.3f | %.2f |" % (
             name, r["requests_per_sec"], e["requests_per_sec"], r["requests_per_sec"] / max(e["requests_per_sec"], 1e-9),
-            r["p99_ms"], e["p99_ms"], r["cpu_per_1k"], e["cpu_per_1k"], r["cpu_per_1k"] / max(e["cpu_per_1k"], 1e-9)))
+            r["p50_ms"], e["p50_ms"], r["p99_ms"], e["p99_ms"], r["cpu_per_1k"], e["cpu_per_1k"],
+            r["cpu_per_1k"] / max(e["cpu_per_1k"], 1e-9)))
     else:
-        print("| %s | %.0f | - | - | %.2f / - | %.3f / - | - |" % (name, r["requests_per_sec"], r["p99_ms"], r["cpu_per_1k"]))
+        print("| %s | %.0f | - | - | %.2f / - | %.2f / - | %.3f / - | - |" % (
+            name, r["requests_per_sec"], r["p50_ms"], r["p99_ms"], r["cpu_per_1k"]))
 print()
 print("peak RSS after the runs: raftkv %s MiB, etcd %s MiB" % (read("raftkv.rss"), read("etcd.rss")))
 if big:
