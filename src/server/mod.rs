@@ -482,6 +482,10 @@ impl Server {
             }
         }
         self.shared.wait.close();
+        // Nothing writes any more: leave no WAL for the next start to replay.
+        if let Err(e) = self.shared.db.flush() {
+            log::warn!("raftkv: flushing memtables at stop: {e}");
+        }
         log::info!("raftkv: member {:x} stopped", self.shared.member_id);
     }
 }
