@@ -161,7 +161,9 @@ impl SnapshotFiles {
         let tmp = self.dir.join(format!("{term:016x}-{index:016x}.gen"));
         let mut out = RecordWriter::create(&tmp)?;
         for (tag, cf) in FAMILIES {
-            for item in snap.iterator_cf(self.db.cf(cf), IteratorMode::Start) {
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.fill_cache(false);
+            for item in snap.iterator_cf_opt(self.db.cf(cf), opts, IteratorMode::Start) {
                 let (key, value) = item.map_err(storage::Error::from)?;
                 if cf == Cf::Meta && LOCAL_META.contains(&&*key) {
                     continue;

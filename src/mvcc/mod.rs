@@ -86,7 +86,10 @@ fn load(db: &Db) -> Result<(State, LeasedKeys)> {
     let mut index = TreeIndex::default();
     let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut last = 0;
-    for item in db.raw().iterator_cf(db.cf(Cf::Kv), IteratorMode::Start) {
+    // One pass over everything: keep it out of the block cache, which serves later reads.
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.fill_cache(false);
+    for item in db.raw().iterator_cf_opt(db.cf(Cf::Kv), opts, IteratorMode::Start) {
         let (key, value) = item.map_err(|e| Error::Storage(e.into()))?;
         let (rev, tombstone) = Revision::from_key(&key)
             .ok_or_else(|| Error::Decode { what: "revision key", detail: format!("{key:?}") })?;
