@@ -339,6 +339,7 @@ impl Node {
     pub fn metrics(&self) -> String {
         let shared = &self.inner.shared;
         let has_leader = u8::from(shared.raft.leader_id() != 0);
+        let (block_cache, memtables) = shared.db.memory_bytes();
         let metrics = [
             (
                 "etcd_disk_wal_fsync_duration_seconds_count",
@@ -373,6 +374,9 @@ impl Node {
                 shared.store.current_revision().to_string(),
             ),
             ("etcd_debugging_mvcc_watcher_total", "gauge", "Registered watchers.", shared.watches.len().to_string()),
+            ("etcd_debugging_mvcc_keys_total", "gauge", "Keys in the index.", shared.store.key_count().to_string()),
+            ("raftkv_rocksdb_block_cache_bytes", "gauge", "RocksDB block cache in use.", block_cache.to_string()),
+            ("raftkv_rocksdb_memtable_bytes", "gauge", "RocksDB memtables, all families.", memtables.to_string()),
         ];
         metrics
             .iter()

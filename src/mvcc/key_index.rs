@@ -48,12 +48,16 @@ impl KeyIndex {
     /// Records a put at `rev`, opening a generation if the key was absent.
     pub fn put(&mut self, rev: Revision) {
         debug_assert!(rev > self.modified, "put at {rev:?} after {:?}", self.modified);
+        // Most keys have one generation of one revision: allocate exactly that (a first push
+        // would reserve four), which halves the index's memory; later pushes grow as usual.
         if self.generations.is_empty() {
+            self.generations.reserve_exact(1);
             self.generations.push(Generation::default());
         }
         let g = self.generations.last_mut().expect("a generation exists");
         if g.revs.is_empty() {
             g.created = rev;
+            g.revs.reserve_exact(1);
         }
         g.revs.push(rev);
         g.ver += 1;

@@ -137,6 +137,11 @@ impl Store {
         Ok(leased)
     }
 
+    /// Keys in the index, deleted ones whose history is kept included.
+    pub fn key_count(&self) -> usize {
+        self.state.read().index.len()
+    }
+
     pub fn current_revision(&self) -> i64 {
         self.state.read().current_rev
     }

@@ -95,6 +95,8 @@ const MAX_WAL_BYTES: u64 = 64 << 20;
 /// A handle to the member's database. Cheap to share behind an `Arc`.
 pub struct Db {
     db: DB,
+    /// The block cache shared by every family, kept to report its use.
+    cache: Cache,
     /// Synced (fsynced) writes so far: the group-commit ratio is proposals per sync.
     synced_writes: AtomicU64,
     /// Time spent in synced writes, in nanoseconds (etcd's WAL fsync duration, summed).
@@ -114,7 +116,7 @@ impl Db {
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Db { db, synced_writes: AtomicU64::new(0), synced_nanos: AtomicU64::new(0) })
+        Ok(Db { db, cache, synced_writes: AtomicU64::new(0), synced_nanos: AtomicU64::new(0) })
     }
 
     pub fn cf(&self, cf: Cf) -> &ColumnFamily {
@@ -175,6 +177,11 @@ impl Db {
     /// Bytes on disk (SST files) plus memtables, over every column family.
     pub fn size_bytes(&self) -> u64 {
         self.sum_property("rocksdb.total-sst-files-size") + self.sum_property("rocksdb.size-all-mem-tables")
+    }
+
+    /// Memory RocksDB holds: (block cache in use, memtables of every family).
+    pub fn memory_bytes(&self) -> (u64, u64) {
+        (self.cache.get_usage() as u64, self.sum_property("rocksdb.size-all-mem-tables"))
     }
 
     /// RocksDB's estimate of the live data, over every column family.
