@@ -592,11 +592,10 @@ impl Node {
         let term = shared.raft.term();
         let waiter = shared.wait.register(id);
         let outcome = match self.inner.request_tx.send_deadline(request, deadline) {
-            Ok(()) => match waiter.recv_deadline(deadline) {
-                Ok(outcome) => return outcome,
-                Err(RecvTimeoutError::Timeout) if shared.raft.term() != term => Error::TimeoutDueToLeaderFail,
-                Err(RecvTimeoutError::Timeout) => Error::Timeout,
-                Err(RecvTimeoutError::Disconnected) => Error::Stopped,
+            Ok(()) => match waiter.wait_until(deadline) {
+                Some(outcome) => return outcome,
+                None if shared.raft.term() != term => Error::TimeoutDueToLeaderFail,
+                None => Error::Timeout,
             },
             Err(SendTimeoutError::Timeout(_)) => Error::Timeout,
             Err(SendTimeoutError::Disconnected(_)) => Error::Stopped,
@@ -630,18 +629,13 @@ impl Node {
     /// Returns once this member has applied every write acknowledged before the call.
     fn read_barrier(&self) -> Result<()> {
         let deadline = self.deadline();
-        let (reply_tx, reply_rx) = channel::bounded(1);
-        let request = RaftRequest::ReadIndex { reply: reply_tx };
-        match self.inner.request_tx.send_deadline(request, deadline) {
+        let (reply, waiter) = crate::server::wait::oneshot();
+        match self.inner.request_tx.send_deadline(RaftRequest::ReadIndex { reply }, deadline) {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => return Err(Error::Timeout),
             Err(SendTimeoutError::Disconnected(_)) => return Err(Error::Stopped),
         }
-        let index = match reply_rx.recv_deadline(deadline) {
-            Ok(index) => index?,
-            Err(RecvTimeoutError::Timeout) => return Err(Error::Timeout),
-            Err(RecvTimeoutError::Disconnected) => return Err(Error::Stopped),
-        };
+        let index = waiter.wait_until(deadline).ok_or(Error::Timeout)??;
         if self.inner.shared.applied.wait_for(index, deadline) {
             Ok(())
         } else {

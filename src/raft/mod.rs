@@ -15,6 +15,7 @@ use std::time::Instant;
 use crossbeam::channel::Sender;
 use raft::prelude::{ConfChange, ConfState, Entry, Message, SnapshotMetadata};
 
+use crate::server::wait::Reply;
 use crate::Result;
 
 /// A client write on its way into the log.
@@ -33,7 +34,7 @@ pub enum RaftRequest {
     /// Linearizable read barrier: replies with an index; once the member has applied it, a
     /// local read reflects every write acknowledged before the request was made.
     ReadIndex {
-        reply: Sender<Result<u64>>,
+        reply: Reply<u64>,
     },
     /// A membership change; the waiter is registered under the id in its context.
     ProposeConfChange(ConfChange),

@@ -33,6 +33,7 @@ use rocksdb::WriteBatch;
 use super::storage::RaftStorage;
 use super::{Apply, ApplyProgress, LeaderChange, PeerEvent, Proposal, RaftRequest, RaftStatus};
 use crate::pb::ConfChangeContext;
+use crate::server::wait::Reply;
 use crate::storage::Db;
 use crate::transport::Transport;
 use crate::{Error, Result};
@@ -418,7 +419,7 @@ impl RaftNode {
 #[derive(Default)]
 struct ReadIndexQueue {
     next_ctx: u64,
-    pending: Vec<Sender<Result<u64>>>,
+    pending: Vec<Reply<u64>>,
     inflight: Option<ReadRound>,
 }
 
@@ -427,7 +428,7 @@ struct ReadRound {
     /// The leader when the round started: its answer is only good while that one leads.
     leader_id: u64,
     started: Instant,
-    waiters: Vec<Sender<Result<u64>>>,
+    waiters: Vec<Reply<u64>>,
 }
 
 impl ReadIndexQueue {
@@ -439,7 +440,7 @@ impl ReadIndexQueue {
         self.issue(raw, waiters);
     }
 
-    fn issue(&mut self, raw: &mut RawNode<RaftStorage>, waiters: Vec<Sender<Result<u64>>>) {
+    fn issue(&mut self, raw: &mut RawNode<RaftStorage>, waiters: Vec<Reply<u64>>) {
         self.next_ctx += 1;
         let ctx = self.next_ctx;
         raw.read_index(ctx.to_be_bytes().to_vec());
@@ -456,7 +457,7 @@ impl ReadIndexQueue {
     fn on_read_state(&mut self, ctx: &[u8], index: u64) {
         if let Some(round) = self.inflight.take_if(|r| ctx == r.ctx.to_be_bytes()) {
             for waiter in round.waiters {
-                let _ = waiter.send(Ok(index));
+                waiter.send(Ok(index));
             }
         }
     }
@@ -464,7 +465,7 @@ impl ReadIndexQueue {
     fn abort_round_unless_led_by(&mut self, leader_id: u64) {
         if let Some(round) = self.inflight.take_if(|r| r.leader_id != leader_id) {
             for waiter in round.waiters {
-                let _ = waiter.send(Err(Error::LeaderChanged));
+                waiter.send(Err(Error::LeaderChanged));
             }
         }
     }
