@@ -54,12 +54,13 @@ wait "$PERF" || true
 
 perf script -i "$OUT/perf.data" 2>/dev/null | inferno-collapse-perf >"$OUT/folded.txt"
 inferno-flamegraph --title "raftkv: $LOAD" <"$OUT/folded.txt" >"$OUT/flamegraph.svg"
+# (head closes the pipe early; that is not a failure)
 perf report -i "$OUT/perf.data" --stdio --no-children --sort comm,symbol 2>/dev/null |
-  grep -v '^$' | grep -v '^#' | head -60 >"$OUT/report.txt"
+  grep -v -e '^$' -e '^#' | head -60 >"$OUT/report.txt" || true
 echo
 echo "CPU by thread (share of samples):"
-awk '{n=$NF; sub(/;.*/, "", $0); t[$1]+=n; s+=n} END {for (k in t) printf "  %-22s %5.1f%%\n", k, 100*t[k]/s}' "$OUT/folded.txt" |
-  sort -k2 -rn | head -12
+awk '{n=$NF; sub(/;.*/, "", $0); sub(/-[0-9]+$/, "-*", $1); t[$1]+=n; s+=n} END {for (k in t) printf "  %-22s %5.1f%%\n", k, 100*t[k]/s}' "$OUT/folded.txt" |
+  sort -k2 -rn | head -12 || true
 echo
 echo "flame graph: $OUT/flamegraph.svg"
 echo "top entries: $OUT/report.txt"
