@@ -55,7 +55,7 @@ wait "$PERF" || true
 perf script -i "$OUT/perf.data" 2>/dev/null | inferno-collapse-perf >"$OUT/folded.txt"
 inferno-flamegraph --title "raftkv: $LOAD" <"$OUT/folded.txt" >"$OUT/flamegraph.svg"
 # (head closes the pipe early; that is not a failure)
-perf report -i "$OUT/perf.data" --stdio --no-children --sort comm,symbol 2>/dev/null |
+perf report -i "$OUT/perf.data" --stdio --no-children -g none --sort comm,symbol 2>/dev/null |
   grep -v -e '^$' -e '^#' | head -60 >"$OUT/report.txt" || true
 echo
 echo "CPU by thread (share of samples):"
