@@ -137,15 +137,15 @@ impl Client {
         self.call("/v3/cluster/member/add", req)
     }
 
-    pub fn member_remove(&self, req: &MemberRemoveRequest) -> Result<MembersResponse> {
+    pub fn member_remove(&self, req: &MemberRemoveRequest) -> Result<MemberListResponse> {
         self.call("/v3/cluster/member/remove", req)
     }
 
-    pub fn member_update(&self, req: &MemberUpdateRequest) -> Result<MembersResponse> {
+    pub fn member_update(&self, req: &MemberUpdateRequest) -> Result<MemberListResponse> {
         self.call("/v3/cluster/member/update", req)
     }
 
-    pub fn member_promote(&self, req: &MemberPromoteRequest) -> Result<MembersResponse> {
+    pub fn member_promote(&self, req: &MemberPromoteRequest) -> Result<MemberListResponse> {
         self.call("/v3/cluster/member/promote", req)
     }
 

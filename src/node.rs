@@ -453,25 +453,25 @@ impl Node {
 
     /// Removes a member (etcd `MemberRemove`). A removed member stops, and its id is never
     /// accepted again.
-    pub fn member_remove(&self, req: MemberRemoveRequest) -> Result<MembersResponse> {
+    pub fn member_remove(&self, req: MemberRemoveRequest) -> Result<MemberListResponse> {
         let member = Member { id: req.id, ..Default::default() };
         let (_, members) = self.change_membership(Change::Remove, ConfChangeType::RemoveNode, member)?;
-        Ok(MembersResponse { header: self.bare_header(), members })
+        Ok(MemberListResponse { header: self.bare_header(), members })
     }
 
     /// Makes a learner a voter (etcd `MemberPromote`) once it has caught up with the leader.
-    pub fn member_promote(&self, req: MemberPromoteRequest) -> Result<MembersResponse> {
+    pub fn member_promote(&self, req: MemberPromoteRequest) -> Result<MemberListResponse> {
         self.check_learner_ready(req.id)?;
         let member = Member { id: req.id, ..Default::default() };
         let (_, members) = self.change_membership(Change::Promote, ConfChangeType::AddNode, member)?;
-        Ok(MembersResponse { header: self.bare_header(), members })
+        Ok(MemberListResponse { header: self.bare_header(), members })
     }
 
     /// Changes a member's peer URLs (etcd `MemberUpdate`).
-    pub fn member_update(&self, req: MemberUpdateRequest) -> Result<MembersResponse> {
+    pub fn member_update(&self, req: MemberUpdateRequest) -> Result<MemberListResponse> {
         self.inner.shared.membership.read().check_update(req.id, &req.peer_urls)?;
         match self.propose(Request::MemberUpdate(req))? {
-            Response::Members { members, .. } => Ok(MembersResponse { header: self.bare_header(), members }),
+            Response::Members { members, .. } => Ok(MemberListResponse { header: self.bare_header(), members }),
             other => Err(unexpected(other)),
         }
     }

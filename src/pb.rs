@@ -356,6 +356,8 @@ pub struct Member {
     pub is_learner: bool,
 }
 
+/// Every member (`etcdserverpb.MemberListResponse`); also the answer to member remove, update
+/// and promote, whose etcd types have exactly this shape.
 #[derive(Clone, PartialEq, Message)]
 pub struct MemberListResponse {
     #[prost(message, optional, tag = "1")]
@@ -406,16 +408,6 @@ pub struct MemberUpdateRequest {
 pub struct MemberPromoteRequest {
     #[prost(uint64, tag = "1")]
     pub id: u64,
-}
-
-/// The answer to member remove, update and promote: every member after the change
-/// (`etcdserverpb.Member{Remove,Update,Promote}Response` share this shape).
-#[derive(Clone, PartialEq, Message)]
-pub struct MembersResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(message, repeated, tag = "2")]
-    pub members: Vec<Member>,
 }
 
 /// Hands leadership to another voting member (`etcdserverpb.MoveLeaderRequest`).

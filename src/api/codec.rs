@@ -339,13 +339,6 @@ impl ToJson for MemberAddResponse {
     }
 }
 
-impl ToJson for MembersResponse {
-    fn write_fields(&self, w: &mut Writer) {
-        header(w, &self.header);
-        object_list(w, "members", &self.members);
-    }
-}
-
 impl ToJson for MoveLeaderResponse {
     fn write_fields(&self, w: &mut Writer) {
         header(w, &self.header);
@@ -798,17 +791,6 @@ impl FromJson for MemberAddResponse {
         match name {
             "header" => self.header = optional(r)?,
             "member" => self.member = optional(r)?,
-            "members" => self.members = messages(r, "[]*etcdserverpb.Member")?,
-            _ => r.skip(),
-        }
-        Ok(())
-    }
-}
-
-impl FromJson for MembersResponse {
-    fn field(&mut self, name: &str, r: &mut Reader) -> Result<()> {
-        match name {
-            "header" => self.header = optional(r)?,
             "members" => self.members = messages(r, "[]*etcdserverpb.Member")?,
             _ => r.skip(),
         }

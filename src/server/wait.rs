@@ -155,10 +155,13 @@ mod tests {
         let waiter = wait.register(1);
         assert!(waiter.wait_until(Instant::now() + Duration::from_millis(20)).is_none());
         let w = wait.clone();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            w.trigger(1, Ok(9));
-        });
+        let t = std::thread::Builder::new()
+            .name("raftkv-test-trigger".into())
+            .spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                w.trigger(1, Ok(9));
+            })
+            .unwrap();
         assert_eq!(waiter.wait_until(soon()).unwrap().unwrap(), 9);
         t.join().unwrap();
     }

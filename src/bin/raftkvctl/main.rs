@@ -655,7 +655,7 @@ impl Ctl {
             }
         };
         if self.format == Format::Json {
-            self.print_json(&MembersResponse { header, members: Vec::new() });
+            self.print_json(&MemberListResponse { header, members: Vec::new() });
         } else {
             println!("Member {id:16x} {verb} cluster {:16x}", header.map_or(0, |h| h.cluster_id));
         }
