@@ -148,11 +148,16 @@ impl Transport {
             .filter(|(id, p)| wanted.get(id).is_none_or(|urls| **urls != p.urls))
             .map(|(id, _)| *id)
             .collect();
-        for id in stale {
-            if let Some(peer) = peers.remove(&id) {
+        let stale: Vec<Peer> = stale.iter().filter_map(|id| peers.remove(id)).collect();
+        if !stale.is_empty() {
+            // Joined without the lock: a writer stuck on a dead peer (up to its write timeout)
+            // must not hold up the raft thread's sends to the others.
+            drop(peers);
+            for peer in stale {
                 drop(peer.tx);
                 let _ = peer.thread.join();
             }
+            peers = self.peers.lock();
         }
         for (id, urls) in wanted {
             if peers.contains_key(&id) || self.stopped.load(Ordering::Acquire) {
