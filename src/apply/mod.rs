@@ -181,14 +181,18 @@ impl Applier {
         let ctx = ConfChangeContext::decode(cc.get_context()).map_err(|e| decode_err(e.to_string()))?;
         let mut member = ctx.member.unwrap_or_default();
         member.id = cc.node_id;
-        let mut membership = self.shared.membership.write();
-        let change = match cc.get_change_type() {
-            ConfChangeType::AddNode if membership.get(member.id).is_some_and(|m| m.is_learner) => Change::Promote,
-            ConfChangeType::AddNode => Change::AddVoter,
-            ConfChangeType::AddLearnerNode => Change::AddLearner,
-            ConfChangeType::RemoveNode => Change::Remove,
+        // Read now, written after raft's answer: only this thread changes the membership, and
+        // client threads reading it must not wait out the round trip to the raft thread.
+        let (change, check) = {
+            let membership = self.shared.membership.read();
+            let change = match cc.get_change_type() {
+                ConfChangeType::AddNode if membership.get(member.id).is_some_and(|m| m.is_learner) => Change::Promote,
+                ConfChangeType::AddNode => Change::AddVoter,
+                ConfChangeType::AddLearnerNode => Change::AddLearner,
+                ConfChangeType::RemoveNode => Change::Remove,
+            };
+            (change, membership.check(change, &member))
         };
-        let check = membership.check(change, &member);
         let (reply_tx, reply_rx) = crossbeam::channel::bounded(1);
         let change_for_raft = check.is_ok().then(|| cc.clone());
         self.progress_tx
@@ -215,6 +219,7 @@ impl Applier {
             member.is_learner = change == Change::AddLearner;
         }
         log::info!("apply: member {:x} {:?} (peer URLs {})", member.id, change, member.peer_urls.join(","));
+        let mut membership = self.shared.membership.write();
         membership.apply(change, member.clone());
         membership.save(db, batch.write_batch());
         self.peers_changed.store(true, Ordering::Release);
