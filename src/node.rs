@@ -232,7 +232,7 @@ impl Node {
     /// the call to it.
     pub fn lease_keep_alive(&self, req: LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
         match self.forward_to_leader(PeerRequest { request: Some(peer_request::Request::KeepAlive(req.clone())) })? {
-            None => Ok(local_keep_alive(&self.inner.shared, &req)),
+            None => local_keep_alive(&self.inner.shared, &req),
             Some(peer_response::Response::KeepAlive(resp)) => Ok(resp),
             Some(other) => Err(peer_error(other)),
         }
@@ -275,7 +275,7 @@ impl Node {
     /// The remaining time is the leader's, so a follower asks the leader.
     pub fn lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
         match self.forward_to_leader(PeerRequest { request: Some(peer_request::Request::TimeToLive(req.clone())) })? {
-            None => Ok(local_time_to_live(&self.inner.shared, &req)),
+            None => local_time_to_live(&self.inner.shared, &req),
             Some(peer_response::Response::TimeToLive(resp)) => Ok(resp),
             Some(other) => Err(peer_error(other)),
         }
@@ -705,7 +705,19 @@ impl Drop for Inner {
     }
 }
 
-fn local_keep_alive(shared: &Shared, req: &LeaseKeepAliveRequest) -> LeaseKeepAliveResponse {
+/// etcd's `waitAppliedIndex` before the leader answers a lease call: a lease granted through
+/// another member is committed, but maybe not yet applied here.
+fn wait_applied(shared: &Shared) -> Result<()> {
+    let deadline = Instant::now() + shared.cfg.request_timeout();
+    if shared.applied.wait_for(shared.raft.commit_index(), deadline) {
+        Ok(())
+    } else {
+        Err(Error::Timeout)
+    }
+}
+
+fn local_keep_alive(shared: &Shared, req: &LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
+    wait_applied(shared)?;
     let ttl = match shared.lessor.renew(req.id) {
         Some((ttl, checkpointed)) => {
             if checkpointed {
@@ -720,17 +732,18 @@ fn local_keep_alive(shared: &Shared, req: &LeaseKeepAliveRequest) -> LeaseKeepAl
         }
         None => 0,
     };
-    LeaseKeepAliveResponse { header: shared.header_at(shared.store.current_revision()), id: req.id, ttl }
+    Ok(LeaseKeepAliveResponse { header: shared.header_at(shared.store.current_revision()), id: req.id, ttl })
 }
 
-fn local_time_to_live(shared: &Shared, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+fn local_time_to_live(shared: &Shared, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+    wait_applied(shared)?;
     let header = shared.header_at(shared.store.current_revision());
-    match shared.lessor.time_to_live(req.id, req.keys) {
+    Ok(match shared.lessor.time_to_live(req.id, req.keys) {
         Some(t) => {
             LeaseTimeToLiveResponse { header, id: req.id, ttl: t.remaining, granted_ttl: t.granted, keys: t.keys }
         }
         None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() },
-    }
+    })
 }
 
 fn peer_error(response: peer_response::Response) -> Error {
@@ -762,18 +775,18 @@ impl crate::transport::PeerServices for PeerService {
             let e = Error::LeaderChanged;
             peer_response::Response::Error(PeerError { code: e.code(), message: e.to_string() })
         } else {
-            match request.request {
+            let answer = match request.request {
                 Some(peer_request::Request::KeepAlive(req)) => {
-                    peer_response::Response::KeepAlive(local_keep_alive(shared, &req))
+                    local_keep_alive(shared, &req).map(peer_response::Response::KeepAlive)
                 }
                 Some(peer_request::Request::TimeToLive(req)) => {
-                    peer_response::Response::TimeToLive(local_time_to_live(shared, &req))
+                    local_time_to_live(shared, &req).map(peer_response::Response::TimeToLive)
                 }
-                None => {
-                    let e = Error::Decode { what: "peer request", detail: "empty".into() };
-                    peer_response::Response::Error(PeerError { code: e.code(), message: e.to_string() })
-                }
-            }
+                None => Err(Error::Decode { what: "peer request", detail: "empty".into() }),
+            };
+            answer.unwrap_or_else(|e| {
+                peer_response::Response::Error(PeerError { code: e.code(), message: e.to_string() })
+            })
         };
         PeerResponse { response: Some(response) }
     }

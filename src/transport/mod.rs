@@ -54,6 +54,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a receiver may take to store and check a snapshot before it acks.
 const SNAPSHOT_ACK_TIMEOUT: Duration = Duration::from_secs(120);
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// An incoming connection with no frame for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the member offers its peers: answers to forwarded requests and membership queries.
 pub trait PeerServices: Send + Sync {
@@ -412,7 +414,10 @@ impl Transport {
     fn serve(&self, stream: TcpStream) {
         let peer_addr = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
         if let Err(e) = self.serve_connection(&stream) {
-            if !self.stopped.load(Ordering::Acquire) && e.kind() != std::io::ErrorKind::UnexpectedEof {
+            use std::io::ErrorKind::{TimedOut, UnexpectedEof, WouldBlock};
+            if matches!(e.kind(), UnexpectedEof | WouldBlock | TimedOut) || self.stopped.load(Ordering::Acquire) {
+                log::debug!("peer transport: connection from {peer_addr} ended: {e}");
+            } else {
                 log::warn!("peer transport: connection from {peer_addr} refused or closed: {e}");
             }
         }
@@ -438,8 +443,9 @@ impl Transport {
             );
         }
         self.check_hello(&hello).map_err(|reason| std::io::Error::new(std::io::ErrorKind::InvalidData, reason))?;
-        // Peers heartbeat every tick; a long silence is a dead connection.
-        stream.set_read_timeout(None)?;
+        // A connection silent this long is dead or unused (followers talk to each other only
+        // during elections); closing it frees this thread, and the sender redials when needed.
+        stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
         match hello.purpose {
             Purpose::Snapshot => self.receive_snapshot(hello.from, &mut r, stream),
             _ => self.receive_stream(hello.from, &mut r),
