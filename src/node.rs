@@ -216,11 +216,9 @@ impl Node {
         }
     }
 
-    /// Deletes a lease and its keys (etcd `LeaseRevoke`).
+    /// Deletes a lease and its keys (etcd `LeaseRevoke`). An unknown lease is found out when
+    /// the revoke is applied: this member may not have applied a grant made elsewhere yet.
     pub fn lease_revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        if !self.inner.shared.lessor.exists(req.id) {
-            return Err(Error::LeaseNotFound);
-        }
         match self.propose(Request::LeaseRevoke(req))? {
             Response::LeaseRevoke(resp) => Ok(resp),
             other => Err(unexpected(other)),
