@@ -33,7 +33,6 @@ pub struct Node {
 
 struct Inner {
     shared: Arc<Shared>,
-    request_tx: channel::Sender<RaftRequest>,
     stop_tx: channel::Sender<()>,
     /// The `raftkv-run` thread when [`Node::start`] spawned the run loop.
     run_thread: Mutex<Option<JoinHandle<Result<()>>>>,
@@ -59,7 +58,6 @@ impl Node {
         let (server, handles) = Server::open(cfg)?;
         let inner = Inner {
             shared: handles.shared,
-            request_tx: handles.request_tx,
             stop_tx: handles.stop_tx,
             run_thread: Mutex::new(None),
             publisher: Mutex::new(None),
@@ -492,7 +490,7 @@ impl Node {
             }
             // Repeated each round: raft-rs forgets a transfer that did not finish within an
             // election timeout.
-            let _ = self.inner.request_tx.try_send(RaftRequest::TransferLeader { target: req.target_id });
+            let _ = self.inner.shared.request_tx.try_send(RaftRequest::TransferLeader { target: req.target_id });
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Ok(MoveLeaderResponse { header: self.bare_header() })
@@ -503,7 +501,7 @@ impl Node {
     /// apply-time rules.
     fn check_learner_ready(&self, id: u64) -> Result<()> {
         let (reply, progress) = channel::bounded(1);
-        if self.inner.request_tx.send_deadline(RaftRequest::Progress { reply }, self.deadline()).is_err() {
+        if self.inner.shared.request_tx.send_deadline(RaftRequest::Progress { reply }, self.deadline()).is_err() {
             return Err(Error::Stopped);
         }
         let (_, matched) = progress.recv_deadline(self.deadline()).map_err(|_| Error::Timeout)?;
@@ -589,7 +587,7 @@ impl Node {
         let deadline = self.deadline();
         let term = shared.raft.term();
         let waiter = shared.wait.register(id);
-        let outcome = match self.inner.request_tx.send_deadline(request, deadline) {
+        let outcome = match shared.request_tx.send_deadline(request, deadline) {
             Ok(()) => match waiter.wait_until(deadline) {
                 Some(outcome) => return outcome,
                 None if shared.raft.term() != term => Error::TimeoutDueToLeaderFail,
@@ -628,7 +626,7 @@ impl Node {
     fn read_barrier(&self) -> Result<()> {
         let deadline = self.deadline();
         let (reply, waiter) = crate::server::wait::oneshot();
-        match self.inner.request_tx.send_deadline(RaftRequest::ReadIndex { reply }, deadline) {
+        match self.inner.shared.request_tx.send_deadline(RaftRequest::ReadIndex { reply }, deadline) {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => return Err(Error::Timeout),
             Err(SendTimeoutError::Disconnected(_)) => return Err(Error::Stopped),
@@ -721,10 +719,7 @@ fn local_keep_alive(shared: &Shared, req: &LeaseKeepAliveRequest) -> Result<Leas
             if checkpointed {
                 // The stored remaining TTL is stale now; a restart must not resume from it.
                 let checkpoints = vec![LeaseCheckpoint { id: req.id, remaining_ttl: 0 }];
-                shared.propose_nowait(
-                    &shared.request_tx,
-                    Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }),
-                );
+                shared.propose_nowait(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }));
             }
             ttl
         }

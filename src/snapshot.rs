@@ -135,6 +135,14 @@ impl SnapshotFiles {
         self.dir.join(format!("{:016x}-{:016x}.snap", meta.term, meta.index))
     }
 
+    /// Installs the received snapshot for `meta` (see [`install`]) and removes its file.
+    pub fn install_received(&self, meta: &SnapshotMetadata) -> Result<()> {
+        let path = self.received(meta);
+        install(&self.db, &path, meta)?;
+        let _ = fs::remove_file(path);
+        Ok(())
+    }
+
     /// Checks a fully received file and gives it its final name.
     pub fn finish_receiving(&self, meta: &SnapshotMetadata) -> Result<PathBuf> {
         let tmp = self.receiving_path(meta);

@@ -237,9 +237,7 @@ impl Applier {
             return Ok(());
         }
         let shared = &self.shared;
-        let path = shared.snapshots.received(&meta);
-        crate::snapshot::install(&shared.db, &path, &meta)?;
-        let _ = std::fs::remove_file(&path);
+        shared.snapshots.install_received(&meta)?;
         self.reload(&meta)?;
         let _ = self.progress_tx.send(ApplyProgress::Applied { index: meta.index });
         log::info!(
@@ -252,7 +250,7 @@ impl Applier {
     }
 
     /// Rebuilds every in-memory view of the applied state from the database (after a snapshot
-    /// install, here or at start).
+    /// install).
     fn reload(&self, meta: &SnapshotMetadata) -> Result<()> {
         let shared = &self.shared;
         let leased = shared.store.reload()?;

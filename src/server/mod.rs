@@ -11,10 +11,10 @@
 //! - **stop**: [`crate::Node::stop`].
 //!
 //! Shutdown order (written once, in `Server::shutdown`): stop the lessor and the compactor
-//! (they propose); stop
-//! the raft thread so no new entries are committed; the peer transport; then the FIFO thread (the running job finishes, queued ones are
-//! dropped: they are in the durable log and are re-applied on restart); then fail every
-//! remaining waiter with `etcdserver: server stopped`.
+//! (they propose); stop the raft thread so no new entries are committed; the peer transport;
+//! then the FIFO thread (the running job finishes, queued ones are dropped: they are in the
+//! durable log and are re-applied on restart); then fail every remaining waiter with
+//! `etcdserver: server stopped`; flush the memtables.
 
 pub mod fifo;
 pub mod wait;
@@ -96,7 +96,8 @@ pub struct Shared {
     pub membership: RwLock<Membership>,
     pub transport: Arc<Transport>,
     pub snapshots: Arc<SnapshotFiles>,
-    /// For proposals made on behalf of the member itself (lease checkpoints, revokes).
+    /// Into the raft thread: client proposals and reads, and the member's own proposals
+    /// (lease checkpoints and revokes, compactions).
     pub request_tx: Sender<RaftRequest>,
 }
 
@@ -115,11 +116,11 @@ impl Shared {
 
     /// Proposes `request` without waiting for its outcome (lease revokes and checkpoints: if
     /// one is lost, the lessor asks again). Never blocks: a full queue drops it.
-    pub fn propose_nowait(&self, request_tx: &Sender<RaftRequest>, request: Request) {
+    pub fn propose_nowait(&self, request: Request) {
         let id = self.request_ids.next();
         let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
         let deadline = Instant::now() + self.cfg.request_timeout();
-        if request_tx.try_send(RaftRequest::Propose(Proposal { id, data, deadline })).is_err() {
+        if self.request_tx.try_send(RaftRequest::Propose(Proposal { id, data, deadline })).is_err() {
             log::debug!("raftkv: request queue full; internal proposal {id:x} dropped");
         }
     }
@@ -162,7 +163,6 @@ impl RequestIds {
 /// The handles a [`crate::Node`] uses to talk to a running server.
 pub struct Handles {
     pub shared: Arc<Shared>,
-    pub request_tx: Sender<RaftRequest>,
     pub stop_tx: Sender<()>,
 }
 
@@ -177,8 +177,6 @@ pub struct Server {
     stop_rx: Receiver<()>,
     raft_stop_tx: Sender<()>,
     raft_thread: Option<JoinHandle<()>>,
-    /// For proposals the run loop makes itself (revoking expired leases).
-    request_tx: Sender<RaftRequest>,
     lessor_stop_tx: Sender<()>,
     lessor_thread: Option<JoinHandle<()>>,
     /// Opened while this member leads (etcd's compactor Resume/Pause).
@@ -310,7 +308,7 @@ impl Server {
         );
         let raft_thread = spawn("raftkv-raft", move || node.run())?;
         let lessor_thread = {
-            let (shared, request_tx) = (shared.clone(), request_tx.clone());
+            let shared = shared.clone();
             spawn("raftkv-lessor", move || {
                 lease::run(
                     &shared.lessor,
@@ -318,10 +316,7 @@ impl Server {
                     &expired_tx,
                     &lessor_stop_rx,
                     |checkpoints| {
-                        shared.propose_nowait(
-                            &request_tx,
-                            Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }),
-                        )
+                        shared.propose_nowait(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }))
                     },
                 )
             })?
@@ -330,7 +325,7 @@ impl Server {
         let compactor_thread = match shared.cfg.auto_compaction {
             None => None,
             Some(mode) => {
-                let (shared, gate, request_tx) = (shared.clone(), compactor_gate.clone(), request_tx.clone());
+                let (shared, gate) = (shared.clone(), compactor_gate.clone());
                 Some(spawn("raftkv-compactor", move || {
                     compactor::run(
                         mode,
@@ -340,7 +335,7 @@ impl Server {
                         || shared.store.compact_revision(),
                         |revision| {
                             let request = CompactionRequest { revision, physical: false };
-                            shared.propose_nowait(&request_tx, Request::Compaction(request))
+                            shared.propose_nowait(Request::Compaction(request))
                         },
                     )
                 })?)
@@ -363,7 +358,6 @@ impl Server {
             stop_rx,
             raft_stop_tx,
             raft_thread: Some(raft_thread),
-            request_tx: request_tx.clone(),
             lessor_stop_tx,
             lessor_thread: Some(lessor_thread),
             compactor_gate,
@@ -374,7 +368,7 @@ impl Server {
             fifo,
             applier,
         };
-        Ok((server, Handles { shared, request_tx, stop_tx }))
+        Ok((server, Handles { shared, stop_tx }))
     }
 
     /// The run loop. Returns when stopped (`Ok`) or after a fatal error (`Err`), with every
@@ -451,7 +445,7 @@ impl Server {
     /// revoke that gets lost is reported again by the lessor.
     fn on_expired_leases(&mut self, ids: Vec<i64>) {
         for id in ids {
-            self.shared.propose_nowait(&self.request_tx, Request::LeaseRevoke(LeaseRevokeRequest { id }));
+            self.shared.propose_nowait(Request::LeaseRevoke(LeaseRevokeRequest { id }));
         }
     }
 
@@ -563,11 +557,8 @@ fn recover_snapshot(db: &Db, raft_storage: &RaftStorage, snapshots: &SnapshotFil
     if meta.index <= db.get_meta_u64(meta::APPLIED_INDEX)? {
         return Ok(());
     }
-    let path = snapshots.received(meta);
-    log::info!("raftkv: installing snapshot at index {} left by an interrupted start", meta.index);
-    crate::snapshot::install(db, &path, meta)?;
-    let _ = std::fs::remove_file(path);
-    Ok(())
+    log::info!("raftkv: installing snapshot at index {} that a crash left uninstalled", meta.index);
+    snapshots.install_received(meta)
 }
 
 fn bind_peer_url(url: &str) -> Result<std::net::TcpListener> {
