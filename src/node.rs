@@ -4,6 +4,10 @@
 //! raft thread, and the caller blocks on its waiter until the entry is applied or the request
 //! timeout passes. Linearizable reads ask the raft thread for a ReadIndex, wait until that index
 //! is applied, then read the local store; serializable reads skip the first two steps.
+//!
+//! The hot calls also come without the blocking (`put_then`, `read_barrier_then`, ...), for the
+//! HTTP event loops: the caller passes a [`Reply`] that the apply or raft thread answers, and
+//! gets a [`Ticket`] saying when to give up. The blocking calls are those plus a waiter.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,6 +24,7 @@ use crate::config::Config;
 use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::raft::{Proposal, RaftRequest};
+use crate::server::wait::{oneshot, Reply};
 use crate::server::{Server, Shared, MAX_APPLY_LAG};
 use crate::watch::{channel_sink, Sink, WatchHub, WatchSpec};
 use crate::{Error, Result};
@@ -138,14 +143,19 @@ impl Node {
 
     /// Reads keys (etcd `Range`).
     pub fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
-        kv::check_range(&req)?;
-        if !req.serializable {
-            // etcd: a learner answers serializable reads only.
-            if self.is_learner() {
-                return Err(Error::NotSupportedForLearner);
-            }
-            self.read_barrier()?;
-        }
+        self.check_range(&req)?;
+        let req = wait_on(|ready| self.read_barrier_then(req.serializable, req, ready))?;
+        self.range_local(req)
+    }
+
+    /// The checks [`Node::range`] makes before reading.
+    pub fn check_range(&self, req: &RangeRequest) -> Result<()> {
+        kv::check_range(req)
+    }
+
+    /// Reads a checked range from what this member has applied: the end of a [`Node::range`]
+    /// whose barrier passed in [`Node::read_barrier_then`].
+    pub fn range_local(&self, req: RangeRequest) -> Result<RangeResponse> {
         let mut resp = kv::range(&self.inner.shared.store, &req)?;
         self.inner.shared.fill_header(&mut resp.header);
         Ok(resp)
@@ -153,41 +163,84 @@ impl Node {
 
     /// Writes one key (etcd `Put`).
     pub fn put(&self, req: PutRequest) -> Result<PutResponse> {
-        kv::check_put(&req)?;
-        match self.propose(Request::Put(req))? {
+        wait_on(|reply| self.put_then(req, reply))
+    }
+
+    /// [`Node::put`] without blocking: `reply` is answered once the write is applied (on the
+    /// apply thread) or refused (maybe at once, on this thread).
+    pub fn put_then(&self, req: PutRequest, reply: Reply<PutResponse>) -> Ticket {
+        if let Err(e) = kv::check_put(&req) {
+            return self.refuse(reply, e);
+        }
+        let reply = reply.map(|response| match response {
             Response::Put(resp) => Ok(resp),
             other => Err(unexpected(other)),
-        }
+        });
+        self.propose_then(Request::Put(req), reply)
     }
 
     /// Deletes a key or a range (etcd `DeleteRange`).
     pub fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        kv::check_delete(&req)?;
-        match self.propose(Request::DeleteRange(req))? {
-            Response::DeleteRange(resp) => Ok(resp),
-            other => Err(unexpected(other)),
-        }
+        wait_on(|reply| self.delete_range_then(req, reply))
     }
 
-    /// Runs a transaction (etcd `Txn`).
-    pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
-        let shared = &self.inner.shared;
-        kv::check_txn(&req, shared.cfg.max_txn_ops)?;
-        if kv::is_read_only(&req) {
-            if !kv::is_serializable(&req) {
-                if self.is_learner() {
-                    return Err(Error::NotSupportedForLearner);
-                }
-                self.read_barrier()?;
-            }
-            let mut resp = kv::txn(&mut shared.store.pinned(), &req, &shared.lessor)?;
-            shared.fill_header(&mut resp.header);
-            return Ok(resp);
+    /// [`Node::delete_range`] without blocking, answered as [`Node::put_then`] is.
+    pub fn delete_range_then(&self, req: DeleteRangeRequest, reply: Reply<DeleteRangeResponse>) -> Ticket {
+        if let Err(e) = kv::check_delete(&req) {
+            return self.refuse(reply, e);
         }
-        match self.propose(Request::Txn(req))? {
+        let reply = reply.map(|response| match response {
+            Response::DeleteRange(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        });
+        self.propose_then(Request::DeleteRange(req), reply)
+    }
+
+    /// Runs a transaction (etcd `Txn`). A read-only one is served locally after the read
+    /// barrier, on one revision, without going through raft (etcd's `isTxnReadonly`).
+    pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        self.check_txn(&req)?;
+        if Node::txn_is_read_only(&req) {
+            let req = wait_on(|ready| self.read_barrier_then(kv::is_serializable(&req), req, ready))?;
+            return self.txn_local(req);
+        }
+        wait_on(|reply| self.txn_then(req, reply))
+    }
+
+    /// The checks [`Node::txn`] makes first.
+    pub fn check_txn(&self, req: &TxnRequest) -> Result<()> {
+        kv::check_txn(req, self.inner.shared.cfg.max_txn_ops)
+    }
+
+    /// Whether a transaction only reads: [`Node::txn_local`] may run it after the read barrier
+    /// ([`Node::read_barrier_then`], serializable if [`Node::txn_is_serializable`]).
+    pub fn txn_is_read_only(req: &TxnRequest) -> bool {
+        kv::is_read_only(req)
+    }
+
+    pub fn txn_is_serializable(req: &TxnRequest) -> bool {
+        kv::is_serializable(req)
+    }
+
+    /// Runs a checked read-only transaction on what this member has applied, on one revision.
+    pub fn txn_local(&self, req: TxnRequest) -> Result<TxnResponse> {
+        let shared = &self.inner.shared;
+        let mut resp = kv::txn(&mut shared.store.pinned(), &req, &shared.lessor)?;
+        shared.fill_header(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// Proposes a transaction without blocking, answered as [`Node::put_then`] is (read-only
+    /// ones too, through raft; [`Node::txn`] serves those locally).
+    pub fn txn_then(&self, req: TxnRequest, reply: Reply<TxnResponse>) -> Ticket {
+        if let Err(e) = self.check_txn(&req) {
+            return self.refuse(reply, e);
+        }
+        let reply = reply.map(|response| match response {
             Response::Txn(resp) => Ok(resp),
             other => Err(unexpected(other)),
-        }
+        });
+        self.propose_then(Request::Txn(req), reply)
     }
 
     /// Discards the history before a revision (etcd `Compact`). Returns once the old revisions
@@ -560,44 +613,65 @@ impl Node {
 
     /// Proposes a client's write and waits for the outcome of applying it.
     fn propose(&self, request: Request) -> Result<Response> {
+        wait_on(|reply| self.propose_then(request, reply))
+    }
+
+    fn propose_then(&self, request: Request, reply: Reply<Response>) -> Ticket {
         if self.is_learner() {
-            return Err(Error::NotSupportedForLearner);
+            return self.refuse(reply, Error::NotSupportedForLearner);
         }
-        self.propose_internal(request)
+        self.propose_internal_then(request, reply)
     }
 
     /// Proposes a write, also from a learner (its own published attributes).
     fn propose_internal(&self, request: Request) -> Result<Response> {
+        wait_on(|reply| self.propose_internal_then(request, reply))
+    }
+
+    fn propose_internal_then(&self, request: Request, reply: Reply<Response>) -> Ticket {
         let shared = &self.inner.shared;
         if shared.raft.commit_index().saturating_sub(shared.applied.get()) > MAX_APPLY_LAG {
-            return Err(Error::TooManyRequests);
+            return self.refuse(reply, Error::TooManyRequests);
         }
         let id = shared.request_ids.next();
         let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
         if data.len() > shared.cfg.max_request_bytes {
-            return Err(Error::RequestTooLarge);
+            return self.refuse(reply, Error::RequestTooLarge);
         }
-        self.submit(id, RaftRequest::Propose(Proposal { id, data, deadline: self.deadline() }))
+        let deadline = self.deadline();
+        self.submit_then(id, RaftRequest::Propose(Proposal { id, data, deadline }), deadline, reply)
     }
 
-    /// Hands `request` (registered as `id`) to the raft thread and waits for its outcome. A
-    /// timeout after the term changed says the leader failed (etcd's message).
+    /// Hands `request` (registered as `id`) to the raft thread and waits for its outcome.
     fn submit(&self, id: u64, request: RaftRequest) -> Result<Response> {
+        wait_on(|reply| self.submit_then(id, request, self.deadline(), reply))
+    }
+
+    fn submit_then(&self, id: u64, request: RaftRequest, deadline: Instant, reply: Reply<Response>) -> Ticket {
         let shared = &self.inner.shared;
-        let deadline = self.deadline();
-        let term = shared.raft.term();
-        let waiter = shared.wait.register(id);
-        let outcome = match shared.request_tx.send_deadline(request, deadline) {
-            Ok(()) => match waiter.wait_until(deadline) {
-                Some(outcome) => return outcome,
-                None if shared.raft.term() != term => Error::TimeoutDueToLeaderFail,
-                None => Error::Timeout,
-            },
-            Err(SendTimeoutError::Timeout(_)) => Error::Timeout,
-            Err(SendTimeoutError::Disconnected(_)) => Error::Stopped,
-        };
-        shared.wait.cancel(id);
-        Err(outcome)
+        let ticket = Ticket { shared: shared.clone(), id: Some(id), term: Some(shared.raft.term()), deadline };
+        shared.wait.register(id, reply);
+        if let Err(e) = shared.request_tx.send_deadline(request, deadline) {
+            let error = match e {
+                SendTimeoutError::Timeout(_) => Error::Timeout,
+                SendTimeoutError::Disconnected(_) => Error::Stopped,
+            };
+            if let Some(reply) = shared.wait.take(id) {
+                reply.send(Err(error));
+            }
+        }
+        ticket
+    }
+
+    /// A ticket for a call that registers nothing.
+    fn ticket(&self) -> Ticket {
+        Ticket { shared: self.inner.shared.clone(), id: None, term: None, deadline: self.deadline() }
+    }
+
+    /// Answers `reply` with `error` now, for a call refused before it started.
+    fn refuse<T: 'static>(&self, reply: Reply<T>, error: Error) -> Ticket {
+        reply.send(Err(error));
+        self.ticket()
     }
 
     fn is_learner(&self) -> bool {
@@ -622,21 +696,72 @@ impl Node {
         self.inner.shared.transport.local_addr()
     }
 
-    /// Returns once this member has applied every write acknowledged before the call.
-    fn read_barrier(&self) -> Result<()> {
-        let deadline = self.deadline();
-        let (reply, waiter) = crate::server::wait::oneshot();
-        match self.inner.shared.request_tx.send_deadline(RaftRequest::ReadIndex { reply }, deadline) {
-            Ok(()) => {}
-            Err(SendTimeoutError::Timeout(_)) => return Err(Error::Timeout),
-            Err(SendTimeoutError::Disconnected(_)) => return Err(Error::Stopped),
+    /// Answers `ready` with `value` once this member has applied every write acknowledged
+    /// before the call (etcd's linearizable read): after a ReadIndex round, when that index is
+    /// applied. A serializable read needs no barrier and is answered at once. The answer comes
+    /// from the raft or the apply thread, so whatever `ready` does must be short: hand the
+    /// read itself to another thread.
+    pub fn read_barrier_then<T: Send + 'static>(&self, serializable: bool, value: T, ready: Reply<T>) -> Ticket {
+        if serializable {
+            ready.send(Ok(value));
+            return self.ticket();
         }
-        let index = waiter.wait_until(deadline).ok_or(Error::Timeout)??;
-        if self.inner.shared.applied.wait_for(index, deadline) {
-            Ok(())
-        } else {
-            Err(Error::Timeout)
+        // etcd: a learner answers serializable reads only.
+        if self.is_learner() {
+            return self.refuse(ready, Error::NotSupportedForLearner);
         }
+        let ticket = self.ticket();
+        let shared = self.inner.shared.clone();
+        let on_index = Reply::new(move |index: Result<u64>| match index {
+            Ok(index) => shared.applied.when_applied(index, Box::new(move || ready.send(Ok(value)))),
+            Err(e) => ready.send(Err(e)),
+        });
+        let asked =
+            self.inner.shared.request_tx.send_deadline(RaftRequest::ReadIndex { reply: on_index }, ticket.deadline);
+        // Disconnected: dropping the reply answers `server stopped`.
+        if let Err(SendTimeoutError::Timeout(RaftRequest::ReadIndex { reply })) = asked {
+            reply.send(Err(Error::Timeout));
+        }
+        ticket
+    }
+}
+
+/// A call started with one of [`Node`]'s `_then` methods: when its caller should give up,
+/// and how.
+pub struct Ticket {
+    shared: Arc<Shared>,
+    /// The proposal's request id, registered in `Shared::wait`.
+    id: Option<u64>,
+    /// The raft term when a proposal started: a timeout after it moved says the leader failed.
+    term: Option<u64>,
+    deadline: Instant,
+}
+
+impl Ticket {
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Gives up on the call (its reply will not be answered) and returns the error its caller
+    /// should see: etcd's leader-failure message if the term moved since a proposal started.
+    pub fn expire(self) -> Error {
+        if let Some(id) = self.id {
+            self.shared.wait.cancel(id);
+        }
+        match self.term {
+            Some(term) if term != self.shared.raft.term() => Error::TimeoutDueToLeaderFail,
+            _ => Error::Timeout,
+        }
+    }
+}
+
+/// Blocks on a call started with a `_then` method until it is answered or due.
+fn wait_on<T: Send + 'static>(start: impl FnOnce(Reply<T>) -> Ticket) -> Result<T> {
+    let (reply, waiter) = oneshot();
+    let ticket = start(reply);
+    match waiter.wait_until(ticket.deadline()) {
+        Some(outcome) => outcome,
+        None => Err(ticket.expire()),
     }
 }
 

@@ -63,33 +63,81 @@ pub struct Progress {
     pub conf_state: ConfState,
 }
 
-/// The applied index, for readers that wait until a ReadIndex is applied.
+/// The applied index, for readers that wait until a ReadIndex is applied: blocking ones sleep
+/// on a condvar, the HTTP event loops leave a callback that the apply thread runs.
 #[derive(Default)]
 pub struct AppliedIndex {
-    /// The highest applied raft index; guarded so waiters can sleep on `advanced`.
-    index: Mutex<u64>,
+    /// Guarded so waiters can sleep on `advanced`.
+    state: Mutex<Applied>,
     advanced: Condvar,
+}
+
+type WhenApplied = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Applied {
+    /// The highest applied raft index.
+    index: u64,
+    /// Callbacks by the index they wait for. Not bounded here: each belongs to a client request
+    /// in flight, and those are bounded by the connections the HTTP loops serve.
+    later: Vec<(u64, WhenApplied)>,
+    closed: bool,
 }
 
 impl AppliedIndex {
     pub fn get(&self) -> u64 {
-        *self.index.lock()
+        self.state.lock().index
     }
 
     pub(crate) fn set(&self, index: u64) {
-        *self.index.lock() = index;
+        let due = {
+            let mut state = self.state.lock();
+            state.index = index;
+            if state.later.iter().any(|(i, _)| *i <= index) {
+                let (due, later) = std::mem::take(&mut state.later).into_iter().partition(|(i, _)| *i <= index);
+                state.later = later;
+                due
+            } else {
+                Vec::new()
+            }
+        };
         self.advanced.notify_all();
+        for (_, callback) in due {
+            callback();
+        }
     }
 
     /// Blocks until `index` is applied or `deadline` passes; true if applied.
     pub fn wait_for(&self, index: u64, deadline: std::time::Instant) -> bool {
-        let mut applied = self.index.lock();
-        while *applied < index {
-            if self.advanced.wait_until(&mut applied, deadline).timed_out() {
-                return *applied >= index;
+        let mut state = self.state.lock();
+        while state.index < index {
+            if self.advanced.wait_until(&mut state, deadline).timed_out() {
+                return state.index >= index;
             }
         }
         true
+    }
+
+    /// Runs `callback` once `index` is applied: now, on this thread, if it already is;
+    /// otherwise on the apply thread. Once the member has stopped it is dropped unrun.
+    pub fn when_applied(&self, index: u64, callback: WhenApplied) {
+        let mut state = self.state.lock();
+        if state.index >= index {
+            drop(state);
+            callback();
+        } else if !state.closed {
+            state.later.push((index, callback));
+        }
+    }
+
+    /// The member stopped: drops every pending callback (their replies answer `server stopped`).
+    pub(crate) fn close(&self) {
+        let later = {
+            let mut state = self.state.lock();
+            state.closed = true;
+            std::mem::take(&mut state.later)
+        };
+        drop(later);
     }
 }
 
@@ -363,9 +411,7 @@ impl Applier {
             let shared = &self.shared;
             shared.watches.notify(&shared.store, &changes, revision, &|h| shared.fill_header(h));
         }
-        for (id, outcome) in outcomes.drain(..) {
-            self.shared.wait.trigger(id, outcome);
-        }
+        self.shared.wait.trigger(outcomes.drain(..));
         // Fails only once the raft thread has stopped, when progress no longer matters.
         let _ = self.progress_tx.send(ApplyProgress::Applied { index });
         if let Some(conf_state) = snapshot_due {

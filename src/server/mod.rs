@@ -285,7 +285,7 @@ impl Server {
 
         let fail_request = {
             let shared = shared.clone();
-            Box::new(move |id, e| shared.wait.trigger(id, Err(e)))
+            Box::new(move |id, e| shared.wait.trigger([(id, Err(e))]))
         };
         let node = RaftNode::new(
             raw,
@@ -476,6 +476,7 @@ impl Server {
             }
         }
         self.shared.wait.close();
+        self.shared.applied.close();
         // Nothing writes any more: leave no WAL for the next start to replay.
         if let Err(e) = self.shared.db.flush() {
             log::warn!("raftkv: flushing memtables at stop: {e}");

@@ -1,13 +1,19 @@
-//! [`Wait`]: the registry of callers blocked on a proposal, keyed by request id (etcd's `wait`).
+//! [`Wait`]: the registry of callers waiting on a proposal, keyed by request id (etcd's `wait`),
+//! and [`Reply`], the answer-once half every waiting caller hands to another thread.
 //!
-//! A client thread registers before proposing and blocks on the returned [`Waiter`]; the apply
-//! thread triggers the id with the result once the entry is applied (only the proposing member
-//! has a waiter; other members find none and drop the result). On timeout the caller cancels
-//! its registration; on shutdown every waiter gets `etcdserver: server stopped`.
+//! A caller registers a [`Reply`] before proposing; the apply thread triggers the id with the
+//! result once the entry is applied (only the proposing member has a registration; other
+//! members find none and drop the result). A caller that gives up cancels its registration; on
+//! shutdown every registration is answered `etcdserver: server stopped`.
 //!
-//! A waiter is a mutex-and-condvar slot rather than a channel: the caller sleeps in the kernel
-//! until its one answer arrives. A crossbeam channel would first spin and `sched_yield` — with
-//! 64 callers waiting out each fsync, those yields were a visible share of a put's CPU.
+//! A reply is a callback, so the two kinds of callers share one path: the HTTP event loops pass
+//! one that queues the answer for their connection (no thread sleeps per request), and blocking
+//! callers ([`crate::Node`]'s methods) pass the one [`oneshot`] makes, which fills a
+//! mutex-and-condvar slot they sleep on. A crossbeam channel there would first spin and
+//! `sched_yield` — with 64 callers waiting out each fsync, those yields were a visible share of
+//! a put's CPU.
+//!
+//! Callbacks run on the answering thread (apply or raft): they must only hand the outcome on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,22 +25,51 @@ use crate::Error;
 
 pub type Outcome<T> = std::result::Result<T, Error>;
 
-/// One caller's answer, delivered at most once.
+type Callback<T> = Box<dyn FnOnce(Outcome<T>) + Send>;
+
+/// The answering half of a call, handed to another thread: answers at most once, and dropping
+/// it unanswered (that thread stopped) answers `etcdserver: server stopped`.
+pub struct Reply<T> {
+    callback: Option<Callback<T>>,
+}
+
+impl<T: 'static> Reply<T> {
+    pub fn new(callback: impl FnOnce(Outcome<T>) + Send + 'static) -> Reply<T> {
+        Reply { callback: Some(Box::new(callback)) }
+    }
+
+    pub fn send(mut self, outcome: Outcome<T>) {
+        if let Some(callback) = self.callback.take() {
+            callback(outcome);
+        }
+    }
+
+    /// A reply for a call whose result converts into this one's.
+    pub fn map<U: 'static>(self, f: impl FnOnce(U) -> Outcome<T> + Send + 'static) -> Reply<U> {
+        Reply::new(move |outcome: Outcome<U>| self.send(outcome.and_then(f)))
+    }
+
+    /// Drops the reply without answering (its caller already gave up).
+    fn forget(mut self) {
+        self.callback = None;
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if let Some(callback) = self.callback.take() {
+            callback(Err(Error::Stopped));
+        }
+    }
+}
+
+/// The blocking caller's half of a [`oneshot`].
 pub struct Waiter<T> {
     slot: Mutex<Option<Outcome<T>>>,
     ready: Condvar,
 }
 
 impl<T> Waiter<T> {
-    fn new(outcome: Option<Outcome<T>>) -> Arc<Waiter<T>> {
-        Arc::new(Waiter { slot: Mutex::new(outcome), ready: Condvar::new() })
-    }
-
-    fn deliver(&self, outcome: Outcome<T>) {
-        *self.slot.lock() = Some(outcome);
-        self.ready.notify_one();
-    }
-
     /// The outcome, or `None` if `deadline` passed first.
     pub fn wait_until(&self, deadline: Instant) -> Option<Outcome<T>> {
         let mut slot = self.slot.lock();
@@ -49,85 +84,73 @@ impl<T> Waiter<T> {
     }
 }
 
-/// The answering half of a one-shot [`Waiter`] handed to another thread: dropping it
-/// unanswered (that thread stopped) answers `etcdserver: server stopped`.
-pub struct Reply<T> {
-    waiter: Option<Arc<Waiter<T>>>,
-}
-
-impl<T> Reply<T> {
-    pub fn send(mut self, outcome: Outcome<T>) {
-        if let Some(waiter) = self.waiter.take() {
-            waiter.deliver(outcome);
-        }
-    }
-}
-
-impl<T> Drop for Reply<T> {
-    fn drop(&mut self) {
-        if let Some(waiter) = self.waiter.take() {
-            waiter.deliver(Err(Error::Stopped));
-        }
-    }
-}
-
-/// A waiter and the reply that answers it.
-pub fn oneshot<T>() -> (Reply<T>, Arc<Waiter<T>>) {
-    let waiter = Waiter::new(None);
-    (Reply { waiter: Some(waiter.clone()) }, waiter)
+/// A reply and the waiter it wakes.
+pub fn oneshot<T: Send + 'static>() -> (Reply<T>, Arc<Waiter<T>>) {
+    let waiter = Arc::new(Waiter { slot: Mutex::new(None), ready: Condvar::new() });
+    let answer = waiter.clone();
+    let reply = Reply::new(move |outcome| {
+        *answer.slot.lock() = Some(outcome);
+        answer.ready.notify_one();
+    });
+    (reply, waiter)
 }
 
 pub struct Wait<T> {
-    /// Waiters by request id; `None` once closed, so late registrations fail fast.
-    waiters: Mutex<Option<HashMap<u64, Arc<Waiter<T>>>>>,
+    /// Replies by request id; `None` once closed, so late registrations fail fast.
+    replies: Mutex<Option<HashMap<u64, Reply<T>>>>,
 }
 
 impl<T> Default for Wait<T> {
     fn default() -> Self {
-        Wait { waiters: Mutex::new(Some(HashMap::new())) }
+        Wait { replies: Mutex::new(Some(HashMap::new())) }
     }
 }
 
-impl<T> Wait<T> {
-    /// Registers `id`; the waiter yields exactly one outcome.
-    pub fn register(&self, id: u64) -> Arc<Waiter<T>> {
-        match &mut *self.waiters.lock() {
-            Some(waiters) => {
-                let waiter = Waiter::new(None);
-                waiters.insert(id, waiter.clone());
-                waiter
-            }
-            None => Waiter::new(Some(Err(Error::Stopped))),
+impl<T: 'static> Wait<T> {
+    /// Registers `id`: `reply` gets exactly one outcome.
+    pub fn register(&self, id: u64, reply: Reply<T>) {
+        let refused = match &mut *self.replies.lock() {
+            Some(replies) => replies.insert(id, reply),
+            None => Some(reply),
+        };
+        // Answered (`server stopped`) outside the lock: callbacks may come back here.
+        drop(refused);
+    }
+
+    /// Delivers each outcome to the reply of its id, if this member has one.
+    pub fn trigger(&self, outcomes: impl IntoIterator<Item = (u64, Outcome<T>)>) {
+        let mut due = Vec::new();
+        if let Some(replies) = self.replies.lock().as_mut() {
+            // The caller may have given up and gone; then nobody reads it.
+            due.extend(outcomes.into_iter().filter_map(|(id, outcome)| Some((replies.remove(&id)?, outcome))));
+        }
+        for (reply, outcome) in due {
+            reply.send(outcome);
         }
     }
 
-    /// Delivers `outcome` to the waiter of `id`, if this member has one.
-    pub fn trigger(&self, id: u64, outcome: Outcome<T>) {
-        let waiter = self.waiters.lock().as_mut().and_then(|w| w.remove(&id));
-        // The caller may have timed out and gone; then nobody reads it.
-        if let Some(waiter) = waiter {
-            waiter.deliver(outcome);
-        }
-    }
-
-    /// Forgets `id` (the caller gave up waiting).
+    /// Forgets `id` (its caller gave up waiting).
     pub fn cancel(&self, id: u64) {
-        if let Some(waiters) = self.waiters.lock().as_mut() {
-            waiters.remove(&id);
+        let reply = self.take(id);
+        if let Some(reply) = reply {
+            reply.forget();
         }
+    }
+
+    /// Takes back the reply of `id`, to answer it some other way.
+    pub fn take(&self, id: u64) -> Option<Reply<T>> {
+        self.replies.lock().as_mut().and_then(|replies| replies.remove(&id))
     }
 
     /// Whether the member stopped (see [`Wait::close`]).
     pub fn is_closed(&self) -> bool {
-        self.waiters.lock().is_none()
+        self.replies.lock().is_none()
     }
 
-    /// Fails every current and future waiter with `etcdserver: server stopped`.
+    /// Answers every current and future registration `etcdserver: server stopped`.
     pub fn close(&self) {
-        let waiters = self.waiters.lock().take();
-        for (_, waiter) in waiters.into_iter().flatten() {
-            waiter.deliver(Err(Error::Stopped));
-        }
+        let replies = self.replies.lock().take();
+        drop(replies);
     }
 }
 
@@ -140,26 +163,31 @@ mod tests {
         Instant::now() + Duration::from_secs(5)
     }
 
+    fn registered(wait: &Wait<u32>, id: u64) -> Arc<Waiter<u32>> {
+        let (reply, waiter) = oneshot();
+        wait.register(id, reply);
+        waiter
+    }
+
     #[test]
     fn trigger_reaches_only_the_registered_waiter() {
         let wait = Wait::<u32>::default();
-        let waiter = wait.register(7);
-        wait.trigger(8, Ok(1));
-        wait.trigger(7, Ok(2));
+        let waiter = registered(&wait, 7);
+        wait.trigger([(8, Ok(1)), (7, Ok(2))]);
         assert_eq!(waiter.wait_until(soon()).unwrap().unwrap(), 2);
     }
 
     #[test]
     fn a_waiter_times_out_and_wakes_from_another_thread() {
         let wait = Arc::new(Wait::<u32>::default());
-        let waiter = wait.register(1);
+        let waiter = registered(&wait, 1);
         assert!(waiter.wait_until(Instant::now() + Duration::from_millis(20)).is_none());
         let w = wait.clone();
         let t = std::thread::Builder::new()
             .name("raftkv-test-trigger".into())
             .spawn(move || {
                 std::thread::sleep(Duration::from_millis(20));
-                w.trigger(1, Ok(9));
+                w.trigger([(1, Ok(9))]);
             })
             .unwrap();
         assert_eq!(waiter.wait_until(soon()).unwrap().unwrap(), 9);
@@ -167,21 +195,26 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_reply_answers_stopped() {
+    fn a_dropped_reply_answers_stopped_and_a_canceled_one_nothing() {
         let (reply, waiter) = oneshot::<u32>();
         drop(reply);
         assert!(matches!(waiter.wait_until(soon()).unwrap(), Err(Error::Stopped)));
         let (reply, waiter) = oneshot::<u32>();
-        reply.send(Ok(3));
+        reply.map(|s: &str| Ok(s.len() as u32)).send(Ok("abc"));
         assert_eq!(waiter.wait_until(soon()).unwrap().unwrap(), 3);
+        let wait = Wait::<u32>::default();
+        let waiter = registered(&wait, 5);
+        wait.cancel(5);
+        wait.trigger([(5, Ok(1))]);
+        assert!(waiter.wait_until(Instant::now() + Duration::from_millis(20)).is_none());
     }
 
     #[test]
     fn close_fails_pending_and_later_waiters() {
         let wait = Wait::<u32>::default();
-        let pending = wait.register(1);
+        let pending = registered(&wait, 1);
         wait.close();
         assert!(matches!(pending.wait_until(soon()).unwrap(), Err(Error::Stopped)));
-        assert!(matches!(wait.register(2).wait_until(soon()).unwrap(), Err(Error::Stopped)));
+        assert!(matches!(registered(&wait, 2).wait_until(soon()).unwrap(), Err(Error::Stopped)));
     }
 }
