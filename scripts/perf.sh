@@ -4,7 +4,7 @@
 # Builds the `profiling` profile (release + debug symbols) with frame pointers, starts one
 # member on a fresh loopback data dir, records `perf record -g` of it while `raftkvctl bench`
 # drives it, then writes (under $CARGO_TARGET_DIR/perf/):
-#   flamegraph.svg   one tower per thread: raftkv-raft, raftkv-apply, raftkv-http-*, ...
+#   flamegraph.svg   one tower per thread: raftkv-raft, raftkv-apply, raftkv-httpio-*, ...
 #   report.txt       `perf report --stdio --sort comm,symbol`, the top entries
 #   perf.data        for your own `perf report -i`
 # Environment: PERF_LOAD (raftkvctl bench arguments; default a 64-connection put load),

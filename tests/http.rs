@@ -403,14 +403,19 @@ struct Streamer {
 }
 
 impl raftkv::api::http::Handler for Streamer {
-    fn handle(&self, _: raftkv::api::http::Request) -> raftkv::api::http::Response {
+    fn handle(
+        &self,
+        _: raftkv::api::http::Request,
+        done: raftkv::api::http::Done,
+    ) -> Option<raftkv::api::http::Expiry> {
         let messages = self.feed.lock().take().expect("one stream per test");
-        raftkv::api::http::Response::Stream {
+        done.respond(raftkv::api::http::Response::Stream {
             status: 200,
             headers: vec![("Content-Type", "application/json".into())],
             messages,
             on_close: None,
-        }
+        });
+        None
     }
 }
 

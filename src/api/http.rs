@@ -1,43 +1,72 @@
-//! A small synchronous HTTP/1.1 server: an accept thread and a bounded pool of connection
-//! threads, with the request parsing of `httparse` under our own connection loop (so streamed
-//! responses can flush one chunk per message, which the gateway's watch and keepalive need).
+//! A small synchronous HTTP/1.1 server: epoll event loops (through `mio`, no async runtime)
+//! that read requests and write answers for many connections each, a pool of threads for
+//! handlers that block, and a thread per streamed response.
 //!
-//! Threads: `raftkv-http-accept` accepts and hands connections over a bounded queue
-//! ([`ACCEPT_QUEUE_MAX`]) to `raftkv-http-N` workers, spawned on demand up to
-//! [`WORKERS_MAX`]; a worker serves one connection (keep-alive, pipelining, HTTP/1.0,
-//! `Expect: 100-continue`, chunked request bodies) until it closes. Reads time out every
-//! [`POLL_INTERVAL`] so workers notice shutdown; a client that hangs up mid-request only ends
-//! its own connection.
+//! Threads and queues:
+//! - `raftkv-httpio-N`, one per core (at most [`LOOPS_MAX`]): each owns its connections and
+//!   an epoll set. Loop 0 also accepts and deals new connections out in turn. A loop parses
+//!   requests (`httparse`; keep-alive, pipelining answered in order, HTTP/1.0,
+//!   `Expect: 100-continue`, chunked bodies) and hands each to the [`Handler`] with a [`Done`].
+//!   Answers come back through the loop's post box (a mutex-guarded list, drained every turn;
+//!   bounded by the connections, each with at most one request in flight) and one `eventfd`
+//!   wake-up when the loop sleeps, so a burst of answers after one fsync costs one wake-up,
+//!   not one per caller.
+//! - `raftkv-http-N`: the blocking pool, spawned on demand up to [`POOL_MAX`], fed by a queue
+//!   of [`POOL_QUEUE_MAX`] jobs (`Done::spawn_blocking`).
+//! - `raftkv-stream`: a [`Response::Stream`] (watch, lease keepalive) takes its connection off
+//!   the loop onto a thread of its own, which writes one chunk per message and ends the
+//!   connection with the stream.
+//!
+//! Why loops: with a thread per connection, every request cost two sleeps and two wake-ups of
+//! its thread (waiting for the request, then for the fsync); the flame graph of 64 clients
+//! putting showed those context switches as the largest share of the server's CPU.
 //!
 //! Responses are written the way Go's net/http writes them (handler headers sorted, then
 //! `Date`, `Content-Length`, a sniffed `Content-Type`, `Connection`, `Transfer-Encoding`), so
 //! byte-level comparisons with etcd only differ where behaviour does.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam::channel::{self, Receiver, RecvTimeoutError};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use crate::{Error, Result};
 
-/// Connections accepted but not yet picked up by a worker.
-pub const ACCEPT_QUEUE_MAX: usize = 256;
-/// Most connections served at once; each holds one thread.
-pub const WORKERS_MAX: usize = 1024;
-/// How often blocked reads wake up to check for shutdown.
+/// Event loops at most, whatever the core count.
+pub const LOOPS_MAX: usize = 4;
+/// Connections served at once; more are closed as they are accepted.
+pub const CONNECTIONS_MAX: usize = 16_384;
+/// Blocking pool threads at most; each runs one handler call at a time.
+pub const POOL_MAX: usize = 1024;
+/// Blocking calls queued for the pool; beyond it a request's connection is closed.
+pub const POOL_QUEUE_MAX: usize = 1024;
+/// How often stream threads and idle pool threads check for shutdown.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Largest request head (request line + headers).
 const HEAD_MAX: usize = 64 * 1024;
 /// Largest request body read into memory. Above etcd's 2 MiB gRPC limit plus base64's growth,
 /// so etcd's own size errors decide every request a real client sends.
 pub const BODY_MAX: usize = 8 << 20;
+/// Most bytes buffered from one connection: a whole request with room for chunk framing, or
+/// pipelined requests waiting their turn (reading pauses there).
+const READ_BUFFER_MAX: usize = 4 * BODY_MAX;
 /// An idle keep-alive connection is closed after this long.
 const IDLE_MAX: Duration = Duration::from_secs(300);
+/// How long a stopping loop waits for answers to requests in flight.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Connection `i` is `Token(i + FIRST_CONN)`.
+const FIRST_CONN: usize = 2;
 
 /// A parsed request.
 pub struct Request {
@@ -72,57 +101,163 @@ pub enum Response {
     },
 }
 
-/// Handles one request. Implementations are shared by all worker threads.
+/// What to answer if a request is still unanswered at `at` (its handler's own deadline).
+pub struct Expiry {
+    pub at: Instant,
+    pub answer: Box<dyn FnOnce() -> Response + Send>,
+}
+
+/// Handles requests; shared by all loops.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request) -> Response;
+    /// Starts answering `req`, on the loop thread that read it: answer through `done` now or
+    /// later from any thread, and never block here (use [`Done::spawn_blocking`]). If the
+    /// answer may never come, return an [`Expiry`].
+    fn handle(&self, req: Request, done: Done) -> Option<Expiry>;
+}
+
+/// The answer to one request, owed to its connection. Dropping it unanswered closes the
+/// connection (as a Go handler's panic would).
+pub struct Done {
+    to: Option<(Arc<Mailbox>, usize, u64)>,
+    pool: Arc<Pool>,
+}
+
+impl Done {
+    pub fn respond(self, response: Response) {
+        self.post(Answer::Ready(response));
+    }
+
+    /// Answers with what `answer` makes, run on the connection's loop thread: for the cheap
+    /// last step of a request answered from another thread (encoding, a local read).
+    pub fn respond_with(self, answer: impl FnOnce() -> Response + Send + 'static) {
+        self.post(Answer::Later(Box::new(answer)));
+    }
+
+    /// Answers with what `work` makes on a pool thread, for handlers that block.
+    pub fn spawn_blocking(self, work: impl FnOnce() -> Response + Send + 'static) {
+        let pool = self.pool.clone();
+        if let Err(job) = pool.run(Box::new(move || self.respond(work()))) {
+            // Dropping the job drops its `Done`, which closes the connection.
+            log::warn!("http: {POOL_QUEUE_MAX} blocking calls queued; closing a connection");
+            drop(job);
+        }
+    }
+
+    fn post(mut self, answer: Answer) {
+        if let Some((mailbox, conn, generation)) = self.to.take() {
+            mailbox.post(Post::Answer { conn, generation, answer });
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some((mailbox, conn, generation)) = self.to.take() {
+            mailbox.post(Post::Answer { conn, generation, answer: Answer::Abandoned });
+        }
+    }
+}
+
+enum Answer {
+    Ready(Response),
+    Later(Box<dyn FnOnce() -> Response + Send>),
+    Abandoned,
+}
+
+enum Post {
+    Answer {
+        conn: usize,
+        generation: u64,
+        answer: Answer,
+    },
+    /// A connection accepted by loop 0 for this loop.
+    Conn(mio::net::TcpStream),
+}
+
+/// A loop's post box: what other threads hand it, and the wake-up for when it sleeps.
+struct Mailbox {
+    posts: Mutex<Vec<Post>>,
+    /// Set while the loop is (about to be) blocked in epoll: the first post then wakes it.
+    asleep: AtomicBool,
+    waker: Waker,
+}
+
+impl Mailbox {
+    fn post(&self, post: Post) {
+        self.posts.lock().push(post);
+        // Pairs with the loop's fence between setting `asleep` and checking the box.
+        fence(Ordering::SeqCst);
+        if self.asleep.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self.waker.wake() {
+                log::warn!("http: cannot wake event loop: {e}");
+            }
+        }
+    }
 }
 
 /// A running server; dropping or [`HttpServer::stop`] stops it and joins its threads.
 pub struct HttpServer {
     stopping: Arc<AtomicBool>,
     addr: std::net::SocketAddr,
-    acceptor: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    mailboxes: Vec<Arc<Mailbox>>,
+    loops: Vec<JoinHandle<()>>,
+    pool: Arc<Pool>,
+    streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl HttpServer {
     pub fn start(listener: TcpListener, handler: Arc<dyn Handler>) -> Result<HttpServer> {
         let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
+        let io = |e: io::Error| Error::Config(format!("http event loop: {e}"));
+        listener.set_nonblocking(true).map_err(io)?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let workers = Arc::new(Mutex::new(Vec::new()));
-        let (conn_tx, conn_rx) = channel::bounded::<TcpStream>(ACCEPT_QUEUE_MAX);
-        let pool = Pool {
-            handler,
-            conn_rx,
+        let pool = Arc::new(Pool::new(stopping.clone()));
+        let streams = Arc::new(Mutex::new(Vec::new()));
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get()).min(LOOPS_MAX);
+        let mut polls = Vec::new();
+        let mut mailboxes = Vec::new();
+        for _ in 0..count {
+            let poll = Poll::new().map_err(io)?;
+            let waker = Waker::new(poll.registry(), WAKER).map_err(io)?;
+            mailboxes.push(Arc::new(Mailbox { posts: Mutex::new(Vec::new()), asleep: AtomicBool::new(false), waker }));
+            polls.push(poll);
+        }
+        let mut listener = Some(mio::net::TcpListener::from_std(listener));
+        let mut server = HttpServer {
             stopping: stopping.clone(),
-            idle: Arc::new(AtomicUsize::new(0)),
-            workers: workers.clone(),
+            addr,
+            mailboxes: mailboxes.clone(),
+            loops: Vec::new(),
+            pool,
+            streams,
         };
-        let stop = stopping.clone();
-        let acceptor = std::thread::Builder::new()
-            .name("raftkv-http-accept".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    match conn {
-                        Ok(conn) => {
-                            pool.reserve_worker();
-                            if conn_tx.send(conn).is_err() {
-                                break;
-                            }
-                        }
-                        // Out of file descriptors and the like: log, back off, keep serving.
-                        Err(e) => {
-                            log::warn!("http: accept failed: {e}");
-                            std::thread::sleep(POLL_INTERVAL);
-                        }
-                    }
-                }
-            })
-            .map_err(|source| Error::Spawn { name: "raftkv-http-accept".into(), source })?;
-        Ok(HttpServer { stopping, addr, acceptor: Some(acceptor), workers })
+        for (i, poll) in polls.into_iter().enumerate() {
+            let mut event_loop = EventLoop {
+                poll,
+                listener: listener.take(),
+                accept_retry: None,
+                mailboxes: mailboxes.clone(),
+                mailbox: mailboxes[i].clone(),
+                next_loop: 0,
+                conns: Vec::new(),
+                free: Vec::new(),
+                live: 0,
+                expiries: BinaryHeap::new(),
+                scratch: vec![0; 64 * 1024],
+                handler: handler.clone(),
+                pool: server.pool.clone(),
+                streams: server.streams.clone(),
+                stopping: stopping.clone(),
+            };
+            if let Some(listener) = &mut event_loop.listener {
+                event_loop.poll.registry().register(listener, LISTENER, Interest::READABLE).map_err(io)?;
+            }
+            let name = format!("raftkv-httpio-{i}");
+            let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || event_loop.run());
+            // Dropping `server` on an error stops the loops already running.
+            server.loops.push(spawned.map_err(|source| Error::Spawn { name, source })?);
+        }
+        Ok(server)
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
@@ -134,14 +269,16 @@ impl HttpServer {
         if self.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Wake the acceptor blocked in accept().
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
+        for mailbox in &self.mailboxes {
+            let _ = mailbox.waker.wake();
         }
-        let workers = std::mem::take(&mut *self.workers.lock());
-        for worker in workers {
-            let _ = worker.join();
+        for event_loop in self.loops.drain(..) {
+            let _ = event_loop.join();
+        }
+        self.pool.join();
+        let streams = std::mem::take(&mut *self.streams.lock());
+        for stream in streams {
+            let _ = stream.join();
         }
     }
 }
@@ -152,39 +289,47 @@ impl Drop for HttpServer {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The blocking pool: workers spawned on demand, kept once spawned.
 struct Pool {
-    handler: Arc<dyn Handler>,
-    conn_rx: Receiver<TcpStream>,
+    jobs_tx: Sender<Job>,
+    jobs_rx: Receiver<Job>,
     stopping: Arc<AtomicBool>,
-    /// Workers free and not yet claimed by a queued connection.
+    /// Workers free and not yet claimed by a queued job.
     idle: Arc<AtomicUsize>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Pool {
-    /// Makes sure a worker will take the next queued connection: claims an idle one, or
-    /// spawns one. Claiming at accept time (not when a worker wakes) matters: a worker serves
-    /// a keep-alive connection for as long as the client keeps it, so a connection queued
-    /// behind busy workers would otherwise wait for one of those clients to leave. At
-    /// `WORKERS_MAX`, connections queue until a worker is free.
-    fn reserve_worker(&self) {
+    fn new(stopping: Arc<AtomicBool>) -> Pool {
+        let (jobs_tx, jobs_rx) = channel::bounded(POOL_QUEUE_MAX);
+        Pool { jobs_tx, jobs_rx, stopping, idle: Arc::new(AtomicUsize::new(0)), workers: Mutex::new(Vec::new()) }
+    }
+
+    /// Queues `job` for a worker: claims an idle one or spawns one (claiming when queueing, not
+    /// when a worker wakes, so a job never waits behind busy workers while the pool may grow).
+    /// At [`POOL_MAX`] jobs wait for a free worker; a full queue gives the job back.
+    fn run(&self, job: Job) -> std::result::Result<(), Job> {
         let claimed = self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
-        if claimed {
-            return;
+        if !claimed {
+            self.spawn_worker();
         }
+        self.jobs_tx.try_send(job).map_err(|e| e.into_inner())
+    }
+
+    fn spawn_worker(&self) {
         let mut workers = self.workers.lock();
-        if workers.len() >= WORKERS_MAX {
-            log::warn!("http: all {WORKERS_MAX} workers busy; connection queued");
+        if workers.len() >= POOL_MAX {
             return;
         }
         let n = workers.len();
-        let (handler, conn_rx, stopping, idle) =
-            (self.handler.clone(), self.conn_rx.clone(), self.stopping.clone(), self.idle.clone());
-        // The new worker is born claimed: it takes the connection being queued now.
+        let (jobs, stopping, idle) = (self.jobs_rx.clone(), self.stopping.clone(), self.idle.clone());
+        // The new worker is born claimed: it takes the job being queued now.
         let spawned = std::thread::Builder::new().name(format!("raftkv-http-{n}")).spawn(move || loop {
-            match conn_rx.recv_timeout(POLL_INTERVAL) {
-                Ok(conn) => {
-                    serve(conn, &*handler, &stopping);
+            match jobs.recv_timeout(POLL_INTERVAL) {
+                Ok(job) => {
+                    job();
                     idle.fetch_add(1, Ordering::AcqRel);
                 }
                 Err(RecvTimeoutError::Timeout) if !stopping.load(Ordering::Acquire) => {}
@@ -193,69 +338,435 @@ impl Pool {
         });
         match spawned {
             Ok(handle) => workers.push(handle),
-            Err(e) => log::error!("http: cannot spawn worker: {e}"),
+            Err(e) => log::error!("http: cannot spawn a pool thread: {e}"),
         }
     }
-}
 
-/// Why reading a request ended without one.
-enum ReadEnd {
-    /// Clean end: the peer closed, went idle too long, or the server is stopping.
-    Closed,
-    /// Malformed request: answer with this status and body, then close.
-    Bad(u16, &'static str),
-}
-
-fn serve(conn: TcpStream, handler: &dyn Handler, stopping: &AtomicBool) {
-    let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    if conn.set_read_timeout(Some(POLL_INTERVAL)).is_err() {
-        return;
+    fn join(&self) {
+        let workers = std::mem::take(&mut *self.workers.lock());
+        for worker in workers {
+            let _ = worker.join();
+        }
+        // Jobs still queued answer nothing: their `Done`s close their connections.
+        while self.jobs_rx.try_recv().is_ok() {}
     }
-    let _ = conn.set_nodelay(true);
-    let Ok(write_half) = conn.try_clone() else { return };
-    let mut reader = BufReader::with_capacity(16 * 1024, conn);
-    let mut writer = io::BufWriter::with_capacity(16 * 1024, write_half);
-    loop {
-        let head = match read_head(&mut reader, stopping) {
-            Ok(head) => head,
-            Err(ReadEnd::Closed) => return,
-            Err(ReadEnd::Bad(status, msg)) => {
-                let _ = write_plain(&mut writer, (1, 1), status, msg, true);
-                return;
+}
+
+/// One event loop: its epoll set, its connections, and the answers it waits for.
+struct EventLoop {
+    poll: Poll,
+    /// Loop 0's: it accepts for every loop.
+    listener: Option<mio::net::TcpListener>,
+    /// When to try accepting again after an error such as running out of descriptors (the
+    /// waiting connections raise no new event).
+    accept_retry: Option<Instant>,
+    mailboxes: Vec<Arc<Mailbox>>,
+    mailbox: Arc<Mailbox>,
+    /// The loop that gets the next accepted connection.
+    next_loop: usize,
+    conns: Vec<Option<Conn>>,
+    /// Free slots of `conns`.
+    free: Vec<usize>,
+    live: usize,
+    /// Deadlines of requests in flight that have an [`Expiry`]: (when, conn, generation).
+    expiries: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Read buffer shared by this loop's connections; bytes are copied out to the connection.
+    scratch: Vec<u8>,
+    handler: Arc<dyn Handler>,
+    pool: Arc<Pool>,
+    streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stopping: Arc<AtomicBool>,
+}
+
+struct Conn {
+    stream: mio::net::TcpStream,
+    /// Bytes read and not yet parsed into a request.
+    input: Vec<u8>,
+    /// The head of the request being received, once complete.
+    head: Option<Head>,
+    /// Bytes answered and not yet written, from `written` on.
+    output: Vec<u8>,
+    written: usize,
+    /// Counts requests, so a late answer to an expired one is recognised.
+    generation: u64,
+    state: State,
+    /// The peer closed its side (or the connection failed): no more requests will come.
+    eof: bool,
+    /// Reading stopped at [`READ_BUFFER_MAX`]; resumes once requests are taken out.
+    paused: bool,
+    /// Close once `output` is written.
+    closing: bool,
+    last_active: Instant,
+}
+
+enum State {
+    /// Receiving a request.
+    Reading,
+    /// The handler has the request.
+    Waiting { version: (u8, u8), close: bool, echo_close: bool, expiry: Option<Expiry> },
+}
+
+impl EventLoop {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut last_sweep = Instant::now();
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            if self.stopping.load(Ordering::Acquire) && stop_by.is_none() {
+                stop_by = Some(Instant::now() + STOP_GRACE);
+                self.begin_stop();
             }
-        };
-        if head.expect_continue
-            && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|_| writer.flush()).is_err()
-        {
+            if let Some(by) = stop_by {
+                if self.live == 0 || Instant::now() >= by {
+                    return;
+                }
+            }
+            let timeout = self.timeout(stop_by);
+            self.mailbox.asleep.store(true, Ordering::Release);
+            fence(Ordering::SeqCst);
+            let timeout = if self.mailbox.posts.lock().is_empty() { timeout } else { Duration::ZERO };
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.mailbox.asleep.store(false, Ordering::Release);
+            if let Err(e) = polled {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("http: event loop failed: {e}");
+                    return;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => {
+                        let conn = t - FIRST_CONN;
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(conn);
+                        }
+                        if event.is_writable() {
+                            self.write(conn);
+                        }
+                        self.advance(conn);
+                    }
+                }
+            }
+            self.take_posts();
+            let now = Instant::now();
+            self.expire(now);
+            if self.accept_retry.is_some_and(|at| at <= now) {
+                self.accept_retry = None;
+                self.accept();
+            }
+            if now.duration_since(last_sweep) >= Duration::from_secs(1) {
+                last_sweep = now;
+                self.close_idle(now);
+            }
+        }
+    }
+
+    /// How long epoll may sleep: until the next deadline, at most a second (the idle sweep).
+    fn timeout(&self, stop_by: Option<Instant>) -> Duration {
+        let now = Instant::now();
+        let mut until = now + Duration::from_secs(1);
+        if let Some(Reverse((at, _, _))) = self.expiries.peek() {
+            until = until.min(*at);
+        }
+        if let Some(at) = self.accept_retry {
+            until = until.min(at);
+        }
+        if stop_by.is_some() {
+            until = until.min(now + Duration::from_millis(50));
+        }
+        until.saturating_duration_since(now)
+    }
+
+    fn begin_stop(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        // Connections between requests end now; those with one in flight when it is answered.
+        for i in 0..self.conns.len() {
+            let between = self.conns[i]
+                .as_ref()
+                .is_some_and(|c| matches!(c.state, State::Reading) && c.written == c.output.len());
+            if between {
+                self.close(i);
+            } else if let Some(conn) = &mut self.conns[i] {
+                conn.closing = true;
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let target = self.next_loop;
+                    self.next_loop = (self.next_loop + 1) % self.mailboxes.len();
+                    if target == 0 {
+                        self.add(stream);
+                    } else {
+                        self.mailboxes[target].post(Post::Conn(stream));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Out of file descriptors and the like: log, back off, keep serving.
+                Err(e) => {
+                    log::warn!("http: accept failed: {e}");
+                    self.accept_retry = Some(Instant::now() + POLL_INTERVAL);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, mut stream: mio::net::TcpStream) {
+        if self.live >= CONNECTIONS_MAX / self.mailboxes.len() || self.stopping.load(Ordering::Acquire) {
+            log::warn!("http: {} connections open; closing a new one", self.live);
             return;
         }
-        let body = match read_body(&mut reader, &head, stopping) {
-            Ok(body) => body,
-            Err(ReadEnd::Closed) => return,
-            Err(ReadEnd::Bad(status, msg)) => {
-                let _ = write_plain(&mut writer, head.version, status, msg, true);
+        let _ = stream.set_nodelay(true);
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(slot + FIRST_CONN), interest) {
+            log::warn!("http: cannot watch a new connection: {e}");
+            self.free.push(slot);
+            return;
+        }
+        self.conns[slot] = Some(Conn {
+            stream,
+            input: Vec::new(),
+            head: None,
+            output: Vec::new(),
+            written: 0,
+            generation: 0,
+            state: State::Reading,
+            eof: false,
+            paused: false,
+            closing: false,
+            last_active: Instant::now(),
+        });
+        self.live += 1;
+    }
+
+    fn close(&mut self, i: usize) {
+        if let Some(mut conn) = self.conns.get_mut(i).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.free.push(i);
+            self.live -= 1;
+        }
+    }
+
+    /// Reads what the socket has (epoll is edge-triggered: until it would block).
+    fn read(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        while !conn.eof {
+            if conn.input.len() >= READ_BUFFER_MAX {
+                conn.paused = true;
                 return;
             }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => conn.eof = true,
+                Ok(n) => {
+                    conn.input.extend_from_slice(&self.scratch[..n]);
+                    conn.last_active = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => conn.eof = true,
+            }
+        }
+    }
+
+    /// Writes what is owed (until the socket would block); closes the connection when it is
+    /// done with or broken.
+    fn write(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        while conn.written < conn.output.len() {
+            match conn.stream.write(&conn.output[conn.written..]) {
+                Ok(0) => return self.close(i),
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("http: write failed: {e}");
+                    return self.close(i);
+                }
+            }
+        }
+        conn.output.clear();
+        conn.written = 0;
+        if conn.closing && matches!(conn.state, State::Reading) {
+            self.close(i);
+        }
+    }
+
+    /// Takes the next request of connection `i` if it is between requests and has written
+    /// everything it owes (so pipelined requests are answered in order, one at a time).
+    fn advance(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        if !matches!(conn.state, State::Reading) || conn.written < conn.output.len() || conn.closing {
+            return;
+        }
+        match parse(&conn.input, &mut conn.head) {
+            Parsed::Incomplete { continue_wanted } => {
+                if continue_wanted {
+                    conn.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    return self.write(i);
+                }
+                if conn.paused {
+                    let version = conn.head.as_ref().map_or((1, 1), |h| h.version);
+                    let _ = write_plain(&mut conn.output, version, 413, "Request Entity Too Large", true);
+                    conn.closing = true;
+                    return self.write(i);
+                }
+                if conn.eof {
+                    self.close(i);
+                }
+            }
+            Parsed::Bad { version, status, msg } => {
+                let _ = write_plain(&mut conn.output, version, status, msg, true);
+                conn.closing = true;
+                self.write(i);
+            }
+            Parsed::Complete { head, body, len } => {
+                conn.input.drain(..len);
+                conn.generation += 1;
+                let generation = conn.generation;
+                conn.state = State::Waiting {
+                    version: head.version,
+                    close: head.close,
+                    echo_close: head.echo_close,
+                    expiry: None,
+                };
+                let done = Done { to: Some((self.mailbox.clone(), i, generation)), pool: self.pool.clone() };
+                let req = Request { method: head.method, path: head.path, body };
+                if let Some(expiry) = self.handler.handle(req, done) {
+                    self.expiries.push(Reverse((expiry.at, i, generation)));
+                    if let Some(State::Waiting { expiry: slot, .. }) = self.conns[i].as_mut().map(|c| &mut c.state) {
+                        *slot = Some(expiry);
+                    }
+                }
+                if let Some(conn) = self.conns[i].as_mut().filter(|c| c.paused) {
+                    conn.paused = false;
+                    self.read(i);
+                }
+            }
+        }
+    }
+
+    fn take_posts(&mut self) {
+        let posts = std::mem::take(&mut *self.mailbox.posts.lock());
+        for post in posts {
+            match post {
+                Post::Conn(stream) => self.add(stream),
+                Post::Answer { conn, generation, answer } => self.answer(conn, generation, answer),
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((at, i, generation))) = self.expiries.peek().copied() {
+            if at > now {
+                return;
+            }
+            self.expiries.pop();
+            let expiry = match self.conns.get_mut(i).and_then(Option::as_mut) {
+                Some(Conn { generation: g, state: State::Waiting { expiry, .. }, .. }) if *g == generation => {
+                    expiry.take()
+                }
+                _ => None,
+            };
+            if let Some(expiry) = expiry {
+                self.answer(i, generation, Answer::Later(expiry.answer));
+            }
+        }
+    }
+
+    /// Writes the answer to connection `i`'s request `generation`, unless that request was
+    /// answered already (expired) or the connection is gone.
+    fn answer(&mut self, i: usize, generation: u64, answer: Answer) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        if conn.generation != generation || !matches!(conn.state, State::Waiting { .. }) {
+            return;
+        }
+        let State::Waiting { version, close, echo_close, .. } = std::mem::replace(&mut conn.state, State::Reading)
+        else {
+            return;
         };
-        let (close, echo_close) = (head.close, head.echo_close);
-        let response = handler.handle(Request { method: head.method, path: head.path, body });
+        let response = match answer {
+            Answer::Ready(response) => response,
+            Answer::Later(answer) => answer(),
+            Answer::Abandoned => return self.close(i),
+        };
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
         if let Response::Stream { status, headers, messages, on_close } = response {
-            if let Err(e) = write_stream(&mut writer, head.version, status, headers, messages, stopping) {
-                log::debug!("http: {peer}: stream ended: {e}");
+            return self.hand_off(i, version, status, headers, messages, on_close);
+        }
+        if let Err(e) = write_response(&mut conn.output, version, response, echo_close) {
+            log::debug!("http: cannot encode a response: {e}");
+        }
+        conn.last_active = Instant::now();
+        if close || conn.eof || self.stopping.load(Ordering::Acquire) {
+            conn.closing = true;
+        }
+        self.write(i);
+        self.advance(i);
+    }
+
+    /// Moves connection `i` to a `raftkv-stream` thread that writes the stream, then closes it
+    /// (a client cannot tell where a new response starts if it stopped reading the old one).
+    fn hand_off(
+        &mut self,
+        i: usize,
+        version: (u8, u8),
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        messages: Receiver<Vec<u8>>,
+        on_close: Option<Box<dyn FnOnce() + Send>>,
+    ) {
+        let Some(mut conn) = self.conns.get_mut(i).and_then(Option::take) else { return };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.free.push(i);
+        self.live -= 1;
+        let stream = TcpStream::from(std::os::fd::OwnedFd::from(conn.stream));
+        let unwritten = conn.output.split_off(conn.written);
+        let stopping = self.stopping.clone();
+        let spawned = std::thread::Builder::new().name("raftkv-stream".into()).spawn(move || {
+            let outcome = stream.set_nonblocking(false).and_then(|()| {
+                let mut writer = io::BufWriter::with_capacity(16 * 1024, stream);
+                writer.write_all(&unwritten)?;
+                write_stream(&mut writer, version, status, headers, messages, &stopping)
+            });
+            if let Err(e) = outcome {
+                log::debug!("http: stream ended: {e}");
             }
             if let Some(on_close) = on_close {
                 on_close();
             }
-            // A stream ends its connection: the client cannot tell where a new response starts
-            // if it stopped reading the old one.
-            return;
+        });
+        match spawned {
+            Ok(handle) => {
+                let mut streams = self.streams.lock();
+                streams.retain(|s| !s.is_finished());
+                streams.push(handle);
+            }
+            Err(e) => log::error!("http: cannot spawn a stream thread: {e}"),
         }
-        if let Err(e) = write_response(&mut writer, head.version, response, echo_close) {
-            log::debug!("http: {peer}: write failed: {e}");
-            return;
-        }
-        if close || stopping.load(Ordering::Acquire) {
-            return;
+    }
+
+    fn close_idle(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            let idle = self.conns[i]
+                .as_ref()
+                .is_some_and(|c| matches!(c.state, State::Reading) && now.duration_since(c.last_active) >= IDLE_MAX);
+            if idle {
+                self.close(i);
+            }
         }
     }
 }
@@ -264,69 +775,86 @@ struct Head {
     method: String,
     path: String,
     version: (u8, u8),
+    /// Bytes of the head, blank lines before it included.
+    len: usize,
     content_length: usize,
     chunked: bool,
     close: bool,
     /// The client asked to close: Go then says `Connection: close` in its answer.
     echo_close: bool,
     expect_continue: bool,
+    /// `100 Continue` was sent for this request.
+    continued: bool,
 }
 
-fn read_head(reader: &mut BufReader<TcpStream>, stopping: &AtomicBool) -> std::result::Result<Head, ReadEnd> {
-    let mut buf = Vec::new();
-    let mut idle = Duration::ZERO;
-    // Read line by line until the empty line that ends the head.
-    loop {
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => return Err(ReadEnd::Closed),
-            Ok(_) => {
-                idle = Duration::ZERO;
-                if buf.len() > HEAD_MAX {
-                    return Err(ReadEnd::Bad(431, "Request Header Fields Too Large"));
-                }
-                // Tolerate blank lines before the request line, as Go does.
-                if buf[..] == b"\r\n"[..] || buf[..] == b"\n"[..] {
-                    buf.clear();
-                    continue;
-                }
-                if buf.ends_with(b"\r\n\r\n") || buf.ends_with(b"\n\n") {
-                    break;
-                }
-            }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                idle += POLL_INTERVAL;
-                if stopping.load(Ordering::Acquire) || (buf.is_empty() && idle >= IDLE_MAX) {
-                    return Err(ReadEnd::Closed);
-                }
-            }
-            Err(_) => return Err(ReadEnd::Closed),
+enum Parsed {
+    /// More bytes are needed; first send `100 Continue` if the client waits for it.
+    Incomplete { continue_wanted: bool },
+    /// Malformed: answer with this and close.
+    Bad { version: (u8, u8), status: u16, msg: &'static str },
+    /// A whole request, `len` bytes of the input.
+    Complete { head: Head, body: Vec<u8>, len: usize },
+}
+
+/// Parses the request at the start of `input`; `head` keeps the parsed head between calls
+/// while the body arrives.
+fn parse(input: &[u8], head: &mut Option<Head>) -> Parsed {
+    if head.is_none() {
+        match parse_head(input) {
+            Ok(Some(parsed)) => *head = Some(parsed),
+            Ok(None) => return Parsed::Incomplete { continue_wanted: false },
+            Err((status, msg)) => return Parsed::Bad { version: (1, 1), status, msg },
         }
     }
+    let Some(h) = head.as_mut() else { return Parsed::Incomplete { continue_wanted: false } };
+    let body = match parse_body(&input[h.len..], h) {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            let continue_wanted = h.expect_continue && !h.continued;
+            h.continued = true;
+            return Parsed::Incomplete { continue_wanted };
+        }
+        Err((status, msg)) => return Parsed::Bad { version: h.version, status, msg },
+    };
+    let Some(h) = head.take() else { return Parsed::Incomplete { continue_wanted: false } };
+    let len = h.len + body.1;
+    Parsed::Complete { head: h, body: body.0, len }
+}
+
+type BadRequest = (u16, &'static str);
+
+/// The head at the start of `input`, `None` if it is not all there yet.
+fn parse_head(input: &[u8]) -> std::result::Result<Option<Head>, BadRequest> {
+    // Tolerate blank lines before the request line, as Go does.
+    let skip = input.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(&buf) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(ReadEnd::Bad(400, "Bad Request")),
-    }
+    let len = match req.parse(&input[skip..]) {
+        Ok(httparse::Status::Complete(len)) if len <= HEAD_MAX => skip + len,
+        Ok(httparse::Status::Partial) if input.len() - skip <= HEAD_MAX => return Ok(None),
+        Ok(_) => return Err((431, "Request Header Fields Too Large")),
+        Err(_) => return Err((400, "Bad Request")),
+    };
     let version = (1, req.version.unwrap_or(1));
     let target = req.path.unwrap_or("/");
-    let path = target.split('?').next().unwrap_or("/").to_string();
     let mut head = Head {
         method: req.method.unwrap_or("GET").to_string(),
-        path,
+        path: target.split('?').next().unwrap_or("/").to_string(),
         version,
+        len,
         content_length: 0,
         chunked: false,
         // HTTP/1.0 closes unless asked not to; HTTP/1.1 keeps alive unless asked to close.
         close: version.1 == 0,
         echo_close: false,
         expect_continue: false,
+        continued: false,
     };
     for h in req.headers.iter() {
         let value = String::from_utf8_lossy(h.value);
         let value = value.trim();
         if h.name.eq_ignore_ascii_case("content-length") {
-            head.content_length = value.parse().map_err(|_| ReadEnd::Bad(400, "Bad Request: bad Content-Length"))?;
+            head.content_length = value.parse().map_err(|_| (400, "Bad Request: bad Content-Length"))?;
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value.eq_ignore_ascii_case("chunked");
         } else if h.name.eq_ignore_ascii_case("connection") {
@@ -340,85 +868,58 @@ fn read_head(reader: &mut BufReader<TcpStream>, stopping: &AtomicBool) -> std::r
             head.expect_continue = value.eq_ignore_ascii_case("100-continue");
         }
     }
-    Ok(head)
+    Ok(Some(head))
 }
 
-/// `read_exact` that survives the poll timeouts and gives up only when the peer is gone.
-fn read_full(
-    reader: &mut BufReader<TcpStream>,
-    mut out: &mut [u8],
-    stopping: &AtomicBool,
-) -> std::result::Result<(), ReadEnd> {
-    let mut idle = Duration::ZERO;
-    while !out.is_empty() {
-        match reader.read(out) {
-            Ok(0) => return Err(ReadEnd::Closed),
-            Ok(n) => {
-                out = &mut out[n..];
-                idle = Duration::ZERO;
-            }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                idle += POLL_INTERVAL;
-                if stopping.load(Ordering::Acquire) || idle >= IDLE_MAX {
-                    return Err(ReadEnd::Closed);
-                }
-            }
-            Err(_) => return Err(ReadEnd::Closed),
-        }
-    }
-    Ok(())
-}
-
-fn read_line(reader: &mut BufReader<TcpStream>, stopping: &AtomicBool) -> std::result::Result<String, ReadEnd> {
-    let mut line = Vec::new();
-    loop {
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => return Err(ReadEnd::Closed),
-            Ok(_) if line.ends_with(b"\n") => return Ok(String::from_utf8_lossy(&line).trim().to_string()),
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                if stopping.load(Ordering::Acquire) {
-                    return Err(ReadEnd::Closed);
-                }
-            }
-            Err(_) => return Err(ReadEnd::Closed),
-        }
-        if line.len() > HEAD_MAX {
-            return Err(ReadEnd::Bad(400, "Bad Request"));
-        }
-    }
-}
-
-fn read_body(
-    reader: &mut BufReader<TcpStream>,
-    head: &Head,
-    stopping: &AtomicBool,
-) -> std::result::Result<Vec<u8>, ReadEnd> {
+/// The body at the start of `input` and the bytes it took, `None` if it is not all there yet.
+fn parse_body(input: &[u8], head: &Head) -> std::result::Result<Option<(Vec<u8>, usize)>, BadRequest> {
+    const TOO_LARGE: BadRequest = (413, "Request Entity Too Large");
     if !head.chunked {
         if head.content_length > BODY_MAX {
-            return Err(ReadEnd::Bad(413, "Request Entity Too Large"));
+            return Err(TOO_LARGE);
         }
-        let mut body = vec![0; head.content_length];
-        read_full(reader, &mut body, stopping)?;
-        return Ok(body);
+        return Ok(input.get(..head.content_length).map(|body| (body.to_vec(), head.content_length)));
     }
-    let mut body = Vec::new();
+    // Find every chunk first; copy them out only once the whole body is here.
+    let mut chunks = Vec::new();
+    let mut size_total = 0;
+    let mut at = 0;
     loop {
-        let line = read_line(reader, stopping)?;
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| ReadEnd::Bad(400, "Bad Request: bad chunk size"))?;
+        let (taken, size) = match httparse::parse_chunk_size(&input[at..]) {
+            Ok(httparse::Status::Complete((taken, size))) => (taken, size as usize),
+            Ok(httparse::Status::Partial) if input.len() - at <= HEAD_MAX => return Ok(None),
+            _ => return Err((400, "Bad Request: bad chunk size")),
+        };
+        at += taken;
         if size == 0 {
             // Trailers, then the empty line.
-            while !read_line(reader, stopping)?.is_empty() {}
-            return Ok(body);
+            loop {
+                let Some(end) = input[at..].iter().position(|b| *b == b'\n') else {
+                    return if input.len() - at <= HEAD_MAX { Ok(None) } else { Err((400, "Bad Request")) };
+                };
+                let line = &input[at..at + end];
+                at += end + 1;
+                if line.iter().all(|b| b.is_ascii_whitespace()) {
+                    let mut body = Vec::with_capacity(size_total);
+                    for (start, len) in chunks {
+                        body.extend_from_slice(&input[start..start + len]);
+                    }
+                    return Ok(Some((body, at)));
+                }
+            }
         }
-        if body.len() + size > BODY_MAX {
-            return Err(ReadEnd::Bad(413, "Request Entity Too Large"));
+        size_total = size_total.saturating_add(size);
+        if size_total > BODY_MAX {
+            return Err(TOO_LARGE);
         }
-        let start = body.len();
-        body.resize(start + size, 0);
-        read_full(reader, &mut body[start..], stopping)?;
-        read_line(reader, stopping)?;
+        if input.len() < at + size {
+            return Ok(None);
+        }
+        chunks.push((at, size));
+        at += size;
+        // The line break after the chunk's data.
+        let Some(end) = input[at..].iter().position(|b| *b == b'\n') else { return Ok(None) };
+        at += end + 1;
     }
 }
 
@@ -604,6 +1105,62 @@ fn write_plain(w: &mut impl Write, version: (u8, u8), status: u16, msg: &str, cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses the requests in `input` the way a connection does, given it `step` bytes at a time.
+    fn requests_arriving_in_steps(input: &[u8], step: usize) -> Vec<(String, Vec<u8>, bool)> {
+        let (mut buffered, mut head, mut requests, mut continues) = (Vec::new(), None, Vec::new(), 0);
+        for piece in input.chunks(step) {
+            buffered.extend_from_slice(piece);
+            loop {
+                match parse(&buffered, &mut head) {
+                    Parsed::Complete { head, body, len } => {
+                        buffered.drain(..len);
+                        requests.push((head.path, body, head.close));
+                    }
+                    Parsed::Incomplete { continue_wanted } => {
+                        continues += usize::from(continue_wanted);
+                        break;
+                    }
+                    Parsed::Bad { status, msg, .. } => panic!("{status} {msg}"),
+                }
+            }
+        }
+        assert!(buffered.is_empty(), "{buffered:?}");
+        // `100 Continue` once, while the body is awaited; not at all if it came with the head.
+        assert_eq!(continues, usize::from(step < input.len()), "step {step}");
+        requests
+    }
+
+    #[test]
+    fn requests_split_anywhere_parse_the_same() {
+        let input = b"\r\nPOST /a?x=1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello\
+            POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n\
+            3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nTrailer: t\r\n\r\n\
+            GET /c HTTP/1.0\r\n\r\n";
+        let expected = vec![
+            ("/a".to_string(), b"hello".to_vec(), false),
+            ("/b".to_string(), b"abcde".to_vec(), false),
+            ("/c".to_string(), Vec::new(), true),
+        ];
+        for step in [1, 2, 3, 7, 16, input.len()] {
+            assert_eq!(requests_arriving_in_steps(input, step), expected, "step {step}");
+        }
+    }
+
+    #[test]
+    fn malformed_or_oversize_requests_are_refused() {
+        let refused = |input: &[u8]| match parse(input, &mut None) {
+            Parsed::Bad { status, .. } => status,
+            _ => 0,
+        };
+        assert_eq!(refused(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"), 400);
+        assert_eq!(refused(b"\x01\x02 / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(refused(format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", BODY_MAX + 1).as_bytes()), 413);
+        assert_eq!(refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"), 400);
+        let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        huge.resize(HEAD_MAX + 10, b'a');
+        assert_eq!(refused(&huge), 431);
+    }
 
     #[test]
     fn dates_look_like_gos() {

@@ -2,9 +2,14 @@
 //!
 //! [`Gateway`] routes a request (`POST /v3/...`, `/v3beta/...` alias, `GET /version`,
 //! `/health`), reads the JSON body into etcd's request type ([`codec`], [`json`]), calls the
-//! [`Node`] on the HTTP worker thread that received it (blocking until the result), and writes
-//! the response or etcd's error body with the status code etcd's gateway uses. Transport is
-//! [`http`]. Runs on the `raftkv-http-*` threads.
+//! [`Node`], and writes the response or etcd's error body with the status code etcd's gateway
+//! uses. Transport is [`http`].
+//!
+//! Threads: the key-value calls (range, put, delete, txn) start on the HTTP event loop that
+//! read them (`raftkv-httpio-N`) and never block it: a write is answered from the apply thread
+//! and encoded back on the loop; a linearizable read waits for its barrier the same way, then
+//! reads on the loop. Everything else (leases, members, maintenance, watch set-up, health) runs
+//! on the blocking pool (`raftkv-http-N`) with the [`Node`]'s blocking calls.
 
 pub mod codec;
 pub mod http;
@@ -16,12 +21,17 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use codec::{FromJson, Ignored, ToJson, WatchRequest};
-use http::{HttpServer, Request, Response};
+use http::{Done, Expiry, HttpServer, Request, Response};
 use json::JsonError;
 
 use crate::error::Code;
+use crate::node::Ticket;
 use crate::node::Watch;
-use crate::pb::{CompactionResponse, LeaseKeepAliveRequest, RangeRequest, WatchCreateRequest, WatchResponse};
+use crate::pb::{
+    CompactionResponse, LeaseKeepAliveRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    WatchCreateRequest, WatchResponse,
+};
+use crate::server::wait::Reply;
 use crate::watch;
 use crate::{Error, Node, Result};
 
@@ -40,17 +50,24 @@ pub fn serve(listener: TcpListener, node: Node) -> Result<HttpServer> {
     HttpServer::start(listener, Arc::new(Gateway { node }))
 }
 
+#[derive(Clone)]
 pub struct Gateway {
     node: Node,
 }
 
-/// The gateway RPCs, by path below `/v3/`.
+/// The gateway RPCs, by path below `/v3/`: the key-value calls served on the event loop, and
+/// the rest on the blocking pool.
 #[derive(Clone, Copy)]
 enum Rpc {
     Range,
     Put,
     DeleteRange,
     Txn,
+    Blocking(Call),
+}
+
+#[derive(Clone, Copy)]
+enum Call {
     Compact,
     Status,
     Hash,
@@ -80,26 +97,28 @@ fn route(path: &str) -> Option<Rpc> {
         "kv/put" => Rpc::Put,
         "kv/deleterange" => Rpc::DeleteRange,
         "kv/txn" => Rpc::Txn,
-        "kv/compaction" => Rpc::Compact,
-        "maintenance/status" => Rpc::Status,
-        "maintenance/hash" => Rpc::Hash,
-        "maintenance/alarm" => Rpc::Alarm,
-        "maintenance/defragment" => Rpc::Defragment,
-        "cluster/member/list" => Rpc::MemberList,
-        "cluster/member/add" => Rpc::MemberAdd,
-        "cluster/member/remove" => Rpc::MemberRemove,
-        "cluster/member/update" => Rpc::MemberUpdate,
-        "cluster/member/promote" => Rpc::MemberPromote,
-        "maintenance/transfer-leadership" => Rpc::MoveLeader,
-        "lease/grant" => Rpc::LeaseGrant,
-        "lease/revoke" | "kv/lease/revoke" => Rpc::LeaseRevoke,
-        "lease/keepalive" => Rpc::LeaseKeepAlive,
-        "watch" => Rpc::Watch,
-        "lease/timetolive" | "kv/lease/timetolive" => Rpc::LeaseTimeToLive,
-        "lease/leases" | "kv/lease/leases" => Rpc::LeaseLeases,
-        "auth/authenticate" => Rpc::Authenticate,
-        "auth/user/list" | "auth/role/list" => Rpc::AuthList,
-        _ => return None,
+        rest => Rpc::Blocking(match rest {
+            "kv/compaction" => Call::Compact,
+            "maintenance/status" => Call::Status,
+            "maintenance/hash" => Call::Hash,
+            "maintenance/alarm" => Call::Alarm,
+            "maintenance/defragment" => Call::Defragment,
+            "cluster/member/list" => Call::MemberList,
+            "cluster/member/add" => Call::MemberAdd,
+            "cluster/member/remove" => Call::MemberRemove,
+            "cluster/member/update" => Call::MemberUpdate,
+            "cluster/member/promote" => Call::MemberPromote,
+            "maintenance/transfer-leadership" => Call::MoveLeader,
+            "lease/grant" => Call::LeaseGrant,
+            "lease/revoke" | "kv/lease/revoke" => Call::LeaseRevoke,
+            "lease/keepalive" => Call::LeaseKeepAlive,
+            "watch" => Call::Watch,
+            "lease/timetolive" | "kv/lease/timetolive" => Call::LeaseTimeToLive,
+            "lease/leases" | "kv/lease/leases" => Call::LeaseLeases,
+            "auth/authenticate" => Call::Authenticate,
+            "auth/user/list" | "auth/role/list" => Call::AuthList,
+            _ => return None,
+        }),
     })
 }
 
@@ -199,51 +218,124 @@ fn check_body(body: &[u8]) -> std::result::Result<(), Response> {
     Ignored::from_json(body).map(|_| ()).map_err(decode_error)
 }
 
+/// A decoded request and the answer owed for it; a body that does not decode is answered here.
+fn decoded<T: FromJson + prost::Message>(body: &[u8], done: Done) -> Option<(T, Done)> {
+    match decode(body) {
+        Ok(req) => Some((req, done)),
+        Err(refused) => {
+            done.respond(refused);
+            None
+        }
+    }
+}
+
+/// A reply that, when it is answered (on the raft or apply thread), has the connection's loop
+/// run `then` on the outcome and send the result.
+fn on_loop<T: Send + 'static, R: ToJson>(done: Done, then: impl FnOnce(T) -> Result<R> + Send + 'static) -> Reply<T> {
+    Reply::new(move |ready: Result<T>| done.respond_with(move || outcome(ready.and_then(then))))
+}
+
+/// Gives up on a call at its deadline with the error its [`Ticket`] names.
+fn expiry(ticket: Ticket) -> Expiry {
+    Expiry {
+        at: ticket.deadline(),
+        answer: Box::new(move || {
+            let e = ticket.expire();
+            server_error(&e.to_string(), e.code())
+        }),
+    }
+}
+
 impl Gateway {
-    fn call(&self, rpc: Rpc, body: &[u8]) -> std::result::Result<Response, Response> {
+    /// Starts a key-value call without blocking the loop.
+    fn start(&self, rpc: Rpc, body: &[u8], done: Done) -> Option<Expiry> {
         let node = &self.node;
-        Ok(match rpc {
-            Rpc::Range => outcome(node.range(decode(body)?)),
-            Rpc::Put => outcome(node.put(decode(body)?)),
-            Rpc::DeleteRange => outcome(node.delete_range(decode(body)?)),
-            Rpc::Txn => outcome(node.txn(decode(body)?)),
-            Rpc::Compact => outcome(node.compact(decode(body)?)),
-            Rpc::Status => {
+        let ticket = match rpc {
+            Rpc::Put => {
+                let (req, done) = decoded(body, done)?;
+                node.put_then(req, on_loop(done, Ok))
+            }
+            Rpc::DeleteRange => {
+                let (req, done) = decoded(body, done)?;
+                node.delete_range_then(req, on_loop(done, Ok))
+            }
+            Rpc::Range => {
+                let (req, done) = decoded::<RangeRequest>(body, done)?;
+                if let Err(e) = node.check_range(&req) {
+                    done.respond(outcome::<RangeResponse>(Err(e)));
+                    return None;
+                }
+                let (serializable, reader) = (req.serializable, node.clone());
+                let ticket =
+                    node.read_barrier_then(serializable, req, on_loop(done, move |req| reader.range_local(req)));
+                // A serializable read was answered already.
+                return (!serializable).then(|| expiry(ticket));
+            }
+            Rpc::Txn => {
+                let (req, done) = decoded::<TxnRequest>(body, done)?;
+                if let Err(e) = node.check_txn(&req) {
+                    done.respond(outcome::<TxnResponse>(Err(e)));
+                    return None;
+                }
+                if !Node::txn_is_read_only(&req) {
+                    node.txn_then(req, on_loop(done, Ok))
+                } else {
+                    let (serializable, reader) = (Node::txn_is_serializable(&req), node.clone());
+                    let ticket =
+                        node.read_barrier_then(serializable, req, on_loop(done, move |req| reader.txn_local(req)));
+                    return (!serializable).then(|| expiry(ticket));
+                }
+            }
+            Rpc::Blocking(call) => {
+                let (gateway, body) = (self.clone(), body.to_vec());
+                done.spawn_blocking(move || gateway.call(call, &body).unwrap_or_else(|refused| refused));
+                return None;
+            }
+        };
+        Some(expiry(ticket))
+    }
+
+    /// The other calls, on a pool thread.
+    fn call(&self, call: Call, body: &[u8]) -> std::result::Result<Response, Response> {
+        let node = &self.node;
+        Ok(match call {
+            Call::Compact => outcome(node.compact(decode(body)?)),
+            Call::Status => {
                 check_body(body)?;
                 outcome(node.status())
             }
-            Rpc::Hash => {
+            Call::Hash => {
                 check_body(body)?;
                 outcome(node.hash())
             }
-            Rpc::MemberList => {
+            Call::MemberList => {
                 check_body(body)?;
                 outcome(Ok::<_, Error>(node.member_list()))
             }
-            Rpc::MemberAdd => outcome(node.member_add(decode(body)?)),
-            Rpc::MemberRemove => outcome(node.member_remove(decode(body)?)),
-            Rpc::MemberUpdate => outcome(node.member_update(decode(body)?)),
-            Rpc::MemberPromote => outcome(node.member_promote(decode(body)?)),
-            Rpc::MoveLeader => outcome(node.move_leader(decode(body)?)),
-            Rpc::LeaseGrant => outcome(node.lease_grant(decode(body)?)),
-            Rpc::LeaseRevoke => outcome(node.lease_revoke(decode(body)?)),
-            Rpc::LeaseTimeToLive => outcome(node.lease_time_to_live(decode(body)?)),
-            Rpc::LeaseLeases => {
+            Call::MemberAdd => outcome(node.member_add(decode(body)?)),
+            Call::MemberRemove => outcome(node.member_remove(decode(body)?)),
+            Call::MemberUpdate => outcome(node.member_update(decode(body)?)),
+            Call::MemberPromote => outcome(node.member_promote(decode(body)?)),
+            Call::MoveLeader => outcome(node.move_leader(decode(body)?)),
+            Call::LeaseGrant => outcome(node.lease_grant(decode(body)?)),
+            Call::LeaseRevoke => outcome(node.lease_revoke(decode(body)?)),
+            Call::LeaseTimeToLive => outcome(node.lease_time_to_live(decode(body)?)),
+            Call::LeaseLeases => {
                 check_body(body)?;
                 outcome(node.lease_leases())
             }
-            Rpc::LeaseKeepAlive => self.keep_alive(body),
-            Rpc::Watch => self.watch(body),
-            Rpc::Authenticate => {
+            Call::LeaseKeepAlive => self.keep_alive(body),
+            Call::Watch => self.watch(body),
+            Call::Authenticate => {
                 check_body(body)?;
                 outcome(Err::<CompactionResponse, _>(Error::AuthNotEnabled))
             }
-            Rpc::AuthList => {
+            Call::AuthList => {
                 check_body(body)?;
                 outcome(Ok::<_, Error>(node.header_only()))
             }
             // No alarms are ever raised and RocksDB compacts itself: both answer an empty body.
-            Rpc::Alarm | Rpc::Defragment => {
+            Call::Alarm | Call::Defragment => {
                 check_body(body)?;
                 json_response("{}".into())
             }
@@ -345,45 +437,54 @@ impl Gateway {
 }
 
 impl http::Handler for Gateway {
-    fn handle(&self, req: Request) -> Response {
+    fn handle(&self, req: Request, done: Done) -> Option<Expiry> {
         if req.method == "OPTIONS" {
-            return Response::Full { status: 200, headers: Vec::new(), body: Vec::new() };
+            done.respond(Response::Full { status: 200, headers: Vec::new(), body: Vec::new() });
+            return None;
         }
         match req.path.as_str() {
             "/version" => {
                 let body = format!("{{\"etcdserver\":\"{ETCD_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}\"}}");
-                return Response::Full {
+                done.respond(Response::Full {
                     status: 200,
                     headers: vec![("Content-Type", "application/json".into())],
                     body: body.into_bytes(),
-                };
+                });
+                return None;
             }
             "/metrics" => {
                 let body = self.node.metrics().into_bytes();
-                return Response::Full {
+                done.respond(Response::Full {
                     status: 200,
                     headers: vec![("Content-Type", "text/plain; version=0.0.4".into())],
                     body,
-                };
+                });
+                return None;
             }
             "/health" => {
-                let healthy = self.healthy();
-                let body = format!("{{\"health\":\"{healthy}\"}}");
-                return Response::Full {
-                    status: if healthy { 200 } else { 503 },
-                    headers: Vec::new(),
-                    body: body.into_bytes(),
-                };
+                let gateway = self.clone();
+                done.spawn_blocking(move || {
+                    let healthy = gateway.healthy();
+                    let body = format!("{{\"health\":\"{healthy}\"}}");
+                    Response::Full {
+                        status: if healthy { 200 } else { 503 },
+                        headers: Vec::new(),
+                        body: body.into_bytes(),
+                    }
+                });
+                return None;
             }
             _ => {}
         }
         let Some(rpc) = route(&req.path) else {
             let gateway = req.path.starts_with("/v3/") || req.path.starts_with("/v3beta/");
-            return http::plain(404, if gateway { "Not Found" } else { "404 page not found" });
+            done.respond(http::plain(404, if gateway { "Not Found" } else { "404 page not found" }));
+            return None;
         };
         if req.method != "POST" {
-            return http::plain(405, "Method Not Allowed");
+            done.respond(http::plain(405, "Method Not Allowed"));
+            return None;
         }
-        self.call(rpc, &req.body).unwrap_or_else(|refused| refused)
+        self.start(rpc, &req.body, done)
     }
 }
