@@ -82,7 +82,7 @@ run_all() {
     local json; json=$("$CTL" --endpoints "127.0.0.1:$PORT" bench --json $args)
     local c1; c1=$(cpu_secs)
     printf '%s\t%s\t%s\n' "$name" "$json" "$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.3f", b-a}')" >>"$WORK/$server.tsv"
-    echo "  $server $name: $(echo "$json" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f req/s, p99 %.2f ms, %d errors" % (r["requests_per_sec"], r["p99_ms"], len(r["errors"])))')" >&2
+    echo "  $server $name: $(echo "$json" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f req/s, p99 %.2f ms, %d errors%s" % (r["requests_per_sec"], r["p99_ms"], sum(e["count"] for e in r["errors"]), "".join(" [%dx %s]" % (e["count"], e["error"]) for e in r["errors"])))')" >&2
   done
   echo "$(peak_rss_mib)" >"$WORK/$server.rss"
 }

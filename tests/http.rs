@@ -475,3 +475,73 @@ fn every_open_keep_alive_connection_is_served() {
         assert_eq!(reply.status, 200);
     }
 }
+
+/// Holds every request's answer for the test to give; `/short` ones expire after 100 ms and
+/// `/answered` ones after 400 ms with 504, the rest after a minute.
+#[derive(Default)]
+struct Holder {
+    held: parking_lot::Mutex<Vec<raftkv::api::http::Done>>,
+}
+
+impl raftkv::api::http::Handler for Holder {
+    fn handle(
+        &self,
+        req: raftkv::api::http::Request,
+        done: raftkv::api::http::Done,
+    ) -> Option<raftkv::api::http::Expiry> {
+        self.held.lock().push(done);
+        let wait = match req.path.as_str() {
+            "/short" => Duration::from_millis(100),
+            "/answered" => Duration::from_millis(400),
+            _ => Duration::from_secs(60),
+        };
+        Some(raftkv::api::http::Expiry {
+            at: std::time::Instant::now() + wait,
+            answer: Box::new(move || raftkv::api::http::plain(504, &format!("expired {}", req.path))),
+        })
+    }
+}
+
+#[test]
+fn late_answers_and_deadlines_of_closed_connections_reach_no_one_else() {
+    let handler = std::sync::Arc::new(Holder::default());
+    let mut server = HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handler.clone()).unwrap();
+    // Eight connections, so every event loop has several.
+    let ask = |path: &str| -> Vec<TcpStream> {
+        let conns: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(server.local_addr()).unwrap()).collect();
+        for mut conn in &conns {
+            conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(conn, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while handler.held.lock().len() < 8 {
+            assert!(std::time::Instant::now() < deadline, "requests never reached the handler");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        conns
+    };
+    let replies = |conns: Vec<TcpStream>| -> Vec<(u16, String)> {
+        conns.into_iter().map(|c| read_reply(&mut BufReader::new(c))).map(|r| (r.status, r.body)).collect()
+    };
+    // Requests answered by their deadline, whose late `Done`s are kept.
+    let short = ask("/short");
+    let late = std::mem::take(&mut *handler.held.lock());
+    assert!(replies(short).iter().all(|r| r == &(504, "expired /short\n".to_string())));
+    // Requests answered in time, whose deadlines are still ahead.
+    let answered = ask("/answered");
+    for done in std::mem::take(&mut *handler.held.lock()) {
+        done.respond(raftkv::api::http::plain(200, "ok"));
+    }
+    assert!(replies(answered).iter().all(|r| r.0 == 200));
+    std::thread::sleep(Duration::from_millis(100));
+    // New connections in the freed slots: neither the late answers (dropped `Done`s close a
+    // connection) nor the old deadlines may reach their requests.
+    let waiting = ask("/hold");
+    drop(late);
+    std::thread::sleep(Duration::from_millis(400));
+    for done in std::mem::take(&mut *handler.held.lock()) {
+        done.respond(raftkv::api::http::plain(200, "held"));
+    }
+    assert!(replies(waiting).iter().all(|r| r == &(200, "held\n".to_string())));
+    server.stop();
+}

@@ -242,6 +242,7 @@ impl HttpServer {
                 conns: Vec::new(),
                 free: Vec::new(),
                 live: 0,
+                generations: 0,
                 expiries: BinaryHeap::new(),
                 scratch: vec![0; 64 * 1024],
                 handler: handler.clone(),
@@ -368,6 +369,9 @@ struct EventLoop {
     /// Free slots of `conns`.
     free: Vec<usize>,
     live: usize,
+    /// Numbers this loop's requests. Unique across connections: a slot of `conns` is reused,
+    /// and a late answer or deadline of its previous connection must not match the new one.
+    generations: u64,
     /// Deadlines of requests in flight that have an [`Expiry`]: (when, conn, generation).
     expiries: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// Read buffer shared by this loop's connections; bytes are copied out to the connection.
@@ -387,7 +391,8 @@ struct Conn {
     /// Bytes answered and not yet written, from `written` on.
     output: Vec<u8>,
     written: usize,
-    /// Counts requests, so a late answer to an expired one is recognised.
+    /// The request in flight or last answered (see `EventLoop::generations`), so a late
+    /// answer to an expired one is recognised.
     generation: u64,
     state: State,
     /// The peer closed its side (or the connection failed): no more requests will come.
@@ -635,8 +640,9 @@ impl EventLoop {
             }
             Parsed::Complete { head, body, len } => {
                 conn.input.drain(..len);
-                conn.generation += 1;
-                let generation = conn.generation;
+                self.generations += 1;
+                let generation = self.generations;
+                conn.generation = generation;
                 conn.state = State::Waiting {
                     version: head.version,
                     close: head.close,
