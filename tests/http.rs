@@ -545,3 +545,42 @@ fn late_answers_and_deadlines_of_closed_connections_reach_no_one_else() {
     assert!(replies(waiting).iter().all(|r| r == &(200, "held\n".to_string())));
     server.stop();
 }
+
+/// Panics on `/panic`, answers the rest.
+struct Panicker;
+
+impl raftkv::api::http::Handler for Panicker {
+    fn handle(
+        &self,
+        req: raftkv::api::http::Request,
+        done: raftkv::api::http::Done,
+    ) -> Option<raftkv::api::http::Expiry> {
+        assert_ne!(req.path, "/panic", "a handler bug");
+        done.respond(raftkv::api::http::plain(200, "fine"));
+        None
+    }
+}
+
+#[test]
+fn a_panicking_handler_costs_its_connection_only() {
+    let mut server =
+        HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), std::sync::Arc::new(Panicker)).unwrap();
+    let conns: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(server.local_addr()).unwrap()).collect();
+    for (i, mut conn) in conns.iter().enumerate() {
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let path = if i % 2 == 0 { "/panic" } else { "/ok" };
+        write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    }
+    for (i, conn) in conns.into_iter().enumerate() {
+        let mut reader = BufReader::new(conn);
+        if i % 2 == 0 {
+            let mut rest = String::new();
+            assert_eq!(reader.read_to_string(&mut rest).unwrap(), 0, "closed without an answer");
+        } else {
+            for _ in 0..2 {
+                assert_eq!(read_reply(&mut reader).body, "fine\n");
+            }
+        }
+    }
+    server.stop();
+}

@@ -651,7 +651,8 @@ impl EventLoop {
                 };
                 let done = Done { to: Some((self.mailbox.clone(), i, generation)), pool: self.pool.clone() };
                 let req = Request { method: head.method, path: head.path, body };
-                if let Some(expiry) = self.handler.handle(req, done) {
+                let handler = &self.handler;
+                if let Some(expiry) = unpanicked(|| handler.handle(req, done)).flatten() {
                     self.expiries.push(Reverse((expiry.at, i, generation)));
                     if let Some(State::Waiting { expiry: slot, .. }) = self.conns[i].as_mut().map(|c| &mut c.state) {
                         *slot = Some(expiry);
@@ -706,7 +707,10 @@ impl EventLoop {
         };
         let response = match answer {
             Answer::Ready(response) => response,
-            Answer::Later(answer) => answer(),
+            Answer::Later(answer) => match unpanicked(answer) {
+                Some(response) => response,
+                None => return self.close(i),
+            },
             Answer::Abandoned => return self.close(i),
         };
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
@@ -773,6 +777,18 @@ impl EventLoop {
             if idle {
                 self.close(i);
             }
+        }
+    }
+}
+
+/// Runs handler code on a loop thread. A panic there is a bug, but it must cost one request
+/// (its connection is closed, as Go's server does), not every connection of the loop.
+fn unpanicked<T>(f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            log::error!("http: a request handler panicked; closing its connection");
+            None
         }
     }
 }
