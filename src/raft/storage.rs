@@ -6,7 +6,7 @@
 //! are staged; if the batch then fails to persist the node stops (a fatal error), so the summary
 //! never outlives a write that did not happen.
 //!
-//! The newest entries are also kept in memory (an [`EntryCache`], as TiKV keeps one): raft reads
+//! The newest entries are also kept in memory (an `EntryCache`, as TiKV keeps one): raft reads
 //! back every entry it commits, and a leader every entry it sends, and those RocksDB reads were
 //! a seventh of the raft thread's time under a put load. The cache is updated with the staged
 //! writes, like the summary.
