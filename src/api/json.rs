@@ -9,7 +9,7 @@
 //! enums by name or number, `null` as the default) with jsonpb's and Go's type-error messages.
 //! Writing ([`Writer`]) follows jsonpb with `OrigName: true, EmitDefaults: false`.
 //!
-//! Runs on HTTP worker threads; no state.
+//! Runs on the HTTP event loops and pool threads; no state.
 
 use std::fmt::Write as _;
 
