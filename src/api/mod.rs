@@ -248,19 +248,19 @@ fn expiry(ticket: Ticket) -> Expiry {
 
 impl Gateway {
     /// Starts a key-value call without blocking the loop.
-    fn start(&self, rpc: Rpc, body: &[u8], done: Done) -> Option<Expiry> {
+    fn start(&self, rpc: Rpc, body: Vec<u8>, done: Done) -> Option<Expiry> {
         let node = &self.node;
         let ticket = match rpc {
             Rpc::Put => {
-                let (req, done) = decoded(body, done)?;
+                let (req, done) = decoded(&body, done)?;
                 node.put_then(req, on_loop(done, Ok))
             }
             Rpc::DeleteRange => {
-                let (req, done) = decoded(body, done)?;
+                let (req, done) = decoded(&body, done)?;
                 node.delete_range_then(req, on_loop(done, Ok))
             }
             Rpc::Range => {
-                let (req, done) = decoded::<RangeRequest>(body, done)?;
+                let (req, done) = decoded::<RangeRequest>(&body, done)?;
                 if let Err(e) = node.check_range(&req) {
                     done.respond(outcome::<RangeResponse>(Err(e)));
                     return None;
@@ -272,7 +272,7 @@ impl Gateway {
                 return (!serializable).then(|| expiry(ticket));
             }
             Rpc::Txn => {
-                let (req, done) = decoded::<TxnRequest>(body, done)?;
+                let (req, done) = decoded::<TxnRequest>(&body, done)?;
                 if let Err(e) = node.check_txn(&req) {
                     done.respond(outcome::<TxnResponse>(Err(e)));
                     return None;
@@ -287,7 +287,7 @@ impl Gateway {
                 }
             }
             Rpc::Blocking(call) => {
-                let (gateway, body) = (self.clone(), body.to_vec());
+                let gateway = self.clone();
                 done.spawn_blocking(move || gateway.call(call, &body).unwrap_or_else(|refused| refused));
                 return None;
             }
@@ -485,6 +485,6 @@ impl http::Handler for Gateway {
             done.respond(http::plain(405, "Method Not Allowed"));
             return None;
         }
-        self.start(rpc, &req.body, done)
+        self.start(rpc, req.body, done)
     }
 }
