@@ -22,6 +22,29 @@
 //! # }
 //! ```
 //!
+//! A caller that serves many requests from few threads (raftkv's own HTTP event loops do)
+//! starts the hot calls without blocking: `put_then`, `delete_range_then`, `txn_then` and
+//! `read_barrier_then` take a [`Reply`], a callback the apply or raft thread answers (keep it
+//! short: hand the result to your own thread), and return a [`Ticket`] saying when to give up:
+//!
+//! ```
+//! # use raftkv::pb::PutRequest;
+//! # use raftkv::{Config, Node, Reply};
+//! # fn main() -> raftkv::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let node = Node::start(Config::new("example", dir.path().join("data")))?;
+//! let (tx, rx) = crossbeam::channel::bounded(1);
+//! let ticket = node.put_then(PutRequest::new("k", "v"), Reply::new(move |outcome| {
+//!     let _ = tx.try_send(outcome);
+//! }));
+//! match rx.recv_deadline(ticket.deadline()) {
+//!     Ok(outcome) => assert!(outcome?.header.is_some()),
+//!     Err(_) => return Err(ticket.expire()), // etcd's timeout error; the reply is forgotten
+//! }
+//! # node.stop()
+//! # }
+//! ```
+//!
 //! Every write is a raft log entry: it is durable (fsynced, batched with concurrent writes)
 //! before it is applied, and a member restarted on the same data directory re-applies exactly
 //! the entries its store had not yet recorded. Errors are [`Error`]s whose messages are etcd's.
@@ -50,5 +73,6 @@ pub mod watch;
 pub use client::Client;
 pub use config::Config;
 pub use error::{Error, Result};
-pub use node::Node;
+pub use node::{Node, Ticket};
+pub use server::wait::Reply;
 pub use server::Server;

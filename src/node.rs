@@ -200,7 +200,7 @@ impl Node {
     /// barrier, on one revision, without going through raft (etcd's `isTxnReadonly`).
     pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         self.check_txn(&req)?;
-        if Node::txn_is_read_only(&req) {
+        if kv::is_read_only(&req) {
             let req = wait_on(|ready| self.read_barrier_then(kv::is_serializable(&req), req, ready))?;
             return self.txn_local(req);
         }
