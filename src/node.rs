@@ -830,11 +830,9 @@ impl Drop for Inner {
 /// another member is committed, but maybe not yet applied here.
 fn wait_applied(shared: &Shared) -> Result<()> {
     let deadline = Instant::now() + shared.cfg.request_timeout();
-    if shared.applied.wait_for(shared.raft.commit_index(), deadline) {
-        Ok(())
-    } else {
-        Err(Error::Timeout)
-    }
+    let (reply, waiter) = oneshot();
+    shared.applied.when_applied(shared.raft.commit_index(), Box::new(move || reply.send(Ok(()))));
+    waiter.wait_until(deadline).unwrap_or(Err(Error::Timeout))
 }
 
 fn local_keep_alive(shared: &Shared, req: &LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam::channel::Sender;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, SnapshotMetadata};
@@ -63,13 +63,11 @@ pub struct Progress {
     pub conf_state: ConfState,
 }
 
-/// The applied index, for readers that wait until a ReadIndex is applied: blocking ones sleep
-/// on a condvar, the HTTP event loops leave a callback that the apply thread runs.
+/// The applied index, for readers that wait until a ReadIndex is applied: they leave a
+/// callback that the apply thread runs (a blocking caller's wakes its waiter).
 #[derive(Default)]
 pub struct AppliedIndex {
-    /// Guarded so waiters can sleep on `advanced`.
     state: Mutex<Applied>,
-    advanced: Condvar,
 }
 
 type WhenApplied = Box<dyn FnOnce() + Send>;
@@ -101,21 +99,9 @@ impl AppliedIndex {
                 Vec::new()
             }
         };
-        self.advanced.notify_all();
         for (_, callback) in due {
             callback();
         }
-    }
-
-    /// Blocks until `index` is applied or `deadline` passes; true if applied.
-    pub fn wait_for(&self, index: u64, deadline: std::time::Instant) -> bool {
-        let mut state = self.state.lock();
-        while state.index < index {
-            if self.advanced.wait_until(&mut state, deadline).timed_out() {
-                return state.index >= index;
-            }
-        }
-        true
     }
 
     /// Runs `callback` once `index` is applied: now, on this thread, if it already is;
