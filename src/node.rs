@@ -574,6 +574,9 @@ impl Node {
         member: Member,
     ) -> Result<(Option<Member>, Vec<Member>)> {
         let shared = &self.inner.shared;
+        // Check against every change already committed: a member add that returned through a
+        // follower may not be applied on the leader yet, and its duplicate must still be refused.
+        wait_applied(shared)?;
         shared.membership.read().check(change, &member)?;
         let id = shared.request_ids.next();
         let mut cc = ConfChange::default();
@@ -826,8 +829,8 @@ impl Drop for Inner {
     }
 }
 
-/// etcd's `waitAppliedIndex` before the leader answers a lease call: a lease granted through
-/// another member is committed, but maybe not yet applied here.
+/// etcd's `waitAppliedIndex` before the leader answers a lease call (or checks a membership
+/// change): what another member wrote is committed, but maybe not yet applied here.
 fn wait_applied(shared: &Shared) -> Result<()> {
     let deadline = Instant::now() + shared.cfg.request_timeout();
     let (reply, waiter) = oneshot();
