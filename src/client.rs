@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::api::codec::{ErrorBody, FromJson, StreamResult, ToJson};
+use crate::jsonpb::msg::{ErrorBody, StreamResult};
+use crate::jsonpb::{FromJson, ToJson};
 use crate::pb::*;
 use crate::{Error, Result};
 
@@ -85,15 +86,14 @@ impl Client {
     }
 
     pub fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
-        self.call("/v3/lease/leases", &Empty)
+        self.call("/v3/lease/leases", &EmptyRequest {})
     }
 
     /// Opens a watch stream on its own connection; `on_response` gets every response until it
     /// returns false or the stream ends.
     pub fn watch(&self, req: &WatchCreateRequest, mut on_response: impl FnMut(WatchResponse) -> bool) -> Result<()> {
-        let mut body = String::from("{\"create_request\":");
-        body.push_str(&req.to_json());
-        body.push('}');
+        let create = watch_request::RequestUnion::CreateRequest(req.clone());
+        let body = WatchRequest { request_union: Some(create) }.to_json();
         let endpoint = self.endpoint();
         let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
         let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _)| *i))?;
@@ -118,7 +118,7 @@ impl Client {
             }
             let mut chunk = vec![0; size + 2];
             stream.read_exact(&mut chunk).map_err(|e| unreachable(e.to_string()))?;
-            let resp = StreamResult::<WatchResponse>::from_json(&chunk[..size]).map_err(|e| unreachable(e.0))?.0;
+            let resp = StreamResult::<WatchResponse>::from_body(&chunk[..size]).map_err(|e| unreachable(e.0))?.0;
             if !on_response(resp) {
                 return Ok(());
             }
@@ -126,11 +126,11 @@ impl Client {
     }
 
     pub fn status(&self) -> Result<StatusResponse> {
-        self.call("/v3/maintenance/status", &Empty)
+        self.call("/v3/maintenance/status", &EmptyRequest {})
     }
 
     pub fn member_list(&self) -> Result<MemberListResponse> {
-        self.call("/v3/cluster/member/list", &Empty)
+        self.call("/v3/cluster/member/list", &EmptyRequest {})
     }
 
     pub fn member_add(&self, req: &MemberAddRequest) -> Result<MemberAddResponse> {
@@ -155,7 +155,7 @@ impl Client {
     }
 
     pub fn hash(&self) -> Result<HashResponse> {
-        self.call("/v3/maintenance/hash", &Empty)
+        self.call("/v3/maintenance/hash", &EmptyRequest {})
     }
 
     /// The endpoint the last call used.
@@ -220,20 +220,13 @@ impl Client {
     }
 }
 
-/// The empty request (status, member list, hash).
-struct Empty;
-
-impl ToJson for Empty {
-    fn write_fields(&self, _: &mut crate::api::json::Writer) {}
-}
-
 fn decode<Resp: FromJson>(status: u16, body: &[u8], endpoint: &str) -> Result<Resp> {
     let protocol = |reason: String| Error::Unreachable { endpoint: endpoint.to_string(), reason };
     if status == 200 {
-        return Resp::from_json(body).map_err(|e| protocol(format!("bad response: {}", e.0)));
+        return Resp::from_body(body).map_err(|e| protocol(format!("bad response: {}", e.0)));
     }
-    match ErrorBody::from_json(body) {
-        Ok(err) if !err.message.is_empty() => Err(Error::Remote { code: err.code, message: err.message }),
+    match ErrorBody::from_body(body) {
+        Ok(err) if !err.message.is_empty() => Err(Error::Remote { code: err.code as u32, message: err.message }),
         _ => Err(protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(body).trim()))),
     }
 }

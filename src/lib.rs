@@ -59,6 +59,7 @@ pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod jsonpb;
 pub mod lease;
 pub mod mvcc;
 pub mod node;

@@ -606,6 +606,80 @@ pub struct WatchResponse {
     pub events: Vec<Event>,
 }
 
+/// One message of a watch stream from the client (`etcdserverpb.WatchRequest`).
+#[derive(Clone, PartialEq, Message)]
+pub struct WatchRequest {
+    #[prost(oneof = "watch_request::RequestUnion", tags = "1, 2, 3")]
+    pub request_union: Option<watch_request::RequestUnion>,
+}
+
+pub mod watch_request {
+    use super::*;
+    #[derive(Clone, PartialEq, Oneof)]
+    pub enum RequestUnion {
+        #[prost(message, tag = "1")]
+        CreateRequest(WatchCreateRequest),
+        #[prost(message, tag = "2")]
+        CancelRequest(WatchCancelRequest),
+        #[prost(message, tag = "3")]
+        ProgressRequest(WatchProgressRequest),
+    }
+}
+
+/// Cancels one watch of the stream (`etcdserverpb.WatchCancelRequest`).
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct WatchCancelRequest {
+    #[prost(int64, tag = "1")]
+    pub watch_id: i64,
+}
+
+/// Asks for a progress notification at the current revision (`etcdserverpb.WatchProgressRequest`).
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct WatchProgressRequest {}
+
+/// The requests etcd defines without fields (`StatusRequest`, `HashRequest`,
+/// `DefragmentRequest`, `MemberListRequest` in 3.4, `LeaseLeasesRequest`,
+/// `AuthUserListRequest`, `AuthRoleListRequest`): one type, since their encodings are equal.
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct EmptyRequest {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum AlarmAction {
+    Get = 0,
+    Activate = 1,
+    Deactivate = 2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum AlarmType {
+    None = 0,
+    Nospace = 1,
+    Corrupt = 2,
+}
+
+/// Lists, raises or clears alarms (`etcdserverpb.AlarmRequest`).
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct AlarmRequest {
+    #[prost(enumeration = "AlarmAction", tag = "1")]
+    pub action: i32,
+    /// The member the alarm is about; 0 = every member (for `Get`).
+    #[prost(uint64, tag = "2")]
+    pub member_id: u64,
+    #[prost(enumeration = "AlarmType", tag = "3")]
+    pub alarm: i32,
+}
+
+/// Logs a user in (`etcdserverpb.AuthenticateRequest`).
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct AuthenticateRequest {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub password: String,
+}
+
 /// The payload of a raft log entry: one client write with the id its waiter is registered under.
 /// Field numbers follow etcd's `InternalRaftRequest`.
 #[derive(Clone, PartialEq, Message)]

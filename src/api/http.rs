@@ -75,6 +75,8 @@ pub struct Request {
     pub method: String,
     /// Path without the query string.
     pub path: String,
+    /// The query string (after `?`, undecoded), empty if there is none.
+    pub query: String,
     pub body: Vec<u8>,
 }
 
@@ -89,7 +91,10 @@ pub enum Response {
         chunks: Vec<Vec<u8>>,
         trailers: Vec<(&'static str, &'static str)>,
     },
-    /// A body produced over time (watch, lease keepalive): each message received is sent as one
+    /// Whole stream messages known at once (a lease keepalive body's answers): sent chunked as a
+    /// stream is, then the connection serves the next request.
+    Messages { status: u16, headers: Vec<(&'static str, String)>, messages: Vec<Vec<u8>> },
+    /// A body produced over time (a watch): each message received is sent as one
     /// chunk and flushed at once; the response ends when the sender is dropped. The status line
     /// and headers go out with the first message, as Go's gateway does, so a stream that never
     /// yields one answers nothing. If the client disconnects, the receiver is dropped, which
@@ -664,7 +669,7 @@ impl EventLoop {
                     expiry: None,
                 };
                 let done = Done { to: Some((self.mailbox.clone(), i, generation)), pool: self.pool.clone() };
-                let req = Request { method: head.method, path: head.path, body };
+                let req = Request { method: head.method, path: head.path, query: head.query, body };
                 let handler = &self.handler;
                 if let Some(expiry) = unpanicked(|| handler.handle(req, done)).flatten() {
                     self.expiries.push(Reverse((expiry.at, i, generation)));
@@ -810,6 +815,7 @@ fn unpanicked<T>(f: impl FnOnce() -> T) -> Option<T> {
 struct Head {
     method: String,
     path: String,
+    query: String,
     version: (u8, u8),
     /// Bytes of the head, blank lines before it included.
     len: usize,
@@ -876,6 +882,7 @@ fn parse_head(input: &[u8]) -> std::result::Result<Option<Head>, BadRequest> {
     let mut head = Head {
         method: req.method.unwrap_or("GET").to_string(),
         path: target.split('?').next().unwrap_or("/").to_string(),
+        query: target.split_once('?').map_or(String::new(), |(_, q)| q.to_string()),
         version,
         len,
         content_length: 0,
@@ -1019,6 +1026,12 @@ fn sorted_headers(headers: Vec<(&'static str, String)>) -> Vec<(&'static str, St
 fn write_response(w: &mut impl Write, version: (u8, u8), response: Response, close: bool) -> io::Result<()> {
     let mut out = Vec::with_capacity(512);
     match response {
+        // A body that overflows Go's response buffer goes out before Go knows its length:
+        // chunked, in one chunk.
+        Response::Full { status, headers, body } if body.len() > GO_CHUNK_BUFFER => {
+            let chunked = Response::Chunked { status, headers, chunks: vec![body], trailers: Vec::new() };
+            return write_response(w, version, chunked, close);
+        }
         Response::Full { status, headers, body } => {
             let sniffed = !headers.iter().any(|(k, _)| *k == "Content-Type") && !body.is_empty();
             status_line(&mut out, version, status);
@@ -1037,6 +1050,16 @@ fn write_response(w: &mut impl Write, version: (u8, u8), response: Response, clo
             w.write_all(&out)?;
         }
         Response::Stream { .. } => unreachable!("streams are written by write_stream"),
+        Response::Messages { status, headers, messages } => {
+            // Go's gateway flushed its headers before the handler returned, so it never
+            // announces `Connection: close` on a stream, even when it closes after it.
+            stream_head(&mut out, version, status, headers);
+            for message in &messages {
+                message_chunks(&mut out, message);
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            w.write_all(&out)?;
+        }
         Response::Chunked { status, headers, chunks, trailers } => {
             status_line(&mut out, version, status);
             for (k, v) in sorted_headers(headers) {
@@ -1079,16 +1102,9 @@ fn write_stream(
             Ok(message) => {
                 let mut out = Vec::with_capacity(message.len() + 512);
                 if let Some(headers) = head.take() {
-                    status_line(&mut out, version, status);
-                    for (k, v) in sorted_headers(headers) {
-                        let _ = write!(out, "{k}: {v}\r\n");
-                    }
-                    // Go's gateway streams never announce `Connection: close`.
-                    let _ = write!(out, "Date: {}\r\nTransfer-Encoding: chunked\r\n\r\n", http_date());
+                    stream_head(&mut out, version, status, headers);
                 }
-                let _ = write!(out, "{:x}\r\n", message.len());
-                out.extend_from_slice(&message);
-                out.extend_from_slice(b"\r\n");
+                message_chunks(&mut out, &message);
                 w.write_all(&out)?;
                 w.flush()?;
             }
@@ -1105,6 +1121,31 @@ fn write_stream(
                 return Ok(());
             }
         }
+    }
+}
+
+/// The status line and headers of a streamed answer. Go's gateway streams never announce
+/// `Connection: close`: their headers go out before the handler returns.
+fn stream_head(out: &mut Vec<u8>, version: (u8, u8), status: u16, headers: Vec<(&'static str, String)>) {
+    status_line(out, version, status);
+    for (k, v) in sorted_headers(headers) {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    let _ = write!(out, "Date: {}\r\nTransfer-Encoding: chunked\r\n\r\n", http_date());
+}
+
+/// Go's response buffer before chunking: a write that does not fit goes out as a chunk of its own.
+const GO_CHUNK_BUFFER: usize = 2048;
+
+/// One stream message (JSON and its newline) as the chunks Go's gateway sends it in: one chunk,
+/// or, when the JSON alone fills Go's 2 KiB buffer, the JSON and then the newline.
+fn message_chunks(out: &mut Vec<u8>, message: &[u8]) {
+    let split = message.len() > GO_CHUNK_BUFFER && message.ends_with(b"\n");
+    let parts: [&[u8]; 2] = if split { [&message[..message.len() - 1], b"\n"] } else { [message, b""] };
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        let _ = write!(out, "{:x}\r\n", part.len());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
     }
 }
 

@@ -1,7 +1,7 @@
 //! The client API: etcd v3's gRPC-gateway JSON over HTTP/1.1.
 //!
 //! [`Gateway`] routes a request (`POST /v3/...`, `/v3beta/...` alias, `GET /version`,
-//! `/health`), reads the JSON body into etcd's request type ([`codec`], [`json`]), calls the
+//! `/health`), reads the JSON body into etcd's request type ([`crate::jsonpb`]), calls the
 //! [`Node`], and writes the response or etcd's error body with the status code etcd's gateway
 //! uses. Transport is [`http`].
 //!
@@ -11,25 +11,26 @@
 //! reads on the loop. Everything else (leases, members, maintenance, watch set-up, health) runs
 //! on the blocking pool (`raftkv-http-N`) with the [`Node`]'s blocking calls.
 
-pub mod codec;
+pub mod health;
 pub mod http;
-pub mod json;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use codec::{FromJson, Ignored, ToJson, WatchRequest};
 use http::{Done, Expiry, HttpServer, Request, Response};
-use json::JsonError;
+
+use crate::jsonpb::msg::{stream_result, ErrorBody};
+use crate::jsonpb::{Decoder, FromJson, JsonError, ToJson, Value};
 
 use crate::error::Code;
 use crate::node::Ticket;
 use crate::node::Watch;
+use crate::pb::watch_request::RequestUnion;
 use crate::pb::{
-    CompactionResponse, LeaseKeepAliveRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
-    WatchCreateRequest, WatchResponse,
+    AlarmRequest, AuthenticateRequest, CompactionResponse, EmptyRequest, LeaseKeepAliveRequest, RangeRequest,
+    RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use crate::server::wait::Reply;
 use crate::watch;
@@ -131,19 +132,28 @@ fn json_response(body: String) -> Response {
     Response::Full { status: 200, headers: grpc_headers(), body: body.into_bytes() }
 }
 
-/// The request objects of a stream body, or etcd's stream error for a malformed one.
+/// The request messages of a stream body, read one after another as the gateway feeds them to
+/// its gRPC stream: a first message that does not decode fails the request (etcd's stream
+/// error); a later one ends the client's side of the stream, after the messages before it.
 fn stream_requests<T: FromJson>(body: &[u8]) -> std::result::Result<Vec<T>, Response> {
-    json::documents(body).and_then(|docs| docs.into_iter().map(T::from_json).collect()).map_err(|e| stream_error(&e.0))
+    let mut decoder = Decoder::new(body);
+    let mut requests = Vec::new();
+    loop {
+        let next = decoder.next_value().and_then(|raw| raw.map(|raw| T::from_value(Value::new(raw), 0)).transpose());
+        match next {
+            Ok(Some(request)) => requests.push(request),
+            Ok(None) => return Ok(requests),
+            Err(e) if requests.is_empty() => return Err(stream_error(&e.0)),
+            Err(e) => {
+                log::debug!("api: a stream request after the first does not decode ({}); ending the stream", e.0);
+                return Ok(requests);
+            }
+        }
+    }
 }
 
 fn error_body(msg: &str, code: u32) -> Vec<u8> {
-    let mut w = json::Writer::default();
-    w.begin_object();
-    w.string("error", msg);
-    w.string("message", msg);
-    w.u32("code", code);
-    w.end_object();
-    w.finish().into_bytes()
+    ErrorBody { message: msg.to_string(), code: code as i32 }.to_body()
 }
 
 /// HTTP status for a gRPC code, as grpc-gateway maps them (FailedPrecondition → 400 as upstream
@@ -204,7 +214,7 @@ fn outcome<T: ToJson>(result: Result<T>) -> Response {
 
 /// Decodes a request, applying the gRPC message limit etcd's gateway hits before the server.
 fn decode<T: FromJson + prost::Message>(body: &[u8]) -> std::result::Result<T, Response> {
-    let req = T::from_json(body).map_err(decode_error)?;
+    let req = T::from_body(body).map_err(decode_error)?;
     let size = req.encoded_len();
     if size > GRPC_MESSAGE_MAX {
         let msg = format!("grpc: received message larger than max ({size} vs. {GRPC_MESSAGE_MAX})");
@@ -214,8 +224,8 @@ fn decode<T: FromJson + prost::Message>(body: &[u8]) -> std::result::Result<T, R
 }
 
 /// Checks the body of a request whose fields raftkv does not use, for etcd's decode errors.
-fn check_body(body: &[u8]) -> std::result::Result<(), Response> {
-    Ignored::from_json(body).map(|_| ()).map_err(decode_error)
+fn check_body<T: FromJson>(body: &[u8]) -> std::result::Result<(), Response> {
+    T::from_body(body).map(|_| ()).map_err(decode_error)
 }
 
 /// A decoded request and the answer owed for it; a body that does not decode is answered here.
@@ -301,15 +311,15 @@ impl Gateway {
         Ok(match call {
             Call::Compact => outcome(node.compact(decode(body)?)),
             Call::Status => {
-                check_body(body)?;
+                check_body::<EmptyRequest>(body)?;
                 outcome(node.status())
             }
             Call::Hash => {
-                check_body(body)?;
+                check_body::<EmptyRequest>(body)?;
                 outcome(node.hash())
             }
             Call::MemberList => {
-                check_body(body)?;
+                check_body::<EmptyRequest>(body)?;
                 outcome(Ok::<_, Error>(node.member_list()))
             }
             Call::MemberAdd => outcome(node.member_add(decode(body)?)),
@@ -321,22 +331,26 @@ impl Gateway {
             Call::LeaseRevoke => outcome(node.lease_revoke(decode(body)?)),
             Call::LeaseTimeToLive => outcome(node.lease_time_to_live(decode(body)?)),
             Call::LeaseLeases => {
-                check_body(body)?;
+                check_body::<EmptyRequest>(body)?;
                 outcome(node.lease_leases())
             }
             Call::LeaseKeepAlive => self.keep_alive(body),
             Call::Watch => self.watch(body),
             Call::Authenticate => {
-                check_body(body)?;
+                check_body::<AuthenticateRequest>(body)?;
                 outcome(Err::<CompactionResponse, _>(Error::AuthNotEnabled))
             }
             Call::AuthList => {
-                check_body(body)?;
+                check_body::<EmptyRequest>(body)?;
                 outcome(Ok::<_, Error>(node.header_only()))
             }
             // No alarms are ever raised and RocksDB compacts itself: both answer an empty body.
-            Call::Alarm | Call::Defragment => {
-                check_body(body)?;
+            Call::Alarm => {
+                check_body::<AlarmRequest>(body)?;
+                json_response("{}".into())
+            }
+            Call::Defragment => {
+                check_body::<EmptyRequest>(body)?;
                 json_response("{}".into())
             }
         })
@@ -355,41 +369,44 @@ impl Gateway {
         let node = &self.node;
         let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(WATCH_STREAM_QUEUE_MAX);
         let send = |resp: &WatchResponse| {
-            let _ = tx.try_send(codec::stream_result(resp));
+            let _ = tx.try_send(stream_result(resp));
         };
         // Stream-level watch ids: the client's, or the lowest unused from 0 (etcd's rule).
         let mut watches: HashMap<i64, Watch> = HashMap::new();
         let mut next_auto = 0;
         for req in requests {
-            if let Some(create) = req.create {
-                let mut watch_id = create.watch_id;
-                if watch_id == 0 {
-                    while watches.contains_key(&next_auto) {
+            match req.request_union {
+                Some(RequestUnion::CreateRequest(create)) => {
+                    let mut watch_id = create.watch_id;
+                    if watch_id == 0 {
+                        while watches.contains_key(&next_auto) {
+                            next_auto += 1;
+                        }
+                        watch_id = next_auto;
                         next_auto += 1;
                     }
-                    watch_id = next_auto;
-                    next_auto += 1;
+                    let sink_tx = tx.clone();
+                    let sink: watch::Sink = Box::new(move |resp| match sink_tx.try_send(stream_result(&resp)) {
+                        Ok(()) => Ok(()),
+                        Err(crossbeam::channel::TrySendError::Full(_)) => Err(watch::SinkError::Full),
+                        Err(crossbeam::channel::TrySendError::Disconnected(_)) => Err(watch::SinkError::Closed),
+                    });
+                    let create = WatchCreateRequest { watch_id, ..create };
+                    watches.insert(watch_id, node.watch_into(create, sink));
                 }
-                let sink_tx = tx.clone();
-                let sink: watch::Sink = Box::new(move |resp| match sink_tx.try_send(codec::stream_result(&resp)) {
-                    Ok(()) => Ok(()),
-                    Err(crossbeam::channel::TrySendError::Full(_)) => Err(watch::SinkError::Full),
-                    Err(crossbeam::channel::TrySendError::Disconnected(_)) => Err(watch::SinkError::Closed),
-                });
-                let create = WatchCreateRequest { watch_id, ..create };
-                watches.insert(watch_id, node.watch_into(create, sink));
-            } else if let Some(id) = req.cancel {
                 // An unknown id gets no answer at all, as in etcd.
-                if watches.remove(&id).is_some() {
+                Some(RequestUnion::CancelRequest(cancel)) if watches.remove(&cancel.watch_id).is_some() => {
                     send(&WatchResponse {
                         header: node.header_now(),
-                        watch_id: id,
+                        watch_id: cancel.watch_id,
                         canceled: true,
                         ..Default::default()
                     });
                 }
-            } else if req.progress {
-                send(&WatchResponse { header: node.header_now(), watch_id: -1, ..Default::default() });
+                Some(RequestUnion::ProgressRequest(_)) => {
+                    send(&WatchResponse { header: node.header_now(), watch_id: -1, ..Default::default() });
+                }
+                Some(RequestUnion::CancelRequest(_)) | None => {}
             }
         }
         Response::Stream {
@@ -402,37 +419,25 @@ impl Gateway {
         }
     }
 
-    /// Lease keepalive, a stream: one `{"result":...}` message per request object in the body,
-    /// then the end of the response. A malformed body fails the stream (500, code 2).
+    /// Lease keepalive, a stream: one `{"result":...}` message per request message in the body,
+    /// then the end of the response. The connection stays open for the next request, as etcd's
+    /// does (clients pool it). A malformed first message fails the stream (500, code 2).
     fn keep_alive(&self, body: &[u8]) -> Response {
         let requests: Vec<LeaseKeepAliveRequest> = match stream_requests(body) {
             Ok(requests) => requests,
             Err(refused) => return refused,
         };
-        let (tx, messages) = crossbeam::channel::bounded(requests.len().max(1));
+        let mut messages = Vec::with_capacity(requests.len());
         for req in requests {
             match self.node.lease_keep_alive(req) {
-                Ok(resp) => {
-                    let _ = tx.send(codec::stream_result(&resp));
-                }
+                Ok(resp) => messages.push(stream_result(&resp)),
                 Err(e) => return stream_error(&e.to_string()),
             }
         }
-        Response::Stream { status: 200, headers: grpc_headers(), messages, on_close: None }
-    }
-
-    /// etcd's health check: there is a leader (waiting up to one second for an election in
-    /// progress) and a linearizable read succeeds.
-    fn healthy(&self) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-        while self.node.leader_id() == 0 {
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let probe = RangeRequest { keys_only: true, limit: 1, ..RangeRequest::key("health") };
-        self.node.range(probe).is_ok()
+        // With no request at all, the gateway never read the stream's header metadata.
+        let headers =
+            if messages.is_empty() { vec![("Content-Type", "application/json".into())] } else { grpc_headers() };
+        Response::Messages { status: 200, headers, messages }
     }
 }
 
@@ -461,17 +466,9 @@ impl http::Handler for Gateway {
                 });
                 return None;
             }
-            "/health" => {
-                let gateway = self.clone();
-                done.spawn_blocking(move || {
-                    let healthy = gateway.healthy();
-                    let body = format!("{{\"health\":\"{healthy}\"}}");
-                    Response::Full {
-                        status: if healthy { 200 } else { 503 },
-                        headers: Vec::new(),
-                        body: body.into_bytes(),
-                    }
-                });
+            path if health::is_probe(path) => {
+                let node = self.node.clone();
+                done.spawn_blocking(move || health::answer(&node, &req.method, &req.path, &req.query));
                 return None;
             }
             _ => {}

@@ -48,13 +48,18 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse> {
             && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
     });
 
-    let target = SortTarget::try_from(r.sort_target).map_err(|_| Error::InvalidSortOption)?;
-    let mut order = SortOrder::try_from(r.sort_order).map_err(|_| Error::InvalidSortOption)?;
-    // mvcc returns keys ascending already; other targets default to ascending.
-    if target != SortTarget::Key && order == SortOrder::None {
-        order = SortOrder::Ascend;
+    // etcd sorts only by the five targets and in the two orders it names: any other order
+    // leaves keys in key order. An unknown target with an order to sort in crashes etcd 3.4
+    // (a nil sorter); that one request is refused instead.
+    let mut order = r.sort_order;
+    if r.sort_target != SortTarget::Key as i32 && order == SortOrder::None as i32 {
+        order = SortOrder::Ascend as i32;
     }
-    if order != SortOrder::None {
+    if sorts_by_unknown_target(r) {
+        return Err(Error::InvalidSortOption);
+    }
+    let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
+    if order == SortOrder::Ascend as i32 || order == SortOrder::Descend as i32 {
         let by = |a: &KeyValue, b: &KeyValue| -> Ordering {
             match target {
                 SortTarget::Key => a.key.cmp(&b.key),
@@ -64,9 +69,10 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse> {
                 SortTarget::Value => a.value.cmp(&b.value),
             }
         };
-        match order {
-            SortOrder::Descend => rr.kvs.sort_by(|a, b| by(b, a)),
-            _ => rr.kvs.sort_by(by),
+        if order == SortOrder::Descend as i32 {
+            rr.kvs.sort_by(|a, b| by(b, a));
+        } else {
+            rr.kvs.sort_by(by);
         }
     }
 
@@ -81,6 +87,14 @@ pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse> {
         }
     }
     Ok(RangeResponse { header: header(rr.rev), kvs: rr.kvs, more, count: rr.count })
+}
+
+/// Whether a range asks etcd 3.4 to sort by a target it does not know, in an order it would
+/// sort in (an order of NONE with a target other than KEY means ascending): the request that
+/// crashes etcd, which raftkv answers with `invalid sort option` (etcd 3.6's answer).
+pub fn sorts_by_unknown_target(r: &RangeRequest) -> bool {
+    SortTarget::try_from(r.sort_target).is_err()
+        && [SortOrder::None, SortOrder::Ascend, SortOrder::Descend].iter().any(|o| *o as i32 == r.sort_order)
 }
 
 pub fn put(txn: &mut WriteTxn, r: &PutRequest, lessor: &Lessor) -> Result<PutResponse> {
@@ -172,7 +186,7 @@ pub fn is_serializable(r: &TxnRequest) -> bool {
 /// leaves nothing half done), then executed at one revision.
 pub fn txn(txn: &mut impl TxnStore, r: &TxnRequest, lessor: &Lessor) -> Result<TxnResponse> {
     let path = compare_path(txn, r);
-    check_branch(txn, r, &path, 0, lessor)?;
+    check_branch(txn, r, &path, lessor)?;
     let mut next = 0;
     let mut resp = exec_txn(txn, r, &path, &mut next, lessor)?;
     resp.header = header(txn.rev());
@@ -207,27 +221,33 @@ fn compare(view: &impl ReadView, c: &Compare) -> bool {
     rr.kvs.iter().all(|kv| compare_kv(c, kv))
 }
 
+/// etcd's `compareKV`: the key's field named by the target against the oneof's member for that
+/// same target (zero or empty if the compare holds another member). An unknown target compares
+/// as equal, an unknown result is true.
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
-    let ordering = match c.target_union.as_ref() {
-        Some(TargetUnion::Value(v)) if c.target == CompareTarget::Value as i32 => kv.value.as_slice().cmp(v),
-        None if c.target == CompareTarget::Value as i32 => kv.value.as_slice().cmp(&[]),
-        union => {
+    let union = c.target_union.as_ref();
+    let ordering = match CompareTarget::try_from(c.target) {
+        Ok(CompareTarget::Value) => {
             let want = match union {
-                Some(TargetUnion::Version(v))
-                | Some(TargetUnion::CreateRevision(v))
-                | Some(TargetUnion::ModRevision(v))
-                | Some(TargetUnion::Lease(v)) => *v,
-                _ => 0,
+                Some(TargetUnion::Value(v)) => v.as_slice(),
+                _ => &[],
             };
-            let have = match CompareTarget::try_from(c.target) {
-                Ok(CompareTarget::Version) => kv.version,
-                Ok(CompareTarget::Create) => kv.create_revision,
-                Ok(CompareTarget::Mod) => kv.mod_revision,
-                Ok(CompareTarget::Lease) => kv.lease,
-                _ => return false,
+            kv.value.as_slice().cmp(want)
+        }
+        Ok(target) => {
+            let (have, want) = match (target, union) {
+                (CompareTarget::Version, Some(TargetUnion::Version(v))) => (kv.version, *v),
+                (CompareTarget::Version, _) => (kv.version, 0),
+                (CompareTarget::Create, Some(TargetUnion::CreateRevision(v))) => (kv.create_revision, *v),
+                (CompareTarget::Create, _) => (kv.create_revision, 0),
+                (CompareTarget::Mod, Some(TargetUnion::ModRevision(v))) => (kv.mod_revision, *v),
+                (CompareTarget::Mod, _) => (kv.mod_revision, 0),
+                (CompareTarget::Lease, Some(TargetUnion::Lease(v))) => (kv.lease, *v),
+                (_, _) => (kv.lease, 0),
             };
             have.cmp(&want)
         }
+        Err(_) => Ordering::Equal,
     };
     match CompareResult::try_from(c.result) {
         Ok(CompareResult::Equal) => ordering == Ordering::Equal,
@@ -238,33 +258,59 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
     }
 }
 
-/// etcd's `checkRequests`: every range of the path must be readable and every put valid
-/// before anything is written. Returns the number of path entries consumed.
-fn check_branch(view: &impl ReadView, r: &TxnRequest, path: &[bool], at: usize, lessor: &Lessor) -> Result<usize> {
-    let ok = path[at];
-    let mut next = at + 1;
+/// The ops of the taken path, depth first, in the order etcd visits them (`path` holds the
+/// compare outcome of every txn on it, as [`compare_path`] found them).
+fn taken_ops<'a>(r: &'a TxnRequest, path: &[bool], at: &mut usize, out: &mut Vec<&'a Request>) {
+    let ok = path[*at];
+    *at += 1;
     for op in if ok { &r.success } else { &r.failure } {
         match &op.request {
-            Some(Request::RequestRange(rr)) => {
-                let opts = RangeOptions { rev: rr.revision, limit: 1, count: false };
-                view.range(&rr.key, range_end(&rr.range_end), opts)?;
-            }
-            Some(Request::RequestPut(p)) => {
-                if p.ignore_value || p.ignore_lease {
-                    let rr = view.range(&p.key, None, RangeOptions::default())?;
-                    if rr.kvs.is_empty() {
-                        return Err(Error::KeyNotFound);
-                    }
-                }
-                if p.lease != 0 && !lessor.exists(p.lease) {
-                    return Err(Error::LeaseNotFound);
-                }
-            }
-            Some(Request::RequestTxn(inner)) => next = check_branch(view, inner, path, next, lessor)?,
-            Some(Request::RequestDeleteRange(_)) | None => {}
+            Some(Request::RequestTxn(inner)) => taken_ops(inner, path, at, out),
+            Some(request) => out.push(request),
+            None => {}
         }
     }
-    Ok(next)
+}
+
+/// etcd's `checkRequests` on the taken path before anything is written: first every put
+/// (`ignore_*` needs the key, a lease must exist), then every range's revision; the untaken
+/// branches are never looked at. Last, a range that would crash etcd (see
+/// [`sorts_by_unknown_target`]) refuses the whole txn instead of failing half-way.
+fn check_branch(view: &impl ReadView, r: &TxnRequest, path: &[bool], lessor: &Lessor) -> Result<()> {
+    let mut ops = Vec::new();
+    taken_ops(r, path, &mut 0, &mut ops);
+    for op in &ops {
+        let Request::RequestPut(p) = op else { continue };
+        if p.ignore_value || p.ignore_lease {
+            let rr = view.range(&p.key, None, RangeOptions::default())?;
+            if rr.kvs.is_empty() {
+                return Err(Error::KeyNotFound);
+            }
+        }
+        if p.lease != 0 && !lessor.exists(p.lease) {
+            return Err(Error::LeaseNotFound);
+        }
+    }
+    let ranges = ops.iter().filter_map(|op| match op {
+        Request::RequestRange(rr) => Some(rr),
+        _ => None,
+    });
+    for rr in ranges.clone() {
+        // etcd's `checkRequestRange`: the raw revision against the compact revision, so a
+        // negative one is compacted once anything is (a plain range reads it as "latest").
+        if rr.revision != 0 {
+            if rr.revision > view.rev() {
+                return Err(Error::FutureRevision);
+            }
+            if rr.revision < view.compact_rev() {
+                return Err(Error::Compacted);
+            }
+        }
+    }
+    if ranges.clone().any(sorts_by_unknown_target) {
+        return Err(Error::InvalidSortOption);
+    }
+    Ok(())
 }
 
 fn exec_txn(
@@ -312,9 +358,6 @@ pub fn check_range(r: &RangeRequest) -> Result<()> {
     if r.key.is_empty() {
         return Err(Error::EmptyKey);
     }
-    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err() {
-        return Err(Error::InvalidSortOption);
-    }
     Ok(())
 }
 
@@ -338,17 +381,24 @@ pub fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
     Ok(())
 }
 
+/// Txns nested deeper than this are refused as etcd refuses a txn over its op budget. etcd's
+/// budget alone allows `max_txn_ops` levels; every level costs stack in each recursive walk
+/// and prost decodes at most 100 nested messages (two per level), so raftkv stops well before.
+pub const TXN_NESTING_MAX: usize = 32;
+
 /// Size, keys and options of a txn, then etcd's overlap rule for both branches.
 pub fn check_txn(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
-    check_txn_ops(r, max_txn_ops)?;
+    check_txn_ops(r, max_txn_ops, 0)?;
     check_intervals(&r.success)?;
     check_intervals(&r.failure)?;
     Ok(())
 }
 
-fn check_txn_ops(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
+/// etcd's `checkTxnRequest`: a level may hold at most `budget` ops (the longest of its compare,
+/// success and failure lists), and a nested txn gets what its parent left of the budget.
+fn check_txn_ops(r: &TxnRequest, budget: usize, depth: usize) -> Result<()> {
     let ops = r.compare.len().max(r.success.len()).max(r.failure.len());
-    if ops > max_txn_ops {
+    if ops > budget || depth > TXN_NESTING_MAX {
         return Err(Error::TooManyOps);
     }
     if r.compare.iter().any(|c| c.key.is_empty()) {
@@ -359,23 +409,21 @@ fn check_txn_ops(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
             Some(Request::RequestRange(rr)) => check_range(rr)?,
             Some(Request::RequestPut(p)) => check_put(p)?,
             Some(Request::RequestDeleteRange(d)) => check_delete(d)?,
-            Some(Request::RequestTxn(inner)) => check_txn_ops(inner, max_txn_ops)?,
+            Some(Request::RequestTxn(inner)) => check_txn_ops(inner, budget - ops, depth + 1)?,
             None => return Err(Error::KeyNotFound),
         }
     }
     Ok(())
 }
 
-/// Deleted intervals of one branch: `[start, end)`, `end == None` meaning "to the end".
+/// Deleted intervals of one branch, `[start, end)`, as etcd's interval tree holds them: the
+/// raw `range_end`, so `"\0"` (which deletes to the end) is an empty interval here, as in etcd.
 #[derive(Default)]
-struct Deletes(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+struct Deletes(Vec<(Vec<u8>, Vec<u8>)>);
 
 impl Deletes {
     fn covers(&self, key: &[u8]) -> bool {
-        self.0.iter().any(|(start, end)| match end {
-            None => key >= start.as_slice(),
-            Some(end) => key >= start.as_slice() && key < end.as_slice(),
-        })
+        self.0.iter().any(|(start, end)| key >= start.as_slice() && key < end.as_slice())
     }
 }
 
@@ -385,11 +433,7 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Deletes)> {
     let mut dels = Deletes::default();
     for op in ops {
         if let Some(Request::RequestDeleteRange(d)) = &op.request {
-            let end = match range_end(&d.range_end) {
-                None => Some(prefix_successor(&d.key)),
-                Some([]) => None,
-                Some(end) => Some(end.to_vec()),
-            };
+            let end = if d.range_end.is_empty() { prefix_successor(&d.key) } else { d.range_end.clone() };
             dels.0.push((d.key.clone(), end));
         }
     }

@@ -54,13 +54,16 @@ pub trait ReadView {
     fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult>;
     /// The revision this view shows.
     fn rev(&self) -> i64;
+    /// The revision of the last compaction, -1 if there was none (etcd's `FirstRev`).
+    fn compact_rev(&self) -> i64;
 }
 
 struct State {
     index: TreeIndex,
     /// Newest revision whose batch is written: readers' upper bound.
     current_rev: i64,
-    /// Oldest readable revision.
+    /// Oldest readable revision: the last compaction's, -1 before the first, as etcd's
+    /// `compactMainRev` (so a first compaction to revision 0 succeeds, exactly once).
     compact_rev: i64,
 }
 
@@ -82,7 +85,10 @@ pub type LeasedKeys = Vec<(Vec<u8>, i64)>;
 
 /// Reads the key index, revisions and leased keys from the `kv` column family.
 fn load(db: &Db) -> Result<(State, LeasedKeys)> {
-    let compact_rev = db.get_meta_u64(meta::COMPACT_REVISION)? as i64;
+    let compact_rev = match db.get(Cf::Meta, meta::COMPACT_REVISION)? {
+        Some(_) => db.get_meta_u64(meta::COMPACT_REVISION)? as i64,
+        None => NEVER_COMPACTED,
+    };
     let mut index = TreeIndex::default();
     let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut last = 0;
@@ -110,6 +116,9 @@ fn load(db: &Db) -> Result<(State, LeasedKeys)> {
     log::info!("mvcc: restored {} keys, revision {current_rev}, compacted at {compact_rev}", index.len());
     Ok((State { index, current_rev, compact_rev }, leased.into_iter().collect()))
 }
+
+/// The compact revision of a store that was never compacted.
+pub const NEVER_COMPACTED: i64 = -1;
 
 fn check_rev(requested: i64, current: i64, compacted: i64) -> Result<i64> {
     let rev = if requested <= 0 { current } else { requested };
@@ -256,6 +265,10 @@ impl ReadView for Store {
     fn rev(&self) -> i64 {
         self.current_revision()
     }
+
+    fn compact_rev(&self) -> i64 {
+        self.compact_revision()
+    }
 }
 
 /// A read-only view pinned at one revision, so that every read of a read-only txn sees the same
@@ -286,6 +299,10 @@ impl ReadView for PinnedView<'_> {
 
     fn rev(&self) -> i64 {
         self.rev
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.store.compact_revision()
     }
 }
 
@@ -468,6 +485,10 @@ impl ReadView for WriteTxn<'_, '_> {
         } else {
             self.begin + 1
         }
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.batch.store.compact_revision()
     }
 }
 

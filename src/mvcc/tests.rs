@@ -248,13 +248,17 @@ fn compaction_revisions_are_checked() {
     put(&store, "a", "2"); // 3
     put(&store, "a", "3"); // 4
     assert!(matches!(store.check_compaction(5), Err(Error::FutureRevision)));
-    assert!(matches!(store.check_compaction(0), Err(Error::Compacted)));
+    // Never compacted, the compact revision is -1 (etcd's): 0 may be compacted, once.
+    assert_eq!(store.compact_revision(), crate::mvcc::NEVER_COMPACTED);
+    assert!(matches!(store.check_compaction(-1), Err(Error::Compacted)));
+    store.check_compaction(0).unwrap();
     store.check_compaction(4).unwrap();
     let mut batch = store.batch();
     assert!(matches!(batch.compact(5), Err(Error::FutureRevision)), "the store refuses it too");
     batch.compact(3).unwrap();
     batch.commit().unwrap();
     assert!(matches!(store.check_compaction(3), Err(Error::Compacted)));
+    assert!(matches!(store.check_compaction(0), Err(Error::Compacted)));
     assert_eq!(get_at(&store, "a", 3).unwrap().unwrap().value, b"2", "the compact revision itself is readable");
     assert!(matches!(get_at(&store, "a", 2), Err(Error::Compacted)));
     let mut batch = store.batch();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use raftkv::api::codec::ToJson;
+use raftkv::jsonpb::ToJson;
 use raftkv::pb::compare::TargetUnion;
 use raftkv::pb::request_op::Request;
 use raftkv::pb::response_op::Response;
