@@ -33,7 +33,7 @@ use crate::pb::{
     RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use crate::server::wait::Reply;
-use crate::watch;
+use crate::watch::{self, WatchSpec};
 use crate::{Error, Node, Result};
 
 /// The etcd release whose gateway raftkv answers like; clients parse `/version`.
@@ -377,6 +377,26 @@ impl Gateway {
         for req in requests {
             match req.request_union {
                 Some(RequestUnion::CreateRequest(create)) => {
+                    // etcd's watch stream refuses these in its answer to the create: with the
+                    // invalid watch id -1, created and canceled at once.
+                    let refusal = if WatchSpec::new(&create, 0).is_empty_range() {
+                        Some("mvcc: watcher range is empty")
+                    } else if create.watch_id != 0 && watches.contains_key(&create.watch_id) {
+                        Some("mvcc: duplicate watch ID provided on the WatchStream")
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = refusal {
+                        send(&WatchResponse {
+                            header: node.header_now(),
+                            watch_id: -1,
+                            created: true,
+                            canceled: true,
+                            cancel_reason: reason.into(),
+                            ..Default::default()
+                        });
+                        continue;
+                    }
                     let mut watch_id = create.watch_id;
                     if watch_id == 0 {
                         while watches.contains_key(&next_auto) {

@@ -98,6 +98,11 @@ pub fn sorts_by_unknown_target(r: &RangeRequest) -> bool {
 }
 
 pub fn put(txn: &mut WriteTxn, r: &PutRequest, lessor: &Lessor) -> Result<PutResponse> {
+    // etcd checks a plain put's lease before looking at the key (a txn's puts were checked
+    // the other way round by `check_branch`).
+    if r.lease != 0 && !lessor.exists(r.lease) {
+        return Err(Error::LeaseNotFound);
+    }
     let needs_prev = r.ignore_value || r.ignore_lease || r.prev_kv;
     let prev = if needs_prev { txn.range(&r.key, None, RangeOptions::default())?.kvs.into_iter().next() } else { None };
     if (r.ignore_value || r.ignore_lease) && prev.is_none() {
@@ -107,9 +112,6 @@ pub fn put(txn: &mut WriteTxn, r: &PutRequest, lessor: &Lessor) -> Result<PutRes
         (Some(prev), true) => prev.lease,
         _ => r.lease,
     };
-    if !r.ignore_lease && lease != 0 && !lessor.exists(lease) {
-        return Err(Error::LeaseNotFound);
-    }
     let value = match (&prev, r.ignore_value) {
         (Some(prev), true) => prev.value.as_slice(),
         _ => r.value.as_slice(),

@@ -57,14 +57,21 @@ impl WatchSpec {
             [0] => Some(Vec::new()),
             end => Some(end.to_vec()),
         };
+        // etcd: an empty key is the smallest key, `\0`.
+        let key = if req.key.is_empty() { vec![0] } else { req.key.clone() };
         WatchSpec {
-            key: req.key.clone(),
+            key,
             end,
             watch_id,
             prev_kv: req.prev_kv,
             no_put: req.filters.contains(&(FilterType::Noput as i32)),
             no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
         }
+    }
+
+    /// A range that holds no key (`key` at or after a given end): etcd refuses such a watch.
+    pub fn is_empty_range(&self) -> bool {
+        matches!(&self.end, Some(end) if !end.is_empty() && self.key >= *end)
     }
 
     fn matches(&self, key: &[u8]) -> bool {
