@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build run cluster test lint soak bench bench-big perf clean-data
+.PHONY: deps build run cluster test lint soak compat fuzz bench bench-big perf clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -36,6 +36,22 @@ lint:
 soak: deps
 	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test crash -- --nocapture
 	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test cluster follower_behind -- --nocapture
+
+# The gateway against real etcd 3.4 (needs etcd-server): the differential fuzzer over
+# COMPAT_SEEDS seeds × COMPAT_OPS requests (about 2.5 minutes a seed), then the 140-step
+# transcript. `make test` runs one short seed.
+COMPAT_SEEDS ?= 20
+COMPAT_OPS ?= 1500
+compat: build
+	scripts/difffuzz.sh --seeds $(COMPAT_SEEDS) --ops $(COMPAT_OPS) --keep-going
+	scripts/compat-diff.sh
+
+# libFuzzer on the JSON reader and the HTTP/1.1 parser, FUZZ_SECONDS each (cargo-fuzz; the
+# first run builds RocksDB once more, instrumented). New inputs that raise coverage land in
+# fuzz/corpus/, which is committed.
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Criterion micro-benches, then raftkv and etcd side by side (scripts/bench-compare.sh).
 bench: build

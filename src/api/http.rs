@@ -838,6 +838,25 @@ enum Parsed {
     Complete { head: Head, body: Vec<u8>, len: usize },
 }
 
+/// What parsing a byte stream into requests gives, for the fuzz target: each request's path
+/// and body length, then how the input ended (`Ok` = waiting for more, `Err` = refused).
+#[doc(hidden)]
+pub fn parse_stream(mut input: &[u8]) -> (Vec<(String, usize)>, std::result::Result<(), u16>) {
+    let mut requests = Vec::new();
+    let mut head = None;
+    loop {
+        match parse(input, &mut head) {
+            Parsed::Complete { head, body, len } => {
+                assert!(len > 0 && len <= input.len(), "a request consumes what it parsed");
+                requests.push((head.path, body.len()));
+                input = &input[len..];
+            }
+            Parsed::Incomplete { .. } => return (requests, Ok(())),
+            Parsed::Bad { status, .. } => return (requests, Err(status)),
+        }
+    }
+}
+
 /// Parses the request at the start of `input`; `head` keeps the parsed head between calls
 /// while the body arrives.
 fn parse(input: &[u8], head: &mut Option<Head>) -> Parsed {
@@ -1237,6 +1256,12 @@ mod tests {
         let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
         huge.resize(HEAD_MAX + 10, b'a');
         assert_eq!(refused(&huge), 431);
+    }
+
+    #[test]
+    fn the_fuzz_corpus_parses() {
+        let parsed: usize = crate::jsonpb::tests::corpus("http1").iter().map(|input| parse_stream(input).0.len()).sum();
+        assert!(parsed > 0, "some corpus input is a whole request");
     }
 
     #[test]
