@@ -154,6 +154,38 @@ impl Config {
         Ok(())
     }
 
+    /// raft-rs's configuration for member `id`, resuming after `applied`. Every field is set
+    /// here, on purpose, rather than left to raft-rs's defaults.
+    pub fn raft_config(&self, id: u64, applied: u64) -> raft::Config {
+        let election_tick = self.election_ticks();
+        raft::Config {
+            id,
+            election_tick,
+            // One tick per heartbeat interval: the ticker runs at `--heartbeat-interval`.
+            heartbeat_tick: 1,
+            applied,
+            // etcd's `maxSizePerMsg` and `maxInflightMsgs`.
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            // A leader that loses its quorum steps down, and a partitioned member cannot
+            // disrupt the cluster when it comes back (etcd sets both).
+            check_quorum: true,
+            pre_vote: true,
+            // Randomized election timeouts in [election, 2 × election), raft's default range.
+            min_election_tick: election_tick,
+            max_election_tick: 2 * election_tick,
+            // ReadIndex confirmed by a heartbeat round, not by the leader's lease on time.
+            read_only_option: raft::ReadOnlyOption::Safe,
+            skip_bcast_commit: false,
+            batch_append: false,
+            priority: 0,
+            // Uncommitted entries are bounded by the raft request queue and admission control.
+            max_uncommitted_size: u64::MAX,
+            // Bounds one Apply (and so one apply batch) to 64 MiB of entries.
+            max_committed_size_per_ready: 64 << 20,
+        }
+    }
+
     pub fn tick_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
     }

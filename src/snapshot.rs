@@ -29,8 +29,11 @@ use rocksdb::{IteratorMode, WriteBatch};
 use crate::storage::{self, meta, Cf, Db};
 use crate::{Error, Result};
 
-/// `raft` family key of the conf state (also written by [`crate::raft::storage`]).
-pub const CONF_STATE_KEY: &[u8] = b"conf_state";
+use crate::storage::raft_keys::CONF_STATE;
+
+/// Largest record (a key or a value) a snapshot file may hold. Nothing raftkv stores comes
+/// near it; it bounds what a corrupt length field can make a reader allocate.
+const RECORD_BYTES_MAX: usize = 64 << 20;
 
 const TAG_END: u8 = 0;
 /// Families in a snapshot and their tags. `member_id` is this member's own and never travels.
@@ -180,8 +183,8 @@ impl SnapshotFiles {
             }
         }
         let conf_state =
-            snap.get_cf(self.db.cf(Cf::Raft), CONF_STATE_KEY).map_err(storage::Error::from)?.unwrap_or_default();
-        out.record(TAG_RAFT, CONF_STATE_KEY, &conf_state)?;
+            snap.get_cf(self.db.cf(Cf::Raft), CONF_STATE).map_err(storage::Error::from)?.unwrap_or_default();
+        out.record(TAG_RAFT, CONF_STATE, &conf_state)?;
         out.finish()?;
         drop(snap);
         let path = self.dir.join(format!("{term:016x}-{index:016x}.sent"));
@@ -271,7 +274,7 @@ fn read_field(r: &mut impl Read, crc: &mut crc32fast::Hasher, path: &Path) -> Re
     r.read_exact(&mut len).map_err(|e| corrupt(path, format!("truncated: {e}")))?;
     crc.update(&len);
     let len = u32::from_be_bytes(len) as usize;
-    if len > crate::transport::frame::MAX_FRAME_BYTES {
+    if len > RECORD_BYTES_MAX {
         return Err(corrupt(path, format!("record of {len} bytes")));
     }
     let mut bytes = vec![0u8; len];

@@ -32,13 +32,10 @@ use crate::pb::{
     AlarmRequest, AuthenticateRequest, CompactionResponse, EmptyRequest, LeaseKeepAliveRequest, RangeRequest,
     RangeResponse, TxnRequest, TxnResponse, WatchCreateRequest, WatchRequest, WatchResponse,
 };
-use crate::server::wait::Reply;
+use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use crate::wait::Reply;
 use crate::watch::{self, WatchSpec};
 use crate::{Error, Node, Result};
-
-/// The etcd release whose gateway raftkv answers like; clients parse `/version`.
-pub const ETCD_VERSION: &str = "3.4.23";
-pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
 
 /// Messages buffered per watch stream; beyond it the stream's watchers catch up from disk.
 const WATCH_STREAM_QUEUE_MAX: usize = 1024;

@@ -24,13 +24,20 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, SnapshotMetadata};
 
+use parking_lot::RwLock;
+
 use crate::cluster::{Change, Membership};
-use crate::mvcc::{ApplyBatch, ReadView};
+use crate::identity::Identity;
+use crate::lease::Lessor;
+use crate::mvcc::{ApplyBatch, ReadView, Store};
 use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::raft::ApplyProgress;
-use crate::server::Shared;
-use crate::storage::{meta, Cf};
+use crate::snapshot::SnapshotFiles;
+use crate::storage::{meta, Cf, Db};
+use crate::transport::Transport;
+use crate::wait::Wait;
+use crate::watch::WatchHub;
 use crate::{Error, Result};
 
 /// The result of one applied request, delivered to its waiter.
@@ -127,8 +134,32 @@ impl AppliedIndex {
     }
 }
 
+/// What the applier reads and changes: the state machine and those who wait on it.
+pub struct ApplyContext {
+    pub identity: Arc<Identity>,
+    pub db: Arc<Db>,
+    pub store: Arc<Store>,
+    pub lessor: Arc<Lessor>,
+    /// Changed only by the apply thread; read by client threads and the peer service.
+    pub membership: Arc<RwLock<Membership>>,
+    pub watches: Arc<WatchHub>,
+    pub wait: Arc<Wait<Response>>,
+    pub applied: Arc<AppliedIndex>,
+    pub snapshots: Arc<SnapshotFiles>,
+    /// Its address book follows the membership.
+    pub transport: Arc<Transport>,
+    /// Applied entries between two snapshots of the raft log.
+    pub snapshot_count: u64,
+}
+
+/// Points the transport at the members' current peer URLs.
+pub fn follow_membership(transport: &Arc<Transport>, membership: &Membership) {
+    let peers: Vec<(u64, Vec<String>)> = membership.members().into_iter().map(|m| (m.id, m.peer_urls)).collect();
+    transport.set_peers(&peers);
+}
+
 pub struct Applier {
-    shared: Arc<Shared>,
+    ctx: ApplyContext,
     progress: Arc<Mutex<Progress>>,
     progress_tx: Sender<ApplyProgress>,
     /// Set when applied entries changed members' URLs: the transport's address book follows
@@ -142,14 +173,8 @@ pub struct Applier {
 type Outcomes = Vec<(u64, Result<Response>)>;
 
 impl Applier {
-    pub fn new(shared: Arc<Shared>, progress: Arc<Mutex<Progress>>, progress_tx: Sender<ApplyProgress>) -> Applier {
-        Applier {
-            shared,
-            progress,
-            progress_tx,
-            peers_changed: AtomicBool::new(false),
-            removed: AtomicBool::new(false),
-        }
+    pub fn new(ctx: ApplyContext, progress: Arc<Mutex<Progress>>, progress_tx: Sender<ApplyProgress>) -> Applier {
+        Applier { ctx, progress, progress_tx, peers_changed: AtomicBool::new(false), removed: AtomicBool::new(false) }
     }
 
     /// Installs `snapshot` if any, then applies `entries` (consecutive, in log order). An
@@ -159,7 +184,7 @@ impl Applier {
             self.install_snapshot(meta)?;
         }
         let applied = self.progress.lock().applied_index;
-        let store = &self.shared.store;
+        let store = &self.ctx.store;
         let mut batch = store.batch();
         let mut outcomes = Outcomes::new();
         let mut last: Option<(u64, u64)> = None;
@@ -218,7 +243,7 @@ impl Applier {
         // Read now, written after raft's answer: only this thread changes the membership, and
         // client threads reading it must not wait out the round trip to the raft thread.
         let (change, check) = {
-            let membership = self.shared.membership.read();
+            let membership = self.ctx.membership.read();
             let change = match cc.get_change_type() {
                 ConfChangeType::AddNode if membership.get(member.id).is_some_and(|m| m.is_learner) => Change::Promote,
                 ConfChangeType::AddNode => Change::AddVoter,
@@ -239,10 +264,10 @@ impl Applier {
                 return Ok((ctx.request_id, Err(Error::ProposalDropped)));
             }
         };
-        let db = &*self.shared.db;
+        let db = &*self.ctx.db;
         batch.write_batch().put_cf(
             db.cf(Cf::Raft),
-            crate::snapshot::CONF_STATE_KEY,
+            crate::storage::raft_keys::CONF_STATE,
             conf_state.write_to_bytes().map_err(|e| decode_err(e.to_string()))?,
         );
         self.progress.lock().conf_state = conf_state;
@@ -253,11 +278,11 @@ impl Applier {
             member.is_learner = change == Change::AddLearner;
         }
         log::info!("apply: member {:x} {:?} (peer URLs {})", member.id, change, member.peer_urls.join(","));
-        let mut membership = self.shared.membership.write();
+        let mut membership = self.ctx.membership.write();
         membership.apply(change, member.clone());
         membership.save(db, batch.write_batch());
         self.peers_changed.store(true, Ordering::Release);
-        if change == Change::Remove && member.id == self.shared.member_id {
+        if change == Change::Remove && member.id == self.ctx.identity.member_id {
             self.removed.store(true, Ordering::Release);
         }
         let member = (change != Change::Remove).then(|| membership.get(member.id).cloned().unwrap_or(member));
@@ -270,15 +295,15 @@ impl Applier {
         if meta.index <= self.progress.lock().applied_index {
             return Ok(());
         }
-        let shared = &self.shared;
-        shared.snapshots.install_received(&meta)?;
+        let ctx = &self.ctx;
+        ctx.snapshots.install_received(&meta)?;
         self.reload(&meta)?;
         let _ = self.progress_tx.send(ApplyProgress::Applied { index: meta.index });
         log::info!(
             "apply: installed snapshot at index {} (term {}), revision {}",
             meta.index,
             meta.term,
-            shared.store.current_revision()
+            ctx.store.current_revision()
         );
         Ok(())
     }
@@ -286,11 +311,11 @@ impl Applier {
     /// Rebuilds every in-memory view of the applied state from the database (after a snapshot
     /// install).
     fn reload(&self, meta: &SnapshotMetadata) -> Result<()> {
-        let shared = &self.shared;
-        let leased = shared.store.reload()?;
-        shared.lessor.reload(&shared.db, leased)?;
-        *shared.membership.write() = Membership::load(&shared.db)?;
-        shared.set_peers();
+        let ctx = &self.ctx;
+        let leased = ctx.store.reload()?;
+        ctx.lessor.reload(&ctx.db, leased)?;
+        *ctx.membership.write() = Membership::load(&ctx.db)?;
+        follow_membership(&ctx.transport, &ctx.membership.read());
         {
             let mut progress = self.progress.lock();
             progress.applied_index = meta.index;
@@ -298,13 +323,13 @@ impl Applier {
             progress.snapshot_index = progress.snapshot_index.max(meta.index);
             progress.conf_state = meta.get_conf_state().clone();
         }
-        shared.applied.set(meta.index);
-        shared.watches.resync_all();
+        ctx.applied.set(meta.index);
+        ctx.watches.resync_all();
         Ok(())
     }
 
     fn execute(&self, batch: &mut ApplyBatch, req: Option<Request>) -> Result<Response> {
-        let (db, lessor) = (&*self.shared.db, &self.shared.lessor);
+        let (db, lessor) = (&*self.ctx.db, &self.ctx.lessor);
         let mut response = match req {
             Some(Request::Put(r)) => Response::Put(kv::put(&mut batch.txn(), &r, lessor)?),
             Some(Request::DeleteRange(r)) => Response::DeleteRange(kv::delete_range(&mut batch.txn(), &r, lessor)?),
@@ -329,13 +354,13 @@ impl Applier {
                 Response::LeaseCheckpoint
             }
             Some(Request::MemberAttributes(m)) => {
-                let mut membership = self.shared.membership.write();
+                let mut membership = self.ctx.membership.write();
                 membership.set_attributes(m.id, m.name, m.client_urls);
                 membership.save(db, batch.write_batch());
                 Response::Members { member: None, members: membership.members() }
             }
             Some(Request::MemberUpdate(u)) => {
-                let mut membership = self.shared.membership.write();
+                let mut membership = self.ctx.membership.write();
                 match membership.check_update(u.id, &u.peer_urls) {
                     Err(e) => return Err(e),
                     Ok(()) => {
@@ -351,22 +376,22 @@ impl Applier {
             }
         };
         if let Some(header) = response.header_mut() {
-            self.shared.fill_header(header);
+            self.ctx.identity.fill_header(header);
         }
         Ok(response)
     }
 
     fn compact(&self, batch: &mut ApplyBatch, c: &CompactionRequest) -> Result<Response> {
-        let store = &self.shared.store;
+        let store = &self.ctx.store;
         kv::check_compaction(store.current_revision(), store.compact_revision(), c.revision)?;
         batch.compact(c.revision)?;
-        let header = self.shared.header_at(store.current_revision());
+        let header = self.ctx.identity.header_at(store.current_revision());
         Ok(Response::Compaction(CompactionResponse { header }))
     }
 
     /// Writes the batch with the applied index in it, then tells everyone who waits.
     fn commit(&self, mut batch: ApplyBatch, index: u64, term: u64, outcomes: &mut Outcomes) -> Result<()> {
-        let db = &self.shared.db;
+        let db = &self.ctx.db;
         db.put_meta_u64(batch.write_batch(), meta::APPLIED_INDEX, index);
         db.put_meta_u64(batch.write_batch(), meta::APPLIED_TERM, term);
         crate::failpoint::check("apply_before_commit")?;
@@ -383,21 +408,21 @@ impl Applier {
             );
             progress.applied_index = index;
             progress.applied_term = term;
-            let due = index - progress.snapshot_index > self.shared.cfg.snapshot_count;
+            let due = index - progress.snapshot_index > self.ctx.snapshot_count;
             if due {
                 progress.snapshot_index = index;
             }
             due.then(|| progress.conf_state.clone())
         };
-        self.shared.applied.set(index);
+        self.ctx.applied.set(index);
         if self.peers_changed.swap(false, Ordering::AcqRel) {
-            self.shared.set_peers();
+            follow_membership(&self.ctx.transport, &self.ctx.membership.read());
         }
         if !changes.is_empty() {
-            let shared = &self.shared;
-            shared.watches.notify(&shared.store, &changes, revision, &|h| shared.fill_header(h));
+            let ctx = &self.ctx;
+            ctx.watches.notify(&ctx.store, &changes, revision, &|h| ctx.identity.fill_header(h));
         }
-        self.shared.wait.trigger(outcomes.drain(..));
+        self.ctx.wait.trigger(outcomes.drain(..));
         // Fails only once the raft thread has stopped, when progress no longer matters.
         let _ = self.progress_tx.send(ApplyProgress::Applied { index });
         if let Some(conf_state) = snapshot_due {
@@ -408,6 +433,31 @@ impl Applier {
         Ok(())
     }
 }
+
+/// `PutResponse::try_from(response)` and the like: the typed answer a caller waits for, or the
+/// response that came instead (a bug, reported as such).
+macro_rules! typed_responses {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl TryFrom<Response> for $ty {
+            type Error = Response;
+            fn try_from(response: Response) -> std::result::Result<$ty, Response> {
+                match response {
+                    Response::$variant(r) => Ok(r),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+typed_responses!(
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse)
+);
 
 impl Response {
     fn header_mut(&mut self) -> Option<&mut Option<ResponseHeader>> {

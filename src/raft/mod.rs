@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam::channel::Sender;
-use raft::prelude::{ConfChange, ConfState, Entry, Message, SnapshotMetadata};
+use raft::prelude::{ConfChange, ConfState, Entry, SnapshotMetadata};
 
-use crate::server::wait::Reply;
+use crate::wait::Reply;
 use crate::Result;
 
 /// A client write on its way into the log.
@@ -47,17 +47,6 @@ pub enum RaftRequest {
     Progress {
         reply: Sender<(u64, Vec<(u64, u64)>)>,
     },
-}
-
-/// What the peer transport delivers to the raft thread.
-pub enum PeerEvent {
-    /// A message from a peer, already checked to be from a member and addressed to this one.
-    Step(Message),
-    /// Messages to this peer were dropped (queue full, connection down): raft-rs slows down
-    /// and probes instead of streaming.
-    Unreachable(u64),
-    /// A snapshot sent to `to` arrived and was accepted (`ok`), or did not.
-    SnapshotStatus { to: u64, ok: bool },
 }
 
 /// What the apply side reports back to the raft thread.

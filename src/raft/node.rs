@@ -31,11 +31,11 @@ use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use rocksdb::WriteBatch;
 
 use super::storage::RaftStorage;
-use super::{Apply, ApplyProgress, LeaderChange, PeerEvent, Proposal, RaftRequest, RaftStatus};
+use super::{Apply, ApplyProgress, LeaderChange, Proposal, RaftRequest, RaftStatus};
 use crate::pb::ConfChangeContext;
-use crate::server::wait::Reply;
 use crate::storage::Db;
-use crate::transport::Transport;
+use crate::transport::{PeerEvent, Transport};
+use crate::wait::Reply;
 use crate::{Error, Result};
 
 /// Most client requests folded into one Ready. Bounds the Ready's size (and so the latency of

@@ -31,7 +31,7 @@ const LOG_PREFIX: &[u8] = b"log/";
 const CACHE_MAX_ENTRIES: usize = 4096;
 const CACHE_MAX_BYTES: usize = 16 << 20;
 const HARD_STATE: &[u8] = b"hard_state";
-const CONF_STATE: &[u8] = crate::snapshot::CONF_STATE_KEY;
+use crate::storage::raft_keys::CONF_STATE;
 const SNAPSHOT_META: &[u8] = b"snapshot_meta";
 
 fn log_key(index: u64) -> [u8; 12] {

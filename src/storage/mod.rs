@@ -76,6 +76,14 @@ pub mod meta {
     pub const MEMBER_ID: &[u8] = b"member_id";
 }
 
+/// Keys of the `raft` column family that other layers read too (the log itself is the raft
+/// layer's business).
+pub mod raft_keys {
+    /// The configuration in force at the applied index: written by apply with the index it
+    /// belongs to, read by the raft log's storage and copied into snapshots.
+    pub const CONF_STATE: &[u8] = b"conf_state";
+}
+
 /// Size of RocksDB's shared block cache. Reads of recent revisions mostly hit the memtables;
 /// the cache keeps the index/filter blocks and hot data blocks of older SST files.
 const BLOCK_CACHE_BYTES: usize = 128 << 20;

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,6 @@ use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 
 use crate::pb::{MembershipRecord, PeerRequest, PeerResponse};
-use crate::raft::PeerEvent;
 use crate::snapshot::SnapshotFiles;
 use crate::{Error, Result};
 use frame::{Hello, Kind, Purpose};
@@ -56,6 +55,18 @@ const SNAPSHOT_ACK_TIMEOUT: Duration = Duration::from_secs(120);
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// An incoming connection with no frame for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the transport delivers to the raft thread, on the events channel it is started with
+/// (the sink it owns the definition of, as etcd's `rafthttp.Raft`).
+pub enum PeerEvent {
+    /// A message from a peer, already checked to be from a member and addressed to this one.
+    Step(Message),
+    /// Messages to this peer were dropped (queue full, connection down): raft-rs slows down
+    /// and probes instead of streaming.
+    Unreachable(u64),
+    /// A snapshot sent to `to` arrived and was accepted (`ok`), or did not.
+    SnapshotStatus { to: u64, ok: bool },
+}
 
 /// What the member offers its peers: answers to forwarded requests and membership queries.
 pub trait PeerServices: Send + Sync {
@@ -79,7 +90,7 @@ pub struct Transport {
     cluster_id: u64,
     events: Sender<PeerEvent>,
     snapshots: Arc<SnapshotFiles>,
-    services: OnceLock<Arc<dyn PeerServices>>,
+    services: Arc<dyn PeerServices>,
     peers: Mutex<HashMap<u64, Peer>>,
     /// Members allowed to connect: the current members other than this one.
     known: RwLock<HashSet<u64>>,
@@ -103,6 +114,7 @@ impl Transport {
         listener: Option<TcpListener>,
         events: Sender<PeerEvent>,
         snapshots: Arc<SnapshotFiles>,
+        services: Arc<dyn PeerServices>,
     ) -> Result<Arc<Transport>> {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let transport = Arc::new(Transport {
@@ -110,7 +122,7 @@ impl Transport {
             cluster_id,
             events,
             snapshots,
-            services: OnceLock::new(),
+            services,
             peers: Mutex::new(HashMap::new()),
             known: RwLock::new(HashSet::new()),
             isolated: RwLock::new(HashSet::new()),
@@ -127,10 +139,6 @@ impl Transport {
             transport.threads.lock().push(thread);
         }
         Ok(transport)
-    }
-
-    pub fn set_services(&self, services: Arc<dyn PeerServices>) {
-        let _ = self.services.set(services);
     }
 
     /// The address peers connect to, if this member listens.
@@ -434,7 +442,7 @@ impl Transport {
         let mut r = BufReader::with_capacity(64 << 10, stream.try_clone()?);
         let hello = Hello::read(&mut r)?;
         if hello.purpose == Purpose::Query {
-            let record = self.services.get().map(|s| s.membership()).unwrap_or_default();
+            let record = self.services.membership();
             let mut w = stream.try_clone()?;
             return frame::write_frame(
                 &mut w,
@@ -484,10 +492,7 @@ impl Transport {
                 Kind::Request => {
                     let (id, body) = frame::split_u64(&payload)?;
                     let request = PeerRequest::decode(body).map_err(invalid)?;
-                    let response = match self.services.get() {
-                        Some(services) => services.handle(from, request),
-                        None => PeerResponse::default(),
-                    };
+                    let response = self.services.handle(from, request);
                     self.enqueue(from, Outbound::Frame(Kind::Response, frame::with_u64(id, &response.encode_to_vec())));
                 }
                 Kind::Response => {

@@ -1,0 +1,106 @@
+//! The maintenance calls (status, hash), the response headers the other calls share, and the
+//! Prometheus text of `/metrics`.
+
+use super::Node;
+use crate::pb::*;
+use crate::version::ETCD_VERSION;
+use crate::Result;
+
+impl Node {
+    /// A header at the current revision.
+    pub fn header_now(&self) -> Option<ResponseHeader> {
+        let inner = &self.inner;
+        inner.identity.header_at(inner.store.current_revision())
+    }
+
+    /// Prometheus text exposition of the member's main counters, under etcd's metric names
+    /// where one exists (so etcd dashboards and the shared bench scripts read them).
+    pub fn metrics(&self) -> String {
+        let inner = &self.inner;
+        let has_leader = u8::from(inner.identity.raft().leader_id() != 0);
+        let (block_cache, memtables) = inner.db.memory_bytes();
+        let metrics = [
+            (
+                "etcd_disk_wal_fsync_duration_seconds_count",
+                "counter",
+                "Synced raft log writes.",
+                inner.db.synced_writes().to_string(),
+            ),
+            (
+                "etcd_disk_wal_fsync_duration_seconds_sum",
+                "counter",
+                "Seconds spent in synced raft log writes.",
+                format!("{:.6}", inner.db.synced_seconds()),
+            ),
+            ("etcd_server_has_leader", "gauge", "Whether a leader exists.", has_leader.to_string()),
+            (
+                "etcd_server_proposals_committed_total",
+                "gauge",
+                "The raft commit index.",
+                inner.identity.raft().commit_index().to_string(),
+            ),
+            (
+                "etcd_server_proposals_applied_total",
+                "gauge",
+                "The applied raft index.",
+                inner.applied.get().to_string(),
+            ),
+            ("etcd_mvcc_db_total_size_in_bytes", "gauge", "Database size on disk.", inner.db.size_bytes().to_string()),
+            (
+                "etcd_debugging_mvcc_current_revision",
+                "gauge",
+                "The store's current revision.",
+                inner.store.current_revision().to_string(),
+            ),
+            ("etcd_debugging_mvcc_watcher_total", "gauge", "Registered watchers.", inner.watches.len().to_string()),
+            ("etcd_debugging_mvcc_keys_total", "gauge", "Keys in the index.", inner.store.key_count().to_string()),
+            ("raftkv_rocksdb_block_cache_bytes", "gauge", "RocksDB block cache in use.", block_cache.to_string()),
+            ("raftkv_rocksdb_memtable_bytes", "gauge", "RocksDB memtables, all families.", memtables.to_string()),
+        ];
+        metrics
+            .iter()
+            .map(|(name, kind, help, value)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"))
+            .collect()
+    }
+
+    /// A response carrying only a header at the current revision (what etcd answers for auth
+    /// listings while auth is disabled).
+    pub fn header_only(&self) -> CompactionResponse {
+        let inner = &self.inner;
+        let header = inner.identity.header_at(inner.store.current_revision());
+        CompactionResponse { header }
+    }
+
+    /// This member's view of itself (etcd `Status`).
+    pub fn status(&self) -> Result<StatusResponse> {
+        let inner = &self.inner;
+        let header = inner.identity.header_at(inner.store.current_revision());
+        Ok(StatusResponse {
+            header,
+            version: ETCD_VERSION.to_string(),
+            db_size: inner.db.size_bytes() as i64,
+            leader: inner.identity.raft().leader_id(),
+            raft_index: inner.identity.raft().commit_index(),
+            raft_term: inner.identity.raft().term(),
+            raft_applied_index: inner.applied.get(),
+            db_size_in_use: inner.db.live_bytes() as i64,
+            is_learner: self.is_learner(),
+            ..Default::default()
+        })
+    }
+
+    /// A checksum of the key-value history held by this member (etcd `Hash`); members that
+    /// applied the same entries and compactions agree on it.
+    pub fn hash(&self) -> Result<HashResponse> {
+        let inner = &self.inner;
+        let header = inner.identity.header_at(inner.store.current_revision());
+        Ok(HashResponse { header, hash: inner.db.hash(crate::storage::Cf::Kv)? })
+    }
+
+    /// A header without a revision (what etcd answers member calls with).
+    pub(super) fn bare_header(&self) -> Option<ResponseHeader> {
+        let mut header = None;
+        self.inner.identity.fill_header(&mut header);
+        header
+    }
+}
