@@ -714,6 +714,14 @@ fn answers_that_match_etcd_3_4_23() {
         r#"{"success":[{"request_delete_range":{"key":"YQ==","range_end":"Yw=="}},{"request_put":{"key":"Yg=="}}]}"#,
     );
     assert_eq!(r.body, error("etcdserver: duplicate key given in txn request", 3));
+    // A put that keeps the value of a key an earlier delete of the same txn removed: etcd's
+    // check looks at the store before the txn and then panics mid-txn; raftkv refuses it whole.
+    ok("/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
+    let before = ok("/v3/kv/range", r#"{"key":"YQ=="}"#);
+    assert!(before.contains(r#""count":"1""#), "{before}");
+    let r = gw.post("/v3/kv/txn", r#"{"success":[{"request_delete_range":{"key":"YQ==","range_end":"AA=="}},{"request_put":{"key":"YQ==","ignore_value":true}}]}"#);
+    assert_eq!((r.status, r.body), (400, error("etcdserver: key not found", 3)));
+    assert_eq!(ok("/v3/kv/range", r#"{"key":"YQ=="}"#), before, "nothing of it was applied");
     // A lease is checked on the taken branch only.
     let untaken = r#"{"compare":[{"key":"YQ==","target":"VERSION","result":"GREATER","version":"100"}],"success":[{"request_put":{"key":"YQ==","lease":"12345"}}]}"#;
     assert!(!ok("/v3/kv/txn", untaken).contains("succeeded"));

@@ -278,16 +278,38 @@ fn taken_ops<'a>(r: &'a TxnRequest, path: &[bool], at: &mut usize, out: &mut Vec
 /// (`ignore_*` needs the key, a lease must exist), then every range's revision; the untaken
 /// branches are never looked at. Last, a range that would crash etcd (see
 /// [`sorts_by_unknown_target`]) refuses the whole txn instead of failing half-way.
+/// Whether `key` exists when an op runs after `before` on the taken path: the last of them to
+/// touch it decides (a put makes it, a delete removes it), else the store before the txn.
+/// etcd checks only the store before the txn, so an `ignore_value` put of a key an earlier
+/// delete of the same txn removed passes its check and then panics etcd mid-txn; raftkv
+/// refuses the txn instead.
+fn exists_when(view: &impl ReadView, before: &[&Request], key: &[u8]) -> Result<bool> {
+    for op in before.iter().rev() {
+        match op {
+            Request::RequestPut(p) if p.key == key => return Ok(true),
+            Request::RequestDeleteRange(d) if deletes(d, key) => return Ok(false),
+            _ => {}
+        }
+    }
+    Ok(!view.range(key, None, RangeOptions::default())?.kvs.is_empty())
+}
+
+/// Whether executing `d` deletes `key`.
+fn deletes(d: &DeleteRangeRequest, key: &[u8]) -> bool {
+    match range_end(&d.range_end) {
+        None => key == d.key.as_slice(),
+        Some([]) => key >= d.key.as_slice(),
+        Some(end) => key >= d.key.as_slice() && key < end,
+    }
+}
+
 fn check_branch(view: &impl ReadView, r: &TxnRequest, path: &[bool], lessor: &Lessor) -> Result<()> {
     let mut ops = Vec::new();
     taken_ops(r, path, &mut 0, &mut ops);
-    for op in &ops {
+    for (at, op) in ops.iter().enumerate() {
         let Request::RequestPut(p) = op else { continue };
-        if p.ignore_value || p.ignore_lease {
-            let rr = view.range(&p.key, None, RangeOptions::default())?;
-            if rr.kvs.is_empty() {
-                return Err(Error::KeyNotFound);
-            }
+        if (p.ignore_value || p.ignore_lease) && !exists_when(view, &ops[..at], &p.key)? {
+            return Err(Error::KeyNotFound);
         }
         if p.lease != 0 && !lessor.exists(p.lease) {
             return Err(Error::LeaseNotFound);

@@ -118,7 +118,7 @@ fn run_seed(seed: u64, ops: usize) -> Result<String, String> {
         counts: Default::default(),
         _dir: dir,
     };
-    let mut gen = Gen { rng: rand::rngs::StdRng::seed_from_u64(seed) };
+    let mut gen = Gen { rng: rand::rngs::StdRng::seed_from_u64(seed), txn_ignores: None };
     for i in 0..ops {
         let op = gen.op(&run.state);
         match op {
