@@ -11,10 +11,44 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::error::Code;
 use crate::jsonpb::msg::{ErrorBody, StreamResult};
 use crate::jsonpb::{FromJson, ToJson};
 use crate::pb::*;
-use crate::{Error, Result};
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server refused the call with etcd's error: its message and gRPC code.
+    #[error("{message}")]
+    Server { code: Code, message: String },
+    /// No endpoint could be reached, or one broke the protocol.
+    #[error("{endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    /// The call could not be made as asked (no endpoints, a bad argument).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<crate::Error> for Error {
+    /// The answer a server gives for its error.
+    fn from(e: crate::Error) -> Error {
+        Error::Server { code: e.code(), message: e.to_string() }
+    }
+}
+
+impl Error {
+    /// The gRPC code of the server's refusal; `Unavailable` when there was no answer.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Server { code, .. } => *code,
+            Error::Unreachable { .. } => Code::Unavailable,
+            Error::Usage(_) => Code::InvalidArgument,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// Largest response body accepted.
 const RESPONSE_MAX: usize = 64 << 20;
@@ -43,7 +77,7 @@ impl Client {
             .filter(|e| !e.is_empty())
             .collect();
         if endpoints.is_empty() {
-            return Err(Error::Config("no endpoints".into()));
+            return Err(Error::Usage("no endpoints".into()));
         }
         Ok(Client { endpoints, timeout, conn: Mutex::new(None) })
     }
@@ -226,7 +260,9 @@ fn decode<Resp: FromJson>(status: u16, body: &[u8], endpoint: &str) -> Result<Re
         return Resp::from_body(body).map_err(|e| protocol(format!("bad response: {}", e.0)));
     }
     match ErrorBody::from_body(body) {
-        Ok(err) if !err.message.is_empty() => Err(Error::Remote { code: err.code as u32, message: err.message }),
+        Ok(err) if !err.message.is_empty() => {
+            Err(Error::Server { code: Code::from_u32(err.code as u32), message: err.message })
+        }
         _ => Err(protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(body).trim()))),
     }
 }

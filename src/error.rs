@@ -1,25 +1,92 @@
 //! The crate's public [`Error`] and the one table that maps it to etcd's wire errors.
 //!
 //! Client-visible variants display exactly as etcd's gRPC errors do
-//! (`etcdserver: requested lease not found`, ...) and [`Error::code`] gives the gRPC status code
-//! etcd returns with them; the HTTP gateway derives its status from that code. The other variants
-//! are operational: they stop a node or fail its start, and are logged, not sent to clients
-//! verbatim.
+//! (`etcdserver: requested lease not found`, ...) and [`Error::code`] gives the gRPC [`Code`]
+//! etcd returns with them; [`Code::http_status`] is the gateway's status for it. The other
+//! variants are operational: they stop a node or fail its start, and are logged, not sent to
+//! clients verbatim. A client's errors (the server's answer, an endpoint out of reach) are
+//! [`crate::client::Error`].
 
 use crate::storage;
 
-/// gRPC status codes used by etcd's errors (`google.golang.org/grpc/codes`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// gRPC status codes (`google.golang.org/grpc/codes`), with the HTTP status etcd's gateway
+/// answers each with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum Code {
+    Ok = 0,
+    Canceled = 1,
     Unknown = 2,
     InvalidArgument = 3,
+    DeadlineExceeded = 4,
     NotFound = 5,
-    FailedPrecondition = 9,
+    AlreadyExists = 6,
+    PermissionDenied = 7,
     ResourceExhausted = 8,
+    FailedPrecondition = 9,
+    Aborted = 10,
     OutOfRange = 11,
+    Unimplemented = 12,
+    Internal = 13,
     Unavailable = 14,
     DataLoss = 15,
+    Unauthenticated = 16,
+}
+
+impl Code {
+    pub const ALL: [Code; 17] = [
+        Code::Ok,
+        Code::Canceled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+    ];
+
+    /// The code with number `n`; an unknown number is `Unknown`, as grpc-go reads one.
+    pub fn from_u32(n: u32) -> Code {
+        Code::ALL.get(n as usize).copied().unwrap_or(Code::Unknown)
+    }
+
+    pub fn as_u32(self) -> u32 {
+        self as u32
+    }
+
+    /// The HTTP status grpc-gateway's `HTTPStatusFromCode` gives the code, except
+    /// FailedPrecondition: 400, as upstream etcd 3.4.23 (grpc-gateway ≥ 1.9.5) answers, where
+    /// Debian's build (grpc-gateway 1.6) says 412.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::Ok => 200,
+            Code::Canceled => 408,
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+            Code::DeadlineExceeded => 504,
+            Code::NotFound => 404,
+            Code::AlreadyExists | Code::Aborted => 409,
+            Code::PermissionDenied => 403,
+            Code::Unauthenticated => 401,
+            Code::ResourceExhausted => 429,
+            Code::Unimplemented => 501,
+            Code::Unavailable => 503,
+            Code::Unknown | Code::Internal | Code::DataLoss => 500,
+        }
+    }
+
+    /// Errors the client caused (a bad request, a missing key or lease): not worth a log line.
+    pub fn is_client_fault(self) -> bool {
+        matches!(self, Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::OutOfRange)
+    }
 }
 
 /// Everything a raftkv call can fail with.
@@ -58,6 +125,7 @@ pub enum Error {
     /// The requested revision is newer than the store.
     #[error("etcdserver: mvcc: required revision is a future revision")]
     FutureRevision,
+    /// A put, revoke or keepalive named a lease that does not exist.
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     /// A grant with the id of a live lease.
@@ -75,6 +143,7 @@ pub enum Error {
     /// A read could not be ordered because leadership moved.
     #[error("etcdserver: leader changed")]
     LeaderChanged,
+    /// The cluster has no leader now (an election is under way, or no quorum).
     #[error("etcdserver: no leader")]
     NoLeader,
     /// An auth call while authentication is disabled (raftkv has no auth yet).
@@ -88,28 +157,40 @@ pub enum Error {
     /// did not happen.
     #[error("etcdserver: request timed out, possibly due to previous leader failure")]
     TimeoutDueToLeaderFail,
+    /// A member call named an id that is not a member.
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    /// A member add whose id (from its peer URLs) is a member already.
     #[error("etcdserver: member ID already exist")]
     MemberExists,
+    /// A member add or update with peer URLs another member has.
     #[error("etcdserver: Peer URLs already exists")]
     PeerUrlExists,
+    /// Peer URLs that are not `http://host:port`.
     #[error("etcdserver: given member URLs are invalid")]
     MemberBadUrls,
+    /// A promote of a member that is a voter already.
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
+    /// A promote of a learner that has less than 90% of the leader's log.
     #[error("etcdserver: can only promote a learner member which is in sync with leader")]
     LearnerNotReady,
+    /// A learner add while the cluster has one already (etcd's limit).
     #[error("etcdserver: too many learner members in cluster")]
     TooManyLearners,
+    /// A change that would leave fewer started members than a quorum.
     #[error("etcdserver: re-configuration failed due to not enough started members")]
     NotEnoughStartedMembers,
+    /// A call only the leader answers (move-leader) reached another member.
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// A move-leader to a learner or to a non-member.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    /// The target of a move-leader did not take over within the request timeout.
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout,
+    /// A write or linearizable read reached a learner.
     #[error("etcdserver: rpc not supported for learner")]
     NotSupportedForLearner,
     /// This member was removed from the cluster; it stops (etcd: "the member has been
@@ -117,13 +198,10 @@ pub enum Error {
     #[error("the member has been permanently removed from the cluster")]
     MemberRemoved,
 
-    /// An error a remote member answered with (its etcd message and gRPC code), seen by
-    /// [`crate::Client`].
+    /// The leader's own error for a call this member forwarded to it (lease keepalive and
+    /// time-to-live): its etcd message and gRPC code, passed on as they are.
     #[error("{message}")]
-    Remote { code: u32, message: String },
-    /// No endpoint could be reached or it broke the protocol.
-    #[error("{endpoint}: {reason}")]
-    Unreachable { endpoint: String, reason: String },
+    Leader { code: Code, message: String },
 
     /// The configuration cannot work; the message says which setting and why.
     #[error("invalid configuration: {0}")]
@@ -148,17 +226,16 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// The gRPC code etcd answers this error with (the table of etcd's `toGRPCErrorMap`).
-    pub fn code(&self) -> u32 {
+    /// The gRPC code etcd answers this error with (etcd's `toGRPCErrorMap`): the one table
+    /// every protocol maps errors through.
+    pub fn code(&self) -> Code {
         use Error::*;
-        let code = match self {
-            Remote { code, .. } => return *code,
-            Unreachable { .. } => Code::Unavailable,
+        match self {
+            Leader { code, .. } => *code,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
-            | RequestTooLarge => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            MemberBadUrls => Code::InvalidArgument,
             AuthNotEnabled
             | LeaseExists
             | MemberExists
@@ -175,18 +252,93 @@ impl Error {
             | LeaderChanged
             | NoLeader
             | TimeoutDueToLeaderFail
-            | LeaderTransferTimeout
             | NotSupportedForLearner
             | MemberRemoved => Code::Unavailable,
-            ProposalDropped => Code::Unknown,
+            // Not in etcd's error map, so its gRPC layer answers them as Unknown.
+            ProposalDropped | LeaderTransferTimeout => Code::Unknown,
             Decode { .. } => Code::DataLoss,
             Config(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
-        };
-        code as u32
+        }
     }
 
     /// True for the errors that mean "this member cannot go on" rather than "this request failed".
     pub fn is_fatal(&self) -> bool {
         matches!(self, Error::Storage(_) | Error::Raft(_) | Error::Decode { .. } | Error::Spawn { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every client-visible variant against etcd 3.4.23's `v3rpc/rpctypes/error.go` (message
+    /// and code) and the HTTP status its gateway answers with (`../shared/etcd/transcript.md`).
+    #[test]
+    fn client_errors_are_etcds() {
+        use Code::*;
+        let table: Vec<(Error, &str, Code)> = vec![
+            (Error::EmptyKey, "etcdserver: key is not provided", InvalidArgument),
+            (Error::KeyNotFound, "etcdserver: key not found", InvalidArgument),
+            (Error::ValueProvided, "etcdserver: value is provided", InvalidArgument),
+            (Error::LeaseProvided, "etcdserver: lease is provided", InvalidArgument),
+            (Error::TooManyOps, "etcdserver: too many operations in txn request", InvalidArgument),
+            (Error::DuplicateKey, "etcdserver: duplicate key given in txn request", InvalidArgument),
+            // etcd 3.6's (3.4 has no such check: it crashes instead).
+            (Error::InvalidSortOption, "etcdserver: invalid sort option", InvalidArgument),
+            (Error::RequestTooLarge, "etcdserver: request is too large", InvalidArgument),
+            (Error::TooManyRequests, "etcdserver: too many requests", ResourceExhausted),
+            (Error::Compacted, "etcdserver: mvcc: required revision has been compacted", OutOfRange),
+            (Error::FutureRevision, "etcdserver: mvcc: required revision is a future revision", OutOfRange),
+            (Error::LeaseNotFound, "etcdserver: requested lease not found", NotFound),
+            (Error::LeaseExists, "etcdserver: lease already exists", FailedPrecondition),
+            (Error::LeaseTtlTooLarge, "etcdserver: too large lease TTL", OutOfRange),
+            (Error::Timeout, "etcdserver: request timed out", Unavailable),
+            (Error::Stopped, "etcdserver: server stopped", Unavailable),
+            (Error::LeaderChanged, "etcdserver: leader changed", Unavailable),
+            (Error::NoLeader, "etcdserver: no leader", Unavailable),
+            (Error::AuthNotEnabled, "etcdserver: authentication is not enabled", FailedPrecondition),
+            (Error::ProposalDropped, "raft proposal dropped", Unknown),
+            (
+                Error::TimeoutDueToLeaderFail,
+                "etcdserver: request timed out, possibly due to previous leader failure",
+                Unavailable,
+            ),
+            (Error::MemberNotFound, "etcdserver: member not found", NotFound),
+            (Error::MemberExists, "etcdserver: member ID already exist", FailedPrecondition),
+            (Error::PeerUrlExists, "etcdserver: Peer URLs already exists", FailedPrecondition),
+            (Error::MemberBadUrls, "etcdserver: given member URLs are invalid", InvalidArgument),
+            (Error::MemberNotLearner, "etcdserver: can only promote a learner member", FailedPrecondition),
+            (
+                Error::LearnerNotReady,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+                FailedPrecondition,
+            ),
+            (Error::TooManyLearners, "etcdserver: too many learner members in cluster", FailedPrecondition),
+            (
+                Error::NotEnoughStartedMembers,
+                "etcdserver: re-configuration failed due to not enough started members",
+                FailedPrecondition,
+            ),
+            (Error::NotLeader, "etcdserver: not leader", FailedPrecondition),
+            (Error::BadLeaderTransferee, "etcdserver: bad leader transferee", FailedPrecondition),
+            (Error::LeaderTransferTimeout, "etcdserver: request timed out, leader transfer took too long", Unknown),
+            (Error::NotSupportedForLearner, "etcdserver: rpc not supported for learner", Unavailable),
+        ];
+        for (error, message, code) in table {
+            assert_eq!((error.to_string().as_str(), error.code()), (message, code), "{error:?}");
+            assert!(!error.is_fatal(), "{error:?}");
+        }
+        let leader = Error::Leader { code: OutOfRange, message: "etcdserver: too large lease TTL".into() };
+        assert_eq!((leader.to_string().as_str(), leader.code()), ("etcdserver: too large lease TTL", OutOfRange));
+    }
+
+    #[test]
+    fn codes_map_to_the_gateways_http_statuses() {
+        let statuses: Vec<u16> = Code::ALL.iter().map(|c| c.http_status()).collect();
+        assert_eq!(statuses, [200, 408, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401]);
+        for (n, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(Code::from_u32(n as u32), *code);
+        }
+        assert_eq!(Code::from_u32(99), Code::Unknown);
     }
 }

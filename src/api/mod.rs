@@ -149,26 +149,8 @@ fn stream_requests<T: FromJson>(body: &[u8]) -> std::result::Result<Vec<T>, Resp
     }
 }
 
-fn error_body(msg: &str, code: u32) -> Vec<u8> {
-    ErrorBody { message: msg.to_string(), code: code as i32 }.to_body()
-}
-
-/// HTTP status for a gRPC code, as grpc-gateway maps them (FailedPrecondition → 400 as upstream
-/// etcd answers; Debian's older gateway says 412).
-fn http_status(code: u32) -> u16 {
-    match code {
-        0 => 200,
-        3 | 9 | 11 => 400,
-        4 => 504,
-        5 => 404,
-        6 => 409,
-        7 => 403,
-        8 => 429,
-        12 => 501,
-        14 => 503,
-        16 => 401,
-        _ => 500,
-    }
+fn error_body(msg: &str, code: Code) -> Vec<u8> {
+    ErrorBody { message: msg.to_string(), code: code.as_u32() as i32 }.to_body()
 }
 
 /// A stream whose request body etcd's gateway could not read: 500 with gRPC code 2.
@@ -176,7 +158,7 @@ fn stream_error(msg: &str) -> Response {
     Response::Full {
         status: 500,
         headers: vec![("Content-Type", "application/json".into())],
-        body: error_body(msg, Code::Unknown as u32),
+        body: error_body(msg, Code::Unknown),
     }
 }
 
@@ -185,17 +167,17 @@ fn decode_error(e: JsonError) -> Response {
     Response::Full {
         status: 400,
         headers: vec![("Content-Type", "application/json".into())],
-        body: error_body(&e.0, Code::InvalidArgument as u32),
+        body: error_body(&e.0, Code::InvalidArgument),
     }
 }
 
 /// An error from the server itself: chunked with the gRPC trailer, as etcd's gateway sends it.
-fn server_error(msg: &str, code: u32) -> Response {
-    if !matches!(code, 3 | 5 | 9 | 11) {
+fn server_error(msg: &str, code: Code) -> Response {
+    if !code.is_client_fault() {
         log::debug!("api: request failed: {msg}");
     }
     Response::Chunked {
-        status: http_status(code),
+        status: code.http_status(),
         headers: vec![("Content-Type", "application/json".into()), ("Trailer", "Grpc-Trailer-Content-Type".into())],
         chunks: vec![error_body(msg, code)],
         trailers: vec![("Grpc-Trailer-Content-Type", "application/grpc")],
@@ -215,7 +197,7 @@ fn decode<T: FromJson + prost::Message>(body: &[u8]) -> std::result::Result<T, R
     let size = req.encoded_len();
     if size > GRPC_MESSAGE_MAX {
         let msg = format!("grpc: received message larger than max ({size} vs. {GRPC_MESSAGE_MAX})");
-        return Err(server_error(&msg, Code::ResourceExhausted as u32));
+        return Err(server_error(&msg, Code::ResourceExhausted));
     }
     Ok(req)
 }

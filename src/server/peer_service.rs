@@ -70,7 +70,7 @@ impl PeerService {
 }
 
 fn peer_error(e: Error) -> peer_response::Response {
-    peer_response::Response::Error(PeerError { code: e.code(), message: e.to_string() })
+    peer_response::Response::Error(PeerError { code: e.code().as_u32(), message: e.to_string() })
 }
 
 impl crate::transport::PeerServices for PeerService {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use raftkv::client::Error as CtlError;
 use raftkv::pb::request_op::Request;
 use raftkv::pb::*;
 use raftkv::Client;
@@ -88,7 +89,7 @@ impl Tally {
         Tally { latency: Histogram::new(3).expect("histogram"), errors: BTreeMap::new(), ok: 0 }
     }
 
-    fn record(&mut self, outcome: Result<Duration, raftkv::Error>) {
+    fn record(&mut self, outcome: Result<Duration, CtlError>) {
         match outcome {
             Ok(took) => {
                 self.ok += 1;
@@ -107,7 +108,7 @@ impl Tally {
     }
 }
 
-pub fn run(load: &Load, workload: &Workload) -> Result<Report, raftkv::Error> {
+pub fn run(load: &Load, workload: &Workload) -> Result<Report, CtlError> {
     let endpoints = if load.target_leader { vec![leader_endpoint(load)?] } else { load.endpoints.clone() };
     let done = AtomicU64::new(0);
     let finished = AtomicBool::new(false);
@@ -129,14 +130,14 @@ pub fn run(load: &Load, workload: &Workload) -> Result<Report, raftkv::Error> {
 }
 
 /// etcd's `--target-leader`: the endpoint whose member is the leader.
-fn leader_endpoint(load: &Load) -> Result<String, raftkv::Error> {
+fn leader_endpoint(load: &Load) -> Result<String, CtlError> {
     for endpoint in load.endpoints.iter().flat_map(|e| e.split(',')) {
         let Ok(status) = Client::new(&[endpoint.to_string()], load.timeout).and_then(|c| c.status()) else { continue };
         if status.header.is_some_and(|h| h.member_id == status.leader) {
             return Ok(endpoint.to_string());
         }
     }
-    Err(raftkv::Error::Config(format!("no leader among {:?}", load.endpoints)))
+    Err(CtlError::Usage(format!("no leader among {:?}", load.endpoints)))
 }
 
 fn show_progress(done: &AtomicU64, finished: &AtomicBool, total: u64, start: Instant) {
@@ -151,12 +152,7 @@ fn show_progress(done: &AtomicU64, finished: &AtomicBool, total: u64, start: Ins
     eprintln!();
 }
 
-fn request_loop(
-    load: &Load,
-    endpoints: &[String],
-    workload: &Workload,
-    done: &AtomicU64,
-) -> Result<Tally, raftkv::Error> {
+fn request_loop(load: &Load, endpoints: &[String], workload: &Workload, done: &AtomicU64) -> Result<Tally, CtlError> {
     let conns: Vec<Client> =
         (0..load.conns.max(1)).map(|_| Client::new(endpoints, load.timeout)).collect::<Result<_, _>>()?;
     let next = AtomicU64::new(0);
@@ -206,7 +202,7 @@ fn request_loop(
     Ok(totals.into_inner())
 }
 
-fn one_request(client: &Client, workload: &Workload, n: u64, value: &[u8], lease: i64) -> Result<(), raftkv::Error> {
+fn one_request(client: &Client, workload: &Workload, n: u64, value: &[u8], lease: i64) -> Result<(), CtlError> {
     match workload {
         Workload::Put { key_size, sequential, key_space, .. } => {
             let k = if *sequential { n % key_space.max(&1) } else { spread(n) % key_space.max(&1) };
@@ -249,7 +245,7 @@ fn watch_latency(
     key: &[u8],
     val_size: usize,
     done: &AtomicU64,
-) -> Result<Tally, raftkv::Error> {
+) -> Result<Tally, CtlError> {
     let total = load.total;
     let rate = if load.rate == 0 { 100 } else { load.rate };
     let sent: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();

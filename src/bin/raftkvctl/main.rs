@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use raftkv::client::Error as CtlError;
 use raftkv::jsonpb::ToJson;
 use raftkv::pb::compare::TargetUnion;
 use raftkv::pb::request_op::Request;
@@ -281,9 +282,8 @@ enum MemberCommand {
 }
 
 /// Member ids are hex, as etcdctl prints and reads them; a bad one is etcdctl's error.
-fn parse_member_id(s: &str) -> Result<u64, raftkv::Error> {
-    u64::from_str_radix(s, 16)
-        .map_err(|e| raftkv::Error::Config(format!("bad member ID arg ({e}), expecting ID in Hex")))
+fn parse_member_id(s: &str) -> Result<u64, CtlError> {
+    u64::from_str_radix(s, 16).map_err(|e| CtlError::Usage(format!("bad member ID arg ({e}), expecting ID in Hex")))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -325,7 +325,7 @@ struct Ctl {
     format: Format,
 }
 
-type Outcome = Result<(), raftkv::Error>;
+type Outcome = Result<(), CtlError>;
 
 impl Ctl {
     fn print_json(&self, resp: &impl ToJson) {
@@ -380,7 +380,7 @@ impl Ctl {
     }
 
     fn txn(&self, interactive: bool) -> Outcome {
-        let req = read_txn(interactive).map_err(raftkv::Error::Config)?;
+        let req = read_txn(interactive).map_err(CtlError::Usage)?;
         let resp = self.client.txn(&req)?;
         if self.format == Format::Json {
             self.print_json(&resp);
@@ -424,7 +424,7 @@ impl Ctl {
             !resp.canceled
         })?;
         match canceled {
-            Some(rev) if rev > 0 => Err(raftkv::Error::Compacted),
+            Some(rev) if rev > 0 => Err(CtlError::from(raftkv::Error::Compacted)),
             _ => Ok(()),
         }
     }
@@ -442,8 +442,8 @@ impl Ctl {
     fn per_endpoint<T>(
         &self,
         endpoints: &[String],
-        f: impl Fn(&Client) -> Result<T, raftkv::Error>,
-    ) -> Vec<(String, Result<T, raftkv::Error>)> {
+        f: impl Fn(&Client) -> Result<T, CtlError>,
+    ) -> Vec<(String, Result<T, CtlError>)> {
         endpoints
             .iter()
             .flat_map(|e| e.split(','))
@@ -517,7 +517,7 @@ impl Ctl {
             }
         }
         if unhealthy {
-            return Err(raftkv::Error::Config("unhealthy cluster".into()));
+            return Err(CtlError::Usage("unhealthy cluster".into()));
         }
         Ok(())
     }
@@ -670,7 +670,7 @@ impl Ctl {
             (s.header.as_ref()?.member_id == s.leader).then_some((endpoint, s.leader))
         });
         let Some((endpoint, leader_id)) = leader else {
-            return Err(raftkv::Error::Config(format!("no leader endpoint given at {endpoints:?}")));
+            return Err(CtlError::Usage(format!("no leader endpoint given at {endpoints:?}")));
         };
         let client = Client::new(&[endpoint], Duration::from_secs(30))?;
         let resp = client.move_leader(&MoveLeaderRequest { target_id: target })?;
@@ -951,7 +951,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         // Usage problems found here are said plainly, as etcdctl says them.
-        Err(raftkv::Error::Config(msg)) => {
+        Err(CtlError::Usage(msg)) => {
             eprintln!("Error: {msg}");
             ExitCode::FAILURE
         }
