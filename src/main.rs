@@ -147,15 +147,13 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("install signal handlers: {e}"))?;
     let signal_handle = signals.handle();
     let stopper = node.clone();
-    let signal_thread = std::thread::Builder::new()
-        .name("raftkv-signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                log::info!("raftkv: received signal {signal}, stopping");
-                let _ = stopper.stop();
-            }
-        })
-        .map_err(|e| format!("spawn signal thread: {e}"))?;
+    let signal_thread = raftkv::thread::spawn("raftkv-signals", move || {
+        if let Some(signal) = signals.forever().next() {
+            log::info!("raftkv: received signal {signal}, stopping");
+            let _ = stopper.stop();
+        }
+    })
+    .map_err(|e| e.to_string())?;
 
     // The run loop, on the process main thread, until a signal or a fatal error stops it.
     let outcome = server.run();

@@ -100,7 +100,7 @@ impl SnapshotFiles {
         }
         if !self.generating.swap(true, Ordering::AcqRel) {
             let files = self.clone();
-            let spawned = std::thread::Builder::new().name("raftkv-snap-gen".into()).spawn(move || {
+            let spawned = crate::thread::spawn("raftkv-snap-gen", move || {
                 match files.generate() {
                     Ok(file) => {
                         log::info!(

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+use crossbeam::channel::{self, select, Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
@@ -48,8 +48,11 @@ pub const CONNECTIONS_MAX: usize = 16_384;
 pub const POOL_MAX: usize = 1024;
 /// Blocking calls queued for the pool; beyond it a request's connection is closed.
 pub const POOL_QUEUE_MAX: usize = 1024;
-/// How often stream threads and idle pool threads check for shutdown.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often a stream thread checks whether its client hung up (a blocked socket write would
+/// tell only once the kernel's buffer fills).
+const HANGUP_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// When to try accepting again after an error such as running out of descriptors.
+const ACCEPT_RETRY_INTERVAL: Duration = Duration::from_millis(200);
 /// Largest request head (request line + headers).
 const HEAD_MAX: usize = 64 * 1024;
 /// Largest request body read into memory. Above etcd's 2 MiB gRPC limit plus base64's growth,
@@ -204,7 +207,10 @@ impl Mailbox {
 
 /// A running server; dropping or [`HttpServer::stop`] stops it and joins its threads.
 pub struct HttpServer {
+    /// Set (and the loops woken) at stop: the loops check it each turn.
     stopping: Arc<AtomicBool>,
+    /// Dropped at stop: every pool worker and stream thread waits on its receiving end.
+    stop_tx: Option<Sender<()>>,
     addr: std::net::SocketAddr,
     mailboxes: Vec<Arc<Mailbox>>,
     loops: Vec<JoinHandle<()>>,
@@ -218,7 +224,8 @@ impl HttpServer {
         let io = |e: io::Error| Error::Config(format!("http event loop: {e}"));
         listener.set_nonblocking(true).map_err(io)?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let pool = Arc::new(Pool::new(stopping.clone()));
+        let (stop_tx, stop_rx) = channel::bounded::<()>(0);
+        let pool = Arc::new(Pool::new(stop_rx.clone()));
         let streams = Arc::new(Mutex::new(Vec::new()));
         let count = std::thread::available_parallelism().map_or(1, |n| n.get()).min(LOOPS_MAX);
         let mut polls = Vec::new();
@@ -232,6 +239,7 @@ impl HttpServer {
         let mut listener = Some(mio::net::TcpListener::from_std(listener));
         let mut server = HttpServer {
             stopping: stopping.clone(),
+            stop_tx: Some(stop_tx),
             addr,
             mailboxes: mailboxes.clone(),
             loops: Vec::new(),
@@ -256,14 +264,13 @@ impl HttpServer {
                 pool: server.pool.clone(),
                 streams: server.streams.clone(),
                 stopping: stopping.clone(),
+                stop_rx: stop_rx.clone(),
             };
             if let Some(listener) = &mut event_loop.listener {
                 event_loop.poll.registry().register(listener, LISTENER, Interest::READABLE).map_err(io)?;
             }
-            let name = format!("raftkv-httpio-{i}");
-            let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || event_loop.run());
             // Dropping `server` on an error stops the loops already running.
-            server.loops.push(spawned.map_err(|source| Error::Spawn { name, source })?);
+            server.loops.push(crate::thread::spawn(format!("raftkv-httpio-{i}"), move || event_loop.run())?);
         }
         Ok(server)
     }
@@ -277,6 +284,7 @@ impl HttpServer {
         if self.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
+        drop(self.stop_tx.take());
         for mailbox in &self.mailboxes {
             let _ = mailbox.waker.wake();
         }
@@ -303,16 +311,17 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Pool {
     jobs_tx: Sender<Job>,
     jobs_rx: Receiver<Job>,
-    stopping: Arc<AtomicBool>,
+    /// Disconnected when the server stops.
+    stop_rx: Receiver<()>,
     /// Workers free and not yet claimed by a queued job.
     idle: Arc<AtomicUsize>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Pool {
-    fn new(stopping: Arc<AtomicBool>) -> Pool {
+    fn new(stop_rx: Receiver<()>) -> Pool {
         let (jobs_tx, jobs_rx) = channel::bounded(POOL_QUEUE_MAX);
-        Pool { jobs_tx, jobs_rx, stopping, idle: Arc::new(AtomicUsize::new(0)), workers: Mutex::new(Vec::new()) }
+        Pool { jobs_tx, jobs_rx, stop_rx, idle: Arc::new(AtomicUsize::new(0)), workers: Mutex::new(Vec::new()) }
     }
 
     /// Queues `job` for a worker: claims an idle one or spawns one (claiming when queueing, not
@@ -332,16 +341,18 @@ impl Pool {
             return;
         }
         let n = workers.len();
-        let (jobs, stopping, idle) = (self.jobs_rx.clone(), self.stopping.clone(), self.idle.clone());
+        let (jobs, stop_rx, idle) = (self.jobs_rx.clone(), self.stop_rx.clone(), self.idle.clone());
         // The new worker is born claimed: it takes the job being queued now.
-        let spawned = std::thread::Builder::new().name(format!("raftkv-http-{n}")).spawn(move || loop {
-            match jobs.recv_timeout(POLL_INTERVAL) {
-                Ok(job) => {
-                    job();
-                    idle.fetch_add(1, Ordering::AcqRel);
-                }
-                Err(RecvTimeoutError::Timeout) if !stopping.load(Ordering::Acquire) => {}
-                Err(_) => return,
+        let spawned = crate::thread::spawn(format!("raftkv-http-{n}"), move || loop {
+            select! {
+                recv(jobs) -> job => match job {
+                    Ok(job) => {
+                        job();
+                        idle.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(_) => return,
+                },
+                recv(stop_rx) -> _ => return,
             }
         });
         match spawned {
@@ -389,6 +400,7 @@ struct EventLoop {
     pool: Arc<Pool>,
     streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
     stopping: Arc<AtomicBool>,
+    stop_rx: Receiver<()>,
 }
 
 struct Conn {
@@ -531,7 +543,7 @@ impl EventLoop {
                 // Out of file descriptors and the like: log, back off, keep serving.
                 Err(e) => {
                     log::warn!("http: accept failed: {e}");
-                    self.accept_retry = Some(Instant::now() + POLL_INTERVAL);
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY_INTERVAL);
                     return;
                 }
             }
@@ -764,12 +776,12 @@ impl EventLoop {
         self.live -= 1;
         let stream = TcpStream::from(std::os::fd::OwnedFd::from(conn.stream));
         let unwritten = conn.output.split_off(conn.written);
-        let stopping = self.stopping.clone();
-        let spawned = std::thread::Builder::new().name("raftkv-stream".into()).spawn(move || {
+        let stop_rx = self.stop_rx.clone();
+        let spawned = crate::thread::spawn("raftkv-stream", move || {
             let outcome = stream.set_nonblocking(false).and_then(|()| {
                 let mut writer = io::BufWriter::with_capacity(16 * 1024, stream);
                 writer.write_all(&unwritten)?;
-                write_stream(&mut writer, version, status, headers, messages, &stopping)
+                write_stream(&mut writer, version, status, headers, messages, &stop_rx)
             });
             if let Err(e) = outcome {
                 log::debug!("http: stream ended: {e}");
@@ -1113,31 +1125,35 @@ fn write_stream(
     status: u16,
     headers: Vec<(&'static str, String)>,
     messages: Receiver<Vec<u8>>,
-    stopping: &AtomicBool,
+    stop_rx: &Receiver<()>,
 ) -> io::Result<()> {
     let mut head = Some(headers);
+    let hangup_check = channel::tick(HANGUP_CHECK_INTERVAL);
     loop {
-        match messages.recv_timeout(POLL_INTERVAL) {
-            Ok(message) => {
-                let mut out = Vec::with_capacity(message.len() + 512);
-                if let Some(headers) = head.take() {
-                    stream_head(&mut out, version, status, headers);
-                }
-                message_chunks(&mut out, &message);
-                w.write_all(&out)?;
-                w.flush()?;
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if stopping.load(Ordering::Acquire) || peer_closed(w.get_ref()) {
-                    return Ok(());
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                if head.is_none() {
-                    w.write_all(b"0\r\n\r\n")?;
+        select! {
+            recv(messages) -> message => match message {
+                Ok(message) => {
+                    let mut out = Vec::with_capacity(message.len() + 512);
+                    if let Some(headers) = head.take() {
+                        stream_head(&mut out, version, status, headers);
+                    }
+                    message_chunks(&mut out, &message);
+                    w.write_all(&out)?;
                     w.flush()?;
                 }
-                return Ok(());
+                Err(_) => {
+                    if head.is_none() {
+                        w.write_all(b"0\r\n\r\n")?;
+                        w.flush()?;
+                    }
+                    return Ok(());
+                }
+            },
+            recv(stop_rx) -> _ => return Ok(()),
+            recv(hangup_check) -> _ => {
+                if peer_closed(w.get_ref()) {
+                    return Ok(());
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::{Error, Result};
+use crate::Result;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -42,24 +42,21 @@ impl Fifo {
     pub fn start(name: &str) -> Result<Fifo> {
         let queue = Arc::new(Queue::default());
         let jobs = queue.clone();
-        let thread = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || loop {
-                let job = {
-                    let mut state = jobs.state.lock();
-                    loop {
-                        if state.stopping {
-                            return;
-                        }
-                        if let Some(job) = state.jobs.pop_front() {
-                            break job;
-                        }
-                        jobs.ready.wait(&mut state);
+        let thread = crate::thread::spawn(name, move || loop {
+            let job = {
+                let mut state = jobs.state.lock();
+                loop {
+                    if state.stopping {
+                        return;
                     }
-                };
-                job();
-            })
-            .map_err(|source| Error::Spawn { name: name.to_string(), source })?;
+                    if let Some(job) = state.jobs.pop_front() {
+                        break job;
+                    }
+                    jobs.ready.wait(&mut state);
+                }
+            };
+            job();
+        })?;
         Ok(Fifo { queue, thread: Some(thread) })
     }
 

@@ -35,6 +35,7 @@ use raft::prelude::{Message, MessageType};
 
 use crate::pb::{MembershipRecord, PeerRequest, PeerResponse};
 use crate::snapshot::SnapshotFiles;
+use crate::thread::spawn;
 use crate::{Error, Result};
 use frame::{Hello, Kind, Purpose};
 
@@ -177,7 +178,7 @@ impl Transport {
             let t = self.clone();
             let urls = urls.clone();
             let writer_urls = urls.clone();
-            match spawn(&format!("raftkv-peer-{}", short_id(id)), move || t.write_loop(id, writer_urls, rx)) {
+            match spawn(format!("raftkv-peer-{}", short_id(id)), move || t.write_loop(id, writer_urls, rx)) {
                 Ok(thread) => {
                     peers.insert(id, Peer { urls, tx, thread });
                 }
@@ -614,11 +615,4 @@ fn invalid(e: impl ToString) -> std::io::Error {
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> Error {
     Error::Storage(crate::storage::Error::Io { path: path.display().to_string(), source })
-}
-
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(f)
-        .map_err(|source| Error::Spawn { name: name.to_string(), source })
 }
