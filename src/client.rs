@@ -15,6 +15,7 @@ use crate::error::Code;
 use crate::jsonpb::msg::{ErrorBody, StreamResult};
 use crate::jsonpb::{FromJson, ToJson};
 use crate::pb::*;
+use crate::service::Method;
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -83,44 +84,44 @@ impl Client {
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        self.call("/v3/kv/range", req)
+        self.call(Method::Range, req)
     }
 
     pub fn put(&self, req: &PutRequest) -> Result<PutResponse> {
-        self.call("/v3/kv/put", req)
+        self.call(Method::Put, req)
     }
 
     pub fn delete_range(&self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        self.call("/v3/kv/deleterange", req)
+        self.call(Method::DeleteRange, req)
     }
 
     pub fn txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
-        self.call("/v3/kv/txn", req)
+        self.call(Method::Txn, req)
     }
 
     pub fn compact(&self, req: &CompactionRequest) -> Result<CompactionResponse> {
-        self.call("/v3/kv/compaction", req)
+        self.call(Method::Compact, req)
     }
 
     pub fn lease_grant(&self, req: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
-        self.call("/v3/lease/grant", req)
+        self.call(Method::LeaseGrant, req)
     }
 
     pub fn lease_revoke(&self, req: &LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        self.call("/v3/lease/revoke", req)
+        self.call(Method::LeaseRevoke, req)
     }
 
     /// One keepalive round trip (the gateway's keepalive stream with a single message).
     pub fn lease_keep_alive(&self, req: &LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
-        self.call::<_, StreamResult<LeaseKeepAliveResponse>>("/v3/lease/keepalive", req).map(|r| r.0)
+        self.call::<_, StreamResult<LeaseKeepAliveResponse>>(Method::LeaseKeepAlive, req).map(|r| r.0)
     }
 
     pub fn lease_time_to_live(&self, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
-        self.call("/v3/lease/timetolive", req)
+        self.call(Method::LeaseTimeToLive, req)
     }
 
     pub fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
-        self.call("/v3/lease/leases", &EmptyRequest {})
+        self.call(Method::LeaseLeases, &EmptyRequest {})
     }
 
     /// Opens a watch stream on its own connection; `on_response` gets every response until it
@@ -134,7 +135,11 @@ impl Client {
         // Watches are long-lived: no read timeout.
         stream.set_read_timeout(None).map_err(|e| unreachable(e.to_string()))?;
         let mut stream = BufReader::new(stream);
-        let head = format!("POST /v3/watch HTTP/1.1\r\nHost: {endpoint}\r\nContent-Length: {}\r\n\r\n", body.len());
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Length: {}\r\n\r\n",
+            Method::Watch.gateway_path(),
+            body.len()
+        );
         let out = stream.get_mut();
         out.write_all(head.as_bytes())
             .and_then(|_| out.write_all(body.as_bytes()))
@@ -160,36 +165,36 @@ impl Client {
     }
 
     pub fn status(&self) -> Result<StatusResponse> {
-        self.call("/v3/maintenance/status", &EmptyRequest {})
+        self.call(Method::Status, &EmptyRequest {})
     }
 
     pub fn member_list(&self) -> Result<MemberListResponse> {
-        self.call("/v3/cluster/member/list", &EmptyRequest {})
+        self.call(Method::MemberList, &EmptyRequest {})
     }
 
     pub fn member_add(&self, req: &MemberAddRequest) -> Result<MemberAddResponse> {
-        self.call("/v3/cluster/member/add", req)
+        self.call(Method::MemberAdd, req)
     }
 
     pub fn member_remove(&self, req: &MemberRemoveRequest) -> Result<MemberListResponse> {
-        self.call("/v3/cluster/member/remove", req)
+        self.call(Method::MemberRemove, req)
     }
 
     pub fn member_update(&self, req: &MemberUpdateRequest) -> Result<MemberListResponse> {
-        self.call("/v3/cluster/member/update", req)
+        self.call(Method::MemberUpdate, req)
     }
 
     pub fn member_promote(&self, req: &MemberPromoteRequest) -> Result<MemberListResponse> {
-        self.call("/v3/cluster/member/promote", req)
+        self.call(Method::MemberPromote, req)
     }
 
     /// Must reach the leader (etcdctl finds it first with `status`).
     pub fn move_leader(&self, req: &MoveLeaderRequest) -> Result<MoveLeaderResponse> {
-        self.call("/v3/maintenance/transfer-leadership", req)
+        self.call(Method::MoveLeader, req)
     }
 
     pub fn hash(&self) -> Result<HashResponse> {
-        self.call("/v3/maintenance/hash", &EmptyRequest {})
+        self.call(Method::Hash, &EmptyRequest {})
     }
 
     /// The endpoint the last call used.
@@ -198,8 +203,10 @@ impl Client {
         self.endpoints[index].clone()
     }
 
-    /// POSTs `req` to `path` and decodes the answer.
-    pub fn call<Req: ToJson, Resp: FromJson>(&self, path: &str, req: &Req) -> Result<Resp> {
+    /// Calls `method` through its gateway path with `req` and decodes the answer.
+    pub fn call<Req: ToJson, Resp: FromJson>(&self, method: Method, req: &Req) -> Result<Resp> {
+        let path = method.gateway_path();
+        let path = path.as_str();
         let body = req.to_json();
         let mut conn = self.conn.lock();
         let start = conn.as_ref().map_or(0, |(i, _)| *i);

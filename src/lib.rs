@@ -67,6 +67,7 @@ pub mod node;
 pub mod pb;
 pub mod raft;
 pub mod server;
+pub mod service;
 pub mod snapshot;
 pub mod storage;
 pub mod thread;

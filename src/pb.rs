@@ -680,6 +680,53 @@ pub struct AuthenticateRequest {
     pub password: String,
 }
 
+/// One raised alarm (`etcdserverpb.AlarmMember`).
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct AlarmMember {
+    #[prost(uint64, tag = "1")]
+    pub member_id: u64,
+    #[prost(enumeration = "AlarmType", tag = "2")]
+    pub alarm: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AlarmResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub alarms: Vec<AlarmMember>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DefragmentResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AuthenticateResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(string, tag = "2")]
+    pub token: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AuthUserListResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(string, repeated, tag = "2")]
+    pub users: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AuthRoleListResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(string, repeated, tag = "2")]
+    pub roles: Vec<String>,
+}
+
 /// The payload of a raft log entry: one client write with the id its waiter is registered under.
 /// Field numbers follow etcd's `InternalRaftRequest`.
 #[derive(Clone, PartialEq, Message)]

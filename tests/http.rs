@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use raftkv::api::http::HttpServer;
+use raftkv::api::http1::HttpServer;
 use raftkv::Node;
 
 struct Gateway {
@@ -402,14 +402,14 @@ struct Streamer {
     feed: parking_lot::Mutex<Option<crossbeam::channel::Receiver<Vec<u8>>>>,
 }
 
-impl raftkv::api::http::Handler for Streamer {
+impl raftkv::api::http1::Handler for Streamer {
     fn handle(
         &self,
-        _: raftkv::api::http::Request,
-        done: raftkv::api::http::Done,
-    ) -> Option<raftkv::api::http::Expiry> {
+        _: raftkv::api::http1::Request,
+        done: raftkv::api::http1::Done,
+    ) -> Option<raftkv::api::http1::Expiry> {
         let messages = self.feed.lock().take().expect("one stream per test");
-        done.respond(raftkv::api::http::Response::Stream {
+        done.respond(raftkv::api::http1::Response::Stream {
             status: 200,
             headers: vec![("Content-Type", "application/json".into())],
             messages,
@@ -480,24 +480,24 @@ fn every_open_keep_alive_connection_is_served() {
 /// `/answered` ones after 400 ms with 504, the rest after a minute.
 #[derive(Default)]
 struct Holder {
-    held: parking_lot::Mutex<Vec<raftkv::api::http::Done>>,
+    held: parking_lot::Mutex<Vec<raftkv::api::http1::Done>>,
 }
 
-impl raftkv::api::http::Handler for Holder {
+impl raftkv::api::http1::Handler for Holder {
     fn handle(
         &self,
-        req: raftkv::api::http::Request,
-        done: raftkv::api::http::Done,
-    ) -> Option<raftkv::api::http::Expiry> {
+        req: raftkv::api::http1::Request,
+        done: raftkv::api::http1::Done,
+    ) -> Option<raftkv::api::http1::Expiry> {
         self.held.lock().push(done);
         let wait = match req.path.as_str() {
             "/short" => Duration::from_millis(100),
             "/answered" => Duration::from_millis(400),
             _ => Duration::from_secs(60),
         };
-        Some(raftkv::api::http::Expiry {
+        Some(raftkv::api::http1::Expiry {
             at: std::time::Instant::now() + wait,
-            answer: Box::new(move || raftkv::api::http::plain(504, &format!("expired {}", req.path))),
+            answer: Box::new(move || raftkv::api::http1::plain(504, &format!("expired {}", req.path))),
         })
     }
 }
@@ -530,7 +530,7 @@ fn late_answers_and_deadlines_of_closed_connections_reach_no_one_else() {
     // Requests answered in time, whose deadlines are still ahead.
     let answered = ask("/answered");
     for done in std::mem::take(&mut *handler.held.lock()) {
-        done.respond(raftkv::api::http::plain(200, "ok"));
+        done.respond(raftkv::api::http1::plain(200, "ok"));
     }
     assert!(replies(answered).iter().all(|r| r.0 == 200));
     std::thread::sleep(Duration::from_millis(100));
@@ -540,7 +540,7 @@ fn late_answers_and_deadlines_of_closed_connections_reach_no_one_else() {
     drop(late);
     std::thread::sleep(Duration::from_millis(400));
     for done in std::mem::take(&mut *handler.held.lock()) {
-        done.respond(raftkv::api::http::plain(200, "held"));
+        done.respond(raftkv::api::http1::plain(200, "held"));
     }
     assert!(replies(waiting).iter().all(|r| r == &(200, "held\n".to_string())));
     server.stop();
@@ -549,14 +549,14 @@ fn late_answers_and_deadlines_of_closed_connections_reach_no_one_else() {
 /// Panics on `/panic`, answers the rest.
 struct Panicker;
 
-impl raftkv::api::http::Handler for Panicker {
+impl raftkv::api::http1::Handler for Panicker {
     fn handle(
         &self,
-        req: raftkv::api::http::Request,
-        done: raftkv::api::http::Done,
-    ) -> Option<raftkv::api::http::Expiry> {
+        req: raftkv::api::http1::Request,
+        done: raftkv::api::http1::Done,
+    ) -> Option<raftkv::api::http1::Expiry> {
         assert_ne!(req.path, "/panic", "a handler bug");
-        done.respond(raftkv::api::http::plain(200, "fine"));
+        done.respond(raftkv::api::http1::plain(200, "fine"));
         None
     }
 }

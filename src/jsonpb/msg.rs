@@ -469,6 +469,35 @@ json_message!(AlarmRequest {
 
 json_message!(AuthenticateRequest { name: Str = "name", password: Str = "password" });
 
+json_message!(AlarmMember {
+    member_id: U64 = "memberID",
+    alarm: Enum<AlarmTypeNames> = "alarm",
+});
+
+json_message!(AlarmResponse {
+    header: Msg<ResponseHeader> = "header",
+    alarms: Msgs<AlarmMember> = "alarms",
+});
+
+json_message!(DefragmentResponse {
+    header: Msg<ResponseHeader> = "header",
+});
+
+json_message!(AuthenticateResponse {
+    header: Msg<ResponseHeader> = "header",
+    token: Str = "token",
+});
+
+json_message!(AuthUserListResponse {
+    header: Msg<ResponseHeader> = "header",
+    users: Strs = "users",
+});
+
+json_message!(AuthRoleListResponse {
+    header: Msg<ResponseHeader> = "header",
+    roles: Strs = "roles",
+});
+
 // ---- Oneofs ----
 
 /// The member of a oneof present in `fields`, if one is. jsonpb sets them in Go map order, so

@@ -63,14 +63,6 @@ impl Node {
             .collect()
     }
 
-    /// A response carrying only a header at the current revision (what etcd answers for auth
-    /// listings while auth is disabled).
-    pub fn header_only(&self) -> CompactionResponse {
-        let inner = &self.inner;
-        let header = inner.identity.header_at(inner.store.current_revision());
-        CompactionResponse { header }
-    }
-
     /// This member's view of itself (etcd `Status`).
     pub fn status(&self) -> Result<StatusResponse> {
         let inner = &self.inner;

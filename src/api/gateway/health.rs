@@ -11,7 +11,7 @@
 //!
 //! Runs on the blocking pool: the reads wait for a ReadIndex round.
 
-use super::http::{plain, Response};
+use crate::api::http1::{plain, Response};
 use crate::pb::RangeRequest;
 use crate::Node;
 

@@ -1,0 +1,183 @@
+//! etcd v3's JSON gateway (grpc-gateway's answers, byte for byte) as an adapter over the
+//! [`Service`]: routes from the RPC table, request bodies read as jsonpb reads them, answers
+//! and etcd's error bodies written as the gateway writes them ([`errors`]), the watch and
+//! keepalive streams ([`streams`]), and the non-RPC endpoints (`/version`, `/metrics`, the
+//! probes of [`health`]).
+//!
+//! Threads: a call starts on the HTTP event loop that read it (`raftkv-httpio-N`). The
+//! key-value calls never block it: their answer comes from the raft or apply thread and is
+//! encoded (or read) back on the loop. Everything else runs on the blocking pool
+//! (`raftkv-http-N`).
+
+mod errors;
+pub mod health;
+mod streams;
+
+use std::sync::Arc;
+
+use super::http1::{self, Done, Expiry, Request, Response};
+use crate::jsonpb::{FromJson, ToJson};
+use crate::service::{self, Answer, Kind, Method, Responder, Service};
+use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use crate::{Node, Ticket};
+use errors::{decode_error, outcome, server_error};
+
+/// etcd's gRPC server refuses messages above this (`grpc: received message larger than max`).
+const GRPC_MESSAGE_MAX: usize = 2 * 1024 * 1024;
+
+pub struct Gateway {
+    service: Service,
+}
+
+impl Gateway {
+    pub fn new(node: Node) -> Arc<Gateway> {
+        Arc::new(Gateway { service: Service::new(node) })
+    }
+
+    fn node(&self) -> &Node {
+        self.service.node()
+    }
+}
+
+/// Decodes a request, applying the gRPC message limit etcd's gateway hits before the server.
+fn decode<T: FromJson + prost::Message>(body: &[u8]) -> std::result::Result<T, Response> {
+    let req = T::from_body(body).map_err(decode_error)?;
+    let size = req.encoded_len();
+    if size > GRPC_MESSAGE_MAX {
+        let msg = format!("grpc: received message larger than max ({size} vs. {GRPC_MESSAGE_MAX})");
+        return Err(server_error(&msg, crate::error::Code::ResourceExhausted));
+    }
+    Ok(req)
+}
+
+/// Reading a unary call's body and writing its answer, for every method of the service.
+macro_rules! codec {
+    ($($method:ident),*) => {
+        fn decode_request(method: Method, body: &[u8]) -> std::result::Result<service::Request, Response> {
+            Ok(match method {
+                $(Method::$method => service::Request::$method(decode(body)?),)*
+                Method::Watch | Method::LeaseKeepAlive => unreachable!("streams are not unary"),
+            })
+        }
+
+        fn to_json(response: &service::Response) -> String {
+            match response {
+                $(service::Response::$method(r) => r.to_json(),)*
+            }
+        }
+    };
+}
+
+codec!(
+    Range,
+    Put,
+    DeleteRange,
+    Txn,
+    Compact,
+    LeaseGrant,
+    LeaseRevoke,
+    LeaseTimeToLive,
+    LeaseLeases,
+    MemberAdd,
+    MemberRemove,
+    MemberUpdate,
+    MemberList,
+    MemberPromote,
+    Alarm,
+    Status,
+    Defragment,
+    Hash,
+    MoveLeader,
+    Authenticate,
+    AuthUserList,
+    AuthRoleList
+);
+
+fn encode(answer: crate::Result<service::Response>) -> Response {
+    outcome(answer.map(|r| to_json(&r)))
+}
+
+/// The service's answers, back to the connection that asked.
+struct GatewayResponder(Done);
+
+impl Responder for GatewayResponder {
+    fn later(self: Box<Self>, answer: Answer) {
+        self.0.respond_with(move || encode(answer()));
+    }
+
+    fn blocking(self: Box<Self>, work: Answer) {
+        self.0.spawn_blocking(move || encode(work()));
+    }
+}
+
+/// Gives up on a call at its deadline with the error its [`Ticket`] names.
+fn expiry(ticket: Ticket) -> Expiry {
+    Expiry {
+        at: ticket.deadline(),
+        answer: Box::new(move || {
+            let e = ticket.expire();
+            server_error(&e.to_string(), e.code())
+        }),
+    }
+}
+
+impl http1::Handler for Gateway {
+    fn handle(&self, req: Request, done: Done) -> Option<Expiry> {
+        if req.method == "OPTIONS" {
+            done.respond(Response::Full { status: 200, headers: Vec::new(), body: Vec::new() });
+            return None;
+        }
+        match req.path.as_str() {
+            "/version" => {
+                let body = format!("{{\"etcdserver\":\"{ETCD_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}\"}}");
+                done.respond(Response::Full {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/json".into())],
+                    body: body.into_bytes(),
+                });
+                return None;
+            }
+            "/metrics" => {
+                let body = self.node().metrics().into_bytes();
+                done.respond(Response::Full {
+                    status: 200,
+                    headers: vec![("Content-Type", "text/plain; version=0.0.4".into())],
+                    body,
+                });
+                return None;
+            }
+            path if health::is_probe(path) => {
+                let node = self.node().clone();
+                done.spawn_blocking(move || health::answer(&node, &req.method, &req.path, &req.query));
+                return None;
+            }
+            _ => {}
+        }
+        let Some(rpc) = service::rpc::by_gateway_path(&req.path) else {
+            let gateway = req.path.starts_with("/v3/") || req.path.starts_with("/v3beta/");
+            done.respond(http1::plain(404, if gateway { "Not Found" } else { "404 page not found" }));
+            return None;
+        };
+        if req.method != "POST" {
+            done.respond(http1::plain(405, "Method Not Allowed"));
+            return None;
+        }
+        if rpc.kind == Kind::Bidi {
+            let node = self.node().clone();
+            let (method, body) = (rpc.method, req.body);
+            done.spawn_blocking(move || match method {
+                Method::Watch => streams::watch(&node, &body),
+                _ => streams::keep_alive(&node, &body),
+            });
+            return None;
+        }
+        let request = match decode_request(rpc.method, &req.body) {
+            Ok(request) => request,
+            Err(refused) => {
+                done.respond(refused);
+                return None;
+            }
+        };
+        self.service.call(request, Box::new(GatewayResponder(done))).map(expiry)
+    }
+}

@@ -1,0 +1,491 @@
+//! One epoll event loop (`raftkv-httpio-N`): its connections, their requests in order, the
+//! answers posted back to it, and the deadlines of requests in flight.
+
+use super::parse::{parse, Head, Parsed};
+use super::write::{write_plain, write_response, write_stream};
+use super::*;
+
+/// One event loop: its epoll set, its connections, and the answers it waits for.
+pub(super) struct EventLoop {
+    poll: Poll,
+    /// Loop 0's: it accepts for every loop.
+    listener: Option<mio::net::TcpListener>,
+    /// When to try accepting again after an error such as running out of descriptors (the
+    /// waiting connections raise no new event).
+    accept_retry: Option<Instant>,
+    mailboxes: Vec<Arc<Mailbox>>,
+    mailbox: Arc<Mailbox>,
+    /// The loop that gets the next accepted connection.
+    next_loop: usize,
+    conns: Vec<Option<Conn>>,
+    /// Free slots of `conns`.
+    free: Vec<usize>,
+    live: usize,
+    /// Numbers this loop's requests. Unique across connections: a slot of `conns` is reused,
+    /// and a late answer or deadline of its previous connection must not match the new one.
+    generations: u64,
+    /// Deadlines of requests that had an [`Expiry`]: (when, conn, generation). An entry stays
+    /// until its deadline even if answered (a heap cannot remove it), so this holds about
+    /// request rate × timeout entries: at 25k puts/s and the default 7 s, 175k entries, 6 MiB.
+    expiries: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Read buffer shared by this loop's connections; bytes are copied out to the connection.
+    scratch: Vec<u8>,
+    handler: Arc<dyn Handler>,
+    pool: Arc<Pool>,
+    streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stopping: Arc<AtomicBool>,
+    stop_rx: Receiver<()>,
+}
+
+struct Conn {
+    stream: mio::net::TcpStream,
+    /// Bytes read and not yet parsed into a request.
+    input: Vec<u8>,
+    /// The head of the request being received, once complete.
+    head: Option<Head>,
+    /// Bytes answered and not yet written, from `written` on.
+    output: Vec<u8>,
+    written: usize,
+    /// The request in flight or last answered (see `EventLoop::generations`), so a late
+    /// answer to an expired one is recognised.
+    generation: u64,
+    state: State,
+    /// The peer closed its side (or the connection failed): no more requests will come.
+    eof: bool,
+    /// Reading stopped at [`READ_BUFFER_MAX`]; resumes once requests are taken out.
+    paused: bool,
+    /// Close once `output` is written.
+    closing: bool,
+    last_active: Instant,
+}
+
+enum State {
+    /// Receiving a request.
+    Reading,
+    /// The handler has the request.
+    Waiting { version: (u8, u8), close: bool, echo_close: bool, expiry: Option<Expiry> },
+}
+
+impl EventLoop {
+    /// Loop `index` of a server; loop 0 gets the listener and accepts for all.
+    pub(super) fn new(
+        poll: Poll,
+        mut listener: Option<mio::net::TcpListener>,
+        index: usize,
+        shared: Shared,
+    ) -> io::Result<EventLoop> {
+        if let Some(listener) = &mut listener {
+            poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+        }
+        let Shared { mailboxes, handler, pool, streams, stopping, stop_rx } = shared;
+        Ok(EventLoop {
+            poll,
+            listener,
+            accept_retry: None,
+            mailbox: mailboxes[index].clone(),
+            mailboxes,
+            next_loop: 0,
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            generations: 0,
+            expiries: BinaryHeap::new(),
+            scratch: vec![0; 64 * 1024],
+            handler,
+            pool,
+            streams,
+            stopping,
+            stop_rx,
+        })
+    }
+
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut last_sweep = Instant::now();
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            if self.stopping.load(Ordering::Acquire) && stop_by.is_none() {
+                stop_by = Some(Instant::now() + STOP_GRACE);
+                self.begin_stop();
+            }
+            if let Some(by) = stop_by {
+                if self.live == 0 || Instant::now() >= by {
+                    return;
+                }
+            }
+            let timeout = self.timeout(stop_by);
+            self.mailbox.asleep.store(true, Ordering::Release);
+            fence(Ordering::SeqCst);
+            let timeout = if self.mailbox.posts.lock().is_empty() { timeout } else { Duration::ZERO };
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.mailbox.asleep.store(false, Ordering::Release);
+            if let Err(e) = polled {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("http: event loop failed: {e}");
+                    return;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => {
+                        let conn = t - FIRST_CONN;
+                        let to_end = event.is_read_closed() || event.is_error();
+                        if event.is_readable() || to_end {
+                            self.read(conn, to_end);
+                        }
+                        if event.is_writable() {
+                            self.write(conn);
+                        }
+                        self.advance(conn);
+                    }
+                }
+            }
+            self.take_posts();
+            let now = Instant::now();
+            self.expire(now);
+            if self.accept_retry.is_some_and(|at| at <= now) {
+                self.accept_retry = None;
+                self.accept();
+            }
+            if now.duration_since(last_sweep) >= Duration::from_secs(1) {
+                last_sweep = now;
+                self.close_idle(now);
+            }
+        }
+    }
+
+    /// How long epoll may sleep: until the next deadline, at most a second (the idle sweep).
+    /// Deadlines are checked every [`EXPIRY_GRAIN`] at most: most of the heap's entries are of
+    /// requests answered long ago, and waking for each of those would be a wake-up per request.
+    fn timeout(&self, stop_by: Option<Instant>) -> Duration {
+        let now = Instant::now();
+        let mut until = now + Duration::from_secs(1);
+        if let Some(Reverse((at, _, _))) = self.expiries.peek() {
+            until = until.min((*at).max(now + EXPIRY_GRAIN));
+        }
+        if let Some(at) = self.accept_retry {
+            until = until.min(at);
+        }
+        if stop_by.is_some() {
+            until = until.min(now + Duration::from_millis(50));
+        }
+        until.saturating_duration_since(now)
+    }
+
+    fn begin_stop(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        // Connections between requests end now; those with one in flight when it is answered.
+        for i in 0..self.conns.len() {
+            let between = self.conns[i]
+                .as_ref()
+                .is_some_and(|c| matches!(c.state, State::Reading) && c.written == c.output.len());
+            if between {
+                self.close(i);
+            } else if let Some(conn) = &mut self.conns[i] {
+                conn.closing = true;
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let target = self.next_loop;
+                    self.next_loop = (self.next_loop + 1) % self.mailboxes.len();
+                    if target == 0 {
+                        self.add(stream);
+                    } else {
+                        self.mailboxes[target].post(Post::Conn(stream));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Out of file descriptors and the like: log, back off, keep serving.
+                Err(e) => {
+                    log::warn!("http: accept failed: {e}");
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY_INTERVAL);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, mut stream: mio::net::TcpStream) {
+        if self.live >= CONNECTIONS_MAX / self.mailboxes.len() || self.stopping.load(Ordering::Acquire) {
+            log::warn!("http: {} connections open; closing a new one", self.live);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(slot + FIRST_CONN), interest) {
+            log::warn!("http: cannot watch a new connection: {e}");
+            self.free.push(slot);
+            return;
+        }
+        self.conns[slot] = Some(Conn {
+            stream,
+            input: Vec::new(),
+            head: None,
+            output: Vec::new(),
+            written: 0,
+            generation: 0,
+            state: State::Reading,
+            eof: false,
+            paused: false,
+            closing: false,
+            last_active: Instant::now(),
+        });
+        self.live += 1;
+    }
+
+    fn close(&mut self, i: usize) {
+        if let Some(mut conn) = self.conns.get_mut(i).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.free.push(i);
+            self.live -= 1;
+        }
+    }
+
+    /// Reads what the socket has. epoll is edge-triggered, so that means until it would block,
+    /// except that a read shorter than the buffer already emptied the socket: anything arriving
+    /// after it raises a new event. (Skipping the `EAGAIN` read saves a syscall per request.)
+    /// A peer's end of input may have come with the event being handled, so `to_end` reads
+    /// until it is seen.
+    fn read(&mut self, i: usize, to_end: bool) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        while !conn.eof {
+            if conn.input.len() >= READ_BUFFER_MAX {
+                conn.paused = true;
+                return;
+            }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => conn.eof = true,
+                Ok(n) => {
+                    conn.input.extend_from_slice(&self.scratch[..n]);
+                    conn.last_active = Instant::now();
+                    if n < self.scratch.len() && !to_end {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => conn.eof = true,
+            }
+        }
+    }
+
+    /// Writes what is owed (until the socket would block); closes the connection when it is
+    /// done with or broken.
+    fn write(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        while conn.written < conn.output.len() {
+            match conn.stream.write(&conn.output[conn.written..]) {
+                Ok(0) => return self.close(i),
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("http: write failed: {e}");
+                    return self.close(i);
+                }
+            }
+        }
+        conn.output.clear();
+        conn.written = 0;
+        if conn.closing && matches!(conn.state, State::Reading) {
+            self.close(i);
+        }
+    }
+
+    /// Takes the next request of connection `i` if it is between requests and has written
+    /// everything it owes (so pipelined requests are answered in order, one at a time).
+    fn advance(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        if !matches!(conn.state, State::Reading) || conn.written < conn.output.len() || conn.closing {
+            return;
+        }
+        match parse(&conn.input, &mut conn.head) {
+            Parsed::Incomplete { continue_wanted } => {
+                if continue_wanted {
+                    conn.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    return self.write(i);
+                }
+                if conn.paused {
+                    let version = conn.head.as_ref().map_or((1, 1), |h| h.version);
+                    let _ = write_plain(&mut conn.output, version, 413, "Request Entity Too Large", true);
+                    conn.closing = true;
+                    return self.write(i);
+                }
+                if conn.eof {
+                    self.close(i);
+                }
+            }
+            Parsed::Bad { version, status, msg } => {
+                let _ = write_plain(&mut conn.output, version, status, msg, true);
+                conn.closing = true;
+                self.write(i);
+            }
+            Parsed::Complete { head, body, len } => {
+                conn.input.drain(..len);
+                self.generations += 1;
+                let generation = self.generations;
+                conn.generation = generation;
+                conn.state = State::Waiting {
+                    version: head.version,
+                    close: head.close,
+                    echo_close: head.echo_close,
+                    expiry: None,
+                };
+                let done = Done { to: Some((self.mailbox.clone(), i, generation)), pool: self.pool.clone() };
+                let req = Request { method: head.method, path: head.path, query: head.query, body };
+                let handler = &self.handler;
+                if let Some(expiry) = unpanicked(|| handler.handle(req, done)).flatten() {
+                    self.expiries.push(Reverse((expiry.at, i, generation)));
+                    if let Some(State::Waiting { expiry: slot, .. }) = self.conns[i].as_mut().map(|c| &mut c.state) {
+                        *slot = Some(expiry);
+                    }
+                }
+                if let Some(conn) = self.conns[i].as_mut().filter(|c| c.paused) {
+                    conn.paused = false;
+                    self.read(i, false);
+                }
+            }
+        }
+    }
+
+    fn take_posts(&mut self) {
+        let posts = std::mem::take(&mut *self.mailbox.posts.lock());
+        for post in posts {
+            match post {
+                Post::Conn(stream) => self.add(stream),
+                Post::Answer { conn, generation, answer } => self.answer(conn, generation, answer),
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((at, i, generation))) = self.expiries.peek().copied() {
+            if at > now {
+                return;
+            }
+            self.expiries.pop();
+            let expiry = match self.conns.get_mut(i).and_then(Option::as_mut) {
+                Some(Conn { generation: g, state: State::Waiting { expiry, .. }, .. }) if *g == generation => {
+                    expiry.take()
+                }
+                _ => None,
+            };
+            if let Some(expiry) = expiry {
+                self.answer(i, generation, Answer::Later(expiry.answer));
+            }
+        }
+    }
+
+    /// Writes the answer to connection `i`'s request `generation`, unless that request was
+    /// answered already (expired) or the connection is gone.
+    fn answer(&mut self, i: usize, generation: u64, answer: Answer) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        if conn.generation != generation || !matches!(conn.state, State::Waiting { .. }) {
+            return;
+        }
+        let State::Waiting { version, close, echo_close, .. } = std::mem::replace(&mut conn.state, State::Reading)
+        else {
+            return;
+        };
+        let response = match answer {
+            Answer::Ready(response) => response,
+            Answer::Later(answer) => match unpanicked(answer) {
+                Some(response) => response,
+                None => return self.close(i),
+            },
+            Answer::Abandoned => return self.close(i),
+        };
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        if let Response::Stream { status, headers, messages, on_close } = response {
+            return self.hand_off(i, version, status, headers, messages, on_close);
+        }
+        if let Err(e) = write_response(&mut conn.output, version, response, echo_close) {
+            log::debug!("http: cannot encode a response: {e}");
+        }
+        conn.last_active = Instant::now();
+        if close || conn.eof || self.stopping.load(Ordering::Acquire) {
+            conn.closing = true;
+        }
+        self.write(i);
+        self.advance(i);
+    }
+
+    /// Moves connection `i` to a `raftkv-stream` thread that writes the stream, then closes it
+    /// (a client cannot tell where a new response starts if it stopped reading the old one).
+    fn hand_off(
+        &mut self,
+        i: usize,
+        version: (u8, u8),
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        messages: Receiver<Vec<u8>>,
+        on_close: Option<Box<dyn FnOnce() + Send>>,
+    ) {
+        let Some(mut conn) = self.conns.get_mut(i).and_then(Option::take) else { return };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.free.push(i);
+        self.live -= 1;
+        let stream = TcpStream::from(std::os::fd::OwnedFd::from(conn.stream));
+        let unwritten = conn.output.split_off(conn.written);
+        let stop_rx = self.stop_rx.clone();
+        let spawned = crate::thread::spawn("raftkv-stream", move || {
+            let outcome = stream.set_nonblocking(false).and_then(|()| {
+                let mut writer = io::BufWriter::with_capacity(16 * 1024, stream);
+                writer.write_all(&unwritten)?;
+                write_stream(&mut writer, version, status, headers, messages, &stop_rx)
+            });
+            if let Err(e) = outcome {
+                log::debug!("http: stream ended: {e}");
+            }
+            if let Some(on_close) = on_close {
+                on_close();
+            }
+        });
+        match spawned {
+            Ok(handle) => {
+                let mut streams = self.streams.lock();
+                streams.retain(|s| !s.is_finished());
+                streams.push(handle);
+            }
+            Err(e) => log::error!("http: cannot spawn a stream thread: {e}"),
+        }
+    }
+
+    fn close_idle(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            let idle = self.conns[i]
+                .as_ref()
+                .is_some_and(|c| matches!(c.state, State::Reading) && now.duration_since(c.last_active) >= IDLE_MAX);
+            if idle {
+                self.close(i);
+            }
+        }
+    }
+}
+
+/// Runs handler code on a loop thread. A panic there is a bug, but it must cost one request
+/// (its connection is closed, as Go's server does), not every connection of the loop.
+fn unpanicked<T>(f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            log::error!("http: a request handler panicked; closing its connection");
+            None
+        }
+    }
+}

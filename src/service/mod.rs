@@ -1,0 +1,183 @@
+//! etcd's unary calls, once, for every protocol: [`Service::call`] takes a decoded
+//! [`Request`] and answers a [`Responder`] with a [`Response`]; the JSON gateway (and the gRPC
+//! server to come) only decode, route through [`rpc`] and encode.
+//!
+//! Where a call runs is decided here from the RPC table: the key-value calls start on the
+//! adapter's thread without blocking and are answered by the raft or apply thread, whose
+//! answer the responder moves back to the adapter's thread for the cheap last step (a local
+//! read, encoding); every other call runs where blocking is allowed (the responder's pool).
+//! The calls themselves, with etcd's checks and rules, are [`Node`]'s. The streams (watch,
+//! lease keepalive) are sessions of their adapters over [`Node`]'s stream calls.
+
+pub mod rpc;
+pub mod watch;
+
+use crate::error::Error;
+use crate::pb::*;
+use crate::wait::Reply;
+use crate::{Node, Result, Ticket};
+
+pub use rpc::{Kind, Method, Rpc, RPCS};
+
+macro_rules! calls {
+    ($($method:ident($request:ty) -> $response:ty;)*) => {
+        /// A decoded request to one of etcd's unary calls.
+        #[derive(Debug)]
+        pub enum Request {
+            $($method($request),)*
+        }
+
+        /// The answer to a [`Request`] of the same name.
+        #[derive(Debug, PartialEq)]
+        pub enum Response {
+            $($method($response),)*
+        }
+
+        impl Request {
+            pub fn method(&self) -> Method {
+                match self {
+                    $(Request::$method(_) => Method::$method,)*
+                }
+            }
+        }
+    };
+}
+
+calls! {
+    Range(RangeRequest) -> RangeResponse;
+    Put(PutRequest) -> PutResponse;
+    DeleteRange(DeleteRangeRequest) -> DeleteRangeResponse;
+    Txn(TxnRequest) -> TxnResponse;
+    Compact(CompactionRequest) -> CompactionResponse;
+    LeaseGrant(LeaseGrantRequest) -> LeaseGrantResponse;
+    LeaseRevoke(LeaseRevokeRequest) -> LeaseRevokeResponse;
+    LeaseTimeToLive(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
+    LeaseLeases(EmptyRequest) -> LeaseLeasesResponse;
+    MemberAdd(MemberAddRequest) -> MemberAddResponse;
+    MemberRemove(MemberRemoveRequest) -> MemberListResponse;
+    MemberUpdate(MemberUpdateRequest) -> MemberListResponse;
+    MemberList(EmptyRequest) -> MemberListResponse;
+    MemberPromote(MemberPromoteRequest) -> MemberListResponse;
+    Alarm(AlarmRequest) -> AlarmResponse;
+    Status(EmptyRequest) -> StatusResponse;
+    Defragment(EmptyRequest) -> DefragmentResponse;
+    Hash(EmptyRequest) -> HashResponse;
+    MoveLeader(MoveLeaderRequest) -> MoveLeaderResponse;
+    Authenticate(AuthenticateRequest) -> AuthenticateResponse;
+    AuthUserList(EmptyRequest) -> AuthUserListResponse;
+    AuthRoleList(EmptyRequest) -> AuthRoleListResponse;
+}
+
+/// The answer to a call, owed to its adapter.
+pub type Answer = Box<dyn FnOnce() -> Result<Response> + Send>;
+
+/// How an adapter receives a call's answer.
+pub trait Responder: Send + 'static {
+    /// Runs `answer` on the adapter's own thread and sends its outcome: the last step of a call
+    /// answered from the raft or apply thread, which must not run there.
+    fn later(self: Box<Self>, answer: Answer);
+    /// Runs `work` where blocking is allowed and sends its outcome.
+    fn blocking(self: Box<Self>, work: Answer);
+}
+
+#[derive(Clone)]
+pub struct Service {
+    node: Node,
+}
+
+impl Service {
+    pub fn new(node: Node) -> Service {
+        Service { node }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Starts `request`; `responder` gets the answer. Returns the ticket of a call that waits
+    /// on raft, whose deadline the adapter enforces; `None` when the answer is already on its
+    /// way or the call blocks on the pool, where the node's own deadline bounds it.
+    pub fn call(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
+        if request.method().rpc().blocking {
+            let service = self.clone();
+            responder.blocking(Box::new(move || service.blocking(request)));
+            return None;
+        }
+        let node = &self.node;
+        match request {
+            Request::Put(req) => Some(node.put_then(req, later(responder, |r| Ok(Response::Put(r))))),
+            Request::DeleteRange(req) => {
+                Some(node.delete_range_then(req, later(responder, |r| Ok(Response::DeleteRange(r)))))
+            }
+            Request::Range(req) => {
+                if let Err(e) = node.check_range(&req) {
+                    responder.later(Box::new(move || Err(e)));
+                    return None;
+                }
+                let (serializable, reader) = (req.serializable, node.clone());
+                let then = move |req| reader.range_local(req).map(Response::Range);
+                let ticket = node.read_barrier_then(serializable, req, later(responder, then));
+                // A serializable read was answered already.
+                (!serializable).then_some(ticket)
+            }
+            Request::Txn(req) => {
+                if let Err(e) = node.check_txn(&req) {
+                    responder.later(Box::new(move || Err(e)));
+                    return None;
+                }
+                if !Node::txn_is_read_only(&req) {
+                    return Some(node.txn_then(req, later(responder, |r| Ok(Response::Txn(r)))));
+                }
+                let (serializable, reader) = (Node::txn_is_serializable(&req), node.clone());
+                let then = move |req| reader.txn_local(req).map(Response::Txn);
+                let ticket = node.read_barrier_then(serializable, req, later(responder, then));
+                (!serializable).then_some(ticket)
+            }
+            other => unreachable!("{:?} is a blocking call", other.method()),
+        }
+    }
+
+    /// The calls that may block, on the responder's pool.
+    fn blocking(&self, request: Request) -> Result<Response> {
+        let node = &self.node;
+        Ok(match request {
+            Request::Compact(req) => Response::Compact(node.compact(req)?),
+            Request::LeaseGrant(req) => Response::LeaseGrant(node.lease_grant(req)?),
+            Request::LeaseRevoke(req) => Response::LeaseRevoke(node.lease_revoke(req)?),
+            Request::LeaseTimeToLive(req) => Response::LeaseTimeToLive(node.lease_time_to_live(req)?),
+            Request::LeaseLeases(_) => Response::LeaseLeases(node.lease_leases()?),
+            Request::MemberAdd(req) => Response::MemberAdd(node.member_add(req)?),
+            Request::MemberRemove(req) => Response::MemberRemove(node.member_remove(req)?),
+            Request::MemberUpdate(req) => Response::MemberUpdate(node.member_update(req)?),
+            Request::MemberList(_) => Response::MemberList(node.member_list()),
+            Request::MemberPromote(req) => Response::MemberPromote(node.member_promote(req)?),
+            Request::MoveLeader(req) => Response::MoveLeader(node.move_leader(req)?),
+            Request::Status(_) => Response::Status(node.status()?),
+            Request::Hash(_) => Response::Hash(node.hash()?),
+            // No alarm is ever raised, and RocksDB compacts itself: both answer an empty
+            // response (without a header, as etcd's gateway shows them).
+            Request::Alarm(_) => Response::Alarm(AlarmResponse::default()),
+            Request::Defragment(_) => Response::Defragment(DefragmentResponse::default()),
+            Request::Authenticate(_) => return Err(Error::AuthNotEnabled),
+            // Auth is disabled: the lists are empty, as etcd answers them.
+            Request::AuthUserList(_) => {
+                Response::AuthUserList(AuthUserListResponse { header: node.header_now(), ..Default::default() })
+            }
+            Request::AuthRoleList(_) => {
+                Response::AuthRoleList(AuthRoleListResponse { header: node.header_now(), ..Default::default() })
+            }
+            Request::Range(_) | Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_) => {
+                unreachable!("key-value calls do not block")
+            }
+        })
+    }
+}
+
+/// A reply that, answered on the raft or apply thread, has the responder run `then` on its
+/// own thread.
+fn later<T: Send + 'static>(
+    responder: Box<dyn Responder>,
+    then: impl FnOnce(T) -> Result<Response> + Send + 'static,
+) -> Reply<T> {
+    Reply::new(move |outcome: Result<T>| responder.later(Box::new(move || outcome.and_then(then))))
+}
