@@ -1,0 +1,306 @@
+//! raftkvctl's command line: etcdctl's global flags, verbs and their flags (clap).
+
+use super::*;
+
+#[derive(Parser)]
+#[command(name = "raftkvctl", version, about = "A command line client for raftkv (etcdctl's verbs)")]
+pub(crate) struct Cli {
+    /// gRPC-gateway endpoints (comma-separated).
+    #[arg(long, global = true, env = "RAFTKVCTL_ENDPOINTS", default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    pub(crate) endpoints: Vec<String>,
+    /// Output format.
+    #[arg(short = 'w', long = "write-out", global = true, default_value = "simple")]
+    pub(crate) write_out: Format,
+    /// Timeout of each request.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) command_timeout: Duration,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Simple,
+    Json,
+    Table,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum SortBy {
+    Key,
+    Version,
+    Create,
+    Modify,
+    Value,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub(crate) enum Order {
+    Ascend,
+    Descend,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Puts the given key into the store.
+    Put {
+        key: String,
+        value: String,
+        #[arg(long)]
+        prev_kv: bool,
+        #[arg(long)]
+        ignore_value: bool,
+        #[arg(long, default_value = "0", value_parser = parse_hex_or_dec)]
+        lease: i64,
+    },
+    /// Gets the key or a range of keys.
+    Get {
+        key: String,
+        range_end: Option<String>,
+        #[arg(long)]
+        prefix: bool,
+        #[arg(long)]
+        from_key: bool,
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        #[arg(long, default_value_t = 0)]
+        limit: i64,
+        #[arg(long)]
+        sort_by: Option<SortBy>,
+        #[arg(long)]
+        order: Option<Order>,
+        #[arg(long)]
+        keys_only: bool,
+        #[arg(long)]
+        count_only: bool,
+        #[arg(long)]
+        print_value_only: bool,
+        /// Linearizable (l) or serializable (s).
+        #[arg(long, default_value = "l")]
+        consistency: String,
+    },
+    /// Removes the specified key or range of keys.
+    Del {
+        key: String,
+        range_end: Option<String>,
+        #[arg(long)]
+        prefix: bool,
+        #[arg(long)]
+        from_key: bool,
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// Txn processes all the requests in one transaction (etcdctl's stdin syntax).
+    Txn {
+        #[arg(short, long)]
+        interactive: bool,
+    },
+    /// Watches a key or prefix and prints every event until interrupted.
+    Watch {
+        key: String,
+        range_end: Option<String>,
+        #[arg(long)]
+        prefix: bool,
+        /// Revision to start watching from (replays history).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// Compacts the event history.
+    Compaction {
+        revision: i64,
+        #[arg(long)]
+        physical: bool,
+    },
+    /// Endpoint related commands.
+    Endpoint {
+        #[command(subcommand)]
+        command: EndpointCommand,
+    },
+    /// Lease related commands.
+    Lease {
+        #[command(subcommand)]
+        command: LeaseCommand,
+    },
+    /// Load generator (etcd's tools/benchmark): puts or ranges from many clients.
+    Bench {
+        /// Keep-alive connections shared by the clients.
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        /// Concurrent clients (threads).
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Requests in all.
+        #[arg(long, default_value_t = 10_000)]
+        total: u64,
+        /// Requests per second across clients (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Send every request to the leader (found with endpoint status).
+        #[arg(long)]
+        target_leader: bool,
+        #[command(subcommand)]
+        workload: BenchCommand,
+    },
+    /// Transfers leadership to another member (hex id), like `etcdctl move-leader`.
+    MoveLeader { target: String },
+    /// Membership related commands.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EndpointCommand {
+    /// Prints out the status of the endpoints.
+    Status,
+    /// Checks the healthiness of the endpoints.
+    Health,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Puts with generated keys.
+    Put {
+        #[arg(long, default_value_t = 8)]
+        key_size: usize,
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+        /// Keys in order instead of spread over the key space.
+        #[arg(long)]
+        sequential_keys: bool,
+        #[arg(long, default_value_t = 1)]
+        key_space_size: u64,
+    },
+    /// Ranges over KEY (or [KEY, END)).
+    Range {
+        key: String,
+        end: Option<String>,
+        /// Linearizable (l) or serializable (s).
+        #[arg(long, default_value = "l")]
+        consistency: String,
+    },
+    /// Txns of --txn-ops puts each.
+    TxnPut {
+        #[arg(long, default_value_t = 8)]
+        key_size: usize,
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+        #[arg(long, default_value_t = 1)]
+        key_space_size: u64,
+        #[arg(long, default_value_t = 1)]
+        txn_ops: usize,
+    },
+    /// Lease keepalives; every client renews a lease it granted.
+    LeaseKeepalive,
+    /// Put→event latency seen by --watchers watch streams on one key (--total puts at --rate,
+    /// 100/s if unset).
+    WatchLatency {
+        #[arg(long, default_value_t = 10)]
+        watchers: usize,
+        #[arg(long, default_value = "watchkey")]
+        key: String,
+        #[arg(long, default_value_t = 32)]
+        val_size: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LeaseCommand {
+    /// Creates a lease with a TTL in seconds.
+    Grant { ttl: i64 },
+    /// Revokes a lease and deletes its keys.
+    Revoke {
+        #[arg(value_parser = parse_hex_or_dec)]
+        id: i64,
+    },
+    /// Shows a lease's remaining TTL.
+    Timetolive {
+        #[arg(value_parser = parse_hex_or_dec)]
+        id: i64,
+        /// Also list the attached keys.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// Lists all leases.
+    List,
+    /// Keeps a lease alive (once, or until interrupted).
+    KeepAlive {
+        #[arg(value_parser = parse_hex_or_dec)]
+        id: i64,
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MemberCommand {
+    /// Lists all members in the cluster.
+    List,
+    /// Adds a member into the cluster.
+    Add {
+        name: String,
+        /// Comma separated peer URLs for the new member.
+        #[arg(long = "peer-urls", value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+        /// Indicates if the new member is a raft learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Removes a member from the cluster.
+    Remove { id: String },
+    /// Updates a member's peer URLs in the cluster.
+    Update {
+        id: String,
+        /// Comma separated peer URLs for the member.
+        #[arg(long = "peer-urls", value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+    },
+    /// Promotes a learner member to a voting member.
+    Promote { id: String },
+}
+
+/// Member ids are hex, as etcdctl prints and reads them; a bad one is etcdctl's error.
+pub(crate) fn parse_member_id(s: &str) -> Result<u64, CtlError> {
+    u64::from_str_radix(s, 16).map_err(|e| CtlError::Usage(format!("bad member ID arg ({e}), expecting ID in Hex")))
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?}")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub(crate) fn parse_hex_or_dec(s: &str) -> Result<i64, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    i64::from_str_radix(s, 16).or_else(|_| s.parse()).map_err(|_| format!("bad lease ID {s:?}"))
+}
+
+/// etcdctl's key range arguments → (key, range_end).
+pub(crate) fn key_range(key: &str, range_end: Option<String>, prefix: bool, from_key: bool) -> (Vec<u8>, Vec<u8>) {
+    let key = key.as_bytes().to_vec();
+    if prefix {
+        let end = if key.is_empty() { vec![0] } else { prefix_end(&key) };
+        let key = if key.is_empty() { vec![0] } else { key };
+        return (key, end);
+    }
+    if from_key {
+        let key = if key.is_empty() { vec![0] } else { key };
+        return (key, vec![0]);
+    }
+    (key, range_end.map(String::into_bytes).unwrap_or_default())
+}

@@ -1,0 +1,127 @@
+//! `endpoint status` and `endpoint health`, asked of each endpoint on its own, and the table printer.
+
+use super::*;
+
+impl Ctl {
+    pub(crate) fn per_endpoint<T>(
+        &self,
+        endpoints: &[String],
+        f: impl Fn(&Client) -> Result<T, CtlError>,
+    ) -> Vec<(String, Result<T, CtlError>)> {
+        endpoints
+            .iter()
+            .flat_map(|e| e.split(','))
+            .map(|e| {
+                let client = Client::new(&[e.to_string()], Duration::from_secs(5)).and_then(|c| f(&c));
+                (e.trim_start_matches("http://").to_string(), client)
+            })
+            .collect()
+    }
+
+    pub(crate) fn endpoint_status(&self, endpoints: &[String]) -> Outcome {
+        let mut failed = None;
+        let mut rows = Vec::new();
+        for (endpoint, status) in self.per_endpoint(endpoints, Client::status) {
+            match status {
+                Ok(s) => {
+                    if self.format == Format::Json {
+                        println!("{}", s.to_etcdctl_json());
+                        continue;
+                    }
+                    let header = s.header.unwrap_or_default();
+                    rows.push(vec![
+                        endpoint,
+                        format!("{:x}", header.member_id),
+                        s.version.clone(),
+                        human_bytes(s.db_size),
+                        (s.leader == header.member_id).to_string(),
+                        s.is_learner.to_string(),
+                        s.raft_term.to_string(),
+                        s.raft_index.to_string(),
+                        s.raft_applied_index.to_string(),
+                        s.errors.join(", "),
+                    ]);
+                }
+                Err(e) => {
+                    eprintln!("Failed to get the status of endpoint {endpoint} (context deadline exceeded): {e}");
+                    failed = Some(e);
+                }
+            }
+        }
+        let header = [
+            "ENDPOINT",
+            "ID",
+            "VERSION",
+            "DB SIZE",
+            "IS LEADER",
+            "IS LEARNER",
+            "RAFT TERM",
+            "RAFT INDEX",
+            "RAFT APPLIED INDEX",
+            "ERRORS",
+        ];
+        self.print_rows(&header, &rows);
+        failed.map_or(Ok(()), Err)
+    }
+
+    pub(crate) fn endpoint_health(&self, endpoints: &[String]) -> Outcome {
+        let mut unhealthy = false;
+        for (endpoint, took) in self.per_endpoint(endpoints, |c| {
+            let start = Instant::now();
+            // etcdctl's probe: a linearizable read of a key nobody writes.
+            c.range(&RangeRequest::key("health"))?;
+            Ok(start.elapsed())
+        }) {
+            match took {
+                Ok(took) => println!("{endpoint} is healthy: successfully committed proposal: took = {took:?}"),
+                Err(e) => {
+                    unhealthy = true;
+                    eprintln!("{endpoint} is unhealthy: failed to commit proposal: {e}");
+                }
+            }
+        }
+        if unhealthy {
+            return Err(CtlError::Usage("unhealthy cluster".into()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn print_rows(&self, header: &[&str], rows: &[Vec<String>]) {
+        if self.format != Format::Table {
+            for row in rows {
+                println!("{}", row.join(", "));
+            }
+            return;
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
+            .collect();
+        let line = || println!("+{}+", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
+        let row = |cells: Vec<&str>| {
+            let cells: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!(" {c:^w$} ")).collect();
+            println!("|{}|", cells.join("|"));
+        };
+        line();
+        row(header.to_vec());
+        line();
+        for r in rows {
+            row(r.iter().map(String::as_str).collect());
+        }
+        line();
+    }
+}
+
+pub(crate) fn human_bytes(n: i64) -> String {
+    let n = n as f64;
+    if n < 1000.0 {
+        return format!("{n} B");
+    }
+    let units = ["kB", "MB", "GB", "TB"];
+    let mut v = n / 1000.0;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{v:.0} {}", units[i])
+}

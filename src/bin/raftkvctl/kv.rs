@@ -1,0 +1,111 @@
+//! The key-value verbs: put, get, del, txn, watch, compaction.
+
+use super::*;
+
+impl Ctl {
+    pub(crate) fn put(&self, req: PutRequest) -> Outcome {
+        let resp = self.client.put(&req)?;
+        match self.format {
+            Format::Json => self.print_json(&resp),
+            _ => {
+                println!("OK");
+                if let Some(prev) = &resp.prev_kv {
+                    self.print_kvs(std::slice::from_ref(prev), false, false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, req: RangeRequest, value_only: bool) -> Outcome {
+        let resp = self.client.range(&req)?;
+        match self.format {
+            Format::Json => self.print_json(&resp),
+            _ if req.count_only => println!("{}", resp.count),
+            _ => self.print_kvs(&resp.kvs, req.keys_only, value_only),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn del(&self, req: DeleteRangeRequest) -> Outcome {
+        let resp = self.client.delete_range(&req)?;
+        match self.format {
+            Format::Json => self.print_json(&resp),
+            _ => {
+                println!("{}", resp.deleted);
+                self.print_kvs(&resp.prev_kvs, false, false);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn txn(&self, interactive: bool) -> Outcome {
+        let req = read_txn(interactive).map_err(CtlError::Usage)?;
+        let resp = self.client.txn(&req)?;
+        if self.format == Format::Json {
+            self.print_json(&resp);
+            return Ok(());
+        }
+        println!("{}", if resp.succeeded { "SUCCESS" } else { "FAILURE" });
+        for op in &resp.responses {
+            println!();
+            match &op.response {
+                Some(Response::ResponsePut(_)) => println!("OK"),
+                Some(Response::ResponseRange(r)) => self.print_kvs(&r.kvs, false, false),
+                Some(Response::ResponseDeleteRange(d)) => println!("{}", d.deleted),
+                Some(Response::ResponseTxn(_)) | None => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn watch(&self, req: WatchCreateRequest) -> Outcome {
+        let json = self.format == Format::Json;
+        let mut canceled = None;
+        self.client.watch(&req, |resp| {
+            if json {
+                println!("{}", resp.to_etcdctl_json());
+            } else {
+                // etcdctl's simple format: the event type, then key and value lines.
+                for e in &resp.events {
+                    println!("{}", if e.r#type == EventType::Delete as i32 { "DELETE" } else { "PUT" });
+                    if let Some(prev) = &e.prev_kv {
+                        self.print_kvs(std::slice::from_ref(prev), false, false);
+                    }
+                    if let Some(kv) = &e.kv {
+                        self.print_kvs(std::slice::from_ref(kv), false, false);
+                    }
+                }
+            }
+            let _ = std::io::stdout().flush();
+            if resp.canceled {
+                canceled = Some(resp.compact_revision);
+            }
+            !resp.canceled
+        })?;
+        match canceled {
+            Some(rev) if rev > 0 => Err(CtlError::from(raftkv::Error::Compacted)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn compaction(&self, revision: i64, physical: bool) -> Outcome {
+        let resp = self.client.compact(&CompactionRequest { revision, physical })?;
+        match self.format {
+            Format::Json => self.print_json(&resp),
+            _ => println!("compacted revision {revision}"),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn print_kvs(&self, kvs: &[KeyValue], keys_only: bool, value_only: bool) {
+        for kv in kvs {
+            if !value_only {
+                println!("{}", String::from_utf8_lossy(&kv.key));
+            }
+            if !keys_only {
+                println!("{}", String::from_utf8_lossy(&kv.value));
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The Maintenance and Auth services' messages.
+
+use super::*;
+
+json_message!(EmptyRequest {});
+
+json_message!(StatusResponse {
+    header: Msg<ResponseHeader> = "header",
+    version: Str = "version",
+    db_size: I64 = "dbSize",
+    leader: U64 = "leader",
+    raft_index: U64 = "raftIndex",
+    raft_term: U64 = "raftTerm",
+    raft_applied_index: U64 = "raftAppliedIndex",
+    errors: Strs = "errors",
+    db_size_in_use: I64 = "dbSizeInUse",
+    is_learner: Bool = "isLearner",
+});
+
+json_message!(HashResponse {
+    header: Msg<ResponseHeader> = "header",
+    hash: U32 = "hash",
+});
+
+json_message!(MoveLeaderRequest { target_id: U64 = "targetID" });
+
+json_message!(MoveLeaderResponse {
+    header: Msg<ResponseHeader> = "header",
+});
+
+json_message!(AlarmRequest {
+    action: Enum<AlarmActionNames> = "action",
+    member_id: U64 = "memberID",
+    alarm: Enum<AlarmTypeNames> = "alarm",
+});
+
+json_message!(AuthenticateRequest { name: Str = "name", password: Str = "password" });
+
+json_message!(AlarmMember {
+    member_id: U64 = "memberID",
+    alarm: Enum<AlarmTypeNames> = "alarm",
+});
+
+json_message!(AlarmResponse {
+    header: Msg<ResponseHeader> = "header",
+    alarms: Msgs<AlarmMember> = "alarms",
+});
+
+json_message!(DefragmentResponse {
+    header: Msg<ResponseHeader> = "header",
+});
+
+json_message!(AuthenticateResponse {
+    header: Msg<ResponseHeader> = "header",
+    token: Str = "token",
+});
+
+json_message!(AuthUserListResponse {
+    header: Msg<ResponseHeader> = "header",
+    users: Strs = "users",
+});
+
+json_message!(AuthRoleListResponse {
+    header: Msg<ResponseHeader> = "header",
+    roles: Strs = "roles",
+});

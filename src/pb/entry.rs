@@ -1,0 +1,56 @@
+//! The payload of raft log entries: what a member proposes and every member applies.
+//! Compatibility rule: an entry written by one raftkv version is applied by the next, so a
+//! field number, once used, keeps its meaning.
+
+use prost::{Message, Oneof};
+
+use super::etcd::*;
+
+/// The payload of a raft log entry: one client write with the id its waiter is registered under.
+/// Field numbers follow etcd's `InternalRaftRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct InternalRequest {
+    /// Request id; the proposing member's waiter for the result is keyed by it.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(oneof = "internal_request::Request", tags = "4, 5, 6, 7, 8, 9, 11, 20, 21")]
+    pub request: Option<internal_request::Request>,
+}
+
+pub mod internal_request {
+    use super::*;
+    #[derive(Clone, PartialEq, Oneof)]
+    pub enum Request {
+        #[prost(message, tag = "4")]
+        Put(PutRequest),
+        #[prost(message, tag = "5")]
+        DeleteRange(DeleteRangeRequest),
+        #[prost(message, tag = "6")]
+        Txn(TxnRequest),
+        #[prost(message, tag = "7")]
+        Compaction(CompactionRequest),
+        #[prost(message, tag = "8")]
+        LeaseGrant(LeaseGrantRequest),
+        #[prost(message, tag = "9")]
+        LeaseRevoke(LeaseRevokeRequest),
+        #[prost(message, tag = "11")]
+        LeaseCheckpoint(LeaseCheckpointRequest),
+        /// A member's name and client URLs, published by the member itself after it starts
+        /// (etcd's `publish`), so every member lists them.
+        #[prost(message, tag = "20")]
+        MemberAttributes(Member),
+        /// New peer URLs for a member: no raft configuration change, only the member record.
+        #[prost(message, tag = "21")]
+        MemberUpdate(MemberUpdateRequest),
+    }
+}
+
+/// The `context` of a raft `ConfChange`: who proposed it (to wake the caller) and the member it
+/// is about, so that every member records the same URLs.
+#[derive(Clone, PartialEq, Message)]
+pub struct ConfChangeContext {
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub member: Option<Member>,
+}
