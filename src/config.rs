@@ -274,14 +274,41 @@ mod tests {
         assert_eq!(cfg.min_lease_ttl(), 2, "etcd raises TTL 1 to 2 with default timing");
     }
 
+    /// One case per rule of `validate`: the setting it breaks, and what the error names.
     #[test]
-    fn validate_names_the_bad_setting() {
-        let mut cfg = Config::default();
-        assert!(cfg.validate().is_ok());
-        cfg.election_timeout_ms = 300;
-        let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("--election-timeout"), "{err}");
-        let cfg = Config { max_txn_ops: 0, ..Config::default() };
-        assert!(cfg.validate().unwrap_err().to_string().contains("--max-txn-ops"));
+    fn each_validate_rule_names_its_setting() {
+        assert!(Config::default().validate().is_ok());
+        type Breaks = fn(&mut Config);
+        let cases: Vec<(Breaks, &str)> = vec![
+            (|c| c.name.clear(), "--name"),
+            (|c| c.data_dir = PathBuf::new(), "--data-dir"),
+            (|c| c.initial_advertise_peer_urls.clear(), "--initial-advertise-peer-urls"),
+            (|c| c.initial_cluster = "=http://127.0.0.1:2380".into(), "--initial-cluster"),
+            (|c| c.initial_cluster_state = ClusterState::Existing, "--initial-cluster-state existing"),
+            (|c| c.heartbeat_interval_ms = 0, "--heartbeat-interval must be > 0"),
+            (|c| c.election_timeout_ms = 300, "should be at least 5 times --heartbeat-interval"),
+            (|c| c.election_timeout_ms = 60_000, "less than 50000ms"),
+            (|c| c.snapshot_count = 0, "--snapshot-count"),
+            (|c| c.max_request_bytes = 0, "--max-request-bytes"),
+            (|c| c.max_txn_ops = 0, "--max-txn-ops"),
+            (|c| c.lease_checkpoint_interval_ms = 0, "lease checkpoint interval"),
+            (|c| c.request_timeout_ms = 0, "request timeout"),
+        ];
+        for (breaks, names) in cases {
+            let mut cfg = Config::default();
+            breaks(&mut cfg);
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(names), "{names}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_raft_config_is_valid_and_etcds() {
+        let cfg = Config::default();
+        let raft = cfg.raft_config(7, 42);
+        raft.validate().unwrap();
+        assert_eq!((raft.id, raft.applied, raft.election_tick, raft.heartbeat_tick), (7, 42, 10, 1));
+        assert!(raft.check_quorum && raft.pre_vote);
+        assert_eq!(raft.read_only_option, raft::ReadOnlyOption::Safe);
     }
 }

@@ -2,12 +2,10 @@
 //! Range's filters, sorting and limit; Put's `ignore_value`/`ignore_lease`/`prev_kv`;
 //! DeleteRange's `prev_kv`; Txn's compares, branch checks and nested txns; Compaction.
 //!
-//! Also the request checks etcd runs before proposing (`v3rpc/key.go`): empty keys, option
-//! combinations, txn size and overlapping writes. Runs on the apply thread for writes and on
-//! client threads for reads; holds no state.
+//! The checks etcd runs before proposing are [`crate::node`]'s. Runs on the apply thread for
+//! writes and on client threads for reads; holds no state.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
 
 use crate::lease::Lessor;
 use crate::mvcc::{PinnedView, RangeOptions, ReadView, WriteTxn};
@@ -376,124 +374,52 @@ pub fn check_compaction(current: i64, compacted: i64, rev: i64) -> Result<()> {
     Ok(())
 }
 
-// ---- Checks before proposing (etcd's v3rpc/key.go) ----
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-pub fn check_range(r: &RangeRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
+    fn cmp(target: i32, result: i32, union: Option<TargetUnion>) -> Compare {
+        Compare { target, result, key: b"k".to_vec(), target_union: union, ..Default::default() }
     }
-    Ok(())
-}
 
-pub fn check_put(r: &PutRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    if r.ignore_value && !r.value.is_empty() {
-        return Err(Error::ValueProvided);
-    }
-    if r.ignore_lease && r.lease != 0 {
-        return Err(Error::LeaseProvided);
-    }
-    Ok(())
-}
-
-pub fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
-    if r.key.is_empty() {
-        return Err(Error::EmptyKey);
-    }
-    Ok(())
-}
-
-/// Txns nested deeper than this are refused as etcd refuses a txn over its op budget. etcd's
-/// budget alone allows `max_txn_ops` levels; every level costs stack in each recursive walk
-/// and prost decodes at most 100 nested messages (two per level), so raftkv stops well before.
-pub const TXN_NESTING_MAX: usize = 32;
-
-/// Size, keys and options of a txn, then etcd's overlap rule for both branches.
-pub fn check_txn(r: &TxnRequest, max_txn_ops: usize) -> Result<()> {
-    check_txn_ops(r, max_txn_ops, 0)?;
-    check_intervals(&r.success)?;
-    check_intervals(&r.failure)?;
-    Ok(())
-}
-
-/// etcd's `checkTxnRequest`: a level may hold at most `budget` ops (the longest of its compare,
-/// success and failure lists), and a nested txn gets what its parent left of the budget.
-fn check_txn_ops(r: &TxnRequest, budget: usize, depth: usize) -> Result<()> {
-    let ops = r.compare.len().max(r.success.len()).max(r.failure.len());
-    if ops > budget || depth > TXN_NESTING_MAX {
-        return Err(Error::TooManyOps);
-    }
-    if r.compare.iter().any(|c| c.key.is_empty()) {
-        return Err(Error::EmptyKey);
-    }
-    for op in r.success.iter().chain(&r.failure) {
-        match &op.request {
-            Some(Request::RequestRange(rr)) => check_range(rr)?,
-            Some(Request::RequestPut(p)) => check_put(p)?,
-            Some(Request::RequestDeleteRange(d)) => check_delete(d)?,
-            Some(Request::RequestTxn(inner)) => check_txn_ops(inner, budget - ops, depth + 1)?,
-            None => return Err(Error::KeyNotFound),
+    /// etcd 3.4.23's `compareKV`, case by case (measured against a real etcd).
+    #[test]
+    fn compares_as_etcd_compares() {
+        let kv = KeyValue {
+            key: b"k".to_vec(),
+            version: 2,
+            create_revision: 3,
+            mod_revision: 5,
+            value: b"v".to_vec(),
+            lease: 0,
+        };
+        let (eq, gt, lt, ne) = (0, 1, 2, 3);
+        let cases = [
+            ("version equal", cmp(0, eq, Some(TargetUnion::Version(2))), true),
+            ("mod greater", cmp(2, gt, Some(TargetUnion::ModRevision(4))), true),
+            ("create less", cmp(1, lt, Some(TargetUnion::CreateRevision(4))), true),
+            ("value not equal", cmp(3, ne, Some(TargetUnion::Value(b"w".to_vec()))), true),
+            // The operand is the member for the compared target only; another reads as zero.
+            ("mod against a value member", cmp(2, eq, Some(TargetUnion::Value(b"x".to_vec()))), false),
+            ("value against a mod member", cmp(3, gt, Some(TargetUnion::ModRevision(5))), true),
+            // An unknown target compares as equal; an unknown result is true.
+            ("unknown target, equal", cmp(7, eq, None), true),
+            ("unknown target, greater", cmp(7, gt, None), false),
+            ("unknown target, not equal", cmp(-1, ne, None), false),
+            ("unknown result", cmp(2, 9, Some(TargetUnion::ModRevision(100))), true),
+        ];
+        for (what, c, expected) in cases {
+            assert_eq!(compare_kv(&c, &kv), expected, "{what}");
         }
     }
-    Ok(())
-}
 
-/// Deleted intervals of one branch, `[start, end)`, as etcd's interval tree holds them: the
-/// raw `range_end`, so `"\0"` (which deletes to the end) is an empty interval here, as in etcd.
-#[derive(Default)]
-struct Deletes(Vec<(Vec<u8>, Vec<u8>)>);
-
-impl Deletes {
-    fn covers(&self, key: &[u8]) -> bool {
-        self.0.iter().any(|(start, end)| key >= start.as_slice() && key < end.as_slice())
-    }
-}
-
-/// etcd's `checkIntervals`: within one execution path, no key may be put twice or both put
-/// and deleted. The two branches of a nested txn are exclusive, so a key put in both is fine.
-fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Deletes)> {
-    let mut dels = Deletes::default();
-    for op in ops {
-        if let Some(Request::RequestDeleteRange(d)) = &op.request {
-            let end = if d.range_end.is_empty() { prefix_successor(&d.key) } else { d.range_end.clone() };
-            dels.0.push((d.key.clone(), end));
+    #[test]
+    fn only_the_sort_that_crashes_etcd_is_refused() {
+        let req = |order, target| RangeRequest { sort_order: order, sort_target: target, ..RangeRequest::key("k") };
+        for (order, target, refused) in
+            [(0, 5, true), (1, -1, true), (2, 7, true), (3, 5, false), (-1, 9, false), (9, 0, false), (2, 4, false)]
+        {
+            assert_eq!(sorts_by_unknown_target(&req(order, target)), refused, "order {order} target {target}");
         }
     }
-    let mut puts = HashSet::new();
-    for op in ops {
-        let Some(Request::RequestTxn(inner)) = &op.request else { continue };
-        let (puts_then, dels_then) = check_intervals(&inner.success)?;
-        let (puts_else, dels_else) = check_intervals(&inner.failure)?;
-        for key in &puts_then {
-            if puts.contains(key) || dels.covers(key) {
-                return Err(Error::DuplicateKey);
-            }
-        }
-        for key in &puts_else {
-            if (puts.contains(key) && !puts_then.contains(key)) || dels.covers(key) {
-                return Err(Error::DuplicateKey);
-            }
-        }
-        puts.extend(puts_then);
-        puts.extend(puts_else);
-        dels.0.extend(dels_then.0);
-        dels.0.extend(dels_else.0);
-    }
-    for op in ops {
-        let Some(Request::RequestPut(p)) = &op.request else { continue };
-        if puts.contains(&p.key) || dels.covers(&p.key) {
-            return Err(Error::DuplicateKey);
-        }
-        puts.insert(p.key.clone());
-    }
-    Ok((puts, dels))
-}
-
-/// The smallest key after `key` itself: deleting one key covers exactly `[key, key\0)`.
-fn prefix_successor(key: &[u8]) -> Vec<u8> {
-    let mut next = key.to_vec();
-    next.push(0);
-    next
 }

@@ -394,18 +394,19 @@ impl Applier {
         let db = &self.ctx.db;
         db.put_meta_u64(batch.write_batch(), meta::APPLIED_INDEX, index);
         db.put_meta_u64(batch.write_batch(), meta::APPLIED_TERM, term);
+        // The write side of the invariant start-up checks on reload (applied ≤ committed ≤
+        // last): the raft thread publishes its commit index before handing entries off, and
+        // the applied index only grows.
+        let committed = self.ctx.identity.raft().commit_index();
+        assert!(index <= committed, "applying index {index} beyond the commit index {committed}");
+        let applied = self.progress.lock().applied_index;
+        assert!(index > applied, "applied index must grow: {index} after {applied}");
         crate::failpoint::check("apply_before_commit")?;
         let revision = batch.rev();
         let changes = batch.commit()?;
         // Progress first, so anyone told "done" below already sees it applied.
         let snapshot_due = {
             let mut progress = self.progress.lock();
-            assert!(
-                index > progress.applied_index,
-                "applied index must grow: {} after {}",
-                index,
-                progress.applied_index
-            );
             progress.applied_index = index;
             progress.applied_term = term;
             let due = index - progress.snapshot_index > self.ctx.snapshot_count;

@@ -1,7 +1,7 @@
 //! The key-value calls: Range, Put, DeleteRange, Txn, Compact, with etcd's request checks
 //! before anything is proposed or read.
 
-use super::{Node, Origin, Ticket};
+use super::{checks, Node, Origin, Ticket};
 use crate::apply::kv;
 use crate::pb::internal_request::Request;
 use crate::pb::*;
@@ -19,7 +19,7 @@ impl Node {
 
     /// The checks [`Node::range`] makes before reading.
     pub fn check_range(&self, req: &RangeRequest) -> Result<()> {
-        kv::check_range(req)
+        checks::check_range(req)
     }
 
     /// Reads a checked range from what this member has applied: the end of a [`Node::range`]
@@ -38,7 +38,7 @@ impl Node {
     /// [`Node::put`] without blocking: `reply` is answered once the write is applied (on the
     /// apply thread) or refused (maybe at once, on this thread).
     pub fn put_then(&self, req: PutRequest, reply: Reply<PutResponse>) -> Ticket {
-        if let Err(e) = kv::check_put(&req) {
+        if let Err(e) = checks::check_put(&req) {
             return self.inner.proposer.refuse(reply, e);
         }
         self.propose_then(Origin::Client, Request::Put(req), reply)
@@ -51,7 +51,7 @@ impl Node {
 
     /// [`Node::delete_range`] without blocking, answered as [`Node::put_then`] is.
     pub fn delete_range_then(&self, req: DeleteRangeRequest, reply: Reply<DeleteRangeResponse>) -> Ticket {
-        if let Err(e) = kv::check_delete(&req) {
+        if let Err(e) = checks::check_delete(&req) {
             return self.inner.proposer.refuse(reply, e);
         }
         self.propose_then(Origin::Client, Request::DeleteRange(req), reply)
@@ -70,7 +70,7 @@ impl Node {
 
     /// The checks [`Node::txn`] makes first.
     pub fn check_txn(&self, req: &TxnRequest) -> Result<()> {
-        kv::check_txn(req, self.inner.cfg.max_txn_ops)
+        checks::check_txn(req, self.inner.cfg.max_txn_ops)
     }
 
     /// Whether a transaction only reads: [`Node::txn_local`] may run it after the read barrier
