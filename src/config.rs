@@ -3,6 +3,7 @@
 //! Defaults are etcd's: a fresh `Config::default()` starts a working single-member cluster named
 //! `default` with its data in `default.raftkv`. Field names follow etcd's flags with the unit last.
 
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub struct Config {
     /// Where to accept peer connections (`--listen-peer-urls`). Empty: no peer listener, which
     /// suits an embedded single member that will never have peers.
     pub listen_peer_urls: Vec<String>,
+    /// Where [`crate::embed::Member`] serves clients (`--listen-client-urls`). Empty: no client
+    /// listener; a [`crate::Node`] started on its own never opens one.
+    pub listen_client_urls: Vec<String>,
     /// Token that makes the ids of distinct clusters with the same URLs distinct
     /// (`--initial-cluster-token`).
     pub initial_cluster_token: String,
@@ -87,6 +91,7 @@ impl Config {
             initial_cluster: String::new(),
             initial_cluster_state: ClusterState::New,
             listen_peer_urls: Vec::new(),
+            listen_client_urls: Vec::new(),
             initial_cluster_token: "etcd-cluster".to_string(),
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
@@ -258,6 +263,22 @@ impl Config {
 fn sha1_prefix(input: &[u8]) -> u64 {
     let digest = sha1_smol::Sha1::from(input).digest().bytes();
     u64::from_be_bytes(digest[..8].try_into().expect("sha1 digest is 20 bytes"))
+}
+
+/// `http://host:port` (or `https://`, for dialing) → socket addresses.
+pub fn url_addr(url: &str) -> std::io::Result<std::vec::IntoIter<SocketAddr>> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
+    rest.trim_end_matches('/').to_socket_addrs()
+}
+
+/// A listener for `url` given to `flag`. Only `http://`: nothing serves TLS yet, and a
+/// plaintext listener behind an `https://` URL would mislead every client.
+pub fn bind(flag: &str, url: &str) -> Result<TcpListener> {
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|_| url_addr(url).ok()?.next())
+        .ok_or_else(|| Error::Config(format!("{flag} {url:?}: want http://host:port")))?;
+    TcpListener::bind(addr).map_err(|e| Error::Config(format!("listen tcp {addr}: {e}")))
 }
 
 #[cfg(test)]

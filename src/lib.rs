@@ -49,6 +49,9 @@
 //! before it is applied, and a member restarted on the same data directory re-applies exactly
 //! the entries its store had not yet recorded. Errors are [`Error`]s whose messages are etcd's.
 //!
+//! To serve etcd's clients as well, start an [`embed::Member`] instead: the same member with
+//! the JSON gateway on each of `Config::listen_client_urls`, stopped listeners first.
+//!
 //! `ARCHITECTURE.md` in the repository maps the threads, channels and modules.
 
 pub mod api;
@@ -57,6 +60,7 @@ pub mod client;
 pub mod cluster;
 pub mod compactor;
 pub mod config;
+pub mod embed;
 pub mod error;
 pub mod failpoint;
 pub mod identity;

@@ -1,19 +1,18 @@
 //! `raftkv`: one member as a process, configured with etcd's flag names (or `RAFTKV_*`
 //! environment variables, as etcd reads `ETCD_*`).
 //!
-//! The process main thread runs the server's run loop. A `raftkv-signals` thread turns
-//! SIGINT/SIGTERM into a stop: the run loop returns, the HTTP server and every member thread are
-//! joined, and the process exits 0. A start-up problem (port in use, unusable data dir, bad
+//! The process main thread runs the member's loop ([`raftkv::embed::Member::run`]). A
+//! `raftkv-signals` thread turns SIGINT/SIGTERM into [`raftkv::embed::Member::stop`]: the client
+//! listeners stop, then the member, every thread is joined, and the process exits 0. A start-up problem (port in use, unusable data dir, bad
 //! flag) is one error line and exit code 1.
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use raftkv::compactor::AutoCompaction;
 use raftkv::config::ClusterState;
-use raftkv::{Config, Node};
+use raftkv::Config;
 
 #[derive(Parser, Debug)]
 #[command(name = "raftkv", version, about = "An etcd-compatible, Raft-replicated key-value store")]
@@ -80,18 +79,6 @@ struct Args {
     log_level: String,
 }
 
-/// `http://host:port` → a socket address; anything else is a clear error.
-fn listen_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("listen URL {url:?}: only http:// is supported"))?
-        .trim_end_matches('/');
-    rest.to_socket_addrs()
-        .map_err(|e| format!("listen URL {url:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("listen URL {url:?}: no address"))
-}
-
 impl Args {
     fn config(&self) -> Result<Config, String> {
         let initial_cluster_state = match self.initial_cluster_state.as_str() {
@@ -113,6 +100,7 @@ impl Args {
         cfg.initial_cluster = self.initial_cluster.clone().unwrap_or_default();
         cfg.initial_cluster_state = initial_cluster_state;
         cfg.listen_peer_urls = self.listen_peer_urls.clone();
+        cfg.listen_client_urls = self.listen_client_urls.clone();
         cfg.auto_compaction = AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         cfg.snapshot_count = self.snapshot_count;
         cfg.snapshot_catchup_entries = self.snapshot_catchup_entries;
@@ -127,26 +115,14 @@ impl Args {
 
 fn run(args: Args) -> Result<(), String> {
     let cfg = args.config()?;
-    let mut listeners = Vec::new();
-    for url in &args.listen_client_urls {
-        let addr = listen_addr(url)?;
-        let listener = TcpListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-        listeners.push((url.clone(), listener));
-    }
     let data_dir = cfg.data_dir.clone();
-    let (server, node) = Node::open(cfg).map_err(|e| e.to_string())?;
-    log::info!("raftkv: member {:x} ({}) data in {}", node.member_id(), args.name, data_dir.display());
-    let mut http = Vec::new();
-    for (url, listener) in listeners {
-        let served = raftkv::api::serve(listener, node.clone()).map_err(|e| e.to_string())?;
-        log::info!("raftkv: serving client requests on {url} ({})", served.local_addr());
-        http.push(served);
-    }
+    let member = raftkv::embed::Member::open(cfg).map_err(|e| e.to_string())?;
+    log::info!("raftkv: member {:x} ({}) data in {}", member.node().member_id(), args.name, data_dir.display());
 
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("install signal handlers: {e}"))?;
     let signal_handle = signals.handle();
-    let stopper = node.clone();
+    let stopper = member.clone();
     let signal_thread = raftkv::thread::spawn("raftkv-signals", move || {
         if let Some(signal) = signals.forever().next() {
             log::info!("raftkv: received signal {signal}, stopping");
@@ -156,10 +132,7 @@ fn run(args: Args) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
 
     // The run loop, on the process main thread, until a signal or a fatal error stops it.
-    let outcome = server.run();
-    for mut server in http {
-        server.stop();
-    }
+    let outcome = member.run();
     signal_handle.close();
     let _ = signal_thread.join();
     outcome.map_err(|e| e.to_string())?;

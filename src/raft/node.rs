@@ -130,7 +130,11 @@ impl RaftNode {
                     Err(_) => return,
                 },
                 recv(self.ch.peer_rx) -> event => match event {
-                    Ok(event) => self.on_peer_event(event),
+                    Ok(event) => {
+                        if let Err(e) = self.on_peer_event(event) {
+                            return self.fail(e);
+                        }
+                    }
                     Err(_) => return,
                 },
                 recv(self.ch.progress_rx) -> progress => match progress {
@@ -152,7 +156,9 @@ impl RaftNode {
             }
             let events: Vec<PeerEvent> = self.ch.peer_rx.try_iter().take(PEER_EVENTS_PER_READY_MAX).collect();
             for event in events {
-                self.on_peer_event(event);
+                if let Err(e) = self.on_peer_event(event) {
+                    return self.fail(e);
+                }
             }
             self.reads.start_round(&mut self.raw);
             if let Err(e) = self.on_ready() {
@@ -195,7 +201,7 @@ impl RaftNode {
         }
     }
 
-    fn on_peer_event(&mut self, event: PeerEvent) {
+    fn on_peer_event(&mut self, event: PeerEvent) -> Result<()> {
         match event {
             PeerEvent::Step(msg) => {
                 let (from, kind) = (msg.from, msg.get_msg_type());
@@ -208,7 +214,12 @@ impl RaftNode {
                 let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
                 self.raw.report_snapshot(to, status);
             }
+            PeerEvent::Removed { by } => {
+                log::error!("raft: member {by:x} says this member was removed from the cluster");
+                return Err(Error::MemberRemoved);
+            }
         }
+        Ok(())
     }
 
     fn propose_conf_change(&mut self, cc: ConfChange) {

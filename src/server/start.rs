@@ -158,7 +158,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
     ));
     let listener = match cfg.listen_peer_urls.first() {
         None => None,
-        Some(url) => Some(bind_peer_url(url)?),
+        Some(url) => Some(crate::config::bind("--listen-peer-urls", url)?),
     };
     let transport =
         Transport::start(member_id, cluster_id, listener, ch.peer.0.clone(), snapshots.clone(), peer_service.clone())?;
@@ -290,14 +290,6 @@ fn recover_snapshot(db: &Db, raft_storage: &RaftStorage, snapshots: &SnapshotFil
     }
     log::info!("raftkv: installing snapshot at index {} that a crash left uninstalled", meta.index);
     snapshots.install_received(meta)
-}
-
-fn bind_peer_url(url: &str) -> Result<std::net::TcpListener> {
-    let addr = crate::transport::url_addr(url)
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| Error::Config(format!("--listen-peer-urls {url:?}: not http://host:port")))?;
-    std::net::TcpListener::bind(addr).map_err(|e| Error::Config(format!("listen tcp {addr}: {e}")))
 }
 
 /// The invariants a reopened member must satisfy before raft starts:

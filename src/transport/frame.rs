@@ -3,7 +3,11 @@
 //! ```text
 //! frame := length (u32 BE, of kind + payload) | kind (u8) | payload
 //! hello := "RKV1" | cluster_id (u64 BE) | from (u64 BE) | to (u64 BE) | purpose (u8)
+//! verdict := code (u8: 0 welcome, 1 removed, 2 refused) | reason (UTF-8)
 //! ```
+//! The member that accepts a stream or snapshot connection answers the hello with a verdict
+//! frame, so the dialer learns why it was refused, and above all that it was removed from the
+//! cluster (etcd's rafthttp answers `410 Gone` for the same reason).
 //! A frame longer than [`MAX_FRAME_BYTES`] is refused before anything is allocated for it, so a
 //! garbage length cannot make a member allocate gigabytes.
 
@@ -35,6 +39,8 @@ pub enum Kind {
     SnapshotAck = 7,
     /// A member's answer to a membership query: cluster id (u64 BE) + encoded record.
     Membership = 8,
+    /// The answer to a hello: a [`Verdict`].
+    Verdict = 9,
 }
 
 impl Kind {
@@ -48,6 +54,7 @@ impl Kind {
             6 => Kind::SnapshotEnd,
             7 => Kind::SnapshotAck,
             8 => Kind::Membership,
+            9 => Kind::Verdict,
             _ => return None,
         })
     }
@@ -97,6 +104,40 @@ impl Hello {
             other => return Err(invalid(format!("unknown connection purpose {other}"))),
         };
         Ok(Hello { cluster_id: u64_at(4), from: u64_at(12), to: u64_at(20), purpose })
+    }
+}
+
+/// The accepting member's answer to a hello.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Welcome,
+    /// The sender was removed from the cluster: it must stop, as it can never rejoin.
+    Removed,
+    /// Not accepted now (another cluster, a misaddressed hello, a member this one does not
+    /// know yet); the sender may retry later.
+    Refused(String),
+}
+
+impl Verdict {
+    pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
+        let (code, reason) = match self {
+            Verdict::Welcome => (0, ""),
+            Verdict::Removed => (1, ""),
+            Verdict::Refused(reason) => (2, reason.as_str()),
+        };
+        write_frame(w, Kind::Verdict, &[&[code][..], reason.as_bytes()].concat())
+    }
+
+    pub fn read(r: &mut impl Read) -> io::Result<Verdict> {
+        match read_frame(r)? {
+            (Kind::Verdict, payload) => match payload.split_first() {
+                Some((0, _)) => Ok(Verdict::Welcome),
+                Some((1, _)) => Ok(Verdict::Removed),
+                Some((2, reason)) => Ok(Verdict::Refused(String::from_utf8_lossy(reason).into_owned())),
+                _ => Err(invalid("malformed verdict".into())),
+            },
+            (other, _) => Err(invalid(format!("answered a hello with {other:?}"))),
+        }
     }
 }
 
@@ -155,6 +196,23 @@ mod tests {
         assert_eq!(Hello::read(&mut r).unwrap(), hello);
         assert_eq!(read_frame(&mut r).unwrap(), (Kind::Raft, b"abc".to_vec()));
         assert_eq!(read_frame(&mut r).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn verdicts_round_trip_and_garbage_is_an_error() {
+        for verdict in [Verdict::Welcome, Verdict::Removed, Verdict::Refused("cluster 2 is not 1".into())] {
+            let mut buf = Vec::new();
+            verdict.write(&mut buf).unwrap();
+            assert_eq!(Verdict::read(&mut &buf[..]).unwrap(), verdict);
+        }
+        for bad in [&[][..], &[3], &[0xff, b'x']] {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, Kind::Verdict, bad).unwrap();
+            assert!(Verdict::read(&mut &buf[..]).is_err(), "{bad:?}");
+        }
+        let mut buf = Vec::new();
+        write_frame(&mut buf, Kind::Raft, &[0]).unwrap();
+        assert!(Verdict::read(&mut &buf[..]).unwrap_err().to_string().contains("Raft"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod frame;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,11 +33,12 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 
+use crate::config::url_addr;
 use crate::pb::{MembershipRecord, PeerRequest, PeerResponse};
 use crate::snapshot::SnapshotFiles;
 use crate::thread::spawn;
 use crate::{Error, Result};
-use frame::{Hello, Kind, Purpose};
+use frame::{Hello, Kind, Purpose, Verdict};
 
 /// Messages queued for one peer. Beyond this the peer is not keeping up (or is down) and raft
 /// is better told so than made to wait.
@@ -67,6 +68,8 @@ pub enum PeerEvent {
     Unreachable(u64),
     /// A snapshot sent to `to` arrived and was accepted (`ok`), or did not.
     SnapshotStatus { to: u64, ok: bool },
+    /// Member `by` refused this member as removed from the cluster: it must stop.
+    Removed { by: u64 },
 }
 
 /// What the member offers its peers: answers to forwarded requests and membership queries.
@@ -284,7 +287,16 @@ impl Transport {
                         stream.set_nodelay(true)?;
                         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
                         Hello { cluster_id: self.cluster_id, from: self.me, to, purpose }.write(&mut stream)?;
-                        return Ok(stream);
+                        stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
+                        return match Verdict::read(&mut stream)? {
+                            Verdict::Welcome => Ok(stream),
+                            Verdict::Removed => {
+                                // Raft stops the member: it can never take part again.
+                                let _ = self.events.try_send(PeerEvent::Removed { by: to });
+                                Err(std::io::Error::other("this member was removed from the cluster"))
+                            }
+                            Verdict::Refused(reason) => Err(std::io::Error::other(format!("refused: {reason}"))),
+                        };
                     }
                     Err(e) => last_err = e,
                 }
@@ -451,7 +463,13 @@ impl Transport {
                 &frame::with_u64(self.cluster_id, &record.encode_to_vec()),
             );
         }
-        self.check_hello(&hello).map_err(|reason| std::io::Error::new(std::io::ErrorKind::InvalidData, reason))?;
+        let verdict = self.verdict(&hello);
+        verdict.write(&mut stream.try_clone()?)?;
+        match verdict {
+            Verdict::Welcome => {}
+            Verdict::Removed => return Err(invalid(format!("refused {:x}: removed from the cluster", hello.from))),
+            Verdict::Refused(reason) => return Err(invalid(reason)),
+        }
         // A connection silent this long is dead or unused (followers talk to each other only
         // during elections); closing it frees this thread, and the sender redials when needed.
         stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
@@ -461,17 +479,23 @@ impl Transport {
         }
     }
 
-    fn check_hello(&self, hello: &Hello) -> std::result::Result<(), String> {
+    fn verdict(&self, hello: &Hello) -> Verdict {
         if hello.cluster_id != self.cluster_id {
-            return Err(format!("cluster {:x} is not this cluster ({:x})", hello.cluster_id, self.cluster_id));
+            return Verdict::Refused(format!(
+                "cluster {:x} is not this cluster ({:x})",
+                hello.cluster_id, self.cluster_id
+            ));
         }
         if hello.to != self.me {
-            return Err(format!("addressed to member {:x}, this is {:x}", hello.to, self.me));
+            return Verdict::Refused(format!("addressed to member {:x}, this is {:x}", hello.to, self.me));
         }
         if !self.known.read().contains(&hello.from) {
-            return Err(format!("sender {:x} is not a member of this cluster", hello.from));
+            if self.services.membership().removed.contains(&hello.from) {
+                return Verdict::Removed;
+            }
+            return Verdict::Refused(format!("sender {:x} is not a member of this cluster", hello.from));
         }
-        Ok(())
+        Verdict::Welcome
     }
 
     fn receive_stream(&self, from: u64, r: &mut impl Read) -> std::io::Result<()> {
@@ -482,6 +506,10 @@ impl Transport {
             }
             if self.is_isolated(from) {
                 continue;
+            }
+            // A member removed while connected is cut off here; its redial hears why.
+            if !self.known.read().contains(&from) {
+                return Err(invalid(format!("sender {from:x} is no longer a member")));
             }
             match kind {
                 Kind::Raft => {
@@ -595,12 +623,6 @@ fn write_outbound(w: &mut impl Write, out: &Outbound) -> std::io::Result<()> {
         Outbound::Raft(msg) => frame::write_frame(w, Kind::Raft, &msg.write_to_bytes().map_err(std::io::Error::other)?),
         Outbound::Frame(kind, payload) => frame::write_frame(w, *kind, payload),
     }
-}
-
-/// `http://host:port` → socket addresses.
-pub fn url_addr(url: &str) -> std::io::Result<std::vec::IntoIter<SocketAddr>> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
-    rest.trim_end_matches('/').to_socket_addrs()
 }
 
 /// The first 4 hex digits of a member id: enough to tell peers apart in `top -H`, within the

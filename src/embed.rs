@@ -1,0 +1,106 @@
+//! [`Member`]: one member together with its client listeners, as etcd's `embed.Etcd` is. It
+//! owns the start and shutdown order, so the CLI, the tests and a Rust program that embeds
+//! raftkv all get the same one.
+//!
+//! Start: bind every `--listen-client-urls` socket first (a port in use fails before the data
+//! dir is touched), open the member, then serve the gateway on each socket.
+//! Shutdown: stop the client listeners first (no new request reaches a member that is going
+//! away; their event loops, pool and stream threads are joined), then the member itself.
+//!
+//! Threads: none of its own. [`Member::run`] runs the member's loop on the caller's thread (the
+//! CLI gives it the process main thread); [`Member::start`] runs it on `raftkv-run`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::api::http1::HttpServer;
+use crate::{Config, Node, Result, Server};
+
+/// A member and the gateway on its client listeners. Cheap to clone: clones share the member,
+/// and any of them stops it.
+#[derive(Clone)]
+pub struct Member {
+    node: Node,
+    clients: Arc<Mutex<Vec<HttpServer>>>,
+    addrs: Arc<Vec<SocketAddr>>,
+    /// The run loop until [`Member::run`] takes it; `None` once started or run.
+    server: Arc<Mutex<Option<Server>>>,
+}
+
+impl Member {
+    /// Opens the member and serves its clients; the caller then gives a thread to
+    /// [`Member::run`]. Requests wait (or time out) until the loop runs.
+    pub fn open(cfg: Config) -> Result<Member> {
+        let listeners = bind_clients(&cfg)?;
+        let (server, node) = Node::open(cfg)?;
+        Member::serve(node, listeners, Some(server))
+    }
+
+    /// Opens the member, runs its loop on `raftkv-run`, and serves its clients.
+    pub fn start(cfg: Config) -> Result<Member> {
+        let listeners = bind_clients(&cfg)?;
+        Member::serve(Node::start(cfg)?, listeners, None)
+    }
+
+    fn serve(node: Node, listeners: Vec<(String, TcpListener)>, server: Option<Server>) -> Result<Member> {
+        let mut clients = Vec::with_capacity(listeners.len());
+        let mut addrs = Vec::with_capacity(listeners.len());
+        for (url, listener) in listeners {
+            // On an error the servers already started stop as `clients` drops.
+            let served = crate::api::serve(listener, node.clone())?;
+            log::info!("raftkv: serving client requests on {url} ({})", served.local_addr());
+            addrs.push(served.local_addr());
+            clients.push(served);
+        }
+        Ok(Member {
+            node,
+            clients: Arc::new(Mutex::new(clients)),
+            addrs: Arc::new(addrs),
+            server: Arc::new(Mutex::new(server)),
+        })
+    }
+
+    /// Runs the member's loop on this thread until [`Member::stop`] (from another thread) or a
+    /// fatal error ends it, then stops the client listeners. Returns the loop's outcome.
+    ///
+    /// # Panics
+    /// When the loop already runs: the member came from [`Member::start`] or was run before.
+    pub fn run(&self) -> Result<()> {
+        let server = self.server.lock().take().expect("Member::run: the loop already runs");
+        let outcome = server.run();
+        self.stop_clients();
+        outcome
+    }
+
+    /// The member, to call directly rather than through a listener.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Where each `--listen-client-urls` entry is served, in order (a `:0` port is resolved).
+    pub fn client_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops the client listeners, then the member, and joins all their threads. Reports the
+    /// fatal error that stopped the member, if one did. Calling it again is harmless.
+    pub fn stop(&self) -> Result<()> {
+        self.stop_clients();
+        self.node.stop()
+    }
+
+    fn stop_clients(&self) {
+        for mut client in std::mem::take(&mut *self.clients.lock()) {
+            client.stop();
+        }
+    }
+}
+
+fn bind_clients(cfg: &Config) -> Result<Vec<(String, TcpListener)>> {
+    cfg.listen_client_urls
+        .iter()
+        .map(|url| Ok((url.clone(), crate::config::bind("--listen-client-urls", url)?)))
+        .collect()
+}
