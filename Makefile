@@ -34,8 +34,8 @@ lint:
 
 # Long crash/fault runs that do not belong in `make test`.
 soak: deps
-	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test crash -- --nocapture
-	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test cluster follower_behind -- --nocapture
+	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test it crash:: -- --nocapture
+	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test it cluster::follower_behind -- --nocapture
 
 # The gateway against real etcd 3.4 (needs etcd-server): the differential fuzzer over
 # COMPAT_SEEDS seeds × COMPAT_OPS requests (about 2.5 minutes a seed), then the 140-step

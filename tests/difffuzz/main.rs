@@ -12,6 +12,9 @@
 //! so etcd's fsyncs do not set the pace).
 
 mod gen;
+#[path = "../harness/http.rs"]
+#[allow(dead_code)] // the fuzzer uses the raw client only
+mod http;
 mod normalize;
 mod server;
 

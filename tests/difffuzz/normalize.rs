@@ -88,8 +88,12 @@ pub fn normalize(target: &str, reply: &Reply, leases: &[String]) -> Answer {
     } else {
         "length"
     };
-    let headers = reply.headers.iter().filter(|(k, _)| HEADERS.contains(&k.as_str())).cloned().collect();
-    Answer { status, framing, headers, trailers: reply.trailers.clone(), body }
+    // Header names are compared as HTTP compares them, without case.
+    let lower = |fields: &[(String, String)]| -> Vec<(String, String)> {
+        fields.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
+    };
+    let headers = lower(&reply.headers).into_iter().filter(|(k, _)| HEADERS.contains(&k.as_str())).collect();
+    Answer { status, framing, headers, trailers: lower(&reply.trailers), body }
 }
 
 /// A watch stream's messages (`|` ends a chunk) grouped by watch id, each group in its order.

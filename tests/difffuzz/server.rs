@@ -2,11 +2,13 @@
 //! system, raftkv from this build), and a raw HTTP/1.1 client that reports exactly what came
 //! back: status, headers, framing, body, trailers.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::http::Conn;
+pub use crate::http::Reply;
 
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
 
@@ -19,34 +21,10 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-/// What a server answered.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    /// Header names lowercased, in arrival order.
-    pub headers: Vec<(String, String)>,
-    pub chunked: bool,
-    pub body: Vec<u8>,
-    pub trailers: Vec<(String, String)>,
-    /// The server closed the connection after (or instead of) answering.
-    pub closed: bool,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    /// An answer that never came (the connection dropped first).
-    fn dropped() -> Reply {
-        Reply { status: 0, headers: Vec::new(), chunked: false, body: Vec::new(), trailers: Vec::new(), closed: true }
-    }
-}
-
 pub struct Server {
     child: Child,
     port: u16,
-    conn: Option<BufReader<TcpStream>>,
+    conn: Option<Conn>,
     pub log: PathBuf,
 }
 
@@ -137,11 +115,8 @@ impl Server {
             let fresh = self.conn.is_none();
             let conn = match self.conn.take() {
                 Some(conn) => conn,
-                None => match TcpStream::connect(("127.0.0.1", self.port)) {
-                    Ok(stream) => {
-                        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                        BufReader::new(stream)
-                    }
+                None => match Conn::open(("127.0.0.1", self.port), Duration::from_secs(20)) {
+                    Ok(conn) => conn,
                     Err(_) => return Reply::dropped(),
                 },
             };
@@ -151,85 +126,36 @@ impl Server {
                     return reply;
                 }
                 // A kept connection may have been closed by an idle timeout: retry on a new one.
-                Err(()) if !fresh && attempt == 0 => {}
-                Err(()) => return Reply::dropped(),
+                Err(_) if !fresh && attempt == 0 => {}
+                Err(_) => return Reply::dropped(),
             }
         }
         Reply::dropped()
     }
-}
 
-impl Server {
     /// Sends a streaming request on a connection of its own and collects what arrives until
     /// nothing has for `quiet` (a watch never ends by itself); then hangs up.
     pub fn stream(&mut self, req: &Request, quiet: Duration) -> Reply {
-        let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return Reply::dropped() };
-        stream.set_read_timeout(Some(quiet)).unwrap();
-        let mut conn = BufReader::new(stream);
-        match exchange_until_quiet(&mut conn, req) {
-            Ok(reply) => reply,
-            Err(()) => Reply::dropped(),
+        let Ok(mut conn) = Conn::open(("127.0.0.1", self.port), quiet) else { return Reply::dropped() };
+        if conn.request(req.method, &req.target, &[], &req.body).is_err() {
+            return Reply::dropped();
         }
-    }
-}
-
-/// A streamed answer: the head, then whole chunks until the stream goes quiet or ends.
-fn exchange_until_quiet(conn: &mut BufReader<TcpStream>, req: &Request) -> Result<Reply, ()> {
-    let head = format!(
-        "{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
-        req.method,
-        req.target,
-        req.body.len()
-    );
-    conn.get_mut().write_all(head.as_bytes()).map_err(|_| ())?;
-    conn.get_mut().write_all(&req.body).map_err(|_| ())?;
-    let status_line = match line(conn) {
-        Ok(l) => l,
         // No head at all within the quiet time: a stream that has said nothing.
-        Err(()) => {
-            return Ok(Reply {
-                status: 0,
-                headers: Vec::new(),
-                chunked: false,
-                body: Vec::new(),
-                trailers: Vec::new(),
-                closed: false,
-            })
+        let Ok(mut reply) = conn.read_head() else { return Reply { status: 0, closed: false, ..Reply::dropped() } };
+        if !reply.chunked {
+            return match conn.read_body(&mut reply) {
+                Ok(()) => reply,
+                Err(_) => Reply::dropped(),
+            };
         }
-    };
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(())?;
-    let mut reply =
-        Reply { status, headers: Vec::new(), chunked: false, body: Vec::new(), trailers: Vec::new(), closed: false };
-    loop {
-        let h = line(conn)?;
-        if h.is_empty() {
-            break;
+        // Chunks until a read times out (quiet) or the stream ends. Chunk boundaries are part
+        // of the answer: each chunk is ended with a mark.
+        while let Ok(Some(chunk)) = conn.read_chunk(&mut reply) {
+            reply.body.extend_from_slice(&chunk);
+            reply.body.push(b'|');
         }
-        let (k, v) = h.split_once(':').ok_or(())?;
-        reply.headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+        reply
     }
-    reply.chunked = reply.header("transfer-encoding") == Some("chunked");
-    if !reply.chunked {
-        let len = reply.header("content-length").and_then(|l| l.parse::<usize>().ok()).unwrap_or(0);
-        reply.body.resize(len, 0);
-        conn.read_exact(&mut reply.body).map_err(|_| ())?;
-        return Ok(reply);
-    }
-    // Chunks until a read times out (quiet) or the stream ends.
-    while let Ok(size) = line(conn) {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
-        if size == 0 {
-            break;
-        }
-        let start = reply.body.len();
-        reply.body.resize(start + size, 0);
-        if conn.read_exact(&mut reply.body[start..]).is_err() || line(conn).is_err() {
-            break;
-        }
-        // Chunk boundaries are part of the answer: mark them.
-        reply.body.extend_from_slice(b"|");
-    }
-    Ok(reply)
 }
 
 impl Drop for Server {
@@ -240,62 +166,9 @@ impl Drop for Server {
 }
 
 /// One request and its answer; the connection back if it may be reused.
-fn exchange(mut conn: BufReader<TcpStream>, req: &Request) -> Result<(Reply, Option<BufReader<TcpStream>>), ()> {
-    let head = format!(
-        "{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        req.method,
-        req.target,
-        req.body.len()
-    );
-    let out = conn.get_mut();
-    out.write_all(head.as_bytes()).map_err(|_| ())?;
-    out.write_all(&req.body).map_err(|_| ())?;
-    let status_line = line(&mut conn)?;
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(())?;
-    let mut reply =
-        Reply { status, headers: Vec::new(), chunked: false, body: Vec::new(), trailers: Vec::new(), closed: false };
-    loop {
-        let h = line(&mut conn)?;
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').ok_or(())?;
-        reply.headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-    }
-    if reply.header("transfer-encoding") == Some("chunked") {
-        reply.chunked = true;
-        loop {
-            let size =
-                usize::from_str_radix(line(&mut conn)?.split(';').next().unwrap_or("").trim(), 16).map_err(|_| ())?;
-            if size == 0 {
-                loop {
-                    let t = line(&mut conn)?;
-                    if t.is_empty() {
-                        break;
-                    }
-                    let (k, v) = t.split_once(':').ok_or(())?;
-                    reply.trailers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-                }
-                break;
-            }
-            let start = reply.body.len();
-            reply.body.resize(start + size, 0);
-            conn.read_exact(&mut reply.body[start..]).map_err(|_| ())?;
-            line(&mut conn)?;
-        }
-    } else if let Some(len) = reply.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
-        reply.body.resize(len, 0);
-        conn.read_exact(&mut reply.body).map_err(|_| ())?;
-    }
-    reply.closed = reply.header("connection") == Some("close");
+fn exchange(mut conn: Conn, req: &Request) -> std::io::Result<(Reply, Option<Conn>)> {
+    conn.request(req.method, &req.target, &["Content-Type: application/json"], &req.body)?;
+    let reply = conn.read_reply()?;
     let conn = (!reply.closed).then_some(conn);
     Ok((reply, conn))
-}
-
-fn line(conn: &mut BufReader<TcpStream>) -> Result<String, ()> {
-    let mut s = String::new();
-    match conn.read_line(&mut s) {
-        Ok(0) | Err(_) => Err(()),
-        Ok(_) => Ok(s.trim_end_matches(['\r', '\n']).to_string()),
-    }
 }

@@ -1,72 +1,18 @@
 //! The real `raftkv` and `raftkvctl` binaries: start a member, drive it with raftkvctl, stop it
 //! with SIGTERM (clean exit 0), restart it on the same data, and refuse a port in use.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::harness::free_port;
+use crate::harness::process::{ctl, ctl_stdin, raftkv, Member};
 
-struct Member {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Member {
-    /// A failed test must not leave its member running (it would hold the ports, and the pipes
-    /// of whoever runs the tests).
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The `raftkv` binary on a free peer port: tests run side by side, never on the default one.
-fn raftkv_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_raftkv"));
-    command.args(["--listen-peer-urls", "http://127.0.0.1:0"]);
-    command
-}
-
-fn start(data_dir: &Path, port: u16) -> Member {
-    let child = raftkv_command()
-        .args(["--name", "cli-test", "--listen-client-urls", &format!("http://127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RAFTKV_LOG_LEVEL", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let endpoint = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ctl(&endpoint, &["endpoint", "health"]).status.code() != Some(0) {
-        assert!(Instant::now() < deadline, "raftkv did not become healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Member { child, endpoint }
-}
-
-fn ctl(endpoint: &str, args: &[&str]) -> Output {
-    ctl_stdin(endpoint, args, "")
-}
-
-fn ctl_stdin(endpoint: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_raftkvctl"))
-        .args(["--endpoints", endpoint])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+/// A member alone on `data_dir`, healthy. Its ports stay the same across restarts.
+fn start(member: &mut Member, data_dir: &Path) {
+    member.spawn(data_dir, "", &[]);
+    member.wait_healthy(Duration::from_secs(20));
 }
 
 fn stdout(out: &Output) -> String {
@@ -74,31 +20,12 @@ fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn sigterm(mut member: Member) -> std::process::ExitStatus {
-    let pid = member.child.id() as i32;
-    // SAFETY: plain kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc_kill(pid, 15) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = member.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "raftkv did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
 #[test]
 fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let m = start(dir.path(), port);
-    let e = m.endpoint.clone();
+    let mut m = Member::new("cli-test", dir.path());
+    start(&mut m, &dir.path().join("data"));
+    let e = m.endpoint();
     assert_eq!(stdout(&ctl(&e, &["put", "foo", "bar"])), "OK\n");
     assert_eq!(stdout(&ctl(&e, &["put", "foo/a", "1"])), "OK\n");
     assert_eq!(stdout(&ctl(&e, &["put", "foo/b", "2"])), "OK\n");
@@ -136,7 +63,7 @@ fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
     let status = stdout(&ctl(&e, &["endpoint", "status"]));
     assert!(status.starts_with(&format!("{e}, ")) && status.contains(", 3.4.23, "), "{status}");
     assert!(stdout(&ctl(&e, &["endpoint", "status", "-w", "table"])).contains("| IS LEADER |"));
-    assert!(stdout(&ctl(&e, &["member", "list"])).contains(", started, cli-test, http://localhost:2380, "));
+    assert!(stdout(&ctl(&e, &["member", "list"])).contains(&format!(", started, cli-test, {}, ", m.peer_url())));
 
     let grant = stdout(&ctl(&e, &["lease", "grant", "60"]));
     assert!(grant.starts_with("lease ") && grant.ends_with(" granted with TTL(60s)\n"), "{grant}");
@@ -198,15 +125,14 @@ fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
         );
     }
 
-    let status = sigterm(m);
-    assert_eq!(status.code(), Some(0), "SIGTERM must stop raftkv cleanly");
+    assert_eq!(m.terminate().code(), Some(0), "SIGTERM must stop raftkv cleanly");
 
     // Restart on the same data dir: everything is still there.
-    let m = start(dir.path(), port);
-    assert_eq!(stdout(&ctl(&m.endpoint, &["get", "foo"])), "foo\nbar 2\n");
-    let out = ctl(&m.endpoint, &["get", "foo", "--rev", "2"]);
+    start(&mut m, &dir.path().join("data"));
+    assert_eq!(stdout(&ctl(&e, &["get", "foo"])), "foo\nbar 2\n");
+    let out = ctl(&e, &["get", "foo", "--rev", "2"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("required revision has been compacted"));
-    assert_eq!(sigterm(m).code(), Some(0));
+    assert_eq!(m.terminate().code(), Some(0));
 }
 
 #[test]
@@ -214,7 +140,7 @@ fn startup_problems_are_one_clear_line_and_a_failure_exit() {
     let dir = tempfile::tempdir().unwrap();
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let out = raftkv_command()
+    let out = raftkv()
         .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path().join("d"))
@@ -228,7 +154,7 @@ fn startup_problems_are_one_clear_line_and_a_failure_exit() {
     // A data dir that is a file.
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
-    let out = raftkv_command()
+    let out = raftkv()
         .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", free_port())])
         .arg("--data-dir")
         .arg(&file)
@@ -240,12 +166,8 @@ fn startup_problems_are_one_clear_line_and_a_failure_exit() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 
     // A bad flag value names the flag.
-    let out = raftkv_command()
-        .args(["--election-timeout", "100"])
-        .arg("--data-dir")
-        .arg(dir.path().join("e"))
-        .output()
-        .unwrap();
+    let out =
+        raftkv().args(["--election-timeout", "100"]).arg("--data-dir").arg(dir.path().join("e")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--election-timeout"));
     assert_ne!(out.status.code(), Some(0));
 }
@@ -253,8 +175,9 @@ fn startup_problems_are_one_clear_line_and_a_failure_exit() {
 #[test]
 fn raftkvctl_member_verbs_print_what_etcdctl_prints() {
     let dir = tempfile::tempdir().unwrap();
-    let member = start(&dir.path().join("m"), free_port());
-    let e = member.endpoint.clone();
+    let mut member = Member::new("m", dir.path());
+    start(&mut member, &dir.path().join("m"));
+    let e = member.endpoint();
 
     let out = ctl(&e, &["member", "add", "newbie", "--peer-urls=http://127.0.0.1:1", "--learner"]);
     let text = stdout(&out);
@@ -292,5 +215,5 @@ fn raftkvctl_member_verbs_print_what_etcdctl_prints() {
     assert_eq!(stdout(&out).trim(), format!("Leadership transferred from {me} to {me}"));
     let out = ctl(&e, &["move-leader", "1234"]);
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "Error: etcdserver: bad leader transferee");
-    assert_eq!(sigterm(member).code(), Some(0));
+    assert_eq!(member.terminate().code(), Some(0));
 }

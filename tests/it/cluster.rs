@@ -1,136 +1,16 @@
 //! Clusters of real members on real RocksDB, talking over real TCP on 127.0.0.1: replication,
 //! follower forwarding, partitions, snapshot catch-up and membership changes. In-process
-//! members here; tests/failover.rs kills real processes.
-
-mod common;
+//! members here; `failover.rs` kills real processes.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::harness::cluster::{member_config, Cluster};
+use crate::harness::{eventually, free_port, http};
 use raftkv::config::ClusterState;
 use raftkv::pb::*;
-use raftkv::{Config, Error, Node};
-
-/// A free port on 127.0.0.1 (bound and released; the kernel does not hand it out again soon).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    cfgs: Vec<Config>,
-    nodes: Vec<Option<Node>>,
-}
-
-fn member_config(dir: &std::path::Path, name: &str, port: u16, initial_cluster: &str) -> Config {
-    let url = format!("http://127.0.0.1:{port}");
-    let mut cfg = Config::new(name, dir.join(name));
-    cfg.initial_advertise_peer_urls = vec![url.clone()];
-    cfg.listen_peer_urls = vec![url];
-    cfg.advertise_client_urls = vec![format!("http://{name}.invalid:2379")];
-    cfg.initial_cluster = initial_cluster.to_string();
-    cfg.request_timeout_ms = 3_000;
-    cfg
-}
-
-impl Cluster {
-    fn start(n: usize, tune: impl Fn(&mut Config)) -> Cluster {
-        common::init_logs();
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let initial: Vec<String> =
-            ports.iter().enumerate().map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}")).collect();
-        let cfgs: Vec<Config> = (0..n)
-            .map(|i| {
-                let mut cfg = member_config(dir.path(), &format!("m{i}"), ports[i], &initial.join(","));
-                tune(&mut cfg);
-                cfg
-            })
-            .collect();
-        let nodes = cfgs.iter().map(|cfg| Some(Node::start(cfg.clone()).expect("start member"))).collect();
-        let cluster = Cluster { _dir: dir, cfgs, nodes };
-        cluster.wait_for_leader(Duration::from_secs(10));
-        cluster
-    }
-
-    fn node(&self, i: usize) -> &Node {
-        self.nodes[i].as_ref().expect("member running")
-    }
-
-    fn running(&self) -> impl Iterator<Item = (usize, &Node)> {
-        self.nodes.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
-    }
-
-    /// Waits until every running member agrees on one leader; returns its index.
-    fn wait_for_leader(&self, within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
-            let leaders: Vec<u64> = self.running().map(|(_, n)| n.leader_id()).collect();
-            if leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]) {
-                if let Some((i, _)) = self.running().find(|(_, n)| n.member_id() == leaders[0]) {
-                    return i;
-                }
-            }
-            assert!(Instant::now() < deadline, "no agreed leader within {within:?}: {leaders:x?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self, i: usize) {
-        let node = self.nodes[i].take().expect("member running");
-        node.stop().expect("clean stop");
-    }
-
-    fn restart(&mut self, i: usize) {
-        assert!(self.nodes[i].is_none());
-        self.nodes[i] = Some(Node::start(self.cfgs[i].clone()).expect("restart member"));
-    }
-
-    /// Waits until every running member has applied the same index and holds the same data.
-    fn wait_converged(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let applied: Vec<u64> = self.running().map(|(_, n)| n.applied_index()).collect();
-            let hashes: Vec<u32> = self.running().map(|(_, n)| n.hash().unwrap().hash).collect();
-            let revisions: Vec<i64> = self.running().map(|(_, n)| n.revision()).collect();
-            if applied.iter().all(|a| *a == applied[0]) && hashes.iter().all(|h| *h == hashes[0]) {
-                assert!(revisions.iter().all(|r| *r == revisions[0]), "{revisions:?}");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "members did not converge: applied {applied:?} hashes {hashes:x?} revisions {revisions:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in self.nodes.iter_mut().filter_map(Option::take) {
-            let _ = node.stop();
-        }
-    }
-}
-
-/// One request over a fresh connection: (status, body).
-fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        conn,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, answer.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
-}
+use raftkv::transport::frame::Verdict;
+use raftkv::{Error, Node};
 
 fn put(node: &Node, key: &str, value: &str) -> Result<PutResponse, Error> {
     node.put(PutRequest::new(key, value))
@@ -172,11 +52,9 @@ fn a_write_on_any_member_is_read_linearizably_on_every_member() {
     let ttl = node.lease_time_to_live(LeaseTimeToLiveRequest { id: lease.id, keys: false }).unwrap();
     assert!(ttl.ttl > 25 && ttl.granted_ttl == 30, "{ttl:?}");
     // Every member publishes its name and client URLs.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cluster.node(2).member_list().members.iter().all(|m| !m.name.is_empty() && !m.client_urls.is_empty()) {
-        assert!(Instant::now() < deadline, "{:?}", cluster.node(2).member_list());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let published =
+        || cluster.node(2).member_list().members.iter().all(|m| !m.name.is_empty() && !m.client_urls.is_empty());
+    assert!(eventually(Duration::from_secs(5), published), "{:?}", cluster.node(2).member_list());
     cluster.wait_converged(Duration::from_secs(5));
 
     // A restarted member rejoins with its stored identity; --initial-cluster no longer matters.
@@ -197,11 +75,7 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_moves_on() {
     put(cluster.node(old), "before", "1").unwrap();
     let old_id = cluster.node(old).member_id();
     let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    let other_ids: Vec<u64> = others.iter().map(|i| cluster.node(*i).member_id()).collect();
-    cluster.node(old).partition_from(&other_ids);
-    for i in &others {
-        cluster.node(*i).partition_from(&[old_id]);
-    }
+    cluster.isolate(old);
 
     // The majority elects a new leader and keeps writing.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -232,7 +106,8 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_moves_on() {
         ("/v3/kv/txn", r#"{"success":[{"requestRange":{"key":"ZHVyaW5n"}}]}"#),
     ] {
         let started = Instant::now();
-        let (status, answer) = http_post(gateway.local_addr(), path, body);
+        let reply = http::post(gateway.local_addr(), path, body);
+        let (status, answer) = (reply.status, reply.text());
         assert_eq!(status, 503, "{path}: {answer}");
         assert!(
             ["request timed out", "leader changed"].iter().any(|m| answer.contains(&format!("etcdserver: {m}"))),
@@ -242,9 +117,7 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_moves_on() {
     }
     drop(gateway);
 
-    for (_, node) in cluster.running() {
-        node.heal_partition();
-    }
+    cluster.heal();
     cluster.wait_for_leader(Duration::from_secs(5));
     assert_eq!(get(cluster.node(old), "during", false).unwrap(), Some(b"majority".to_vec()));
     assert_ne!(cluster.node(old).leader_id(), 0);
@@ -326,19 +199,15 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
         .iter()
         .map(|m| format!("{}={}", if m.id == new_id { "m3" } else { &m.name }, m.peer_urls[0]))
         .collect();
-    let dir: PathBuf = cluster.cfgs[0].data_dir.parent().unwrap().to_path_buf();
-    let mut cfg = member_config(&dir, "m3", port, &initial.join(","));
+    let mut cfg = member_config(cluster.dir.path(), "m3", port, &initial.join(","));
     cfg.initial_cluster_state = ClusterState::Existing;
     cluster.cfgs.push(cfg.clone());
     cluster.nodes.push(Some(Node::start(cfg).expect("start the new member")));
     let learner = cluster.node(3);
     assert_eq!(learner.member_id(), new_id, "the new member learns its id from the cluster");
     // A learner serves serializable reads only.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(learner, "pre49", true).unwrap() != Some(b"v".to_vec()) {
-        assert!(Instant::now() < deadline, "learner never caught up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let caught_up = || get(learner, "pre49", true).unwrap() == Some(b"v".to_vec());
+    assert!(eventually(Duration::from_secs(10), caught_up), "learner never caught up");
     assert!(matches!(put(learner, "x", "y"), Err(Error::NotSupportedForLearner)));
     assert!(matches!(get(learner, "pre49", false), Err(Error::NotSupportedForLearner)));
     assert!(cluster.node(leader).status().unwrap().leader != 0);
@@ -348,11 +217,8 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
     assert!(promoted.members.iter().all(|m| !m.is_learner));
     let again = cluster.node(leader).member_promote(MemberPromoteRequest { id: new_id });
     assert!(matches!(again, Err(Error::MemberNotLearner)), "{again:?}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cluster.node(3).status().unwrap().is_learner {
-        assert!(Instant::now() < deadline, "the promotion never reached the learner");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let promoted = || !cluster.node(3).status().unwrap().is_learner;
+    assert!(eventually(Duration::from_secs(5), promoted), "the promotion never reached the learner");
     put(cluster.node(3), "by-m3", "1").unwrap();
 
     // Remove a follower that is not the new member; writes keep flowing.
@@ -363,14 +229,9 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
     assert!(!left.members.iter().any(|m| m.id == victim_id));
     let gone = cluster.node(leader).member_remove(MemberRemoveRequest { id: victim_id });
     assert!(matches!(gone, Err(Error::MemberNotFound)), "{gone:?}");
-    // The removed member stops itself.
+    // The removed member applies its own removal, stops, and says why.
     let node = cluster.nodes[victim].take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while put(&node, "from-removed", "x").is_ok() {
-        assert!(Instant::now() < deadline, "a removed member kept serving writes");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(matches!(node.stop(), Err(Error::MemberRemoved) | Ok(())));
+    assert_stops_as_removed(node);
     for i in 0..20 {
         put(cluster.node(leader), &format!("post{i}"), "v").unwrap();
     }
@@ -382,6 +243,42 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
     assert_eq!(cluster.node(3).leader_id(), new_id);
     let not_leader = cluster.node(leader).move_leader(MoveLeaderRequest { target_id: new_id });
     assert!(matches!(not_leader, Err(Error::NotLeader)), "{not_leader:?}");
+}
+
+/// `node` stops by itself, and its stop reports that it was removed from the cluster. The
+/// handle is dropped at the end, closing the data dir.
+fn assert_stops_as_removed(node: Node) {
+    // A linearizable read: it needs the raft thread, which a stopped member no longer runs.
+    let mut last = None;
+    let stopped = || {
+        let got = get(&node, "any", false);
+        let stopped = matches!(got, Err(Error::Stopped));
+        last = Some(got);
+        stopped
+    };
+    assert!(eventually(Duration::from_secs(20), stopped), "a removed member kept running: {last:?}");
+    let outcome = node.stop();
+    assert!(matches!(outcome, Err(Error::MemberRemoved)), "{outcome:?}");
+}
+
+#[test]
+fn a_member_removed_while_cut_off_is_told_by_its_peers_and_stops() {
+    let mut cluster = Cluster::start(3, |_| {});
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    let victim = (leader + 1) % 3;
+    let victim_id = cluster.node(victim).member_id();
+    put(cluster.node(leader), "before", "1").unwrap();
+    // It never sees the entry that removes it: only its peers can tell it.
+    cluster.isolate(victim);
+    cluster.node(leader).member_remove(MemberRemoveRequest { id: victim_id }).expect("the majority removes it");
+    cluster.heal();
+    let node = cluster.nodes[victim].take().unwrap();
+    assert_stops_as_removed(node);
+    // Restarted on its data, which does not record the removal, it is refused again.
+    let restarted = Node::start(cluster.cfgs[victim].clone()).expect("starts on its data");
+    assert_stops_as_removed(restarted);
+    put(cluster.node(leader), "after", "1").unwrap();
+    cluster.wait_converged(Duration::from_secs(5));
 }
 
 #[test]
@@ -400,13 +297,23 @@ fn a_foreign_or_garbage_peer_is_refused_and_the_member_keeps_working() {
     // The right cluster, but a sender that is not a member.
     let mut stranger = foreign.clone();
     stranger[9..17].copy_from_slice(&cluster.node(0).cluster_id().to_be_bytes());
-    for junk in [&b"\x00\x01garbage"[..], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &huge, &foreign, &stranger] {
+    for junk in [&b"\x00\x01garbage"[..], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &huge] {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(junk).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        // The member closes the connection (read returns 0 or an error), it does not hang.
-        let mut buf = [0u8; 16];
-        let _ = s.read(&mut buf);
+        // The member closes the connection without a word, it does not hang.
+        let mut rest = Vec::new();
+        assert!(matches!(s.read_to_end(&mut rest), Ok(0) | Err(_)), "{rest:?}");
+    }
+    // A well-formed hello hears why it is refused.
+    for (hello, why) in [(&foreign, "is not this cluster"), (&stranger, "is not a member of this cluster")] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(hello).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        match Verdict::read(&mut s) {
+            Ok(Verdict::Refused(reason)) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
     for (i, node) in cluster.running() {
         put(node, &format!("still-{i}"), "ok").expect("member still serves");

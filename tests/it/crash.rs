@@ -4,14 +4,13 @@
 //! there with its value and revision, and that revisions are consistent. Repeated with
 //! different kill points on the same data dir (`RAFTKV_CRASH_ROUNDS`, default 4).
 
-mod common;
-
-use common::*;
+use crate::harness::process::this_test;
+use crate::harness::*;
 use raftkv::pb::*;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 const CHILD_DIR: &str = "RAFTKV_CRASH_CHILD_DIR";
@@ -51,20 +50,9 @@ fn crash_safety_with_sigkill() {
     let mut acked_total: BTreeMap<String, (String, i64)> = BTreeMap::new();
     let mut rng = rand::thread_rng();
     for round in 0..rounds {
-        // /proc/self/exe still runs this binary even if a concurrent build replaced the file.
-        let exe = if std::path::Path::new("/proc/self/exe").exists() {
-            std::path::PathBuf::from("/proc/self/exe")
-        } else {
-            std::env::current_exe().unwrap()
-        };
-        let mut child = Command::new(exe)
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_ROUND, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let env = [(CHILD_DIR, dir.path().display().to_string()), (CHILD_ROUND, round.to_string())];
+        let mut child =
+            this_test("crash::crash_child", &env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut acked = Vec::new();

@@ -3,9 +3,6 @@
 //! 1 s), no acknowledged write may be lost, and the old leader must rejoin and converge.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,72 +10,14 @@ use parking_lot::Mutex;
 use raftkv::pb::*;
 use raftkv::Client;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Member {
-    name: String,
-    client_port: u16,
-    peer_port: u16,
-    child: Option<Child>,
-}
-
-impl Member {
-    fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
-    }
-
-    fn spawn(&mut self, dir: &Path, initial_cluster: &str) {
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let client = format!("http://127.0.0.1:{}", self.client_port);
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{}.log", self.name))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_raftkv"))
-            .args(["--name", &self.name, "--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", "new"])
-            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
-            .arg("--data-dir")
-            .arg(dir.join(&self.name))
-            .env("RAFTKV_LOG_LEVEL", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&[self.endpoint()], Duration::from_secs(3)).unwrap()
-    }
-
-    fn status(&self) -> Option<StatusResponse> {
-        self.client().status().ok()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use crate::harness::process::Member;
 
 /// The leader every running member agrees on, once they do, other than `except`.
 fn agreed_leader(members: &[Member], except: u64, within: Duration) -> Option<u64> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let leaders: Vec<u64> =
-            members.iter().filter(|m| m.child.is_some()).map(|m| m.status().map_or(0, |s| s.leader)).collect();
+            members.iter().filter(|m| m.running()).map(|m| m.status().map_or(0, |s| s.leader)).collect();
         if leaders[0] != 0 && leaders[0] != except && leaders.iter().all(|l| *l == leaders[0]) {
             return Some(leaders[0]);
         }
@@ -90,13 +29,11 @@ fn agreed_leader(members: &[Member], except: u64, within: Duration) -> Option<u6
 #[test]
 fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (0..3)
-        .map(|i| Member { name: format!("f{i}"), client_port: free_port(), peer_port: free_port(), child: None })
-        .collect();
-    let initial: Vec<String> = members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+    let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("f{i}"), dir.path())).collect();
+    let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
     let initial = initial.join(",");
     for m in &mut members {
-        m.spawn(dir.path(), &initial);
+        m.spawn(&dir.path().join(&m.name), &initial, &[]);
     }
     let leader = agreed_leader(&members, 0, Duration::from_secs(20)).expect("a first leader");
     let leader_at =
@@ -138,7 +75,8 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     assert!(acked.len() > 100, "only {} writes acknowledged", acked.len());
 
     // The old leader comes back on its data dir and catches up.
-    members[leader_at].spawn(dir.path(), &initial);
+    let data_dir = dir.path().join(&members[leader_at].name);
+    members[leader_at].spawn(&data_dir, &initial, &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let states: Vec<Option<(u64, u32)>> = members

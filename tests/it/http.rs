@@ -1,117 +1,12 @@
 //! The JSON gateway over real sockets: every endpoint, etcd's wire format, and every class of
 //! malformed input, with the answers etcd 3.4 gives (../shared/etcd/transcript.md).
 
-mod common;
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::harness::http::Conn;
+use crate::harness::{eventually, Gateway};
 use raftkv::api::http1::HttpServer;
-use raftkv::Node;
-
-struct Gateway {
-    node: Node,
-    http: HttpServer,
-    _dir: tempfile::TempDir,
-}
-
-impl Gateway {
-    fn start() -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let node = common::start(dir.path());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let http = raftkv::api::serve(listener, node.clone()).unwrap();
-        Gateway { node, http, _dir: dir }
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        self.http.local_addr()
-    }
-
-    fn send(&self, raw: &[u8]) -> Reply {
-        let mut conn = TcpStream::connect(self.addr()).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        conn.write_all(raw).unwrap();
-        read_reply(&mut BufReader::new(conn))
-    }
-
-    fn post(&self, path: &str, body: &str) -> Reply {
-        let raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.send(raw.as_bytes())
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.http.stop();
-        self.node.stop().unwrap();
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-    trailers: Vec<(String, String)>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-fn read_reply(r: &mut BufReader<TcpStream>) -> Reply {
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let status = line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(": ").unwrap();
-        headers.push((k.to_string(), v.to_string()));
-    }
-    let mut reply = Reply { status, headers, body: String::new(), trailers: Vec::new() };
-    if reply.header("Transfer-Encoding") == Some("chunked") {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            if size == 0 {
-                loop {
-                    let mut t = String::new();
-                    r.read_line(&mut t).unwrap();
-                    let t = t.trim_end();
-                    if t.is_empty() {
-                        break;
-                    }
-                    let (k, v) = t.split_once(": ").unwrap();
-                    reply.trailers.push((k.into(), v.into()));
-                }
-                break;
-            }
-            let mut chunk = vec![0; size + 2];
-            r.read_exact(&mut chunk).unwrap();
-            reply.body.push_str(std::str::from_utf8(&chunk[..size]).unwrap());
-        }
-    } else {
-        let len: usize = reply.header("Content-Length").unwrap().parse().unwrap();
-        let mut body = vec![0; len];
-        r.read_exact(&mut body).unwrap();
-        reply.body = String::from_utf8(body).unwrap();
-    }
-    reply
-}
 
 fn error(msg: &str, code: u32) -> String {
     format!(r#"{{"error":"{msg}","message":"{msg}","code":{code}}}"#)
@@ -142,21 +37,24 @@ fn kv_endpoints_speak_etcds_json() {
     assert_eq!(r.header("Grpc-Metadata-Content-Type"), Some("application/grpc"));
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     assert_eq!(r.header("Connection"), Some("close"));
-    assert_eq!(strip_ids(&r.body), r#"{"header":{"revision":"2"}}"#);
-    assert!(r.body.contains(&format!("\"member_id\":\"{}\"", gw.node.member_id())));
+    assert_eq!(strip_ids(&r.text()), r#"{"header":{"revision":"2"}}"#);
+    assert!(r.text().contains(&format!("\"member_id\":\"{}\"", gw.node.member_id())));
 
     let r = gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFyMg==","prev_kv":true}"#);
     assert_eq!(
-        strip_ids(&r.body),
+        strip_ids(&r.text()),
         r#"{"header":{"revision":"3"},"prev_kv":{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}}"#
     );
     let r = gw.post("/v3/kv/range", r#"{"key":"Zm9v"}"#);
     assert_eq!(
-        strip_ids(&r.body),
+        strip_ids(&r.text()),
         r#"{"header":{"revision":"3"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"3","version":"2","value":"YmFyMg=="}],"count":"1"}"#
     );
     // Missing key: kvs and count omitted.
-    assert_eq!(strip_ids(&gw.post("/v3/kv/range", r#"{"key":"bWlzc2luZw=="}"#).body), r#"{"header":{"revision":"3"}}"#);
+    assert_eq!(
+        strip_ids(&gw.post("/v3/kv/range", r#"{"key":"bWlzc2luZw=="}"#).text()),
+        r#"{"header":{"revision":"3"}}"#
+    );
     // Numbers and enums either way; /v3beta is an alias.
     gw.post("/v3/kv/put", r#"{"key":"YQ==","value":"YmFy"}"#);
     let r = gw.post(
@@ -164,44 +62,44 @@ fn kv_endpoints_speak_etcds_json() {
         r#"{"key":"AA==","range_end":"AA==","limit":1,"sort_order":"DESCEND","sort_target":0}"#,
     );
     assert_eq!(r.status, 200);
-    assert!(r.body.contains(r#""kvs":[{"key":"Zm9v""#) && r.body.contains(r#""more":true"#), "{}", r.body);
+    assert!(r.text().contains(r#""kvs":[{"key":"Zm9v""#) && r.text().contains(r#""more":true"#), "{}", r.text());
     let r = gw.post(
         "/v3/kv/txn",
         r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFyMg=="}],"success":[{"request_put":{"key":"Zm9v","value":"dHhu"}},{"request_range":{"key":"Zm9v","keys_only":true}}]}"#,
     );
     assert_eq!(
-        strip_ids(&r.body),
+        strip_ids(&r.text()),
         r#"{"header":{"revision":"5"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"5"}}},{"response_range":{"header":{"revision":"5"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"5","version":"3"}],"count":"1"}}]}"#
     );
     let r = gw.post("/v3/kv/deleterange", r#"{"key":"Zm9v","prev_kv":true}"#);
     assert!(
-        strip_ids(&r.body).starts_with(r#"{"header":{"revision":"6"},"deleted":"1","prev_kvs":[{"key":"Zm9v""#),
+        strip_ids(&r.text()).starts_with(r#"{"header":{"revision":"6"},"deleted":"1","prev_kvs":[{"key":"Zm9v""#),
         "{}",
-        r.body
+        r.text()
     );
     let r = gw.post("/v3/kv/compaction", r#"{"revision":"5"}"#);
-    assert_eq!(strip_ids(&r.body), r#"{"header":{"revision":"6"}}"#);
+    assert_eq!(strip_ids(&r.text()), r#"{"header":{"revision":"6"}}"#);
 }
 
 #[test]
 fn etcd_errors_have_etcds_status_body_and_trailer() {
     let gw = Gateway::start();
     let r = gw.post("/v3/kv/range", "");
-    assert_eq!((r.status, r.body.as_str()), (400, error("etcdserver: key is not provided", 3).as_str()));
+    assert_eq!((r.status, r.text().as_str()), (400, error("etcdserver: key is not provided", 3).as_str()));
     assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
     assert_eq!(r.header("Trailer"), Some("Grpc-Trailer-Content-Type"));
     assert_eq!(r.trailers, vec![("Grpc-Trailer-Content-Type".to_string(), "application/grpc".to_string())]);
     let r = gw.post("/v3/kv/put", r#"{"key":"Zm9v","lease":123456789}"#);
-    assert_eq!((r.status, r.body), (404, error("etcdserver: requested lease not found", 5)));
+    assert_eq!((r.status, r.text()), (404, error("etcdserver: requested lease not found", 5)));
     let r = gw.post("/v3/kv/range", r#"{"key":"Zm9v","revision":"9223372036854775807"}"#);
-    assert_eq!((r.status, r.body), (400, error("etcdserver: mvcc: required revision is a future revision", 11)));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: mvcc: required revision is a future revision", 11)));
     let r = gw.post("/v3/kv/put", r#"{"key":"bm9rZXk=","ignore_value":true}"#);
-    assert_eq!((r.status, r.body), (400, error("etcdserver: key not found", 3)));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: key not found", 3)));
     let many: Vec<String> = (0..129)
         .map(|i| format!(r#"{{"request_put":{{"key":"{}","value":"eA=="}}}}"#, b64(&format!("t{i}"))))
         .collect();
     let r = gw.post("/v3/kv/txn", &format!(r#"{{"success":[{}]}}"#, many.join(",")));
-    assert_eq!((r.status, r.body), (400, error("etcdserver: too many operations in txn request", 3)));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: too many operations in txn request", 3)));
 }
 
 fn b64(s: &str) -> String {
@@ -248,96 +146,91 @@ fn malformed_bodies_get_gos_messages() {
     ];
     for (path, body, msg) in cases {
         let r = gw.post(path, body);
-        assert_eq!((r.status, r.body.as_str()), (400, error(msg, 3).as_str()), "body {body}");
+        assert_eq!((r.status, r.text().as_str()), (400, error(msg, 3).as_str()), "body {body}");
         assert!(r.header("Content-Length").is_some(), "decode errors are not chunked");
     }
     // Lenient parts: unknown fields, duplicate keys (last wins), newline in base64, query string.
     assert_eq!(gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"dQ==","valu":"x","nosuchfield":1}"#).status, 200);
     let r = gw.post("/v3/kv/range?x=1", r#"{"key":"eA==","key":"Zm9v\n"}"#);
-    assert!(r.body.contains(r#""value":"dQ==""#), "{}", r.body);
+    assert!(r.text().contains(r#""value":"dQ==""#), "{}", r.text());
 }
 
 #[test]
 fn http_level_behaviour_matches_go() {
     let gw = Gateway::start();
     let r = gw.send(b"GET /v3/kv/range HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!((r.status, r.body.as_str()), (405, "Method Not Allowed\n"));
+    assert_eq!((r.status, r.text().as_str()), (405, "Method Not Allowed\n"));
     assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"));
     assert_eq!(
-        (gw.post("/v3/kv/nosuch", "{}").status, gw.post("/v3/kv/nosuch", "{}").body),
+        (gw.post("/v3/kv/nosuch", "{}").status, gw.post("/v3/kv/nosuch", "{}").text()),
         (404, "Not Found\n".into())
     );
     assert_eq!(gw.post("/v3/kv/range/", "{}").status, 404);
-    assert_eq!(gw.post("/v3alpha/kv/range", "{}").body, "404 page not found\n");
+    assert_eq!(gw.post("/v3alpha/kv/range", "{}").text(), "404 page not found\n");
     let r = gw.send(b"OPTIONS /v3/kv/range HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!((r.status, r.header("Content-Length")), (200, Some("0")));
     assert_eq!(r.header("Access-Control-Allow-Methods"), Some("POST, GET, OPTIONS, PUT, DELETE"));
     let r = gw.send(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!(r.body, r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#);
+    assert_eq!(r.text(), r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#);
     let r = gw.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(
-        (r.body.as_str(), r.header("Content-Type")),
+        (r.text().as_str(), r.header("Content-Type")),
         (r#"{"health":"true"}"#, Some("text/plain; charset=utf-8"))
     );
     // HTTP/1.0 answers in kind and closes.
     let r = gw.send(b"POST /v3/kv/range HTTP/1.0\r\nContent-Length: 14\r\n\r\n{\"key\":\"Zm9v\"}");
     assert_eq!((r.status, r.header("Connection")), (200, None));
     // Chunked request bodies and Expect: 100-continue.
-    let mut conn = TcpStream::connect(gw.addr()).unwrap();
-    conn.write_all(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
-    reader.read_line(&mut line).unwrap();
+    let mut conn = Conn::open(gw.addr(), Duration::from_secs(10)).unwrap();
+    conn.write(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(conn.line().unwrap(), "HTTP/1.1 100 Continue");
+    assert_eq!(conn.line().unwrap(), "");
     let (first, second) = (r#"{"key":"#, r#""Y2g=","value":"eA=="}"#);
     let chunks = format!("{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n", first.len(), second.len());
-    conn.write_all(chunks.as_bytes()).unwrap();
-    assert_eq!(read_reply(&mut reader).status, 200);
+    conn.write(chunks.as_bytes()).unwrap();
+    assert_eq!(conn.read_reply().unwrap().status, 200);
 }
 
 #[test]
 fn keep_alive_pipelining_and_hangups() {
     let gw = Gateway::start();
-    let mut conn = TcpStream::connect(gw.addr()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut conn = Conn::open(gw.addr(), Duration::from_secs(10)).unwrap();
     let body = r#"{"key":"YQ==","value":"MQ=="}"#;
     let one = format!("POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
     // Two requests in one write: both are answered, in order, on the same connection.
-    conn.write_all(format!("{one}{one}").as_bytes()).unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let (a, b) = (read_reply(&mut reader), read_reply(&mut reader));
-    assert!(a.body.contains(r#""revision":"2""#) && b.body.contains(r#""revision":"3""#), "{a:?} {b:?}");
+    conn.write(format!("{one}{one}").as_bytes()).unwrap();
+    let (a, b) = (conn.read_reply().unwrap(), conn.read_reply().unwrap());
+    assert!(a.text().contains(r#""revision":"2""#) && b.text().contains(r#""revision":"3""#), "{a:?} {b:?}");
     assert_eq!(a.header("Connection"), None, "keep-alive is the default");
     // A client that hangs up mid-body or mid-head does not disturb the server.
     for partial in
         ["POST /v3/kv/put HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"key\"", "POST /v3/kv/put HTTP/1.1\r\nHost"]
     {
-        let mut c = TcpStream::connect(gw.addr()).unwrap();
-        c.write_all(partial.as_bytes()).unwrap();
+        let mut c = Conn::open(gw.addr(), Duration::from_secs(10)).unwrap();
+        c.write(partial.as_bytes()).unwrap();
         drop(c);
     }
-    conn.write_all(one.as_bytes()).unwrap();
-    assert!(read_reply(&mut reader).body.contains(r#""revision":"4""#));
+    conn.write(one.as_bytes()).unwrap();
+    assert!(conn.read_reply().unwrap().text().contains(r#""revision":"4""#));
 }
 
 #[test]
 fn lease_endpoints_and_the_keepalive_stream() {
     let gw = Gateway::start();
     let r = gw.post("/v3/lease/grant", r#"{"TTL":60,"ID":"7587869061213437000"}"#);
-    assert_eq!(strip_ids(&r.body), r#"{"header":{"revision":"1"},"ID":"7587869061213437000","TTL":"60"}"#);
+    assert_eq!(strip_ids(&r.text()), r#"{"header":{"revision":"1"},"ID":"7587869061213437000","TTL":"60"}"#);
     let r = gw.post("/v3/lease/grant", r#"{"TTL":"60","ID":"7587869061213437000"}"#);
-    assert_eq!((r.status, r.body), (400, error("etcdserver: lease already exists", 9)));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: lease already exists", 9)));
     let r = gw.post("/v3/kv/put", r#"{"key":"bGVhc2Vk","value":"dg==","lease":"7587869061213437000"}"#);
     assert_eq!(r.status, 200);
     let r = gw.post("/v3/kv/lease/timetolive", r#"{"ID":"7587869061213437000","keys":true}"#);
-    assert!(r.body.contains(r#""grantedTTL":"60","keys":["bGVhc2Vk"]"#), "{}", r.body);
+    assert!(r.text().contains(r#""grantedTTL":"60","keys":["bGVhc2Vk"]"#), "{}", r.text());
     let r = gw.post("/v3/lease/timetolive", r#"{"ID":"999"}"#);
-    assert!(strip_ids(&r.body).ends_with(r#""ID":"999","TTL":"-1"}"#), "{}", r.body);
+    assert!(strip_ids(&r.text()).ends_with(r#""ID":"999","TTL":"-1"}"#), "{}", r.text());
     // Two request objects in one body: two result messages, one chunk each, then the end.
     let r = gw.post("/v3/lease/keepalive", "{\"ID\":\"7587869061213437000\"}\n{\"ID\": \"999\"}");
     assert_eq!((r.status, r.header("Transfer-Encoding")), (200, Some("chunked")));
-    let lines: Vec<String> = r.body.lines().map(strip_ids).collect();
+    let lines: Vec<String> = r.text().lines().map(strip_ids).collect();
     assert_eq!(
         lines,
         vec![
@@ -346,13 +239,13 @@ fn lease_endpoints_and_the_keepalive_stream() {
         ]
     );
     let r = gw.post("/v3/lease/keepalive", r#"{"ID":"#);
-    assert_eq!((r.status, r.body), (500, error("unexpected EOF", 2)));
+    assert_eq!((r.status, r.text()), (500, error("unexpected EOF", 2)));
     let r = gw.post("/v3/lease/leases", "{}");
-    assert!(r.body.contains(r#""leases":[{"ID":"7587869061213437000"}]"#), "{}", r.body);
+    assert!(r.text().contains(r#""leases":[{"ID":"7587869061213437000"}]"#), "{}", r.text());
     let r = gw.post("/v3/kv/lease/revoke", r#"{"ID":"7587869061213437000"}"#);
-    assert_eq!(strip_ids(&r.body), r#"{"header":{"revision":"3"}}"#);
+    assert_eq!(strip_ids(&r.text()), r#"{"header":{"revision":"3"}}"#);
     let r = gw.post("/v3/lease/revoke", "{}");
-    assert_eq!((r.status, r.body), (404, error("etcdserver: requested lease not found", 5)));
+    assert_eq!((r.status, r.text()), (404, error("etcdserver: requested lease not found", 5)));
 }
 
 #[test]
@@ -361,10 +254,10 @@ fn oversize_requests() {
     // 1.6 MB value: over --max-request-bytes, under the 2 MiB gRPC limit.
     let value = b64(&"x".repeat(1_600_000));
     let r = gw.post("/v3/kv/put", &format!(r#"{{"key":"Zm9v","value":"{value}"}}"#));
-    assert_eq!((r.status, r.body), (400, error("etcdserver: request is too large", 3)));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: request is too large", 3)));
     let value = b64(&"x".repeat(2 * 1024 * 1024));
     let r = gw.post("/v3/kv/put", &format!(r#"{{"key":"Zm9v","value":"{value}"}}"#));
-    assert_eq!((r.status, r.body), (429, error("grpc: received message larger than max (2097162 vs. 2097152)", 8)));
+    assert_eq!((r.status, r.text()), (429, error("grpc: received message larger than max (2097162 vs. 2097152)", 8)));
     // Beyond any sane request the body is not even read.
     let r = gw.send(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n");
     assert_eq!(r.status, 413);
@@ -379,22 +272,22 @@ fn status_member_list_hash_alarm_defragment() {
     for field in
         [r#""version":"3.4.23""#, r#""dbSize":""#, r#""leader":""#, r#""raftIndex":""#, r#""raftAppliedIndex":""#]
     {
-        assert!(r.body.contains(field), "{field} missing in {}", r.body);
+        assert!(r.text().contains(field), "{field} missing in {}", r.text());
     }
     let r = gw.post("/v3/cluster/member/list", "{}");
-    assert!(!r.body.contains("revision"), "member list headers carry no revision: {}", r.body);
-    assert!(r.body.contains(r#""peerURLs":["http://localhost:2380"]"#), "{}", r.body);
-    let h1 = gw.post("/v3/maintenance/hash", "{}").body;
-    let h2 = gw.post("/v3/maintenance/hash", r#"{"revision":"0"}"#).body;
+    assert!(!r.text().contains("revision"), "member list headers carry no revision: {}", r.text());
+    assert!(r.text().contains(r#""peerURLs":["http://localhost:2380"]"#), "{}", r.text());
+    let h1 = gw.post("/v3/maintenance/hash", "{}").text();
+    let h2 = gw.post("/v3/maintenance/hash", r#"{"revision":"0"}"#).text();
     assert!(h1.contains(r#""hash":"#) && h1 == h2, "{h1} {h2}");
     gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmF6"}"#);
-    assert_ne!(gw.post("/v3/maintenance/hash", "{}").body, h1, "the hash follows the data");
-    assert_eq!(gw.post("/v3/maintenance/alarm", r#"{"action":"GET"}"#).body, "{}");
-    assert_eq!(gw.post("/v3/maintenance/defragment", "{}").body, "{}");
+    assert_ne!(gw.post("/v3/maintenance/hash", "{}").text(), h1, "the hash follows the data");
+    assert_eq!(gw.post("/v3/maintenance/alarm", r#"{"action":"GET"}"#).text(), "{}");
+    assert_eq!(gw.post("/v3/maintenance/defragment", "{}").text(), "{}");
     // Auth is disabled: authenticate fails like etcd (400 as upstream etcd), lists are empty.
     let r = gw.post("/v3/auth/authenticate", r#"{"name":"root","password":"x"}"#);
-    assert_eq!((r.status, r.body), (400, error("etcdserver: authentication is not enabled", 9)));
-    assert!(strip_ids(&gw.post("/v3/auth/user/list", "{}").body).starts_with(r#"{"header":{"revision":""#));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: authentication is not enabled", 9)));
+    assert!(strip_ids(&gw.post("/v3/auth/user/list", "{}").text()).starts_with(r#"{"header":{"revision":""#));
 }
 
 /// A handler that streams whatever the test feeds it.
@@ -424,37 +317,18 @@ fn streams_flush_one_chunk_per_message_and_notice_hangups() {
     let (tx, rx) = crossbeam::channel::unbounded::<Vec<u8>>();
     let handler = std::sync::Arc::new(Streamer { feed: parking_lot::Mutex::new(Some(rx)) });
     let mut server = HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handler).unwrap();
-    let mut conn = TcpStream::connect(server.local_addr()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    conn.write_all(b"POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}").unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = Conn::open(server.local_addr(), Duration::from_secs(10)).unwrap();
+    conn.request("POST", "/v3/watch", &[], b"{}").unwrap();
     tx.send(b"{\"result\":1}\n".to_vec()).unwrap();
     // The first message brings the head with it, and arrives while the stream is still open.
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "HTTP/1.1 200 OK\r\n");
-    while line != "\r\n" {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-    }
-    let mut chunk = |expect: &str| {
-        let mut size = String::new();
-        reader.read_line(&mut size).unwrap();
-        let mut body = vec![0; usize::from_str_radix(size.trim(), 16).unwrap() + 2];
-        reader.read_exact(&mut body).unwrap();
-        assert_eq!(std::str::from_utf8(&body).unwrap(), format!("{expect}\r\n"));
-    };
-    chunk("{\"result\":1}\n");
+    let mut reply = conn.read_head().unwrap();
+    assert_eq!((reply.status, reply.chunked), (200, true));
+    assert_eq!(conn.read_chunk(&mut reply).unwrap().unwrap(), b"{\"result\":1}\n");
     tx.send(b"{\"result\":2}\n".to_vec()).unwrap();
-    chunk("{\"result\":2}\n");
+    assert_eq!(conn.read_chunk(&mut reply).unwrap().unwrap(), b"{\"result\":2}\n");
     // The client hangs up: the server drops the stream, so the producer learns it at once.
-    drop(reader);
     drop(conn);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while tx.send(b"x".to_vec()).is_ok() {
-        assert!(std::time::Instant::now() < deadline, "the hang-up was not noticed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(eventually(Duration::from_secs(5), || tx.send(b"x".to_vec()).is_err()), "the hang-up was not noticed");
     server.stop();
 }
 
@@ -463,15 +337,13 @@ fn every_open_keep_alive_connection_is_served() {
     let gw = Gateway::start();
     // Many clients connect at once and keep their connections (as wrk and gateway clients
     // do): none may be left queued behind workers busy with the others' idle connections.
-    let mut conns: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(gw.addr()).unwrap()).collect();
+    let mut conns: Vec<Conn> = (0..32).map(|_| Conn::open(gw.addr(), Duration::from_secs(5)).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let body = r#"{"key":"Zm9v"}"#;
     for conn in conns.iter_mut().rev() {
-        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(conn, "POST /v3/kv/range HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        conn.request("POST", "/v3/kv/range", &[], br#"{"key":"Zm9v"}"#).unwrap();
     }
     for conn in conns.iter_mut() {
-        let reply = read_reply(&mut BufReader::new(conn.try_clone().unwrap()));
+        let reply = conn.read_reply().unwrap();
         assert_eq!(reply.status, 200);
     }
 }
@@ -507,11 +379,11 @@ fn late_answers_and_deadlines_of_closed_connections_reach_no_one_else() {
     let handler = std::sync::Arc::new(Holder::default());
     let mut server = HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handler.clone()).unwrap();
     // Eight connections, so every event loop has several.
-    let ask = |path: &str| -> Vec<TcpStream> {
-        let conns: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(server.local_addr()).unwrap()).collect();
-        for mut conn in &conns {
-            conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            write!(conn, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let ask = |path: &str| -> Vec<Conn> {
+        let mut conns: Vec<Conn> =
+            (0..8).map(|_| Conn::open(server.local_addr(), Duration::from_secs(10)).unwrap()).collect();
+        for conn in &mut conns {
+            conn.request("POST", path, &[], b"").unwrap();
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while handler.held.lock().len() < 8 {
@@ -520,8 +392,8 @@ fn late_answers_and_deadlines_of_closed_connections_reach_no_one_else() {
         }
         conns
     };
-    let replies = |conns: Vec<TcpStream>| -> Vec<(u16, String)> {
-        conns.into_iter().map(|c| read_reply(&mut BufReader::new(c))).map(|r| (r.status, r.body)).collect()
+    let replies = |conns: Vec<Conn>| -> Vec<(u16, String)> {
+        conns.into_iter().map(|mut c| c.read_reply().unwrap()).map(|r| (r.status, r.text())).collect()
     };
     // Requests answered by their deadline, whose late `Done`s are kept.
     let short = ask("/short");
@@ -565,20 +437,19 @@ impl raftkv::api::http1::Handler for Panicker {
 fn a_panicking_handler_costs_its_connection_only() {
     let mut server =
         HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), std::sync::Arc::new(Panicker)).unwrap();
-    let conns: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(server.local_addr()).unwrap()).collect();
-    for (i, mut conn) in conns.iter().enumerate() {
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut conns: Vec<Conn> =
+        (0..8).map(|_| Conn::open(server.local_addr(), Duration::from_secs(10)).unwrap()).collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
         let path = if i % 2 == 0 { "/panic" } else { "/ok" };
-        write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        conn.write(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
     }
-    for (i, conn) in conns.into_iter().enumerate() {
-        let mut reader = BufReader::new(conn);
+    for (i, mut conn) in conns.into_iter().enumerate() {
         if i % 2 == 0 {
-            let mut rest = String::new();
-            assert_eq!(reader.read_to_string(&mut rest).unwrap(), 0, "closed without an answer");
+            assert_eq!(conn.read_to_end().unwrap(), b"", "closed without an answer");
         } else {
             for _ in 0..2 {
-                assert_eq!(read_reply(&mut reader).body, "fine\n");
+                assert_eq!(conn.read_reply().unwrap().text(), "fine\n");
             }
         }
     }
@@ -591,9 +462,9 @@ fn a_deeply_nested_body_is_refused_and_the_member_lives() {
     // 200 KB, under --max-request-bytes: once a stack overflow that killed the process.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let r = gw.post("/v3/kv/range", &deep);
-    assert_eq!((r.status, r.body), (400, error("invalid character '[' exceeded max depth", 3)));
+    assert_eq!((r.status, r.text()), (400, error("invalid character '[' exceeded max depth", 3)));
     let objects = format!("{}1{}", r#"{"a":"#.repeat(10_001), "}".repeat(10_001));
-    assert_eq!(gw.post("/v3/kv/put", &objects).body, error("invalid character '{' exceeded max depth", 3));
+    assert_eq!(gw.post("/v3/kv/put", &objects).text(), error("invalid character '{' exceeded max depth", 3));
     // Nested txns: etcd's op budget, and a depth raftkv bounds (as an op budget too).
     let nested = |levels: usize| {
         let mut body = String::new();
@@ -605,8 +476,8 @@ fn a_deeply_nested_body_is_refused_and_the_member_lives() {
         gw.post("/v3/kv/txn", &body)
     };
     assert_eq!(nested(8).status, 200);
-    assert_eq!(nested(40).body, error("etcdserver: too many operations in txn request", 3));
-    assert_eq!(nested(60).body, error("json: messages nested more than 100 deep", 3));
+    assert_eq!(nested(40).text(), error("etcdserver: too many operations in txn request", 3));
+    assert_eq!(nested(60).text(), error("json: messages nested more than 100 deep", 3));
     assert_eq!(gw.post("/v3/kv/range", r#"{"key":"bg=="}"#).status, 200, "the member still serves");
 }
 
@@ -616,22 +487,20 @@ fn a_keep_alive_connection_survives_lease_keepalives() {
     let r = gw.post("/v3/lease/grant", r#"{"TTL":60,"ID":"42"}"#);
     assert_eq!(r.status, 200);
     // Patroni's pattern: keepalive, then a put, on one pooled connection.
-    let mut conn = TcpStream::connect(gw.addr()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = Conn::open(gw.addr(), Duration::from_secs(10)).unwrap();
     for i in 0..200 {
         let keepalive = r#"{"ID":"42"}"#;
         let put = r#"{"key":"bGVhZGVy","value":"bWU=","lease":"42"}"#;
         for (path, body) in [("/v3/lease/keepalive", keepalive), ("/v3/kv/put", put)] {
-            write!(conn, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-            let r = read_reply(&mut reader);
-            assert_eq!((r.status, r.header("Connection")), (200, None), "round {i}, {path}: {}", r.body);
+            conn.request("POST", path, &[], body.as_bytes()).unwrap();
+            let r = conn.read_reply().unwrap();
+            assert_eq!((r.status, r.header("Connection")), (200, None), "round {i}, {path}: {}", r.text());
         }
     }
     // A body with no request is an empty stream, and the connection still serves.
-    write!(conn, "POST /v3/lease/keepalive HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
-    let r = read_reply(&mut reader);
-    assert_eq!((r.status, r.body.as_str(), r.header("Grpc-Metadata-Content-Type")), (200, "", None));
+    conn.request("POST", "/v3/lease/keepalive", &[], b"").unwrap();
+    let r = conn.read_reply().unwrap();
+    assert_eq!((r.status, r.text().as_str(), r.header("Grpc-Metadata-Content-Type")), (200, "", None));
 }
 
 #[test]
@@ -646,29 +515,29 @@ fn health_queries_and_the_probes() {
         if r.status == 200 {
             break;
         }
-        assert_eq!((r.status, r.body.as_str()), (503, "{\"health\":\"false\"}\n"));
+        assert_eq!((r.status, r.text().as_str()), (503, "{\"health\":\"false\"}\n"));
         assert!(std::time::Instant::now() < deadline, "never healthy");
         std::thread::sleep(Duration::from_millis(20));
     }
     for target in ["/health", "/health?serializable=true", "/health?exclude=NOSPACE&exclude=CORRUPT"] {
-        assert_eq!((get(target).status, get(target).body), (200, r#"{"health":"true"}"#.into()), "{target}");
+        assert_eq!((get(target).status, get(target).text()), (200, r#"{"health":"true"}"#.into()), "{target}");
     }
     let r = gw.post("/health", "");
-    assert_eq!((r.status, r.header("Allow"), r.body.as_str()), (405, Some("GET"), "Method Not Allowed\n"));
-    assert_eq!((get("/livez").status, get("/livez").body), (200, "ok\n".into()));
-    assert_eq!(get("/readyz").body, "ok\n");
+    assert_eq!((r.status, r.header("Allow"), r.text().as_str()), (405, Some("GET"), "Method Not Allowed\n"));
+    assert_eq!((get("/livez").status, get("/livez").text()), (200, "ok\n".into()));
+    assert_eq!(get("/readyz").text(), "ok\n");
     assert_eq!(
-        get("/readyz?verbose").body,
+        get("/readyz?verbose").text(),
         "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\nok\n"
     );
     assert_eq!(
-        get("/readyz?verbose=false&exclude=linearizable_read&exclude=nosuch").body,
+        get("/readyz?verbose=false&exclude=linearizable_read&exclude=nosuch").text(),
         "[+]data_corruption ok\n[+]serializable_read ok\nok\n"
     );
-    assert_eq!(get("/readyz/linearizable_read?verbose").body, "[+]linearizable_read ok\nok\n");
+    assert_eq!(get("/readyz/linearizable_read?verbose").text(), "[+]linearizable_read ok\nok\n");
     assert_eq!(get("/livez").header("X-Content-Type-Options"), Some("nosniff"));
     for missing in ["/livez/", "/livez/linearizable_read", "/readyz/nosuch", "/health/"] {
-        assert_eq!((get(missing).status, get(missing).body), (404, "404 page not found\n".into()), "{missing}");
+        assert_eq!((get(missing).status, get(missing).text()), (404, "404 page not found\n".into()), "{missing}");
     }
 }
 
@@ -678,8 +547,8 @@ fn answers_that_match_etcd_3_4_23() {
     let gw = Gateway::start();
     let ok = |path: &str, body: &str| {
         let r = gw.post(path, body);
-        assert_eq!(r.status, 200, "{path} {body}: {}", r.body);
-        strip_ids(&r.body)
+        assert_eq!(r.status, 200, "{path} {body}: {}", r.text());
+        strip_ids(&r.text())
     };
     ok("/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
     ok("/v3/kv/put", r#"{"key":"Yg==","value":"Mg=="}"#);
@@ -689,7 +558,7 @@ fn answers_that_match_etcd_3_4_23() {
     // A quoted int64 is parsed as JSON: surrounding spaces are fine, escapes are not decoded.
     assert!(ok("/v3/kv/range", r#"{"key":"YQ==","range_end":"Yw==","limit":" 1"}"#).contains(r#""more":true"#));
     assert_eq!(
-        gw.post("/v3/kv/range", r#"{"key":"YQ==","limit":"\u0031"}"#).body,
+        gw.post("/v3/kv/range", r#"{"key":"YQ==","limit":"\u0031"}"#).text(),
         error(r"invalid character '\\\\' looking for beginning of value", 3)
     );
     // Enums out of range: an unknown order does not sort; an unknown compare target compares
@@ -702,7 +571,7 @@ fn answers_that_match_etcd_3_4_23() {
     assert!(txn(r#"{"key":"YQ==","target":"MOD","result":9,"mod_revision":"100"}"#).contains(r#""succeeded":true"#));
     assert!(!txn(r#"{"key":"YQ==","target":"MOD","result":"EQUAL","version":"2"}"#).contains("succeeded"));
     let r = gw.post("/v3/kv/range", r#"{"key":"YQ==","sort_target":5}"#);
-    assert_eq!((r.status, r.body), (400, error("etcdserver: invalid sort option", 3)));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: invalid sort option", 3)));
     // Overlapping deletes in one branch are fine; a put over a delete is not.
     let r = ok(
         "/v3/kv/txn",
@@ -713,37 +582,40 @@ fn answers_that_match_etcd_3_4_23() {
         "/v3/kv/txn",
         r#"{"success":[{"request_delete_range":{"key":"YQ==","range_end":"Yw=="}},{"request_put":{"key":"Yg=="}}]}"#,
     );
-    assert_eq!(r.body, error("etcdserver: duplicate key given in txn request", 3));
+    assert_eq!(r.text(), error("etcdserver: duplicate key given in txn request", 3));
     // A put that keeps the value of a key an earlier delete of the same txn removed: etcd's
     // check looks at the store before the txn and then panics mid-txn; raftkv refuses it whole.
     ok("/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
     let before = ok("/v3/kv/range", r#"{"key":"YQ=="}"#);
     assert!(before.contains(r#""count":"1""#), "{before}");
     let r = gw.post("/v3/kv/txn", r#"{"success":[{"request_delete_range":{"key":"YQ==","range_end":"AA=="}},{"request_put":{"key":"YQ==","ignore_value":true}}]}"#);
-    assert_eq!((r.status, r.body), (400, error("etcdserver: key not found", 3)));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: key not found", 3)));
     assert_eq!(ok("/v3/kv/range", r#"{"key":"YQ=="}"#), before, "nothing of it was applied");
     // A lease is checked on the taken branch only.
     let untaken = r#"{"compare":[{"key":"YQ==","target":"VERSION","result":"GREATER","version":"100"}],"success":[{"request_put":{"key":"YQ==","lease":"12345"}}]}"#;
     assert!(!ok("/v3/kv/txn", untaken).contains("succeeded"));
     let r = gw.post("/v3/kv/txn", &untaken.replace("GREATER", "LESS"));
-    assert_eq!((r.status, r.body), (404, error("etcdserver: requested lease not found", 5)));
+    assert_eq!((r.status, r.text()), (404, error("etcdserver: requested lease not found", 5)));
     // Compaction to 0 (an empty body) works once, as etcd's first compaction does; then a txn's
     // negative revision is compacted while a plain range's means "latest".
     let txn_at = |rev: i64| {
         gw.post("/v3/kv/txn", &format!(r#"{{"success":[{{"request_range":{{"key":"YQ==","revision":"{rev}"}}}}]}}"#))
     };
     assert_eq!(txn_at(-1).status, 200);
-    assert_eq!(txn_at(-2).body, error("etcdserver: mvcc: required revision has been compacted", 11));
+    assert_eq!(txn_at(-2).text(), error("etcdserver: mvcc: required revision has been compacted", 11));
     ok("/v3/kv/compaction", "");
     let r = gw.post("/v3/kv/compaction", "");
-    assert_eq!((r.status, r.body), (400, error("etcdserver: mvcc: required revision has been compacted", 11)));
-    assert_eq!(txn_at(-1).body, error("etcdserver: mvcc: required revision has been compacted", 11));
+    assert_eq!((r.status, r.text()), (400, error("etcdserver: mvcc: required revision has been compacted", 11)));
+    assert_eq!(txn_at(-1).text(), error("etcdserver: mvcc: required revision has been compacted", 11));
     ok("/v3/kv/range", r#"{"key":"YQ==","revision":"-1"}"#);
     // A syntax error names a byte by the rune of its number, as Go does.
     let r = gw.send(b"POST /v3/kv/range HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\n\xff");
-    assert_eq!(r.body, error("invalid character '\u{ff}' looking for beginning of value", 3));
+    assert_eq!(r.text(), error("invalid character '\u{ff}' looking for beginning of value", 3));
     // etcd's gateway drops the connection on a null in a list of messages; raftkv says why.
-    assert_eq!(gw.post("/v3/kv/txn", r#"{"compare":[null]}"#).body, error("json: a list of messages holds a null", 3));
+    assert_eq!(
+        gw.post("/v3/kv/txn", r#"{"compare":[null]}"#).text(),
+        error("json: a list of messages holds a null", 3)
+    );
     // A unary answer beyond Go's 2 KiB buffer goes out chunked, in one chunk, with no trailer.
     ok("/v3/kv/put", &format!(r#"{{"key":"YmlnZw==","value":"{}"}}"#, b64(&"v".repeat(3000))));
     let r = gw.post("/v3/kv/range", r#"{"key":"YmlnZw=="}"#);

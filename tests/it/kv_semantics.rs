@@ -2,9 +2,7 @@
 //! `../shared/etcd/transcript.md` (steps 3–55 of a fresh etcd 3.4.23): every expected
 //! revision, version, count and error below is what real etcd answered.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use raftkv::pb::compare::TargetUnion;
 use raftkv::pb::request_op::Request;
 use raftkv::pb::response_op::Response;
@@ -376,9 +374,9 @@ fn arbitrary_binary_keys_and_values_round_trip() {
 #[test]
 fn read_only_txns_are_served_locally_at_one_revision() {
     let dir = tempfile::tempdir().unwrap();
-    let node = common::start(dir.path());
-    common::put(&node, "ro", "1");
-    let rev = common::put(&node, "ro", "2");
+    let node = crate::harness::start(dir.path());
+    crate::harness::put(&node, "ro", "1");
+    let rev = crate::harness::put(&node, "ro", "2");
     let applied = node.applied_index();
     let txn = TxnRequest {
         compare: vec![cmp("ro", CompareTarget::Value, CompareResult::Equal, TargetUnion::Value(b"2".to_vec()))],
@@ -390,7 +388,7 @@ fn read_only_txns_are_served_locally_at_one_revision() {
     };
     let resp = node.txn(txn.clone()).unwrap();
     assert!(resp.succeeded);
-    assert_eq!(common::rev(&resp.header), rev);
+    assert_eq!(crate::harness::rev(&resp.header), rev);
     let values: Vec<Vec<u8>> = resp
         .responses
         .iter()

@@ -2,11 +2,9 @@
 //! lessor → expired-lease channel → revoke proposal, keepalive, and remaining TTL surviving a
 //! restart through checkpoints.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use raftkv::pb::*;
 use raftkv::{Error, Node};
 
@@ -20,18 +18,6 @@ fn put_leased(node: &Node, key: &str, lease: i64) -> i64 {
 
 fn ttl(node: &Node, id: i64) -> LeaseTimeToLiveResponse {
     node.lease_time_to_live(LeaseTimeToLiveRequest { id, keys: true }).unwrap()
-}
-
-/// Polls `cond` for up to `limit` (a bound on waiting, not a speed assertion).
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 #[test]

@@ -2,9 +2,7 @@
 //! applied index; and a data dir in use by another member is refused with an error, not a
 //! panic.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use raftkv::pb::*;
 use raftkv::raft::storage::RaftStorage;
 use raftkv::storage::Db;

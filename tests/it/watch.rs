@@ -2,14 +2,10 @@
 //! concurrent writer, slow watchers that never stall writes and catch up later, compacted
 //! starts, lease expiry seen as DELETE events, and disconnects that free the watcher.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::harness::*;
 use raftkv::pb::*;
 use raftkv::Node;
 
@@ -118,6 +114,46 @@ fn a_watcher_that_stops_reading_does_not_stall_writes_and_catches_up() {
 }
 
 #[test]
+fn writes_during_a_catch_up_from_disk_are_neither_lost_nor_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path());
+    // History several catch-up rounds long (a round reads 1,000 changes), interleaved with
+    // keys the watcher does not match.
+    let first = put(&node, "h/0", "0");
+    for i in 1..5000 {
+        put(&node, &format!("{}/{}", if i % 5 == 0 { "other" } else { "h" }, i % 50), &i.to_string());
+    }
+    let history_end = node.revision();
+    // The watcher starts at the beginning while four writers keep going: the sync thread reads
+    // history from disk as new revisions land and must hand over to live events exactly once.
+    let watch = watch_prefix(&node, "h/", first);
+    created(&watch);
+    const LIVE: i64 = 2000;
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let node = node.clone();
+            s.spawn(move || {
+                for i in 0..LIVE / 4 {
+                    node.put(PutRequest::new(format!("h/live/{t}/{}", i % 10), i.to_string())).unwrap();
+                }
+            });
+        }
+    });
+    let end = node.revision();
+    assert_eq!(end, history_end + LIVE);
+    let matching_history = (first..=history_end).filter(|r| (r - first) % 5 != 0 || *r == first).count();
+    let events = collect(&watch, matching_history + LIVE as usize);
+    let revs: Vec<i64> = events.iter().map(|(_, e)| e.kv.as_ref().unwrap().mod_revision).collect();
+    let want: Vec<i64> =
+        (first..=history_end).filter(|r| (r - first) % 5 != 0 || *r == first).chain(history_end + 1..=end).collect();
+    assert_eq!(revs.len(), want.len(), "every matching revision, once");
+    assert_eq!(revs, want, "in order, with no gap at the hand-over from disk to live");
+    // Each response's header revision is at least the revision of the events it carries.
+    assert!(events.iter().all(|(header, e)| *header >= e.kv.as_ref().unwrap().mod_revision));
+    node.stop().unwrap();
+}
+
+#[test]
 fn compacted_start_is_created_then_canceled_and_filters_and_prev_kv_work() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path());
@@ -169,31 +205,18 @@ fn lease_expiry_emits_delete_events() {
 
 #[test]
 fn disconnecting_an_http_watch_frees_its_watchers() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = start(dir.path());
-    let mut http = raftkv::api::serve(TcpListener::bind("127.0.0.1:0").unwrap(), node.clone()).unwrap();
+    let gw = Gateway::start();
     let body = "{\"create_request\":{\"key\":\"YQ==\"}}\n{\"create_request\":{\"key\":\"Yg==\"}}";
-    let mut conn = TcpStream::connect(http.local_addr()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(conn, "POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut buf = [0u8; 4096];
-    let n = conn.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).contains("\"created\":true"));
-    assert!(wait_for(|| node.watcher_count() == 2), "two watchers registered");
-    put(&node, "a", "1");
+    let mut conn = http::Conn::open(gw.addr(), Duration::from_secs(10)).unwrap();
+    conn.request("POST", "/v3/watch", &[], body.as_bytes()).unwrap();
+    let mut reply = conn.read_head().unwrap();
+    let created = conn.read_chunk(&mut reply).unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&created).contains("\"created\":true"));
+    assert!(eventually(Duration::from_secs(10), || gw.node.watcher_count() == 2), "two watchers registered");
+    put(&gw.node, "a", "1");
     drop(conn);
-    assert!(wait_for(|| node.watcher_count() == 0), "the server noticed the disconnect and freed the watchers");
-    http.stop();
-    node.stop().unwrap();
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    assert!(
+        eventually(Duration::from_secs(10), || gw.node.watcher_count() == 0),
+        "the server noticed the disconnect and freed the watchers"
+    );
 }

@@ -1,0 +1,194 @@
+//! Real processes: the `raftkv` binary as a member (alone or in a cluster), `raftkvctl`, and
+//! this test binary run again as a child. Every child is killed when its handle drops, so a
+//! failed test never leaves a member holding ports or the test runner's pipes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use raftkv::pb::StatusResponse;
+use raftkv::Client;
+
+/// A child process, SIGKILLed when dropped.
+pub struct Process {
+    pub child: Child,
+}
+
+impl Process {
+    pub fn spawn(command: &mut Command) -> Process {
+        Process { child: command.spawn().expect("spawn a child process") }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no chance to flush or clean up, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status once it exits (within 20 s).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on our own child's pid, which `child` has not reaped.
+        assert_eq!(unsafe { kill(pid, SIGTERM) }, 0, "SIGTERM to {pid}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process {pid} did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.alive() {
+            self.kill();
+        }
+    }
+}
+
+const SIGTERM: i32 = 15;
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The `raftkv` binary of this build, its peer listener on a free port (tests run side by
+/// side, never on the default ports).
+pub fn raftkv() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_raftkv"));
+    command.args(["--listen-peer-urls", "http://127.0.0.1:0"]).stdin(Stdio::null());
+    command
+}
+
+/// One `raftkv` member process on 127.0.0.1.
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// Its stderr, appended to across restarts.
+    pub log: PathBuf,
+    process: Option<Process>,
+}
+
+impl Member {
+    /// A member of a cluster named by `--initial-cluster` (ports chosen, not started yet).
+    pub fn new(name: &str, dir: &Path) -> Member {
+        Member {
+            name: name.to_string(),
+            client_port: super::free_port(),
+            peer_port: super::free_port(),
+            log: dir.join(format!("{name}.log")),
+            process: None,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// Starts it with its data in `data_dir`, as one of `initial_cluster` (empty: alone), with
+    /// `extra` flags.
+    pub fn spawn(&mut self, data_dir: &Path, initial_cluster: &str, extra: &[&str]) {
+        assert!(self.process.is_none(), "{} already runs", self.name);
+        let (peer, client) = (self.peer_url(), format!("http://127.0.0.1:{}", self.client_port));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_raftkv"));
+        command
+            .args(["--name", &self.name, "--listen-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RAFTKV_LOG_LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if !initial_cluster.is_empty() {
+            command.args(["--advertise-client-urls", &client, "--initial-cluster", initial_cluster]);
+        }
+        self.process = Some(Process::spawn(&mut command));
+    }
+
+    pub fn running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// Waits until `endpoint health` passes (the member has a leader and serves reads).
+    pub fn wait_healthy(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while ctl(&self.endpoint(), &["endpoint", "health"]).status.code() != Some(0) {
+            let process = self.process.as_mut().expect("member started");
+            assert!(process.alive(), "{} exited; see {}", self.name, self.log.display());
+            assert!(Instant::now() < deadline, "{} not healthy within {within:?}", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        self.process.take().expect("member running").kill();
+    }
+
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.process.take().expect("member running").terminate()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&[self.endpoint()], Duration::from_secs(3)).unwrap()
+    }
+
+    pub fn status(&self) -> Option<StatusResponse> {
+        self.client().status().ok()
+    }
+}
+
+/// `raftkvctl --endpoints endpoint args...`.
+pub fn ctl(endpoint: &str, args: &[&str]) -> Output {
+    ctl_stdin(endpoint, args, "")
+}
+
+pub fn ctl_stdin(endpoint: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = ctl_command(endpoint, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn ctl_command(endpoint: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_raftkvctl"));
+    command.args(["--endpoints", endpoint]).args(args);
+    command
+}
+
+/// This test binary again, running only the ignored test `name` with `env` set: how a test
+/// gets a child process it may SIGKILL without killing itself.
+pub fn this_test(name: &str, env: &[(&str, String)]) -> Command {
+    // /proc/self/exe still runs this binary even if a concurrent build replaced the file.
+    let exe = if Path::new("/proc/self/exe").exists() {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap()
+    };
+    let mut command = Command::new(exe);
+    command.args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}

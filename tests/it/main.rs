@@ -1,0 +1,18 @@
+//! The integration tests, one binary over one harness (`tests/harness/`): real members on
+//! real RocksDB in temp dirs, real TCP on 127.0.0.1, real processes killed with SIGKILL.
+//! Tests that need the whole process to themselves (thread census, process-wide fault
+//! points) live in binaries of their own: `tests/threads.rs`, `tests/fatal.rs`.
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod cli;
+mod cluster;
+mod crash;
+mod failover;
+mod http;
+mod kv_semantics;
+mod lease;
+mod restart;
+mod tidy;
+mod watch;
