@@ -3,7 +3,7 @@
 //! One keep-alive HTTP/1.1 connection, reused across calls and guarded by a mutex (clone a
 //! `Client` per thread for parallel calls). If the current endpoint fails to connect or breaks
 //! the connection, the next one is tried. Errors the server answers with come back as
-//! [`Error::Remote`] with etcd's message and gRPC code; `raftkvctl` is built on this.
+//! [`Error::Server`] with etcd's message and gRPC code; `raftkvctl` is built on this.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

@@ -2,7 +2,7 @@
 //! how ids are derived, and the rules a membership change must pass (etcd's
 //! `membership.RaftCluster`).
 //!
-//! One [`Membership`] lives in [`crate::server::Shared`] behind a lock. Only the apply thread
+//! One [`Membership`] per member, shared behind a lock. Only the apply thread
 //! changes it (conf change entries, member attribute and update entries, installed snapshots),
 //! and it writes the new record in the same `WriteBatch` as the applied index. Any thread may
 //! read it: member list, the peer transport's address book, request checks.

@@ -345,3 +345,98 @@ fn io_error(path: &Path, source: std::io::Error) -> Error {
 fn corrupt(path: &Path, detail: String) -> Error {
     Error::Storage(storage::Error::Corrupt { what: format!("snapshot file {}", path.display()), detail })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A good file: the applied index and term, one kv row, the conf state.
+    fn good_file() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut w = RecordWriter::create(&path).unwrap();
+        w.record(1, b"rev", b"kv row").unwrap();
+        w.record(3, meta::APPLIED_INDEX, &7u64.to_be_bytes()).unwrap();
+        w.record(3, meta::APPLIED_TERM, &2u64.to_be_bytes()).unwrap();
+        let cs = ConfState { voters: vec![1, 2, 3], ..Default::default() };
+        w.record(TAG_RAFT, CONF_STATE, &cs.write_to_bytes().unwrap()).unwrap();
+        w.finish().unwrap();
+        fs::read(&path).unwrap()
+    }
+
+    fn read(bytes: &[u8]) -> Result<SnapshotMetadata> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        fs::write(&path, bytes).unwrap();
+        read_meta(&path)
+    }
+
+    /// A file whose records are `records` and whose checksum is right for them: a structural
+    /// error, not a flipped bit.
+    fn with_checksum(records: &[u8]) -> Vec<u8> {
+        let mut out = records.to_vec();
+        out.push(TAG_END);
+        out.extend_from_slice(&crc32fast::hash(records).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn a_good_file_gives_its_metadata() {
+        let meta = read(&good_file()).unwrap();
+        assert_eq!((meta.index, meta.term, meta.get_conf_state().voters.clone()), (7, 2, vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn every_damage_is_refused_before_anything_is_used() {
+        let good = good_file();
+        let body = &good[..good.len() - 5];
+        let mut flipped = good.clone();
+        flipped[13] ^= 0x40; // inside the first value
+        let mut bad_crc = good.clone();
+        *bad_crc.last_mut().unwrap() ^= 1;
+        let mut unknown_tag = body.to_vec();
+        unknown_tag.extend_from_slice(&[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut huge = body.to_vec();
+        huge.extend_from_slice(&[1, 0xff, 0xff, 0xff, 0xff]);
+        let no_index = with_checksum(&[1, 0, 0, 0, 1, b'k', 0, 0, 0, 1, b'v']);
+        let cases: [(&str, Vec<u8>, &str); 9] = [
+            ("empty", Vec::new(), "truncated"),
+            ("cut in a record", good[..20].to_vec(), "truncated"),
+            ("cut in the checksum", good[..good.len() - 2].to_vec(), "truncated checksum"),
+            ("a flipped bit", flipped, "checksum mismatch"),
+            ("a wrong checksum", bad_crc, "checksum mismatch"),
+            ("bytes after the checksum", [&good[..], b"x"].concat(), "data after the checksum"),
+            ("an unknown tag", unknown_tag, "unknown record tag 9"),
+            ("a length past the bound", huge, "record of 4294967295 bytes"),
+            ("no applied index", no_index, "no applied index"),
+        ];
+        for (name, bytes, want) in cases {
+            match read(&bytes) {
+                Err(Error::Storage(storage::Error::Corrupt { detail, .. })) => {
+                    assert!(detail.starts_with(want), "{name}: {detail:?}, want {want:?}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn install_refuses_a_file_for_another_index_or_term_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let path = dir.path().join("s");
+        fs::write(&path, good_file()).unwrap();
+        for (index, term) in [(8, 2), (7, 3)] {
+            let want = SnapshotMetadata { index, term, ..Default::default() };
+            match install(&db, &path, &want) {
+                Err(Error::Storage(storage::Error::Corrupt { detail, .. })) => {
+                    assert_eq!(detail, format!("holds index 7 term 2, want {index} {term}"))
+                }
+                other => panic!("{index}/{term}: {other:?}"),
+            }
+        }
+        assert!(db.raw().get_cf(db.cf(Cf::Kv), b"rev").unwrap().is_none());
+        install(&db, &path, &SnapshotMetadata { index: 7, term: 2, ..Default::default() }).unwrap();
+        assert_eq!(db.raw().get_cf(db.cf(Cf::Kv), b"rev").unwrap().as_deref(), Some(&b"kv row"[..]));
+    }
+}

@@ -5,7 +5,7 @@
 //! - [`scan`]: Go's scanner: where a value ends, its syntax errors, the nesting bound.
 //! - [`value`]: reading a scanned value as jsonpb does (field order, names, quoted numbers,
 //!   enums by name or number, Go's type errors).
-//! - [`write`]: the [`Writer`] (jsonpb's output: proto names, int64 quoted, zero values
+//! - [`mod@write`]: the [`Writer`] (jsonpb's output: proto names, int64 quoted, zero values
 //!   omitted).
 //! - [`msg`]: one table per etcd message naming its fields in declaration order; the table
 //!   drives both directions, so a field's JSON name is written once.

@@ -481,3 +481,117 @@ impl ReadIndexQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::prelude::ConfState;
+
+    /// A single-voter raft node that leads: its ReadIndex answers come back in its next Ready.
+    fn leader(dir: &std::path::Path) -> (RawNode<RaftStorage>, Arc<Db>) {
+        let db = Arc::new(Db::open(dir).unwrap());
+        let mut storage = RaftStorage::open(db.clone()).unwrap();
+        let mut batch = WriteBatch::default();
+        let mut meta = SnapshotMetadata { index: 1, term: 1, ..Default::default() };
+        meta.set_conf_state(ConfState::from((vec![1], vec![])));
+        storage.apply_snapshot(&mut batch, &meta).unwrap();
+        db.write(batch, true).unwrap();
+        let cfg = raft::Config { id: 1, applied: 1, ..Default::default() };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raw = RawNode::new(&cfg, storage, &logger).unwrap();
+        raw.campaign().unwrap();
+        assert_eq!(raw.raft.state, StateRole::Leader);
+        // Commit the new term's empty entry: a leader answers ReadIndex only after that.
+        handle_ready(&mut raw, &db, &mut ReadIndexQueue::default());
+        assert_eq!(raw.raft.raft_log.committed, 2);
+        (raw, db)
+    }
+
+    /// One Ready as `on_ready` handles it, reduced to what reads need: persist, hand the
+    /// read states on, advance.
+    fn handle_ready(raw: &mut RawNode<RaftStorage>, db: &Db, reads: &mut ReadIndexQueue) {
+        let mut rd = raw.ready();
+        let mut batch = WriteBatch::default();
+        raw.mut_store().append(&mut batch, rd.entries()).unwrap();
+        if let Some(hs) = rd.hs() {
+            raw.mut_store().set_hard_state(&mut batch, hs);
+        }
+        db.write(batch, true).unwrap();
+        for rs in rd.take_read_states() {
+            reads.on_read_state(&rs.request_ctx, rs.index);
+        }
+        raw.advance(rd);
+        raw.advance_apply();
+    }
+
+    /// A reply that reports into `outcomes` under `name`.
+    fn waiter(name: &'static str, outcomes: &Sender<(&'static str, Result<u64>)>) -> Reply<u64> {
+        let outcomes = outcomes.clone();
+        Reply::new(move |outcome| outcomes.send((name, outcome)).unwrap())
+    }
+
+    fn drain(rx: &Receiver<(&'static str, Result<u64>)>) -> Vec<String> {
+        rx.try_iter().map(|(name, outcome)| format!("{name}:{outcome:?}")).collect()
+    }
+
+    #[test]
+    fn reads_are_batched_into_one_round_at_a_time_and_answered_by_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut raw, db) = leader(dir.path());
+        let (tx, rx) = channel::unbounded();
+        let mut reads = ReadIndexQueue::default();
+
+        reads.pending.extend([waiter("a", &tx), waiter("b", &tx)]);
+        reads.start_round(&mut raw);
+        // Arriving while a round is in flight: the next round's.
+        reads.pending.push(waiter("c", &tx));
+        reads.start_round(&mut raw);
+        assert_eq!(reads.inflight.as_ref().map(|r| (r.ctx, r.waiters.len())), Some((1, 2)));
+        // An answer to a context no round has (a late answer to a retried round) is ignored.
+        reads.on_read_state(&99u64.to_be_bytes(), 5);
+        assert!(reads.inflight.is_some());
+        handle_ready(&mut raw, &db, &mut reads);
+        assert_eq!(drain(&rx), ["a:Ok(2)", "b:Ok(2)"]);
+
+        reads.start_round(&mut raw);
+        handle_ready(&mut raw, &db, &mut reads);
+        assert_eq!(drain(&rx), ["c:Ok(2)"]);
+        assert!(reads.inflight.is_none() && reads.pending.is_empty());
+    }
+
+    #[test]
+    fn a_round_is_retried_when_stale_and_failed_when_its_leader_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut raw, _db) = leader(dir.path());
+        let (tx, rx) = channel::unbounded();
+        let mut reads = ReadIndexQueue::default();
+
+        reads.pending.push(waiter("a", &tx));
+        reads.start_round(&mut raw);
+        // Round 1's answer never arrives (no Ready is handled).
+        reads.retry_stale(&mut raw);
+        assert_eq!(reads.inflight.as_ref().map(|r| r.ctx), Some(1), "not stale yet");
+        reads.inflight.as_mut().unwrap().started -= READ_INDEX_RETRY;
+        reads.retry_stale(&mut raw);
+        assert_eq!(reads.inflight.as_ref().map(|r| (r.ctx, r.waiters.len())), Some((2, 1)));
+        // The same leader: the round stands.
+        reads.abort_round_unless_led_by(1);
+        assert!(reads.inflight.is_some() && drain(&rx).is_empty());
+        // Another leader: its answer would not be linearizable.
+        reads.abort_round_unless_led_by(2);
+        assert!(reads.inflight.is_none());
+        assert_eq!(drain(&rx), [format!("a:Err({:?})", Error::LeaderChanged)]);
+    }
+
+    #[test]
+    fn no_round_starts_without_a_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut raw, _db) = leader(dir.path());
+        raw.raft.become_follower(3, raft::INVALID_ID);
+        let (tx, _rx) = channel::unbounded();
+        let mut reads = ReadIndexQueue::default();
+        reads.pending.push(waiter("a", &tx));
+        reads.start_round(&mut raw);
+        assert!(reads.inflight.is_none() && reads.pending.len() == 1);
+    }
+}

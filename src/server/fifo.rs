@@ -4,7 +4,7 @@
 //! entries, so applying keeps raft-log order while the run loop itself never blocks on disk.
 //! The job queue is unbounded on purpose: it is bounded upstream by admission control (new
 //! proposals are refused with `etcdserver: too many requests` once committed − applied exceeds
-//! [`crate::server::MAX_APPLY_LAG`]), as in etcd.
+//! [`crate::server::propose::MAX_APPLY_LAG`]), as in etcd.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! - **error**: a fatal error from any thread; logged, then the member stops;
 //! - **stop**: [`crate::Node::stop`].
 //!
-//! Start-up is [`start`]'s named steps; a new member's identity is [`bootstrap`]'s.
+//! Start-up is `start`'s named steps; a new member's identity is `bootstrap`'s.
 //!
 //! Shutdown order (written once, in `Server::shutdown`): stop the lessor and the compactor
 //! (they propose); stop the raft thread so no new entries are committed; the peer transport;

@@ -1,7 +1,7 @@
 //! etcd v3's JSON gateway (grpc-gateway's answers, byte for byte) as an adapter over the
 //! [`Service`]: routes from the RPC table, request bodies read as jsonpb reads them, answers
-//! and etcd's error bodies written as the gateway writes them ([`errors`]), the watch and
-//! keepalive streams ([`streams`]), and the non-RPC endpoints (`/version`, `/metrics`, the
+//! and etcd's error bodies written as the gateway writes them (`errors`), the watch and
+//! keepalive streams (`streams`), and the non-RPC endpoints (`/version`, `/metrics`, the
 //! probes of [`health`]).
 //!
 //! Threads: a call starts on the HTTP event loop that read it (`raftkv-httpio-N`). The

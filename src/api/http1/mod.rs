@@ -21,8 +21,8 @@
 //! its thread (waiting for the request, then for the fsync); the flame graph of 64 clients
 //! putting showed those context switches as the largest share of the server's CPU.
 //!
-//! Files: [`event_loop`] (a loop and its connections), [`parse`] (requests), [`write`]
-//! (answers and streams), [`pool`] (the blocking pool); this one holds the types handlers see
+//! Files: `event_loop` (a loop and its connections), `parse` (requests), [`write`]
+//! (answers and streams), `pool` (the blocking pool); this one holds the types handlers see
 //! and the server's start and stop.
 //!
 //! Responses are written the way Go's net/http writes them (handler headers sorted, then
