@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::api::http1::HttpServer;
+use crate::api::net::HttpServer;
 use crate::{Config, Node, Result, Server};
 
 /// A member and the gateway on its client listeners. Cheap to clone: clones share the member,

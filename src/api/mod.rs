@@ -1,16 +1,23 @@
-//! The client API: the protocols a member speaks on its client port. [`http1`] is the HTTP/1.1
-//! server (event loops, pool, streams); [`gateway`] is etcd's JSON gateway over it, an adapter
-//! over [`crate::service`].
+//! The client API: the protocols a member speaks on its client port, on one socket as etcd
+//! does. [`net`] owns the connections (event loops, the blocking pool) and picks each one's
+//! protocol from its first bytes; [`http1`] and [`h2`] are the two HTTP versions; the JSON
+//! [`gateway`] (over HTTP/1.1) and [`grpc`] (over HTTP/2) are thin adapters over
+//! [`crate::service`].
 
 pub mod gateway;
+pub mod grpc;
+pub mod h2;
 pub mod http1;
+pub mod net;
 
 use std::net::TcpListener;
 
 use crate::{Node, Result};
-use http1::HttpServer;
+use net::{Handlers, HttpServer};
 
-/// Serves the gateway for `node` on `listener` until the returned server is stopped.
+/// Serves etcd's gRPC API and its JSON gateway for `node` on `listener` until the returned
+/// server is stopped.
 pub fn serve(listener: TcpListener, node: Node) -> Result<HttpServer> {
-    HttpServer::start(listener, gateway::Gateway::new(node))
+    let handlers = Handlers { http1: gateway::Gateway::new(node.clone()), h2: grpc::Grpc::new(node) };
+    HttpServer::start(listener, handlers)
 }

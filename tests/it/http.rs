@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::harness::http::Conn;
 use crate::harness::{eventually, Gateway};
-use raftkv::api::http1::HttpServer;
+use raftkv::api::net::{Handlers, HttpServer};
 
 fn error(msg: &str, code: u32) -> String {
     format!(r#"{{"error":"{msg}","message":"{msg}","code":{code}}}"#)
@@ -290,6 +290,22 @@ fn status_member_list_hash_alarm_defragment() {
     assert!(strip_ids(&gw.post("/v3/auth/user/list", "{}").text()).starts_with(r#"{"header":{"revision":""#));
 }
 
+/// No HTTP/2 in these tests: every stream is refused.
+struct NoH2;
+
+impl raftkv::api::h2::Handler for NoH2 {
+    fn handle(&self, _: raftkv::api::h2::Request, done: raftkv::api::h2::Done) -> Option<raftkv::api::h2::Expiry> {
+        done.respond(raftkv::api::h2::Response::Reset(raftkv::api::h2::Reason::RefusedStream));
+        None
+    }
+}
+
+/// An HTTP server on a free port with `handler` for HTTP/1.1.
+fn serve(handler: std::sync::Arc<dyn raftkv::api::http1::Handler>) -> HttpServer {
+    let handlers = Handlers { http1: handler, h2: std::sync::Arc::new(NoH2) };
+    HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handlers).unwrap()
+}
+
 /// A handler that streams whatever the test feeds it.
 struct Streamer {
     feed: parking_lot::Mutex<Option<crossbeam::channel::Receiver<Vec<u8>>>>,
@@ -316,7 +332,7 @@ impl raftkv::api::http1::Handler for Streamer {
 fn streams_flush_one_chunk_per_message_and_notice_hangups() {
     let (tx, rx) = crossbeam::channel::unbounded::<Vec<u8>>();
     let handler = std::sync::Arc::new(Streamer { feed: parking_lot::Mutex::new(Some(rx)) });
-    let mut server = HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handler).unwrap();
+    let mut server = serve(handler);
     let mut conn = Conn::open(server.local_addr(), Duration::from_secs(10)).unwrap();
     conn.request("POST", "/v3/watch", &[], b"{}").unwrap();
     tx.send(b"{\"result\":1}\n".to_vec()).unwrap();
@@ -377,7 +393,7 @@ impl raftkv::api::http1::Handler for Holder {
 #[test]
 fn late_answers_and_deadlines_of_closed_connections_reach_no_one_else() {
     let handler = std::sync::Arc::new(Holder::default());
-    let mut server = HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handler.clone()).unwrap();
+    let mut server = serve(handler.clone());
     // Eight connections, so every event loop has several.
     let ask = |path: &str| -> Vec<Conn> {
         let mut conns: Vec<Conn> =
@@ -435,8 +451,7 @@ impl raftkv::api::http1::Handler for Panicker {
 
 #[test]
 fn a_panicking_handler_costs_its_connection_only() {
-    let mut server =
-        HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), std::sync::Arc::new(Panicker)).unwrap();
+    let mut server = serve(std::sync::Arc::new(Panicker));
     let mut conns: Vec<Conn> =
         (0..8).map(|_| Conn::open(server.local_addr(), Duration::from_secs(10)).unwrap()).collect();
     for (i, conn) in conns.iter_mut().enumerate() {

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod failover;
+mod grpc;
 mod http;
 mod kv_semantics;
 mod lease;

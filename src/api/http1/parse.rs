@@ -3,24 +3,24 @@
 
 use super::*;
 
-pub(super) struct Head {
-    pub(super) method: String,
-    pub(super) path: String,
-    pub(super) query: String,
-    pub(super) version: (u8, u8),
+pub(in crate::api) struct Head {
+    pub(in crate::api) method: String,
+    pub(in crate::api) path: String,
+    pub(in crate::api) query: String,
+    pub(in crate::api) version: (u8, u8),
     /// Bytes of the head, blank lines before it included.
-    pub(super) len: usize,
-    pub(super) content_length: usize,
-    pub(super) chunked: bool,
-    pub(super) close: bool,
+    pub(in crate::api) len: usize,
+    pub(in crate::api) content_length: usize,
+    pub(in crate::api) chunked: bool,
+    pub(in crate::api) close: bool,
     /// The client asked to close: Go then says `Connection: close` in its answer.
-    pub(super) echo_close: bool,
-    pub(super) expect_continue: bool,
+    pub(in crate::api) echo_close: bool,
+    pub(in crate::api) expect_continue: bool,
     /// `100 Continue` was sent for this request.
-    pub(super) continued: bool,
+    pub(in crate::api) continued: bool,
 }
 
-pub(super) enum Parsed {
+pub(in crate::api) enum Parsed {
     /// More bytes are needed; first send `100 Continue` if the client waits for it.
     Incomplete { continue_wanted: bool },
     /// Malformed: answer with this and close.
@@ -50,7 +50,7 @@ pub fn parse_stream(mut input: &[u8]) -> (Vec<(String, usize)>, std::result::Res
 
 /// Parses the request at the start of `input`; `head` keeps the parsed head between calls
 /// while the body arrives.
-pub(super) fn parse(input: &[u8], head: &mut Option<Head>) -> Parsed {
+pub(in crate::api) fn parse(input: &[u8], head: &mut Option<Head>) -> Parsed {
     if head.is_none() {
         match parse_head(input) {
             Ok(Some(parsed)) => *head = Some(parsed),

@@ -61,7 +61,12 @@ fn sorted_headers(headers: Vec<(&'static str, String)>) -> Vec<(&'static str, St
     all
 }
 
-pub(super) fn write_response(w: &mut impl Write, version: (u8, u8), response: Response, close: bool) -> io::Result<()> {
+pub(in crate::api) fn write_response(
+    w: &mut impl Write,
+    version: (u8, u8),
+    response: Response,
+    close: bool,
+) -> io::Result<()> {
     let mut out = Vec::with_capacity(512);
     match response {
         // A body that overflows Go's response buffer goes out before Go knows its length:
@@ -126,7 +131,7 @@ pub(super) fn write_response(w: &mut impl Write, version: (u8, u8), response: Re
 
 /// Writes a [`Response::Stream`] until its sender is dropped, the client goes away, or the
 /// server stops.
-pub(super) fn write_stream(
+pub(in crate::api) fn write_stream(
     w: &mut io::BufWriter<TcpStream>,
     version: (u8, u8),
     status: u16,
@@ -217,7 +222,7 @@ pub fn plain(status: u16, msg: &str) -> Response {
     }
 }
 
-pub(super) fn write_plain(
+pub(in crate::api) fn write_plain(
     w: &mut impl Write,
     version: (u8, u8),
     status: u16,

@@ -1,9 +1,11 @@
-//! One epoll event loop (`raftkv-httpio-N`): its connections, their requests in order, the
-//! answers posted back to it, and the deadlines of requests in flight.
+//! One epoll event loop (`raftkv-httpio-N`): its connections, their requests (in order on an
+//! HTTP/1.1 connection, side by side on an HTTP/2 one), the answers posted back to it, and
+//! the deadlines of requests in flight.
 
-use super::parse::{parse, Head, Parsed};
-use super::write::{write_plain, write_response, write_stream};
 use super::*;
+use crate::api::h2::frame::PREFACE;
+use crate::api::http1::parse::{parse, Head, Parsed};
+use crate::api::http1::write::{write_plain, write_response, write_stream};
 
 /// One event loop: its epoll set, its connections, and the answers it waits for.
 pub(super) struct EventLoop {
@@ -24,13 +26,14 @@ pub(super) struct EventLoop {
     /// Numbers this loop's requests. Unique across connections: a slot of `conns` is reused,
     /// and a late answer or deadline of its previous connection must not match the new one.
     generations: u64,
-    /// Deadlines of requests that had an [`Expiry`]: (when, conn, generation). An entry stays
+    /// Deadlines of requests that had an [`Expiry`]: (when, conn, generation, HTTP/2 stream or
+    /// 0). An entry stays
     /// until its deadline even if answered (a heap cannot remove it), so this holds about
     /// request rate × timeout entries: at 25k puts/s and the default 7 s, 175k entries, 6 MiB.
-    expiries: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    expiries: BinaryHeap<Reverse<(Instant, usize, u64, u32)>>,
     /// Read buffer shared by this loop's connections; bytes are copied out to the connection.
     scratch: Vec<u8>,
-    handler: Arc<dyn Handler>,
+    handlers: Handlers,
     pool: Arc<Pool>,
     streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
     stopping: Arc<AtomicBool>,
@@ -47,8 +50,13 @@ struct Conn {
     output: Vec<u8>,
     written: usize,
     /// The request in flight or last answered (see `EventLoop::generations`), so a late
-    /// answer to an expired one is recognised.
+    /// answer to an expired one is recognised. An HTTP/2 connection keeps one for its life,
+    /// its streams telling its requests apart.
     generation: u64,
+    /// Set once the connection opened with HTTP/2's preface.
+    h2: Option<Box<h2::Connection>>,
+    /// The [`Expiry`] of each HTTP/2 stream that has one.
+    h2_expiries: HashMap<u32, Expiry<h2::Response>>,
     state: State,
     /// The peer closed its side (or the connection failed): no more requests will come.
     eof: bool,
@@ -63,7 +71,7 @@ enum State {
     /// Receiving a request.
     Reading,
     /// The handler has the request.
-    Waiting { version: (u8, u8), close: bool, echo_close: bool, expiry: Option<Expiry> },
+    Waiting { version: (u8, u8), close: bool, echo_close: bool, expiry: Option<Expiry<http1::Response>> },
 }
 
 impl EventLoop {
@@ -77,7 +85,7 @@ impl EventLoop {
         if let Some(listener) = &mut listener {
             poll.registry().register(listener, LISTENER, Interest::READABLE)?;
         }
-        let Shared { mailboxes, handler, pool, streams, stopping, stop_rx } = shared;
+        let Shared { mailboxes, handlers, pool, streams, stopping, stop_rx } = shared;
         Ok(EventLoop {
             poll,
             listener,
@@ -91,7 +99,7 @@ impl EventLoop {
             generations: 0,
             expiries: BinaryHeap::new(),
             scratch: vec![0; 64 * 1024],
-            handler,
+            handlers,
             pool,
             streams,
             stopping,
@@ -162,7 +170,7 @@ impl EventLoop {
     fn timeout(&self, stop_by: Option<Instant>) -> Duration {
         let now = Instant::now();
         let mut until = now + Duration::from_secs(1);
-        if let Some(Reverse((at, _, _))) = self.expiries.peek() {
+        if let Some(Reverse((at, _, _, _))) = self.expiries.peek() {
             until = until.min((*at).max(now + EXPIRY_GRAIN));
         }
         if let Some(at) = self.accept_retry {
@@ -179,7 +187,13 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         // Connections between requests end now; those with one in flight when it is answered.
+        // HTTP/2 ones are told (GOAWAY) and end when their streams have.
         for i in 0..self.conns.len() {
+            if let Some(h2) = self.conns[i].as_mut().and_then(|c| c.h2.as_mut()) {
+                h2.go_away();
+                self.flush_h2(i);
+                continue;
+            }
             let between = self.conns[i]
                 .as_ref()
                 .is_some_and(|c| matches!(c.state, State::Reading) && c.written == c.output.len());
@@ -239,6 +253,8 @@ impl EventLoop {
             output: Vec::new(),
             written: 0,
             generation: 0,
+            h2: None,
+            h2_expiries: HashMap::new(),
             state: State::Reading,
             eof: false,
             paused: false,
@@ -311,8 +327,26 @@ impl EventLoop {
     /// everything it owes (so pipelined requests are answered in order, one at a time).
     fn advance(&mut self, i: usize) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        if conn.h2.is_some() {
+            return self.advance_h2(i);
+        }
         if !matches!(conn.state, State::Reading) || conn.written < conn.output.len() || conn.closing {
             return;
+        }
+        // A connection's first bytes choose its protocol: HTTP/2 with prior knowledge (what
+        // gRPC clients send) opens with the preface, anything else is HTTP/1.1.
+        if conn.generation == 0 {
+            let n = conn.input.len().min(PREFACE.len());
+            if conn.input[..n] == PREFACE[..n] && n == PREFACE.len() {
+                conn.input.drain(..PREFACE.len());
+                self.generations += 1;
+                conn.generation = self.generations;
+                conn.h2 = Some(Box::default());
+                return self.advance_h2(i);
+            }
+            if conn.input[..n] == PREFACE[..n] && !conn.eof && n > 0 {
+                return;
+            }
         }
         match parse(&conn.input, &mut conn.head) {
             Parsed::Incomplete { continue_wanted } => {
@@ -346,11 +380,12 @@ impl EventLoop {
                     echo_close: head.echo_close,
                     expiry: None,
                 };
-                let done = Done { to: Some((self.mailbox.clone(), i, generation)), pool: self.pool.clone() };
-                let req = Request { method: head.method, path: head.path, query: head.query, body };
-                let handler = &self.handler;
+                let to = To { conn: i, generation, stream: 0 };
+                let done = Done::new(self.mailbox.clone(), to, self.pool.clone());
+                let req = http1::Request { method: head.method, path: head.path, query: head.query, body };
+                let handler = &self.handlers.http1;
                 if let Some(expiry) = unpanicked(|| handler.handle(req, done)).flatten() {
-                    self.expiries.push(Reverse((expiry.at, i, generation)));
+                    self.expiries.push(Reverse((expiry.at, i, generation, 0)));
                     if let Some(State::Waiting { expiry: slot, .. }) = self.conns[i].as_mut().map(|c| &mut c.state) {
                         *slot = Some(expiry);
                     }
@@ -368,17 +403,28 @@ impl EventLoop {
         for post in posts {
             match post {
                 Post::Conn(stream) => self.add(stream),
-                Post::Answer { conn, generation, answer } => self.answer(conn, generation, answer),
+                Post::Http1 { to, answer } => self.answer(to.conn, to.generation, answer),
+                Post::H2 { to, answer } => self.answer_h2(to, answer),
             }
         }
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some(Reverse((at, i, generation))) = self.expiries.peek().copied() {
+        while let Some(Reverse((at, i, generation, stream))) = self.expiries.peek().copied() {
             if at > now {
                 return;
             }
             self.expiries.pop();
+            if stream != 0 {
+                let expiry = match self.conns.get_mut(i).and_then(Option::as_mut) {
+                    Some(conn) if conn.generation == generation => conn.h2_expiries.remove(&stream),
+                    _ => None,
+                };
+                if let Some(expiry) = expiry {
+                    self.answer_h2(To { conn: i, generation, stream }, Answer::Later(expiry.answer));
+                }
+                continue;
+            }
             let expiry = match self.conns.get_mut(i).and_then(Option::as_mut) {
                 Some(Conn { generation: g, state: State::Waiting { expiry, .. }, .. }) if *g == generation => {
                     expiry.take()
@@ -393,7 +439,7 @@ impl EventLoop {
 
     /// Writes the answer to connection `i`'s request `generation`, unless that request was
     /// answered already (expired) or the connection is gone.
-    fn answer(&mut self, i: usize, generation: u64, answer: Answer) {
+    fn answer(&mut self, i: usize, generation: u64, answer: Answer<http1::Response>) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
         if conn.generation != generation || !matches!(conn.state, State::Waiting { .. }) {
             return;
@@ -411,7 +457,7 @@ impl EventLoop {
             Answer::Abandoned => return self.close(i),
         };
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
-        if let Response::Stream { status, headers, messages, on_close } = response {
+        if let http1::Response::Stream { status, headers, messages, on_close } = response {
             return self.hand_off(i, version, status, headers, messages, on_close);
         }
         if let Err(e) = write_response(&mut conn.output, version, response, echo_close) {
@@ -466,11 +512,73 @@ impl EventLoop {
         }
     }
 
+    /// Feeds connection `i`'s input to its HTTP/2 state machine and starts the requests that
+    /// completed.
+    fn advance_h2(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        let Some(h2) = conn.h2.as_mut() else { return };
+        let mut events = Vec::new();
+        h2.receive(&mut conn.input, &mut events);
+        let generation = conn.generation;
+        for event in events {
+            // A reset stream's work goes on; its answer is dropped when it comes.
+            let h2::Event::Request(req) = event else { continue };
+            let stream = req.stream;
+            let done = Done::new(self.mailbox.clone(), To { conn: i, generation, stream }, self.pool.clone());
+            let handler = &self.handlers.h2;
+            if let Some(expiry) = unpanicked(|| handler.handle(req, done)).flatten() {
+                self.expiries.push(Reverse((expiry.at, i, generation, stream)));
+                if let Some(conn) = self.conns[i].as_mut() {
+                    conn.h2_expiries.insert(stream, expiry);
+                }
+            }
+        }
+        if let Some(conn) = self.conns[i].as_mut().filter(|c| c.paused) {
+            conn.paused = false;
+            self.read(i, false);
+        }
+        self.flush_h2(i);
+    }
+
+    /// Writes the answer to an HTTP/2 stream, unless it was answered already (expired) or its
+    /// connection is gone. A handler that panicked or gave up resets its stream only.
+    fn answer_h2(&mut self, to: To, answer: Answer<h2::Response>) {
+        let Some(conn) = self.conns.get_mut(to.conn).and_then(Option::as_mut) else { return };
+        if conn.generation != to.generation || conn.h2.is_none() {
+            return;
+        }
+        conn.h2_expiries.remove(&to.stream);
+        let response = match answer {
+            Answer::Ready(response) => response,
+            Answer::Later(answer) => unpanicked(answer).unwrap_or(h2::Response::Reset(h2::Reason::InternalError)),
+            Answer::Abandoned => h2::Response::Reset(h2::Reason::InternalError),
+        };
+        let Some(h2) = self.conns[to.conn].as_mut().and_then(|c| c.h2.as_mut()) else { return };
+        h2.respond(to.stream, response);
+        self.flush_h2(to.conn);
+    }
+
+    /// Moves what HTTP/2 wrote to the connection's output and writes it; a connection that
+    /// failed, or drained at stop, closes once written.
+    fn flush_h2(&mut self, i: usize) {
+        let stopping = self.stopping.load(Ordering::Acquire);
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        let Some(h2) = conn.h2.as_mut() else { return };
+        conn.output.extend_from_slice(&h2.take_output());
+        if h2.failed() || h2.finished() || (conn.eof && h2.idle()) || (stopping && h2.idle()) {
+            conn.closing = true;
+        }
+        conn.last_active = Instant::now();
+        self.write(i);
+    }
+
     fn close_idle(&mut self, now: Instant) {
         for i in 0..self.conns.len() {
-            let idle = self.conns[i]
-                .as_ref()
-                .is_some_and(|c| matches!(c.state, State::Reading) && now.duration_since(c.last_active) >= IDLE_MAX);
+            let idle = self.conns[i].as_ref().is_some_and(|c| {
+                matches!(c.state, State::Reading)
+                    && c.h2.as_ref().is_none_or(|h2| h2.idle())
+                    && now.duration_since(c.last_active) >= IDLE_MAX
+            });
             if idle {
                 self.close(i);
             }

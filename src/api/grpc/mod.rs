@@ -1,0 +1,264 @@
+//! etcd's gRPC API as an adapter over the [`Service`], on HTTP/2 streams: routes from the RPC
+//! table, length-prefixed protobuf messages, `grpc-timeout`, and answers as grpc-go's server
+//! writes them (`:status 200`, the message, then `grpc-status`/`grpc-message` trailers; a
+//! refusal before any message as trailers only). Errors come from the one table
+//! ([`crate::Error::code`]) the gateway uses too.
+//!
+//! Threads: a call starts on the event loop that read its stream (`raftkv-httpio-N`); the
+//! key-value calls are answered by the raft or apply thread and encoded back on the loop,
+//! everything else runs on the blocking pool (`raftkv-http-N`).
+
+mod codec;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::h2::{self, Done, Expiry, Reason, Request, Response};
+use crate::error::Code;
+use crate::service::{self, Answer, Kind, Responder, Service, RPCS};
+use crate::{Node, Ticket};
+
+/// etcd's limit on a received message: `--max-request-bytes` (1.5 MiB) plus gRPC's 512 KiB
+/// of overhead (`v3rpc/grpc.go`).
+pub const MESSAGE_MAX: usize = 2 * 1024 * 1024;
+/// `grpc-message` is cut to this: clients bound the trailers they accept (gRPC's C core to
+/// 16 KiB), and etcd's own messages are far shorter.
+const STATUS_MESSAGE_MAX: usize = 4096;
+
+pub struct Grpc {
+    service: Service,
+}
+
+impl Grpc {
+    pub fn new(node: Node) -> Arc<Grpc> {
+        Arc::new(Grpc { service: Service::new(node) })
+    }
+}
+
+/// A call's outcome as a stream's answer: the message, or a status.
+fn answer(outcome: Result<Vec<u8>, (Code, String)>) -> Response {
+    match outcome {
+        Ok(message) => {
+            let mut body = Vec::with_capacity(5 + message.len());
+            body.push(0);
+            body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            body.extend_from_slice(&message);
+            Response::Full { headers: headers(), body, trailers: status(Code::Ok, "") }
+        }
+        Err((code, message)) => {
+            let mut headers = headers();
+            headers.extend(status(code, &message));
+            Response::Full { headers, body: Vec::new(), trailers: Vec::new() }
+        }
+    }
+}
+
+fn headers() -> Vec<(&'static str, String)> {
+    vec![(":status", "200".into()), ("content-type", "application/grpc".into())]
+}
+
+fn status(code: Code, message: &str) -> Vec<(&'static str, String)> {
+    vec![("grpc-status", code.as_u32().to_string()), ("grpc-message", percent_encode(message))]
+}
+
+/// grpc-go's `encodeGrpcMessage`: bytes outside printable ASCII, and `%`, as `%XX`.
+fn percent_encode(message: &str) -> String {
+    let mut cut = message.len().min(STATUS_MESSAGE_MAX);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = String::with_capacity(cut);
+    for &b in &message.as_bytes()[..cut] {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn error(e: crate::Error) -> (Code, String) {
+    (e.code(), e.to_string())
+}
+
+fn encode(outcome: crate::Result<service::Response>) -> Response {
+    answer(outcome.map(|r| codec::encode_response(&r)).map_err(error))
+}
+
+/// The service's answers, back to the stream that asked.
+struct GrpcResponder(Done);
+
+impl Responder for GrpcResponder {
+    fn later(self: Box<Self>, answer: Answer) {
+        self.0.respond_with(move || encode(answer()));
+    }
+
+    fn blocking(self: Box<Self>, work: Answer) {
+        self.0.spawn_blocking(move || encode(work()));
+    }
+}
+
+/// The one message of a unary call's body, checked as grpc-go's `recvMsg` checks it.
+fn unary_message(body: &[u8]) -> Result<&[u8], (Code, String)> {
+    let Some((prefix, rest)) = body.split_first_chunk::<5>() else {
+        let what = if body.is_empty() { "EOF" } else { "unexpected EOF" };
+        return Err((Code::Unknown, what.into()));
+    };
+    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    match prefix[0] {
+        0 => {}
+        1 => return Err((Code::Internal, "grpc: compressed flag set with identity or empty encoding".into())),
+        other => return Err((Code::Internal, format!("grpc: received unexpected payload format {other}"))),
+    }
+    if len > MESSAGE_MAX {
+        return Err((
+            Code::ResourceExhausted,
+            format!("grpc: received message larger than max ({len} vs. {MESSAGE_MAX})"),
+        ));
+    }
+    rest.get(..len).ok_or_else(|| (Code::Unknown, "unexpected EOF".into()))
+}
+
+/// `grpc-timeout`: at most 8 digits and a unit (Hours, Minutes, Seconds, milli, micro, nano).
+fn timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Gives up on a call at the earlier of the client's deadline and the call's own: the
+/// client's is DeadlineExceeded, the call's the error its [`Ticket`] names.
+fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>) -> Option<Expiry> {
+    let client_first = match (&ticket, client_deadline) {
+        (Some(ticket), Some(at)) => at < ticket.deadline(),
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
+    if client_first {
+        let at = client_deadline?;
+        let answer = Box::new(|| answer(Err((Code::DeadlineExceeded, "context deadline exceeded".into()))));
+        return Some(Expiry { at, answer });
+    }
+    let ticket = ticket?;
+    Some(Expiry { at: ticket.deadline(), answer: Box::new(move || answer(Err(error(ticket.expire())))) })
+}
+
+impl h2::Handler for Grpc {
+    fn handle(&self, req: Request, done: Done) -> Option<Expiry> {
+        // grpc-go resets a stream that is not gRPC at all.
+        if !req.field("content-type").is_some_and(|t| t.starts_with("application/grpc")) {
+            done.respond(Response::Reset(Reason::ProtocolError));
+            return None;
+        }
+        let refuse = |done: Done, code: Code, message: String| {
+            done.respond(answer(Err((code, message))));
+            None
+        };
+        let Some(rpc) = RPCS.iter().find(|rpc| rpc.grpc == req.path) else {
+            return refuse(done, Code::Unimplemented, unknown(&req.path));
+        };
+        if let Some(encoding) = req.field("grpc-encoding").filter(|e| *e != "identity") {
+            let message = format!("grpc: Decompressor is not installed for grpc-encoding \"{encoding}\"");
+            return refuse(done, Code::Unimplemented, message);
+        }
+        let client_deadline = match req.field("grpc-timeout").map(timeout) {
+            None => None,
+            Some(Some(timeout)) => Some(Instant::now() + timeout),
+            Some(None) => {
+                let raw = req.field("grpc-timeout").unwrap_or_default();
+                return refuse(done, Code::Internal, format!("transport: malformed grpc-timeout: {raw:?}"));
+            }
+        };
+        if rpc.kind == Kind::Bidi {
+            let message = format!("raftkv: {} is not served over gRPC yet", req.path);
+            return refuse(done, Code::Unimplemented, message);
+        }
+        let request = match unary_message(&req.body).and_then(|m| codec::decode_request(rpc.method, m)) {
+            Ok(request) => request,
+            Err((code, message)) => return refuse(done, code, message),
+        };
+        let ticket = self.service.call(request, Box::new(GrpcResponder(done)));
+        expiry(ticket, client_deadline)
+    }
+}
+
+/// grpc-go's answer to a path it has no handler for.
+fn unknown(path: &str) -> String {
+    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+    if RPCS.iter().any(|rpc| rpc.grpc.trim_start_matches('/').starts_with(&format!("{service}/"))) {
+        format!("unknown method {method} for service {service}")
+    } else {
+        format!("unknown service {service}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_as_grpc_go_parses_them() {
+        let cases = [
+            ("1998887u", Some(Duration::from_micros(1_998_887))),
+            ("997m", Some(Duration::from_millis(997))),
+            ("2H", Some(Duration::from_secs(7200))),
+            ("5S", Some(Duration::from_secs(5))),
+            ("123456789S", None),
+            ("S", None),
+            ("", None),
+            ("10x", None),
+            ("-1S", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(timeout(value), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn unary_messages_are_checked_as_grpc_go_checks_them() {
+        let big = (MESSAGE_MAX as u32 + 1).to_be_bytes();
+        type Case<'a> = (&'a [u8], Result<&'a [u8], (Code, &'a str)>);
+        let cases: [Case; 6] = [
+            (b"\x00\x00\x00\x00\x02ab", Ok(b"ab")),
+            (b"", Err((Code::Unknown, "EOF"))),
+            (b"\x00\x00\x00\x00\x03ab", Err((Code::Unknown, "unexpected EOF"))),
+            (
+                b"\x01\x00\x00\x00\x00",
+                Err((Code::Internal, "grpc: compressed flag set with identity or empty encoding")),
+            ),
+            (b"\x07\x00\x00\x00\x00", Err((Code::Internal, "grpc: received unexpected payload format 7"))),
+            (
+                &[0, big[0], big[1], big[2], big[3]],
+                Err((Code::ResourceExhausted, "grpc: received message larger than max (2097153 vs. 2097152)")),
+            ),
+        ];
+        for (body, want) in cases {
+            let got = unary_message(body);
+            assert_eq!(
+                got.as_ref().map_err(|(c, m)| (*c, m.as_str())),
+                want.as_ref().map_err(|(c, m)| (*c, *m)),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_paths_and_status_messages_read_as_grpc_go_writes_them() {
+        assert_eq!(unknown("/etcdserverpb.KV/Nope"), "unknown method Nope for service etcdserverpb.KV");
+        assert_eq!(unknown("/nosuch.Service/X"), "unknown service nosuch.Service");
+        assert_eq!(percent_encode("etcdserver: key is not provided"), "etcdserver: key is not provided");
+        assert_eq!(percent_encode("100% \u{e9}\n"), "100%25 %C3%A9%0A");
+    }
+}
