@@ -43,6 +43,39 @@ macro_rules! calls {
     };
 }
 
+/// Calls `$callback!` with the names of every unary call: how each protocol's codec gets the
+/// method list from here rather than writing it again.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! for_each_unary {
+    ($callback:ident) => {
+        $callback!(
+            Range,
+            Put,
+            DeleteRange,
+            Txn,
+            Compact,
+            LeaseGrant,
+            LeaseRevoke,
+            LeaseTimeToLive,
+            LeaseLeases,
+            MemberAdd,
+            MemberRemove,
+            MemberUpdate,
+            MemberList,
+            MemberPromote,
+            Alarm,
+            Status,
+            Defragment,
+            Hash,
+            MoveLeader,
+            Authenticate,
+            AuthUserList,
+            AuthRoleList
+        );
+    };
+}
+
 calls! {
     Range(RangeRequest) -> RangeResponse;
     Put(PutRequest) -> PutResponse;

@@ -47,6 +47,11 @@ fn a_write_on_any_member_is_read_linearizably_on_every_member() {
     assert_eq!(get(cluster.node(leader), "k0", false).unwrap(), None);
     // Leases granted on a follower, kept alive through it (forwarded to the leader).
     let lease = node.lease_grant(LeaseGrantRequest { ttl: 30, id: 0 }).unwrap();
+    // The grant is answered once this follower applied it; the leader, which renews, may apply
+    // it a moment later (etcd's LeaseRenew has the same window).
+    let leader_node = cluster.node(leader);
+    let leader_has_it = || leader_node.lease_leases().unwrap().leases.iter().any(|l| l.id == lease.id);
+    assert!(eventually(Duration::from_secs(5), leader_has_it), "the leader never applied the grant");
     let ka = node.lease_keep_alive(LeaseKeepAliveRequest { id: lease.id }).unwrap();
     assert_eq!(ka.ttl, 30);
     let ttl = node.lease_time_to_live(LeaseTimeToLiveRequest { id: lease.id, keys: false }).unwrap();

@@ -68,30 +68,7 @@ macro_rules! codec {
     };
 }
 
-codec!(
-    Range,
-    Put,
-    DeleteRange,
-    Txn,
-    Compact,
-    LeaseGrant,
-    LeaseRevoke,
-    LeaseTimeToLive,
-    LeaseLeases,
-    MemberAdd,
-    MemberRemove,
-    MemberUpdate,
-    MemberList,
-    MemberPromote,
-    Alarm,
-    Status,
-    Defragment,
-    Hash,
-    MoveLeader,
-    Authenticate,
-    AuthUserList,
-    AuthRoleList
-);
+crate::for_each_unary!(codec);
 
 fn encode(answer: crate::Result<service::Response>) -> Response {
     outcome(answer.map(|r| to_json(&r)))
