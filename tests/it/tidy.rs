@@ -15,6 +15,7 @@ const ROOT_EXPORTS: &[(&str, &str)] = &[
     ("Config", "config"),
     ("Reply", "wait"),
     ("Server", "server"),
+    ("for_each_unary", "service"),
 ];
 
 /// Top-level modules, highest first, from ARCHITECTURE.md's "Layer order" line.
