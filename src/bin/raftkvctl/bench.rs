@@ -115,7 +115,7 @@ pub fn run(load: &Load, workload: &Workload) -> Result<Report, CtlError> {
     let start = Instant::now();
     let tally = std::thread::scope(|s| {
         if load.progress && std::io::stderr().is_terminal() {
-            s.spawn(|| show_progress(&done, &finished, load.total, start));
+            spawn_named(s, "raftkvctl-progress".into(), || show_progress(&done, &finished, load.total, start));
         }
         let tally = match workload {
             Workload::WatchLatency { watchers, key, val_size } => {
@@ -166,7 +166,7 @@ fn request_loop(load: &Load, endpoints: &[String], workload: &Workload, done: &A
     std::thread::scope(|s| {
         for c in 0..load.clients.max(1) {
             let (client, next, totals, value) = (&conns[c % conns.len()], &next, &totals, &value);
-            s.spawn(move || {
+            spawn_named(s, format!("raftkvctl-client-{c}"), move || {
                 let mut tally = Tally::new();
                 // lease-keepalive: every client renews a lease of its own.
                 let lease = match workload {
@@ -254,9 +254,9 @@ fn watch_latency(
     let totals = Mutex::new(Tally::new());
     let putter = Client::new(endpoints, load.timeout)?;
     std::thread::scope(|s| {
-        for _ in 0..watchers.max(1) {
+        for w in 0..watchers.max(1) {
             let (sent, created, totals) = (&sent, &created, &totals);
-            s.spawn(move || {
+            spawn_named(s, format!("raftkvctl-watcher-{w}"), move || {
                 let mut tally = Tally::new();
                 let req = WatchCreateRequest { key: key.to_vec(), ..Default::default() };
                 let watched = Client::new(endpoints, load.timeout).and_then(|client| {
@@ -394,4 +394,13 @@ impl Report {
             errors.join(",")
         );
     }
+}
+
+/// A scoped thread with a name, so `top -H` and `perf` tell the load tool's threads apart.
+fn spawn_named<'scope, T: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    name: String,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new().name(name).spawn_scoped(s, f).expect("spawn a load thread")
 }
