@@ -65,7 +65,7 @@ impl AutoCompaction {
 }
 
 /// Go-style durations as etcd's flag takes them: `90s`, `30m`, `1h`, `1h30m`, `500ms`.
-fn parse_duration(s: &str) -> Option<Duration> {
+pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {

@@ -62,6 +62,12 @@ pub struct Config {
     /// How long a client call waits for its proposal to be applied before
     /// `etcdserver: request timed out`. etcd uses 5 s plus two election timeouts.
     pub request_timeout_ms: u64,
+    /// The least time between a gRPC client's keepalive pings (`--grpc-keepalive-min-time`);
+    /// clients that ping more often are sent away with `too_many_pings`.
+    pub grpc_keepalive_min_time: std::time::Duration,
+    /// How often watchers created with `progress_notify` hear the current revision when
+    /// nothing else was sent to them (`--experimental-watch-progress-notify-interval`).
+    pub watch_progress_notify_interval: std::time::Duration,
 }
 
 /// `--initial-cluster-state`.
@@ -102,6 +108,8 @@ impl Config {
             request_timeout_ms: 7_000,
             lease_checkpoint_interval_ms: 60_000,
             auto_compaction: None,
+            grpc_keepalive_min_time: std::time::Duration::from_secs(5),
+            watch_progress_notify_interval: std::time::Duration::from_secs(600),
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use raftkv::compactor::AutoCompaction;
@@ -74,9 +75,20 @@ struct Args {
     /// Auto compaction retention: 0 keeps all history; '1h', '30m', or hours for periodic.
     #[arg(long, env = "RAFTKV_AUTO_COMPACTION_RETENTION", default_value = "0")]
     auto_compaction_retention: String,
+    /// Minimum interval a client should wait before pinging the server (gRPC keepalive).
+    #[arg(long, env = "RAFTKV_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s", value_parser = duration)]
+    grpc_keepalive_min_time: Duration,
+    /// Duration of periodic watch progress notifications.
+    #[arg(long, env = "RAFTKV_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = duration)]
+    experimental_watch_progress_notify_interval: Duration,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "RAFTKV_LOG_LEVEL", default_value = "info")]
     log_level: String,
+}
+
+/// A Go duration as etcd's flags take them (`5s`, `1m30s`, `100ms`).
+fn duration(s: &str) -> Result<Duration, String> {
+    raftkv::compactor::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 5s or 10m"))
 }
 
 impl Args {
@@ -108,6 +120,8 @@ impl Args {
         cfg.election_timeout_ms = self.election_timeout;
         cfg.max_request_bytes = self.max_request_bytes;
         cfg.max_txn_ops = self.max_txn_ops;
+        cfg.grpc_keepalive_min_time = self.grpc_keepalive_min_time;
+        cfg.watch_progress_notify_interval = self.experimental_watch_progress_notify_interval;
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }

@@ -13,6 +13,8 @@
 //! File format: records `tag (u8) | key length (u32 BE) | key | value length (u32 BE) | value`,
 //! tag 1 = `kv`, 2 = `lease`, 3 = `meta`, 4 = `raft` (its `conf_state` only); then tag 0 and
 //! the CRC-32 (IEEE) of everything before it. The applied index and term are the `meta` rows.
+//! A client's download ([`SnapshotFiles::for_client`]) is the same file padded with zeros to
+//! a multiple of 512 bytes, followed by the SHA-256 of all of that.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -170,28 +172,50 @@ impl SnapshotFiles {
         };
         let (index, term) = (read_u64(meta::APPLIED_INDEX)?, read_u64(meta::APPLIED_TERM)?);
         let tmp = self.dir.join(format!("{term:016x}-{index:016x}.gen"));
-        let mut out = RecordWriter::create(&tmp)?;
-        for (tag, cf) in FAMILIES {
-            let mut opts = rocksdb::ReadOptions::default();
-            opts.fill_cache(false);
-            for item in snap.iterator_cf_opt(self.db.cf(cf), opts, IteratorMode::Start) {
-                let (key, value) = item.map_err(storage::Error::from)?;
-                if cf == Cf::Meta && LOCAL_META.contains(&&*key) {
-                    continue;
-                }
-                out.record(tag, &key, &value)?;
-            }
-        }
-        let conf_state =
-            snap.get_cf(self.db.cf(Cf::Raft), CONF_STATE).map_err(storage::Error::from)?.unwrap_or_default();
-        out.record(TAG_RAFT, CONF_STATE, &conf_state)?;
-        out.finish()?;
+        write_state(&self.db, &snap, &tmp)?;
         drop(snap);
         let path = self.dir.join(format!("{term:016x}-{index:016x}.sent"));
         fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
         let meta = read_meta(&path)?;
         Ok(SnapFile { path, meta })
     }
+
+    /// A snapshot for a client (etcd's `Maintenance.Snapshot`): the same records as a
+    /// follower's, then zeros up to a multiple of 512 bytes, so that with the SHA-256 the
+    /// sender appends the download has the size etcdctl expects of a bbolt file with its
+    /// checksum (size mod 512 = 32). The file is removed when dropped.
+    pub fn for_client(&self) -> Result<SnapFile> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("client-{}-{n}.tmp", std::process::id()));
+        let snap = self.db.raw().snapshot();
+        let file = SnapFile { path, meta: SnapshotMetadata::default() };
+        write_state(&self.db, &snap, &file.path)?;
+        let len = fs::metadata(&file.path).map_err(|e| io_error(&file.path, e))?.len();
+        let padding = (512 - len % 512) % 512;
+        let mut out = fs::OpenOptions::new().append(true).open(&file.path).map_err(|e| io_error(&file.path, e))?;
+        out.write_all(&vec![0u8; padding as usize]).map_err(|e| io_error(&file.path, e))?;
+        Ok(file)
+    }
+}
+
+/// Writes every record of the applied state as `snap` sees it into a new file at `path`.
+fn write_state(db: &Db, snap: &rocksdb::SnapshotWithThreadMode<'_, rocksdb::DB>, path: &Path) -> Result<()> {
+    let mut out = RecordWriter::create(path)?;
+    for (tag, cf) in FAMILIES {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        for item in snap.iterator_cf_opt(db.cf(cf), opts, IteratorMode::Start) {
+            let (key, value) = item.map_err(storage::Error::from)?;
+            if cf == Cf::Meta && LOCAL_META.contains(&&*key) {
+                continue;
+            }
+            out.record(tag, &key, &value)?;
+        }
+    }
+    let conf_state = snap.get_cf(db.cf(Cf::Raft), CONF_STATE).map_err(storage::Error::from)?.unwrap_or_default();
+    out.record(TAG_RAFT, CONF_STATE, &conf_state)?;
+    out.finish()
 }
 
 struct RecordWriter {

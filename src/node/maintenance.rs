@@ -1,8 +1,15 @@
 //! The maintenance calls (status, hash), the response headers the other calls share, and the
 //! Prometheus text of `/metrics`.
 
+use std::io::Read;
+
+use sha2::{Digest, Sha256};
+
 use super::Node;
 use crate::pb::*;
+
+/// etcd's `snapshotSendBufferSize`: the blob of each snapshot message.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
 use crate::version::ETCD_VERSION;
 use crate::Result;
 
@@ -87,6 +94,32 @@ impl Node {
         let inner = &self.inner;
         let header = inner.identity.header_at(inner.store.current_revision());
         Ok(HashResponse { header, hash: inner.db.hash(crate::storage::Cf::Kv)? })
+    }
+
+    /// etcd's `Snapshot`: the member's state from one consistent RocksDB snapshot
+    /// ([`crate::snapshot::SnapshotFiles::for_client`]'s format), handed to `send` in etcd's 32 KiB chunks with
+    /// the bytes still to come, then a last chunk holding the SHA-256 of all before it. Stops
+    /// early, with `Ok`, when `send` answers `false` (the client left).
+    pub fn snapshot(&self, send: &mut dyn FnMut(SnapshotResponse) -> bool) -> Result<()> {
+        let file = self.inner.snapshots.for_client()?;
+        let io = |source| crate::storage::Error::Io { path: file.path.display().to_string(), source };
+        let mut reader = std::fs::File::open(&file.path).map_err(io)?;
+        let size = reader.metadata().map_err(io)?.len();
+        let mut hash = Sha256::new();
+        let mut sent = 0u64;
+        let mut chunk = vec![0u8; SNAPSHOT_CHUNK];
+        while sent < size {
+            let n = (size - sent).min(SNAPSHOT_CHUNK as u64) as usize;
+            reader.read_exact(&mut chunk[..n]).map_err(io)?;
+            hash.update(&chunk[..n]);
+            sent += n as u64;
+            let resp = SnapshotResponse { header: None, remaining_bytes: size - sent, blob: chunk[..n].to_vec() };
+            if !send(resp) {
+                return Ok(());
+            }
+        }
+        send(SnapshotResponse { header: None, remaining_bytes: 0, blob: hash.finalize().to_vec() });
+        Ok(())
     }
 
     /// A header without a revision (what etcd answers member calls with).

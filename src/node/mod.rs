@@ -43,6 +43,7 @@ use crate::raft::RaftRequest;
 use crate::server::peer_service::PeerService;
 use crate::server::propose::{wait_on, Proposer};
 use crate::server::{NodeParts, Server};
+use crate::snapshot::SnapshotFiles;
 use crate::storage::Db;
 use crate::transport::Transport;
 use crate::wait::Reply;
@@ -78,6 +79,8 @@ struct Inner {
     /// The leader's side of the lease calls, used here when this member leads.
     leases: Arc<PeerService>,
     transport: Arc<Transport>,
+    /// Where client snapshots are written before they are sent.
+    snapshots: Arc<SnapshotFiles>,
     stop_tx: channel::Sender<()>,
     /// The `raftkv-run` thread when [`Node::start`] spawned the run loop.
     run_thread: Mutex<Option<JoinHandle<Result<()>>>>,
@@ -118,6 +121,7 @@ impl Node {
             proposer,
             leases,
             transport,
+            snapshots,
             stop_tx,
         } = parts;
         let inner = Inner {
@@ -132,6 +136,7 @@ impl Node {
             proposer,
             leases,
             transport,
+            snapshots,
             stop_tx,
             run_thread: Mutex::new(None),
             publisher: Mutex::new(None),
@@ -255,6 +260,30 @@ impl Node {
 
     fn is_learner(&self) -> bool {
         self.inner.membership.read().get(self.member_id()).is_some_and(|m| m.is_learner)
+    }
+
+    /// etcd's checks at the start of a stream (watch, lease keepalive, snapshot): a learner
+    /// serves none, and a client that requires a leader (gRPC's `hasleader` metadata) is
+    /// refused while there is none.
+    pub fn check_stream(&self, require_leader: bool) -> Result<()> {
+        if self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
+        if require_leader && self.leader_id() == 0 {
+            return Err(Error::NoLeader);
+        }
+        Ok(())
+    }
+
+    /// The configuration the member was opened with.
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// `--election-timeout`: how long streams that require a leader wait for one (three times
+    /// this, as etcd's `monitorLeader`) before they end.
+    pub fn election_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.cfg.election_timeout_ms)
     }
 
     /// Test hook (fault injection): drops all peer traffic between this member and `peers`,

@@ -417,6 +417,18 @@ pub struct MoveLeaderResponse {
     pub header: Option<ResponseHeader>,
 }
 
+/// One chunk of a snapshot download (`etcdserverpb.SnapshotResponse`); the last carries the
+/// SHA-256 of the chunks before it.
+#[derive(Clone, PartialEq, Message)]
+pub struct SnapshotResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(uint64, tag = "2")]
+    pub remaining_bytes: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub blob: Vec<u8>,
+}
+
 /// A checksum of the member's key-value state (`etcdserverpb.HashResponse`).
 #[derive(Clone, PartialEq, Message)]
 pub struct HashResponse {

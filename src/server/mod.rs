@@ -40,6 +40,7 @@ use crate::mvcc::Store;
 use crate::pb::internal_request::Request;
 use crate::pb::LeaseRevokeRequest;
 use crate::raft::{Apply, LeaderChange};
+use crate::snapshot::SnapshotFiles;
 use crate::storage::Db;
 use crate::transport::Transport;
 use crate::wait::Wait;
@@ -77,6 +78,7 @@ pub struct NodeParts {
     pub proposer: Arc<Proposer>,
     pub leases: Arc<PeerService>,
     pub transport: Arc<Transport>,
+    pub snapshots: Arc<SnapshotFiles>,
     pub stop_tx: Sender<()>,
 }
 

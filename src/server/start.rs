@@ -238,7 +238,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         watches: watches.clone(),
         wait: wait.clone(),
         applied: applied.clone(),
-        snapshots,
+        snapshots: snapshots.clone(),
         transport: transport.clone(),
         snapshot_count: cfg.snapshot_count,
     };
@@ -276,6 +276,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         proposer,
         leases: peer_service,
         transport,
+        snapshots,
         stop_tx: ch.stop.0,
     };
     Ok((server, parts))

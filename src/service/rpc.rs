@@ -25,6 +25,7 @@ pub enum Method {
     Status,
     Defragment,
     Hash,
+    Snapshot,
     MoveLeader,
     Authenticate,
     AuthUserList,
@@ -38,6 +39,15 @@ pub enum Kind {
     Unary,
     /// Requests and responses in both directions (watch, lease keepalive).
     Bidi,
+    /// One request, a stream of responses (snapshot).
+    ServerStream,
+}
+
+impl Kind {
+    /// Whether the call's answer is a stream of messages.
+    pub fn streams(self) -> bool {
+        self != Kind::Unary
+    }
 }
 
 pub struct Rpc {
@@ -84,6 +94,14 @@ pub static RPCS: &[Rpc] = &[
     unary(Status, "/etcdserverpb.Maintenance/Status", &["maintenance/status"], true),
     unary(Defragment, "/etcdserverpb.Maintenance/Defragment", &["maintenance/defragment"], true),
     unary(Hash, "/etcdserverpb.Maintenance/Hash", &["maintenance/hash"], true),
+    // The gateway's snapshot download is the operations issue's; gRPC serves it now.
+    Rpc {
+        method: Snapshot,
+        grpc: "/etcdserverpb.Maintenance/Snapshot",
+        gateway: &[],
+        kind: Kind::ServerStream,
+        blocking: true,
+    },
     unary(MoveLeader, "/etcdserverpb.Maintenance/MoveLeader", &["maintenance/transfer-leadership"], true),
     unary(Authenticate, "/etcdserverpb.Auth/Authenticate", &["auth/authenticate"], true),
     unary(AuthUserList, "/etcdserverpb.Auth/UserList", &["auth/user/list"], true),

@@ -66,3 +66,130 @@ fn etcdctl_speaks_grpc_to_a_member_and_gets_etcds_answers() {
     // The same port still serves the gateway.
     assert_eq!(String::from_utf8_lossy(&ctl(&e, &["get", "foo/a"]).stdout), "foo/a\n1\n");
 }
+
+/// A long-running etcdctl (a watch) whose output lines are read as they come.
+struct Streaming {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    fn start(endpoint: &str, args: &[&str]) -> Streaming {
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", endpoint, "--dial-timeout", "5s"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("etcdctl 3.4 (apt-get install etcd-client)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// The next `n` lines, within 10 s.
+    fn next(&self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.lines.recv_timeout(Duration::from_secs(10)).expect("a line from etcdctl")).collect()
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Registered watchers, as `/metrics` counts them.
+fn watchers(endpoint: &str) -> u64 {
+    let addr = endpoint.trim_start_matches("http://").parse().unwrap();
+    let metrics = crate::harness::http::send(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let text = metrics.text();
+    let line = text.lines().find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total ")).expect("watcher gauge");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn wait_for_watchers(endpoint: &str, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while watchers(endpoint) != want {
+        assert!(std::time::Instant::now() < deadline, "watchers stay at {} (want {want})", watchers(endpoint));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn etcdctl_watches_keeps_leases_alive_and_saves_snapshots_over_grpc_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::new("grpc-streams", dir.path());
+    m.spawn(&dir.path().join("data"), "", &[]);
+    m.wait_healthy(Duration::from_secs(20));
+    let e = m.endpoint();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = etcdctl(&e, args, "");
+        assert_eq!(code, Some(0), "etcdctl {args:?}: {err}");
+        out
+    };
+
+    // A prefix watch sees puts and deletes as they happen, with previous values.
+    let watch = Streaming::start(&e, &["watch", "w/", "--prefix", "--prev-kv"]);
+    wait_for_watchers(&e, 1);
+    ok(&["put", "w/a", "1"]);
+    assert_eq!(watch.next(3), ["PUT", "w/a", "1"]);
+    ok(&["put", "w/a", "2"]);
+    assert_eq!(watch.next(5), ["PUT", "w/a", "1", "w/a", "2"]);
+    ok(&["del", "w/a"]);
+    assert_eq!(watch.next(5), ["DELETE", "w/a", "2", "w/a", ""]);
+
+    // From an old revision, history comes first.
+    let history = Streaming::start(&e, &["watch", "w/a", "--rev", "1"]);
+    assert_eq!(history.next(9), ["PUT", "w/a", "1", "PUT", "w/a", "2", "DELETE", "w/a", ""]);
+
+    // Interactive: several watches on one stream, and a progress request.
+    let mut interactive = Streaming::start(&e, &["watch", "-i"]);
+    interactive.send("watch i/x");
+    interactive.send("watch i/y");
+    wait_for_watchers(&e, 4);
+    ok(&["put", "i/y", "why"]);
+    assert_eq!(interactive.next(3), ["PUT", "i/y", "why"]);
+    interactive.send("progress");
+    let progress = interactive.next(1);
+    assert!(progress[0].starts_with("progress notify: "), "{progress:?}");
+
+    // A client that goes away takes its watchers with it.
+    drop((watch, history, interactive));
+    wait_for_watchers(&e, 0);
+
+    // Lease keepalive is a stream too.
+    let grant = ok(&["lease", "grant", "60"]);
+    let id = grant.split(' ').nth(1).unwrap().to_string();
+    assert_eq!(ok(&["lease", "keep-alive", "--once", &id]), format!("lease {id} keepalived with TTL(60)\n"));
+    let (code, _, err) = etcdctl(&e, &["lease", "keep-alive", "--once", "1234"], "");
+    assert_eq!((code, err.as_str()), (Some(2), "Error: etcdserver: requested lease not found\n"));
+
+    // A snapshot download ends with the SHA-256 etcdctl checks, and has a bbolt file's size.
+    let file = dir.path().join("snap.db");
+    let saved = ok(&["snapshot", "save", file.to_str().unwrap()]);
+    assert!(saved.contains("Snapshot saved at"), "{saved}");
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.len() > 512 && bytes.len() % 512 == 32, "{}", bytes.len());
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    use sha2::Digest;
+    assert_eq!(sha2::Sha256::digest(body)[..], *sum);
+}

@@ -56,7 +56,7 @@ macro_rules! codec {
         fn decode_request(method: Method, body: &[u8]) -> std::result::Result<service::Request, Response> {
             Ok(match method {
                 $(Method::$method => service::Request::$method(decode(body)?),)*
-                Method::Watch | Method::LeaseKeepAlive => unreachable!("streams are not unary"),
+                Method::Watch | Method::LeaseKeepAlive | Method::Snapshot => unreachable!("streams are not unary"),
             })
         }
 

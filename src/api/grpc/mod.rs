@@ -9,13 +9,14 @@
 //! everything else runs on the blocking pool (`raftkv-http-N`).
 
 mod codec;
+mod stream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::h2::{self, Done, Expiry, Reason, Request, Response};
+use super::h2::{self, Done, Expiry, Reason, Request, Response, Session, StreamTx};
 use crate::error::Code;
-use crate::service::{self, Answer, Kind, Responder, Service, RPCS};
+use crate::service::{self, Answer, Responder, Rpc, Service, RPCS};
 use crate::{Node, Ticket};
 
 /// etcd's limit on a received message: `--max-request-bytes` (1.5 MiB) plus gRPC's 512 KiB
@@ -24,6 +25,9 @@ pub const MESSAGE_MAX: usize = 2 * 1024 * 1024;
 /// `grpc-message` is cut to this: clients bound the trailers they accept (gRPC's C core to
 /// 16 KiB), and etcd's own messages are far shorter.
 const STATUS_MESSAGE_MAX: usize = 4096;
+
+/// A call's failure: its gRPC status code and message.
+type Failure = (Code, String);
 
 pub struct Grpc {
     service: Service,
@@ -35,16 +39,19 @@ impl Grpc {
     }
 }
 
+/// A message with gRPC's length prefix (uncompressed).
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(5 + message.len());
+    body.push(0);
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    body
+}
+
 /// A call's outcome as a stream's answer: the message, or a status.
-fn answer(outcome: Result<Vec<u8>, (Code, String)>) -> Response {
+fn answer(outcome: Result<Vec<u8>, Failure>) -> Response {
     match outcome {
-        Ok(message) => {
-            let mut body = Vec::with_capacity(5 + message.len());
-            body.push(0);
-            body.extend_from_slice(&(message.len() as u32).to_be_bytes());
-            body.extend_from_slice(&message);
-            Response::Full { headers: headers(), body, trailers: status(Code::Ok, "") }
-        }
+        Ok(message) => Response::Full { headers: headers(), body: framed(&message), trailers: status(Code::Ok, "") },
         Err((code, message)) => {
             let mut headers = headers();
             headers.extend(status(code, &message));
@@ -78,7 +85,7 @@ fn percent_encode(message: &str) -> String {
     out
 }
 
-fn error(e: crate::Error) -> (Code, String) {
+fn error(e: crate::Error) -> Failure {
     (e.code(), e.to_string())
 }
 
@@ -100,11 +107,19 @@ impl Responder for GrpcResponder {
 }
 
 /// The one message of a unary call's body, checked as grpc-go's `recvMsg` checks it.
-fn unary_message(body: &[u8]) -> Result<&[u8], (Code, String)> {
-    let Some((prefix, rest)) = body.split_first_chunk::<5>() else {
-        let what = if body.is_empty() { "EOF" } else { "unexpected EOF" };
-        return Err((Code::Unknown, what.into()));
-    };
+fn unary_message(body: &[u8]) -> Result<&[u8], Failure> {
+    match first_message(body)? {
+        Some((message, _)) => Ok(message),
+        None if body.is_empty() => Err((Code::Unknown, "EOF".into())),
+        None => Err((Code::Unknown, "unexpected EOF".into())),
+    }
+}
+
+/// The first message of `bytes` and the bytes it takes with its prefix; `None` while it is
+/// incomplete. A compressed flag, an unknown one or a length over [`MESSAGE_MAX`] is refused
+/// as soon as the prefix is in.
+fn first_message(bytes: &[u8]) -> Result<Option<(&[u8], usize)>, Failure> {
+    let Some((prefix, rest)) = bytes.split_first_chunk::<5>() else { return Ok(None) };
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
     match prefix[0] {
         0 => {}
@@ -117,7 +132,7 @@ fn unary_message(body: &[u8]) -> Result<&[u8], (Code, String)> {
             format!("grpc: received message larger than max ({len} vs. {MESSAGE_MAX})"),
         ));
     }
-    rest.get(..len).ok_or_else(|| (Code::Unknown, "unexpected EOF".into()))
+    Ok(rest.get(..len).map(|message| (message, 5 + len)))
 }
 
 /// `grpc-timeout`: at most 8 digits and a unit (Hours, Minutes, Seconds, milli, micro, nano).
@@ -155,42 +170,84 @@ fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>) -> Option<Ex
     Some(Expiry { at: ticket.deadline(), answer: Box::new(move || answer(Err(error(ticket.expire())))) })
 }
 
-impl h2::Handler for Grpc {
-    fn handle(&self, req: Request, done: Done) -> Option<Expiry> {
-        // grpc-go resets a stream that is not gRPC at all.
+/// Why a call is not started.
+enum Refusal {
+    /// Not gRPC at all: grpc-go resets the stream.
+    Reset,
+    Status(Code, String),
+}
+
+impl Grpc {
+    /// The call `req` asks for and the client's deadline, checked as grpc-go checks a new
+    /// stream's headers.
+    fn route(&self, req: &Request) -> Result<(&'static Rpc, Option<Instant>), Refusal> {
         if !req.field("content-type").is_some_and(|t| t.starts_with("application/grpc")) {
-            done.respond(Response::Reset(Reason::ProtocolError));
-            return None;
+            return Err(Refusal::Reset);
         }
-        let refuse = |done: Done, code: Code, message: String| {
-            done.respond(answer(Err((code, message))));
-            None
-        };
         let Some(rpc) = RPCS.iter().find(|rpc| rpc.grpc == req.path) else {
-            return refuse(done, Code::Unimplemented, unknown(&req.path));
+            return Err(Refusal::Status(Code::Unimplemented, unknown(&req.path)));
         };
         if let Some(encoding) = req.field("grpc-encoding").filter(|e| *e != "identity") {
             let message = format!("grpc: Decompressor is not installed for grpc-encoding \"{encoding}\"");
-            return refuse(done, Code::Unimplemented, message);
+            return Err(Refusal::Status(Code::Unimplemented, message));
         }
         let client_deadline = match req.field("grpc-timeout").map(timeout) {
             None => None,
             Some(Some(timeout)) => Some(Instant::now() + timeout),
             Some(None) => {
                 let raw = req.field("grpc-timeout").unwrap_or_default();
-                return refuse(done, Code::Internal, format!("transport: malformed grpc-timeout: {raw:?}"));
+                return Err(Refusal::Status(Code::Internal, format!("transport: malformed grpc-timeout: {raw:?}")));
             }
         };
-        if rpc.kind == Kind::Bidi {
-            let message = format!("raftkv: {} is not served over gRPC yet", req.path);
-            return refuse(done, Code::Unimplemented, message);
-        }
+        Ok((rpc, client_deadline))
+    }
+}
+
+impl h2::Handler for Grpc {
+    fn handle(&self, req: Request, done: Done) -> Option<Expiry> {
+        let (rpc, client_deadline) = match self.route(&req) {
+            Ok(route) => route,
+            Err(Refusal::Reset) => {
+                done.respond(Response::Reset(Reason::ProtocolError));
+                return None;
+            }
+            Err(Refusal::Status(code, message)) => {
+                done.respond(answer(Err((code, message))));
+                return None;
+            }
+        };
         let request = match unary_message(&req.body).and_then(|m| codec::decode_request(rpc.method, m)) {
             Ok(request) => request,
-            Err((code, message)) => return refuse(done, code, message),
+            Err(refused) => {
+                done.respond(answer(Err(refused)));
+                return None;
+            }
         };
         let ticket = self.service.call(request, Box::new(GrpcResponder(done)));
         expiry(ticket, client_deadline)
+    }
+
+    fn ping_min_time(&self) -> Duration {
+        self.service.node().config().grpc_keepalive_min_time
+    }
+
+    fn streams(&self, path: &str) -> bool {
+        RPCS.iter().any(|rpc| rpc.grpc == path && rpc.kind.streams())
+    }
+
+    fn open(&self, req: Request, tx: StreamTx) -> Option<Box<dyn Session>> {
+        match self.route(&req) {
+            Ok((rpc, deadline)) => stream::open(self.service.node(), rpc.method, &req, deadline, tx),
+            Err(Refusal::Reset) => {
+                tx.reset(Reason::ProtocolError);
+                None
+            }
+            Err(Refusal::Status(code, message)) => {
+                tx.headers(headers());
+                tx.finish(status(code, &message));
+                None
+            }
+        }
     }
 }
 

@@ -1,17 +1,26 @@
 //! One HTTP/2 connection as its server sees it, without I/O: bytes in, [`Event`]s and bytes
 //! out. Runs on the event loop that owns the socket.
 //!
-//! Streams are the client's (odd ids, increasing); the server pushes nothing. A request's
-//! body is gathered until the client ends its side, then handed on whole; its answer is
-//! written as HEADERS, DATA as the peer's windows allow, and trailers. A stream the client
-//! resets while its handler works stays in the table (and counts against the concurrency
-//! limit) until the handler answers, so opening and resetting streams quickly (the "rapid
-//! reset" attack) cannot start more work than the limit.
+//! Streams are the client's (odd ids, increasing); the server pushes nothing. A unary
+//! request's body is gathered until the client ends its side, then handed on whole; its
+//! answer is written as HEADERS, DATA as the peer's windows allow, and trailers. A stream the
+//! client resets while its handler works stays in the table (and counts against the
+//! concurrency limit) until the handler answers, so opening and resetting streams quickly (the
+//! "rapid reset" attack) cannot start more work than the limit.
+//!
+//! A streaming call (the caller's `streams(path)` says which) is handed on at its headers
+//! ([`Event::Open`]); its DATA follows frame by frame ([`Event::Data`]) and its answer comes
+//! as [`Part`]s, queued until the windows allow. Its streams leave the table when either
+//! side ends them; [`Connection::take_closed`] tells the caller which, so it can drop their
+//! sessions (a reset watch stream must stop its watchers).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::frame::{self, flag, kind, setting, Head, Reason, HEADER_LEN, INITIAL_WINDOW, WINDOW_MAX};
 use super::hpack::{self, DecodeError, Fields};
+use super::stream::{Outbox, Outgoing, Part};
 
 /// Streams open at once per connection (announced as SETTINGS_MAX_CONCURRENT_STREAMS).
 pub const STREAMS_MAX: usize = 1024;
@@ -26,6 +35,12 @@ const HEADER_BLOCK_MAX: usize = 4 * HEADER_LIST_MAX;
 /// Largest request body gathered; past it the stream is reset. Above every message size gRPC
 /// accepts, so gRPC's own limit decides what real clients send.
 pub const BODY_MAX: usize = 8 << 20;
+/// Pings sooner than the policy allows that a connection may send (grpc-go's
+/// `maxPingStrikes`); one more gets GOAWAY `ENHANCE_YOUR_CALM` "too_many_pings".
+const PING_STRIKES_MAX: u32 = 2;
+/// Without a stream open, pings closer together than this are strikes (grpc-go's
+/// `defaultPingTimeout`, for `PermitWithoutStream = false` as etcd sets it).
+const IDLE_PING_MIN: Duration = Duration::from_secs(2 * 3600);
 /// Stream ids remembered as closed, to tell a frame on a closed stream (STREAM_CLOSED) from
 /// one on a stream that never opened (PROTOCOL_ERROR).
 const CLOSED_REMEMBERED: usize = 256;
@@ -58,8 +73,13 @@ pub enum Response {
 }
 
 pub enum Event {
+    /// A unary request, its body complete.
     Request(Request),
-    /// The client reset a stream whose request was handed on; its answer will be dropped.
+    /// A streaming call's headers (its body empty); answer it through `outbox`.
+    Open(Request, Arc<Outbox>),
+    /// A DATA frame's payload of a streaming call; `end`: the client ended its side.
+    Data { stream: u32, data: Vec<u8>, end: bool },
+    /// The client reset a unary stream whose request was handed on; its answer will be dropped.
     Reset(u32),
 }
 
@@ -72,6 +92,14 @@ enum State {
     Cancelled,
     /// Writing the answer as the windows allow.
     Sending { body: Vec<u8>, sent: usize, trailers: Vec<(&'static str, String)> },
+    /// A streaming call: the client's side (`None` once it ended) and the answer so far.
+    Streaming { recv: Option<Recv>, send: Outgoing },
+}
+
+/// A stream's receive window and the credit consumed and not yet returned.
+struct Recv {
+    window: i64,
+    credit: i64,
 }
 
 struct Stream {
@@ -112,18 +140,33 @@ pub struct Connection {
     draining: bool,
     /// A connection error was sent: nothing more is read; close once written.
     failed: bool,
+    /// Streaming calls that left the table since [`Connection::take_closed`].
+    closed_streams: Vec<u32>,
+    /// gRPC's keepalive enforcement (etcd's `--grpc-keepalive-min-time`): the least time
+    /// between two pings while streams are open.
+    ping_min_time: Duration,
+    last_ping: Option<Instant>,
+    ping_strikes: u32,
+    /// Headers or data went out since the last ping: the next ping is no strike (grpc-go's
+    /// `resetPingStrikes`; clients' BDP pings follow data they received).
+    ping_strikes_reset: bool,
 }
 
-impl Default for Connection {
-    fn default() -> Connection {
-        Connection::new()
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for stream in self.streams.values() {
+            if let State::Streaming { send, .. } = &stream.state {
+                send.outbox.close();
+            }
+        }
     }
 }
 
 impl Connection {
     /// A connection whose preface was read; our SETTINGS (and the connection window's growth)
-    /// are the first bytes out, as grpc-go's client requires.
-    pub fn new() -> Connection {
+    /// are the first bytes out, as grpc-go's client requires. `ping_min_time`: see
+    /// [`Connection::on_ping`].
+    pub fn new(ping_min_time: Duration) -> Connection {
         let mut out = Vec::new();
         frame::settings(
             &mut out,
@@ -150,7 +193,17 @@ impl Connection {
             out,
             draining: false,
             failed: false,
+            closed_streams: Vec::new(),
+            ping_min_time,
+            last_ping: None,
+            ping_strikes: 0,
+            ping_strikes_reset: false,
         }
+    }
+
+    /// The streaming calls that ended since the last call (by either side, or a stream error).
+    pub fn take_closed(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.closed_streams)
     }
 
     /// Bytes to write, taken.
@@ -187,8 +240,9 @@ impl Connection {
     }
 
     /// Handles every complete frame at the front of `input` (taking them out of it), pushing
-    /// the requests that completed and the streams the client reset.
-    pub fn receive(&mut self, input: &mut Vec<u8>, events: &mut Vec<Event>) {
+    /// the requests that completed, the streaming calls' data and the streams the client
+    /// reset. `streams(path)` tells a streaming call from a unary one.
+    pub fn receive(&mut self, input: &mut Vec<u8>, events: &mut Vec<Event>, streams: &dyn Fn(&str) -> bool) {
         let mut at = 0;
         while !self.failed {
             let Some(head) = Head::parse(&input[at..]) else { break };
@@ -200,7 +254,7 @@ impl Connection {
             if input.len() < end {
                 break;
             }
-            if let Err(e) = self.on_frame(head, &input[at + HEADER_LEN..end], events) {
+            if let Err(e) = self.on_frame(head, &input[at + HEADER_LEN..end], events, streams) {
                 self.fail(e);
             }
             at = end;
@@ -218,7 +272,13 @@ impl Connection {
         self.failed = true;
     }
 
-    fn on_frame(&mut self, head: Head, payload: &[u8], events: &mut Vec<Event>) -> Handled {
+    fn on_frame(
+        &mut self,
+        head: Head,
+        payload: &[u8],
+        events: &mut Vec<Event>,
+        streams: &dyn Fn(&str) -> bool,
+    ) -> Handled {
         if !self.peer_settings_seen && (head.kind != kind::SETTINGS || head.has(flag::ACK)) {
             return Err(ConnError(Reason::ProtocolError, "the preface must be followed by SETTINGS"));
         }
@@ -227,7 +287,7 @@ impl Connection {
         }
         match head.kind {
             kind::DATA => self.on_data(head, payload, events),
-            kind::HEADERS => self.on_headers(head, payload, events),
+            kind::HEADERS => self.on_headers(head, payload, events, streams),
             kind::PRIORITY => self.on_priority(head, payload),
             kind::RST_STREAM => self.on_rst_stream(head, payload, events),
             kind::SETTINGS => self.on_settings(head, payload),
@@ -241,7 +301,7 @@ impl Connection {
                 Ok(())
             }
             kind::WINDOW_UPDATE => self.on_window_update(head, payload),
-            kind::CONTINUATION => self.on_continuation(head, payload, events),
+            kind::CONTINUATION => self.on_continuation(head, payload, events, streams),
             // Unknown frame types are ignored (RFC 9113 §4.1).
             _ => Ok(()),
         }
@@ -253,7 +313,10 @@ impl Connection {
     }
 
     fn close(&mut self, id: u32) {
-        self.streams.remove(&id);
+        if let Some(Stream { state: State::Streaming { send, .. }, .. }) = self.streams.remove(&id) {
+            send.outbox.close();
+            self.closed_streams.push(id);
+        }
         if self.closed.len() == CLOSED_REMEMBERED {
             self.closed.pop_front();
         }
@@ -290,31 +353,53 @@ impl Connection {
             frame::rst_stream(&mut self.out, id, Reason::StreamClosed);
             return Ok(());
         };
-        let State::Open { body, recv_window, credit, .. } = &mut stream.state else {
-            self.reset(id, Reason::StreamClosed);
-            return Ok(());
+        let end_stream = head.has(flag::END_STREAM);
+        let (body, recv_window, credit) = match &mut stream.state {
+            State::Open { body, recv_window, credit, .. } => (Some(body), recv_window, credit),
+            State::Streaming { recv: Some(recv), .. } => (None, &mut recv.window, &mut recv.credit),
+            _ => {
+                self.reset(id, Reason::StreamClosed);
+                return Ok(());
+            }
         };
         *recv_window -= len;
         if *recv_window < 0 {
             self.reset(id, Reason::FlowControlError);
             return Ok(());
         }
+        let Some(body) = body else {
+            // A streaming call's data goes on at once; its handler bounds what it keeps.
+            events.push(Event::Data { stream: id, data: data.to_vec(), end: end_stream });
+            if end_stream {
+                if let State::Streaming { recv, .. } = &mut stream.state {
+                    *recv = None;
+                }
+            } else {
+                Self::return_stream_credit(&mut self.out, id, recv_window, credit, len);
+            }
+            return Ok(());
+        };
         if body.len() + data.len() > BODY_MAX {
             log::debug!("h2: a request body passed {BODY_MAX} bytes; resetting its stream");
             self.reset(id, Reason::EnhanceYourCalm);
             return Ok(());
         }
         body.extend_from_slice(data);
-        if head.has(flag::END_STREAM) {
+        if end_stream {
             return self.complete(id, events);
         }
+        Self::return_stream_credit(&mut self.out, id, recv_window, credit, len);
+        Ok(())
+    }
+
+    /// Returns a stream's credit in batches of half its window.
+    fn return_stream_credit(out: &mut Vec<u8>, id: u32, window: &mut i64, credit: &mut i64, len: i64) {
         *credit += len;
         if *credit >= RECV_WINDOW / 2 {
             let increment = std::mem::take(credit);
-            *recv_window += increment;
-            frame::window_update(&mut self.out, id, increment as u32);
+            *window += increment;
+            frame::window_update(out, id, increment as u32);
         }
-        Ok(())
     }
 
     /// Returns connection credit in batches of half the window.
@@ -327,7 +412,13 @@ impl Connection {
         }
     }
 
-    fn on_headers(&mut self, head: Head, payload: &[u8], events: &mut Vec<Event>) -> Handled {
+    fn on_headers(
+        &mut self,
+        head: Head,
+        payload: &[u8],
+        events: &mut Vec<Event>,
+        streams: &dyn Fn(&str) -> bool,
+    ) -> Handled {
         if head.stream == 0 {
             return Err(ConnError(Reason::ProtocolError, "HEADERS on stream 0"));
         }
@@ -347,13 +438,19 @@ impl Connection {
             bytes: fragment.to_vec(),
         };
         if head.has(flag::END_HEADERS) {
-            return self.on_block(block, events);
+            return self.on_block(block, events, streams);
         }
         self.block = Some(block);
         Ok(())
     }
 
-    fn on_continuation(&mut self, head: Head, payload: &[u8], events: &mut Vec<Event>) -> Handled {
+    fn on_continuation(
+        &mut self,
+        head: Head,
+        payload: &[u8],
+        events: &mut Vec<Event>,
+        streams: &dyn Fn(&str) -> bool,
+    ) -> Handled {
         let Some(mut block) = self.block.take() else {
             return Err(ConnError(Reason::ProtocolError, "CONTINUATION without HEADERS"));
         };
@@ -365,26 +462,34 @@ impl Connection {
         }
         block.bytes.extend_from_slice(payload);
         if head.has(flag::END_HEADERS) {
-            return self.on_block(block, events);
+            return self.on_block(block, events, streams);
         }
         self.block = Some(block);
         Ok(())
     }
 
     /// A complete header block: a new request, or the trailers that end one.
-    fn on_block(&mut self, block: Block, events: &mut Vec<Event>) -> Handled {
+    fn on_block(&mut self, block: Block, events: &mut Vec<Event>, streams: &dyn Fn(&str) -> bool) -> Handled {
         let decoded = match self.decoder.decode(&block.bytes) {
             Ok(fields) => Ok(fields),
             Err(DecodeError::Compression) => return Err(ConnError(Reason::CompressionError, "bad HPACK")),
             Err(DecodeError::TooLarge) => Err(()),
         };
         let id = block.stream;
-        if let Some(stream) = self.streams.get(&id) {
+        if let Some(stream) = self.streams.get_mut(&id) {
             // Trailers: they must end the stream; what they say is not used.
-            if !matches!(stream.state, State::Open { .. }) {
+            let receiving = match &stream.state {
+                State::Open { .. } => true,
+                State::Streaming { recv, .. } => recv.is_some(),
+                _ => false,
+            };
+            if !receiving {
                 self.reset(id, Reason::StreamClosed);
             } else if !block.end_stream || decoded.is_err() {
                 self.reset(id, Reason::ProtocolError);
+            } else if let State::Streaming { recv, .. } = &mut stream.state {
+                *recv = None;
+                events.push(Event::Data { stream: id, data: Vec::new(), end: true });
             } else {
                 self.complete(id, events)?;
             }
@@ -411,6 +516,18 @@ impl Connection {
             self.close(id);
             return Ok(());
         };
+        if streams(&path) {
+            let send = Outgoing::default();
+            let outbox = send.outbox.clone();
+            let recv = (!block.end_stream).then_some(Recv { window: RECV_WINDOW, credit: 0 });
+            let state = State::Streaming { recv, send };
+            self.streams.insert(id, Stream { state, send_window: self.peer_initial_window });
+            events.push(Event::Open(Request { stream: id, method, path, fields, body: Vec::new() }, outbox));
+            if block.end_stream {
+                events.push(Event::Data { stream: id, data: Vec::new(), end: true });
+            }
+            return Ok(());
+        }
         let state = State::Open { method, path, fields, body: Vec::new(), recv_window: RECV_WINDOW, credit: 0 };
         self.streams.insert(id, Stream { state, send_window: self.peer_initial_window });
         if block.end_stream {
@@ -526,8 +643,28 @@ impl Connection {
         if head.stream != 0 {
             return Err(ConnError(Reason::ProtocolError, "PING on a stream"));
         }
-        if !head.has(flag::ACK) {
-            frame::write(&mut self.out, kind::PING, flag::ACK, 0, payload);
+        if head.has(flag::ACK) {
+            return Ok(());
+        }
+        frame::write(&mut self.out, kind::PING, flag::ACK, 0, payload);
+        self.police_ping(Instant::now())
+    }
+
+    /// grpc-go's server keepalive enforcement, as etcd configures it: a ping sooner than
+    /// `ping_min_time` after the previous one (or than two hours with no stream open) is a
+    /// strike unless we sent headers or data since; the third strike ends the connection.
+    fn police_ping(&mut self, now: Instant) -> Handled {
+        let last = self.last_ping.replace(now);
+        if std::mem::take(&mut self.ping_strikes_reset) {
+            self.ping_strikes = 0;
+            return Ok(());
+        }
+        let min = if self.streams.is_empty() { IDLE_PING_MIN } else { self.ping_min_time };
+        if last.is_some_and(|last| now < last + min) {
+            self.ping_strikes += 1;
+        }
+        if self.ping_strikes > PING_STRIKES_MAX {
+            return Err(ConnError(Reason::EnhanceYourCalm, "too_many_pings"));
         }
         Ok(())
     }
@@ -595,7 +732,25 @@ impl Connection {
         self.flush(id);
     }
 
+    /// Takes the next part of streaming call `id`'s answer; a part for a stream that is gone
+    /// is dropped.
+    pub fn send(&mut self, id: u32, part: Part) {
+        let Some(Stream { state: State::Streaming { send, .. }, .. }) = self.streams.get_mut(&id) else { return };
+        match part {
+            Part::Headers(fields) => send.head = fields,
+            Part::Message(message) => send.queue.push_back(message),
+            Part::Trailers(fields) => send.trailers = Some(fields),
+            Part::Reset(reason) => {
+                frame::rst_stream(&mut self.out, id, reason);
+                self.close(id);
+                return;
+            }
+        }
+        self.flush(id);
+    }
+
     fn write_headers(&mut self, id: u32, fields: &[(&'static str, String)], end_stream: bool) {
+        self.ping_strikes_reset = true;
         let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let mut block = Vec::new();
         hpack::encode(&mut block, &fields);
@@ -609,8 +764,16 @@ impl Connection {
     }
 
     fn flush_all(&mut self) {
-        let sending: Vec<u32> =
-            self.streams.iter().filter(|(_, s)| matches!(s.state, State::Sending { .. })).map(|(id, _)| *id).collect();
+        let sending: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| match &s.state {
+                State::Sending { .. } => true,
+                State::Streaming { send, .. } => send.has_pending(),
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
         for id in sending {
             if self.send_window <= 0 {
                 return;
@@ -623,6 +786,9 @@ impl Connection {
     fn flush(&mut self, id: u32) {
         let max_frame = self.peer_max_frame;
         let Some(stream) = self.streams.get_mut(&id) else { return };
+        if matches!(stream.state, State::Streaming { .. }) {
+            return self.flush_streaming(id);
+        }
         let State::Sending { body, sent, trailers } = &mut stream.state else { return };
         while *sent < body.len() {
             let room = stream.send_window.min(self.send_window).min(max_frame as i64);
@@ -639,6 +805,7 @@ impl Connection {
                 &body[*sent..*sent + n],
             );
             *sent += n;
+            self.ping_strikes_reset = true;
             stream.send_window -= n as i64;
             self.send_window -= n as i64;
         }
@@ -647,6 +814,46 @@ impl Connection {
             self.write_headers(id, &trailers, true);
         }
         self.close(id);
+    }
+
+    /// Sends a streaming call's headers (with its first message), the messages the windows
+    /// allow, and the trailers once nothing is queued before them.
+    fn flush_streaming(&mut self, id: u32) {
+        let max_frame = self.peer_max_frame as i64;
+        let Some(Stream { state: State::Streaming { send, .. }, .. }) = self.streams.get_mut(&id) else { return };
+        if !send.head_sent && send.has_pending() {
+            send.head_sent = true;
+            let head = std::mem::take(&mut send.head);
+            if send.queue.is_empty() {
+                // Trailers only: one HEADERS frame ends the stream.
+                let mut fields = head;
+                fields.extend(send.trailers.take().unwrap_or_default());
+                self.write_headers(id, &fields, true);
+                return self.close(id);
+            }
+            self.write_headers(id, &head, false);
+        }
+        let Some(stream) = self.streams.get_mut(&id) else { return };
+        let State::Streaming { send, .. } = &mut stream.state else { return };
+        while let Some(front) = send.queue.front() {
+            let room = stream.send_window.min(self.send_window).min(max_frame);
+            if room <= 0 {
+                return;
+            }
+            let n = (front.len() - send.sent).min(room as usize);
+            frame::write(&mut self.out, kind::DATA, 0, id, &front[send.sent..send.sent + n]);
+            self.ping_strikes_reset = true;
+            send.sent += n;
+            stream.send_window -= n as i64;
+            self.send_window -= n as i64;
+            if send.sent == front.len() {
+                send.pop_front();
+            }
+        }
+        if let Some(trailers) = send.trailers.take() {
+            self.write_headers(id, &trailers, true);
+            self.close(id);
+        }
     }
 }
 

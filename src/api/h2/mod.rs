@@ -1,17 +1,23 @@
 //! HTTP/2 (RFC 9113) on the client port, as a server with prior knowledge (h2c): what gRPC
 //! clients speak. `frame` (the wire format), `hpack` (header compression), `conn` (one
-//! connection's state machine: streams, flow control, SETTINGS, PING, GOAWAY, errors), and the
-//! [`Handler`] the gRPC server implements.
+//! connection's state machine: streams, flow control, SETTINGS, PING, GOAWAY, errors),
+//! `stream` (streaming calls' answers and their bound), and the [`Handler`] the gRPC server
+//! implements.
 //!
 //! No threads of its own: a connection is driven by the [`crate::api::net`] event loop that
-//! owns its socket, and a handler answers each stream through a [`Done`] from any thread.
+//! owns its socket; a handler answers a unary stream through a [`Done`], a streaming one
+//! through a [`StreamTx`], from any thread. A streaming call's [`Session`] lives on the loop.
 
 mod conn;
 pub mod frame;
 mod hpack;
+mod stream;
 
 pub use conn::{Connection, Event, Request, Response, BODY_MAX, STREAMS_MAX};
 pub use frame::Reason;
+pub use stream::{Fields, Outbox, Part, SendError, STREAM_QUEUE_MAX};
+
+use std::time::Duration;
 
 use super::net;
 
@@ -19,6 +25,8 @@ use super::net;
 pub type Done = net::Done<Response>;
 /// What to answer if a stream is still unanswered at its handler's deadline.
 pub type Expiry = net::Expiry<Response>;
+/// The sending side of a streaming call.
+pub type StreamTx = net::StreamTx;
 
 /// Handles the requests of HTTP/2 streams; shared by all loops.
 pub trait Handler: Send + Sync + 'static {
@@ -26,4 +34,37 @@ pub trait Handler: Send + Sync + 'static {
     /// later from any thread, and never block here (use [`net::Done::spawn_blocking`]). If the
     /// answer may never come, return an [`Expiry`].
     fn handle(&self, req: Request, done: Done) -> Option<Expiry>;
+
+    /// Whether `path` is a streaming call: its data is handed over as it comes, to the
+    /// [`Session`] that [`Handler::open`] makes, rather than gathered into one request.
+    fn streams(&self, _path: &str) -> bool {
+        false
+    }
+
+    /// The least time between a client's pings while it has streams open (etcd's
+    /// `--grpc-keepalive-min-time`); clients that ping more often are sent away.
+    fn ping_min_time(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// Starts a streaming call at its headers (`req.body` is empty), on the loop thread.
+    /// `None` when it was answered (refused) at once through `tx`.
+    fn open(&self, _req: Request, tx: StreamTx) -> Option<Box<dyn Session>> {
+        tx.reset(Reason::RefusedStream);
+        None
+    }
 }
+
+/// A streaming call in progress; it lives on its connection's loop and is dropped when the
+/// stream ends either way (finished, reset, or its connection closed).
+pub trait Session: Send {
+    /// The client's next DATA, in order; `end`: the client ended its side.
+    fn data(&mut self, data: &[u8], end: bool);
+    /// Called about once a second, for conditions that end a stream from the server's side.
+    fn tick(&mut self) {}
+    /// The server is stopping: end the stream now, as the protocol ends it.
+    fn stop(&mut self);
+}
+
+#[cfg(test)]
+mod tests;

@@ -57,6 +57,8 @@ struct Conn {
     h2: Option<Box<h2::Connection>>,
     /// The [`Expiry`] of each HTTP/2 stream that has one.
     h2_expiries: HashMap<u32, Expiry<h2::Response>>,
+    /// The sessions of the HTTP/2 streaming calls in progress.
+    h2_sessions: HashMap<u32, Box<dyn h2::Session>>,
     state: State,
     /// The peer closed its side (or the connection failed): no more requests will come.
     eof: bool,
@@ -189,8 +191,15 @@ impl EventLoop {
         // Connections between requests end now; those with one in flight when it is answered.
         // HTTP/2 ones are told (GOAWAY) and end when their streams have.
         for i in 0..self.conns.len() {
-            if let Some(h2) = self.conns[i].as_mut().and_then(|c| c.h2.as_mut()) {
-                h2.go_away();
+            if let Some(conn) = self.conns[i].as_mut().filter(|c| c.h2.is_some()) {
+                if let Some(h2) = conn.h2.as_mut() {
+                    h2.go_away();
+                }
+                // Streams never end on their own: their sessions end them (their last parts
+                // arrive through the post box like any other).
+                for session in conn.h2_sessions.values_mut() {
+                    unpanicked(|| session.stop());
+                }
                 self.flush_h2(i);
                 continue;
             }
@@ -255,6 +264,7 @@ impl EventLoop {
             generation: 0,
             h2: None,
             h2_expiries: HashMap::new(),
+            h2_sessions: HashMap::new(),
             state: State::Reading,
             eof: false,
             paused: false,
@@ -341,7 +351,7 @@ impl EventLoop {
                 conn.input.drain(..PREFACE.len());
                 self.generations += 1;
                 conn.generation = self.generations;
-                conn.h2 = Some(Box::default());
+                conn.h2 = Some(Box::new(h2::Connection::new(self.handlers.h2.ping_min_time())));
                 return self.advance_h2(i);
             }
             if conn.input[..n] == PREFACE[..n] && !conn.eof && n > 0 {
@@ -405,6 +415,7 @@ impl EventLoop {
                 Post::Conn(stream) => self.add(stream),
                 Post::Http1 { to, answer } => self.answer(to.conn, to.generation, answer),
                 Post::H2 { to, answer } => self.answer_h2(to, answer),
+                Post::H2Part { to, part } => self.send_h2(to, part),
             }
         }
     }
@@ -518,15 +529,43 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
         let Some(h2) = conn.h2.as_mut() else { return };
         let mut events = Vec::new();
-        h2.receive(&mut conn.input, &mut events);
+        let handler = self.handlers.h2.clone();
+        h2.receive(&mut conn.input, &mut events, &|path| handler.streams(path));
         let generation = conn.generation;
         for event in events {
-            // A reset stream's work goes on; its answer is dropped when it comes.
-            let h2::Event::Request(req) = event else { continue };
-            let stream = req.stream;
-            let done = Done::new(self.mailbox.clone(), To { conn: i, generation, stream }, self.pool.clone());
-            let handler = &self.handlers.h2;
-            if let Some(expiry) = unpanicked(|| handler.handle(req, done)).flatten() {
+            let (stream, done) = match event {
+                h2::Event::Request(req) => {
+                    let stream = req.stream;
+                    let done = Done::new(self.mailbox.clone(), To { conn: i, generation, stream }, self.pool.clone());
+                    (stream, unpanicked(|| handler.handle(req, done)).flatten())
+                }
+                h2::Event::Open(req, outbox) => {
+                    let stream = req.stream;
+                    let to = To { conn: i, generation, stream };
+                    let tx = StreamTx::new(self.mailbox.clone(), to, outbox, self.pool.clone());
+                    match unpanicked(|| handler.open(req, tx)) {
+                        Some(Some(session)) => {
+                            if let Some(conn) = self.conns[i].as_mut() {
+                                conn.h2_sessions.insert(stream, session);
+                            }
+                        }
+                        Some(None) => {}
+                        None => self.send_h2(to, h2::Part::Reset(h2::Reason::InternalError)),
+                    }
+                    continue;
+                }
+                h2::Event::Data { stream, data, end } => {
+                    let Some(conn) = self.conns[i].as_mut() else { return };
+                    let fed = conn.h2_sessions.get_mut(&stream).map(|session| unpanicked(|| session.data(&data, end)));
+                    if fed == Some(None) {
+                        self.send_h2(To { conn: i, generation, stream }, h2::Part::Reset(h2::Reason::InternalError));
+                    }
+                    continue;
+                }
+                // A reset stream's work goes on; its answer is dropped when it comes.
+                h2::Event::Reset(_) => continue,
+            };
+            if let Some(expiry) = done {
                 self.expiries.push(Reverse((expiry.at, i, generation, stream)));
                 if let Some(conn) = self.conns[i].as_mut() {
                     conn.h2_expiries.insert(stream, expiry);
@@ -558,14 +597,34 @@ impl EventLoop {
         self.flush_h2(to.conn);
     }
 
-    /// Moves what HTTP/2 wrote to the connection's output and writes it; a connection that
-    /// failed, or drained at stop, closes once written.
+    /// Hands the next part of a streaming call's answer to its connection.
+    fn send_h2(&mut self, to: To, part: h2::Part) {
+        let Some(conn) = self.conns.get_mut(to.conn).and_then(Option::as_mut) else { return };
+        if conn.generation != to.generation {
+            return;
+        }
+        let Some(h2) = conn.h2.as_mut() else { return };
+        h2.send(to.stream, part);
+        self.flush_h2(to.conn);
+    }
+
+    /// Moves what HTTP/2 wrote to the connection's output and writes it, and drops the
+    /// sessions of the streams that ended; a connection that failed, or drained at stop,
+    /// closes once written.
     fn flush_h2(&mut self, i: usize) {
         let stopping = self.stopping.load(Ordering::Acquire);
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
         let Some(h2) = conn.h2.as_mut() else { return };
+        for stream in h2.take_closed() {
+            // Dropping a session stops its work (a watch stream's watchers).
+            if let Some(session) = conn.h2_sessions.remove(&stream) {
+                unpanicked(move || drop(session));
+            }
+        }
         conn.output.extend_from_slice(&h2.take_output());
-        if h2.failed() || h2.finished() || (conn.eof && h2.idle()) || (stopping && h2.idle()) {
+        // A client that closed its side is gone (gRPC clients never half-close), as Go's
+        // server treats it: its streams, a watch's above all, end with the connection.
+        if h2.failed() || h2.finished() || conn.eof || (stopping && h2.idle()) {
             conn.closing = true;
         }
         conn.last_active = Instant::now();
@@ -573,6 +632,11 @@ impl EventLoop {
     }
 
     fn close_idle(&mut self, now: Instant) {
+        for conn in self.conns.iter_mut().flatten() {
+            for session in conn.h2_sessions.values_mut() {
+                unpanicked(|| session.tick());
+            }
+        }
         for i in 0..self.conns.len() {
             let idle = self.conns[i].as_ref().is_some_and(|c| {
                 matches!(c.state, State::Reading)

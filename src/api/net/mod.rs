@@ -158,6 +158,84 @@ impl<R: Deliver> Drop for Done<R> {
     }
 }
 
+/// The sending side of an HTTP/2 streaming call, for any thread: its parts go to the
+/// connection's loop in the order sent, bounded by the stream's [`h2::Outbox`]. Clones send
+/// on the same stream.
+#[derive(Clone)]
+pub struct StreamTx {
+    inner: Arc<StreamTxInner>,
+}
+
+struct StreamTxInner {
+    mailbox: Arc<Mailbox>,
+    to: To,
+    outbox: Arc<h2::Outbox>,
+    pool: Arc<Pool>,
+}
+
+/// How long a blocked [`StreamTx::send_blocking`] sleeps between looks at its stream.
+const STREAM_WAIT: Duration = Duration::from_millis(100);
+
+impl StreamTx {
+    fn new(mailbox: Arc<Mailbox>, to: To, outbox: Arc<h2::Outbox>, pool: Arc<Pool>) -> StreamTx {
+        StreamTx { inner: Arc::new(StreamTxInner { mailbox, to, outbox, pool }) }
+    }
+
+    fn post(&self, part: h2::Part) {
+        let inner = &self.inner;
+        inner.mailbox.post(Post::H2Part { to: inner.to, part });
+    }
+
+    /// The response headers, sent with the first message (or with the trailers).
+    pub fn headers(&self, fields: h2::Fields) {
+        self.post(h2::Part::Headers(fields));
+    }
+
+    /// Queues a message without waiting: `Full` when the client is not reading.
+    pub fn send(&self, message: Vec<u8>) -> std::result::Result<(), h2::SendError> {
+        self.inner.outbox.reserve(message.len())?;
+        self.post(h2::Part::Message(message));
+        Ok(())
+    }
+
+    /// Queues a message, waiting for room while the client reads slowly; for pool threads.
+    pub fn send_blocking(&self, message: Vec<u8>) -> std::result::Result<(), h2::SendError> {
+        loop {
+            match self.inner.outbox.reserve(message.len()) {
+                Ok(()) => break,
+                Err(h2::SendError::Full) => self.inner.outbox.wait(STREAM_WAIT),
+                Err(closed) => return Err(closed),
+            }
+        }
+        self.post(h2::Part::Message(message));
+        Ok(())
+    }
+
+    /// Ends the stream with `trailers` after what was sent before.
+    pub fn finish(&self, trailers: h2::Fields) {
+        self.post(h2::Part::Trailers(trailers));
+    }
+
+    pub fn reset(&self, reason: h2::Reason) {
+        self.post(h2::Part::Reset(reason));
+    }
+
+    /// Whether the stream has ended (so its producers can stop).
+    pub fn is_closed(&self) -> bool {
+        self.inner.outbox.is_closed()
+    }
+
+    /// Runs `work` on a pool thread; `false` (and `work` dropped) when the pool's queue is
+    /// full.
+    pub fn spawn_blocking(&self, work: impl FnOnce() + Send + 'static) -> bool {
+        if self.inner.pool.run(Box::new(work)).is_err() {
+            log::warn!("http: {POOL_QUEUE_MAX} blocking calls queued; refusing a stream's work");
+            return false;
+        }
+        true
+    }
+}
+
 #[doc(hidden)]
 pub enum Answer<R> {
     Ready(R),
@@ -174,6 +252,11 @@ pub enum Post {
     H2 {
         to: To,
         answer: Answer<h2::Response>,
+    },
+    /// The next part of an HTTP/2 streaming call's answer.
+    H2Part {
+        to: To,
+        part: h2::Part,
     },
     /// A connection accepted by loop 0 for this loop.
     Conn(mio::net::TcpStream),
