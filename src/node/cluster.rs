@@ -31,8 +31,11 @@ impl Node {
     /// be used again by a new member.
     pub fn member_add(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
         crate::cluster::check_urls(&req.peer_urls)?;
-        // etcd mixes in the time in seconds; nanoseconds keep two adds in one second apart.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        // etcd's `NewMember` mixes in the Unix time in whole seconds (with an empty cluster
+        // name), so adding the same URLs again within the second they were added or removed
+        // gives the same id, and etcd's "member ID already exist"/"member not found" answers
+        // (finer time would answer "Peer URLs already exists", which etcd never does then).
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let member = Member {
             id: Config::member_id_for(&req.peer_urls, &now.to_string()),
             peer_urls: req.peer_urls,
