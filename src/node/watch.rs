@@ -25,8 +25,15 @@ impl Node {
         Ok(watch)
     }
 
-    /// Starts a watch whose responses go to `sink` (the gateway's streams); the returned
-    /// handle's `responses` is unused.
+    /// The header of a progress notification: at the revision every synced watcher has had
+    /// all events of, so no event of an earlier revision can follow it.
+    pub fn watch_progress_header(&self) -> Option<ResponseHeader> {
+        let inner = &self.inner;
+        inner.identity.header_at(inner.watches.progress_revision())
+    }
+
+    /// Starts a watch whose responses go to `sink` (the gateway's and gRPC's streams); the
+    /// returned handle's `responses` is unused.
     pub fn watch_into(&self, req: WatchCreateRequest, sink: Sink) -> Watch {
         let inner = &self.inner;
         let spec = WatchSpec::new(&req, req.watch_id);

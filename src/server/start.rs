@@ -136,7 +136,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
     let store = Arc::new(store);
     let lessor = Arc::new(lessor);
     let membership = Arc::new(RwLock::new(membership));
-    let watches = Arc::new(WatchHub::default());
+    let watches = Arc::new(WatchHub::new(store.current_revision(), cfg.watch_progress_notify_interval));
     let wait = Arc::new(Wait::default());
     let applied = Arc::new(AppliedIndex::default());
     applied.set(progress.applied_index);

@@ -1,32 +1,45 @@
 //! A watch stream's session, for every protocol: the stream's watch ids (the client's, or the
 //! lowest unused from 0, as etcd's), etcd's refusals of a create (an empty range, an id in
-//! use), cancel and progress requests. Runs on the thread that feeds it the stream's
-//! requests; its watchers are answered by the apply and watch-sync threads through the sinks
-//! the session's adapter makes.
+//! use), cancel and progress requests, and responses split into fragments as etcd splits
+//! them. Runs on the thread that feeds it the stream's requests; its watchers are answered by
+//! the apply and watch-sync threads through the sinks the session's adapter makes.
 
 use std::collections::HashMap;
+
+use prost::Message;
 
 use crate::node::Watch;
 use crate::pb::watch_request::RequestUnion;
 use crate::pb::{WatchCreateRequest, WatchRequest, WatchResponse};
-use crate::watch::{Sink, WatchSpec};
+use crate::watch::{Sink, SinkError, WatchSpec};
 use crate::Node;
+
+/// Where a stream's responses go: the fragments of one response together, so that a full
+/// stream refuses all of them or none (a watcher that falls behind resends the whole batch).
+pub type BatchSink = Box<dyn FnMut(Vec<WatchResponse>) -> Result<(), SinkError> + Send>;
 
 pub struct WatchSession {
     node: Node,
     /// Makes a sink into the stream: one per watcher, and one per control answer.
-    sink: Box<dyn Fn() -> Sink + Send>,
+    sink: Box<dyn Fn() -> BatchSink + Send>,
     watches: HashMap<i64, Watch>,
     next_auto: i64,
 }
 
 impl WatchSession {
-    pub fn new(node: Node, sink: impl Fn() -> Sink + Send + 'static) -> WatchSession {
+    pub fn new(node: Node, sink: impl Fn() -> BatchSink + Send + 'static) -> WatchSession {
         WatchSession { node, sink: Box::new(sink), watches: HashMap::new(), next_auto: 0 }
     }
 
+    /// A watcher's sink: its responses fragmented as etcd's `sendFragments` does.
+    fn watcher_sink(&self) -> Sink {
+        let mut sink = (self.sink)();
+        let max = self.node.config().max_request_bytes;
+        Box::new(move |resp| sink(fragments(resp, max)))
+    }
+
     fn send(&self, resp: WatchResponse) {
-        let _ = (self.sink)()(resp);
+        let _ = (self.sink)()(vec![resp]);
     }
 
     /// One request of the stream.
@@ -43,7 +56,8 @@ impl WatchSession {
                 });
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                self.send(WatchResponse { header: self.node.header_now(), watch_id: -1, ..Default::default() });
+                let header = self.node.watch_progress_header();
+                self.send(WatchResponse { header, watch_id: -1, ..Default::default() });
             }
             Some(RequestUnion::CancelRequest(_)) | None => {}
         }
@@ -79,7 +93,64 @@ impl WatchSession {
             self.next_auto += 1;
         }
         let create = WatchCreateRequest { watch_id, ..create };
-        let watch = self.node.watch_into(create, (self.sink)());
+        let watch = self.node.watch_into(create, self.watcher_sink());
         self.watches.insert(watch_id, watch);
+    }
+}
+
+/// etcd 3.4's `sendFragments`, which its watch server applies to every watcher's responses
+/// (whatever the create's `fragment` asked): a response of at least `max` bytes with two or
+/// more events goes out in parts of fewer than `max` bytes (or one event), each but the last
+/// marked `fragment`.
+pub fn fragments(resp: WatchResponse, max: usize) -> Vec<WatchResponse> {
+    if resp.events.len() < 2 || resp.encoded_len() < max {
+        return vec![resp];
+    }
+    let mut events = std::mem::take(&mut resp.events.clone()).into_iter().peekable();
+    let empty = WatchResponse { events: Vec::new(), fragment: true, ..resp };
+    let mut parts = Vec::new();
+    while events.peek().is_some() {
+        let mut part = empty.clone();
+        while let Some(event) = events.peek() {
+            part.events.push(event.clone());
+            if part.events.len() > 1 && part.encoded_len() >= max {
+                part.events.pop();
+                break;
+            }
+            events.next();
+        }
+        part.fragment = events.peek().is_some();
+        parts.push(part);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::{Event, KeyValue};
+
+    fn event(value_len: usize) -> Event {
+        Event {
+            kv: Some(KeyValue { key: b"k".to_vec(), value: vec![b'v'; value_len], ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn large_responses_are_cut_into_fragments_as_etcd_cuts_them() {
+        let small = WatchResponse { watch_id: 3, events: vec![event(10), event(10)], ..Default::default() };
+        assert_eq!(fragments(small.clone(), 1024), [small]);
+        let one = WatchResponse { events: vec![event(4096)], ..Default::default() };
+        assert_eq!(fragments(one.clone(), 1024), [one]);
+
+        let big = WatchResponse { watch_id: 3, events: (0..10).map(|_| event(300)).collect(), ..Default::default() };
+        let parts = fragments(big.clone(), 1024);
+        assert!(parts.len() > 1);
+        let (last, rest) = parts.split_last().unwrap();
+        assert!(rest.iter().all(|p| p.fragment && p.encoded_len() < 1024 && p.watch_id == 3));
+        assert!(!last.fragment);
+        let events: Vec<Event> = parts.into_iter().flat_map(|p| p.events).collect();
+        assert_eq!(events, big.events);
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, select, Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
@@ -47,6 +47,8 @@ pub struct WatchSpec {
     pub prev_kv: bool,
     pub no_put: bool,
     pub no_delete: bool,
+    /// Hear the current revision every progress interval in which nothing else came.
+    pub progress_notify: bool,
 }
 
 impl WatchSpec {
@@ -66,6 +68,7 @@ impl WatchSpec {
             prev_kv: req.prev_kv,
             no_put: req.filters.contains(&(FilterType::Noput as i32)),
             no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
+            progress_notify: req.progress_notify,
         }
     }
 
@@ -88,6 +91,8 @@ struct Watcher {
     /// First revision not yet delivered.
     next_rev: i64,
     synced: bool,
+    /// No events went out since the last progress round (etcd's `sws.progress[id]`).
+    quiet: bool,
     sink: Sink,
 }
 
@@ -99,6 +104,9 @@ struct HubState {
     by_key: HashMap<Vec<u8>, HashSet<u64>>,
     /// Range watchers: checked against every change.
     ranges: HashSet<u64>,
+    /// The revision of the last batch handed to synced watchers: what a progress notification
+    /// may claim (the store's own revision moves before the batch reaches the hub).
+    notified: i64,
 }
 
 impl HubState {
@@ -156,13 +164,8 @@ pub struct WatchHub {
     /// Wakes the sync thread when a watcher falls behind (bounded 1: one pending wake is enough).
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
-}
-
-impl Default for WatchHub {
-    fn default() -> Self {
-        let (wake_tx, wake_rx) = channel::bounded(1);
-        WatchHub { state: Mutex::new(HubState::default()), wake_tx, wake_rx }
-    }
+    /// `--experimental-watch-progress-notify-interval`.
+    progress_interval: Duration,
 }
 
 /// A response header at `revision`, completed by the caller's `fill`.
@@ -171,6 +174,19 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 }
 
 impl WatchHub {
+    /// A hub for a store at `revision`, with progress notifications every `progress_interval`.
+    pub fn new(revision: i64, progress_interval: Duration) -> WatchHub {
+        let (wake_tx, wake_rx) = channel::bounded(1);
+        let state = Mutex::new(HubState { notified: revision, ..HubState::default() });
+        WatchHub { state, wake_tx, wake_rx, progress_interval }
+    }
+
+    /// The revision every synced watcher has seen all events up to: the header of a progress
+    /// notification, which must never precede events of its revision.
+    pub fn progress_revision(&self) -> i64 {
+        self.state.lock().notified
+    }
+
     /// Registers a watcher starting at `start_rev` (0 = after the current revision) and sends
     /// its `created` response. Returns its hub id, or `None` if its history is compacted (it
     /// then got `created` and `canceled`, as etcd sends them).
@@ -204,7 +220,7 @@ impl WatchHub {
         }
         let next_rev = if start_rev <= 0 { current + 1 } else { start_rev };
         let synced = next_rev > current;
-        let id = state.insert(Watcher { spec, next_rev, synced, sink });
+        let id = state.insert(Watcher { spec, next_rev, synced, quiet: true, sink });
         if !synced {
             let _ = self.wake_tx.try_send(());
         }
@@ -229,6 +245,7 @@ impl WatchHub {
     /// the changes and the range watchers, not the number of single-key watchers.
     pub fn notify(&self, store: &Store, changes: &[KeyValue], rev: i64, fill: &dyn Fn(&mut Option<ResponseHeader>)) {
         let mut state = self.state.lock();
+        state.notified = rev;
         if state.watchers.is_empty() {
             return;
         }
@@ -247,7 +264,10 @@ impl WatchHub {
                 WatchResponse { header: header(rev), watch_id: w.spec.watch_id, events, ..Default::default() };
             fill(&mut resp.header);
             match (w.sink)(resp) {
-                Ok(()) => w.next_rev = rev + 1,
+                Ok(()) => {
+                    w.next_rev = rev + 1;
+                    w.quiet = false;
+                }
                 Err(SinkError::Full) => {
                     w.synced = false;
                     fell_behind = true;
@@ -274,23 +294,51 @@ impl WatchHub {
         let _ = self.wake_tx.try_send(());
     }
 
-    /// The `raftkv-watch-sync` thread body: catches unsynced watchers up from disk until
-    /// `stop_rx` fires.
+    /// The `raftkv-watch-sync` thread body: catches unsynced watchers up from disk, and sends
+    /// progress notifications each progress interval, until `stop_rx` fires.
     pub fn run_sync(
         self: &Arc<Self>,
         store: &Store,
         stop_rx: &Receiver<()>,
         fill: &dyn Fn(&mut Option<ResponseHeader>),
     ) {
+        let mut next_progress = Instant::now() + self.progress_interval;
         loop {
+            let wait = SYNC_INTERVAL.min(next_progress.saturating_duration_since(Instant::now()));
             select! {
                 recv(stop_rx) -> _ => return,
                 recv(self.wake_rx) -> _ => {}
-                default(SYNC_INTERVAL) => {}
+                default(wait) => {}
             }
             if let Err(e) = self.sync_round(store, fill) {
                 log::error!("watch: catch-up failed: {e}");
             }
+            if Instant::now() >= next_progress {
+                next_progress = Instant::now() + self.progress_interval;
+                self.progress_round(fill);
+            }
+        }
+    }
+
+    /// etcd's progress ticker: each synced watcher created with `progress_notify` that got no
+    /// events since the last round hears the current revision (an empty response with its
+    /// id). One that is behind gets nothing: its catch-up tells it more.
+    fn progress_round(&self, fill: &dyn Fn(&mut Option<ResponseHeader>)) {
+        let mut state = self.state.lock();
+        let current = state.notified;
+        let mut closed = Vec::new();
+        for (id, w) in state.watchers.iter_mut().filter(|(_, w)| w.spec.progress_notify) {
+            if std::mem::replace(&mut w.quiet, true) && w.synced {
+                let mut resp =
+                    WatchResponse { header: header(current), watch_id: w.spec.watch_id, ..Default::default() };
+                fill(&mut resp.header);
+                if let Err(SinkError::Closed) = (w.sink)(resp) {
+                    closed.push(*id);
+                }
+            }
+        }
+        for id in closed {
+            state.remove(id);
         }
     }
 
@@ -338,7 +386,7 @@ impl WatchHub {
                     WatchResponse { header: header(current), watch_id: w.spec.watch_id, events, ..Default::default() };
                 fill(&mut resp.header);
                 match (w.sink)(resp) {
-                    Ok(()) => {}
+                    Ok(()) => w.quiet = false,
                     // Nothing delivered: the same history is read again next round.
                     Err(SinkError::Full) => continue,
                     Err(SinkError::Closed) => {

@@ -220,3 +220,30 @@ fn disconnecting_an_http_watch_frees_its_watchers() {
         "the server noticed the disconnect and freed the watchers"
     );
 }
+
+#[test]
+fn progress_notify_watchers_hear_the_revision_each_quiet_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.watch_progress_notify_interval = Duration::from_millis(200);
+    let node = Node::start(cfg).unwrap();
+    let watch = |key: &str, progress_notify| {
+        let req = WatchCreateRequest { key: key.into(), progress_notify, ..Default::default() };
+        let watch = node.watch(req).unwrap();
+        created(&watch);
+        watch
+    };
+    let (notified, plain) = (watch("p", true), watch("q", false));
+    let at = put(&node, "elsewhere", "1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let progress = loop {
+        let resp = notified.responses.recv_timeout(Duration::from_secs(5)).expect("a progress notification");
+        if rev(&resp.header) >= at || Instant::now() > deadline {
+            break resp;
+        }
+    };
+    assert!(progress.events.is_empty() && !progress.canceled, "{progress:?}");
+    assert_eq!(rev(&progress.header), at);
+    assert!(plain.responses.recv_timeout(Duration::from_millis(600)).is_err(), "no progress without progress_notify");
+    node.stop().unwrap();
+}

@@ -6,8 +6,8 @@ use crate::api::http1::Response;
 use crate::jsonpb::msg::stream_result;
 use crate::jsonpb::{Decoder, FromJson, Value};
 use crate::pb::{LeaseKeepAliveRequest, WatchRequest};
-use crate::service::watch::WatchSession;
-use crate::watch::{Sink, SinkError};
+use crate::service::watch::{BatchSink, WatchSession};
+use crate::watch::SinkError;
 use crate::Node;
 
 use super::errors::{grpc_headers, stream_error};
@@ -45,9 +45,9 @@ pub fn watch(node: &Node, body: &[u8]) -> Response {
     };
     let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(WATCH_STREAM_QUEUE_MAX);
     let sink_tx = tx.clone();
-    let mut session = WatchSession::new(node.clone(), move || -> Sink {
+    let mut session = WatchSession::new(node.clone(), move || -> BatchSink {
         let tx = sink_tx.clone();
-        Box::new(move |resp| match tx.try_send(stream_result(&resp)) {
+        Box::new(move |responses| match tx.try_send(responses.iter().flat_map(stream_result).collect()) {
             Ok(()) => Ok(()),
             Err(crossbeam::channel::TrySendError::Full(_)) => Err(SinkError::Full),
             Err(crossbeam::channel::TrySendError::Disconnected(_)) => Err(SinkError::Closed),

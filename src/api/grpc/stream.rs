@@ -20,8 +20,8 @@ use crate::api::h2::{Request, SendError, Session, StreamTx};
 use crate::error::Code;
 use crate::pb::{LeaseKeepAliveRequest, WatchRequest};
 use crate::service::rpc::Method;
-use crate::service::watch::WatchSession;
-use crate::watch::{Sink, SinkError};
+use crate::service::watch::{BatchSink, WatchSession};
+use crate::watch::SinkError;
 use crate::Node;
 
 /// Lease renewals queued on one stream; a client that sends more without reading the answers
@@ -168,10 +168,12 @@ struct WatchStream {
 impl WatchStream {
     fn new(node: &Node, base: Base) -> WatchStream {
         let tx = base.tx.clone();
-        let session = WatchSession::new(node.clone(), move || -> Sink {
+        let session = WatchSession::new(node.clone(), move || -> BatchSink {
             let tx = tx.clone();
-            Box::new(move |resp| {
-                tx.send(framed(&resp.encode_to_vec())).map_err(|e| match e {
+            Box::new(move |responses| {
+                // Fragments go as one part: queued all together or not at all.
+                let bytes = responses.iter().flat_map(|resp| framed(&resp.encode_to_vec())).collect();
+                tx.send(bytes).map_err(|e| match e {
                     SendError::Full => SinkError::Full,
                     SendError::Closed => SinkError::Closed,
                 })
