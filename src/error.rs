@@ -149,6 +149,27 @@ pub enum Error {
     /// An auth call while authentication is disabled (raftkv has no auth yet).
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
+    /// Auth enable without a `root` user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// A user add without a name.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// A user call naming a user that does not exist.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// A role add without a name.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// A role call (or a grant) naming a role that does not exist.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// A call raftkv knows but cannot serve yet; the message names what is missing.
+    #[error("raftkv: {0} is not implemented yet")]
+    Unimplemented(&'static str),
+    /// A gRPC health check of a service name the server does not register (grpc-go's answer).
+    #[error("unknown service")]
+    UnknownHealthService,
 
     /// A proposal raft refused to take (no leader yet, or a leadership transfer in progress).
     #[error("raft proposal dropped")]
@@ -233,10 +254,13 @@ impl Error {
         match self {
             Leader { code, .. } => *code,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
-            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty => Code::InvalidArgument,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
-            LeaseNotFound | MemberNotFound => Code::NotFound,
+            LeaseNotFound | MemberNotFound | UnknownHealthService => Code::NotFound,
             AuthNotEnabled
+            | RootUserNotExist
+            | UserNotFound
+            | RoleNotFound
             | LeaseExists
             | MemberExists
             | PeerUrlExists
@@ -256,6 +280,7 @@ impl Error {
             | MemberRemoved => Code::Unavailable,
             // Not in etcd's error map, so its gRPC layer answers them as Unknown.
             ProposalDropped | LeaderTransferTimeout => Code::Unknown,
+            Unimplemented(_) => Code::Unimplemented,
             Decode { .. } => Code::DataLoss,
             Config(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
         }
@@ -297,6 +322,13 @@ mod tests {
             (Error::LeaderChanged, "etcdserver: leader changed", Unavailable),
             (Error::NoLeader, "etcdserver: no leader", Unavailable),
             (Error::AuthNotEnabled, "etcdserver: authentication is not enabled", FailedPrecondition),
+            (Error::RootUserNotExist, "etcdserver: root user does not exist", FailedPrecondition),
+            (Error::UserEmpty, "etcdserver: user name is empty", InvalidArgument),
+            (Error::UserNotFound, "etcdserver: user name not found", FailedPrecondition),
+            (Error::RoleEmpty, "etcdserver: role name is empty", InvalidArgument),
+            (Error::RoleNotFound, "etcdserver: role name not found", FailedPrecondition),
+            // grpc-go's health server (`grpc/health/server.go`).
+            (Error::UnknownHealthService, "unknown service", NotFound),
             (Error::ProposalDropped, "raft proposal dropped", Unknown),
             (
                 Error::TimeoutDueToLeaderFail,

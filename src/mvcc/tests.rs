@@ -410,3 +410,59 @@ fn history_racing_compaction_is_complete_or_compacted() {
     batch.commit().unwrap();
     assert!(matches!(store.history(b"k", None, 2, store.current_revision(), 10), Err(Error::Compacted)));
 }
+
+fn compact(store: &Store, rev: i64) {
+    let mut batch = store.batch();
+    batch.compact(rev).unwrap();
+    batch.commit().unwrap();
+}
+
+#[test]
+fn hash_kv_is_etcds_and_survives_restart_but_not_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = |store: &Store, rev| store.hash_kv(rev).map(|h| (h.hash, h.current_rev, h.compact_rev));
+    {
+        let (_db, store) = open(dir.path());
+        put(&store, "a", "1"); // 2
+        put(&store, "b", "2"); // 3
+        put(&store, "a", "3"); // 4
+        delete(&store, "b", None); // 5
+                                   // What etcd 3.4.23 answers `etcdctl endpoint hashkv` after the same four commands.
+        assert_eq!(hash(&store, 0).unwrap(), (1_125_682_900, 5, -1));
+        assert_eq!(hash(&store, 3).unwrap(), (1_827_592_406, 5, -1));
+        assert!(matches!(hash(&store, 6), Err(Error::FutureRevision)));
+        compact(&store, 3);
+        assert_eq!(hash(&store, 0).unwrap(), (1_468_967_122, 5, 3));
+        assert_eq!(hash(&store, 4).unwrap(), (1_107_643_163, 5, 3));
+        assert!(matches!(hash(&store, 3), Err(Error::Compacted)), "etcd refuses the compact revision itself");
+        assert!(matches!(hash(&store, 2), Err(Error::Compacted)));
+    }
+    let (_db, store) = open(dir.path());
+    assert_eq!(hash(&store, 0).unwrap(), (1_468_967_122, 5, 3), "a restart changes nothing");
+    put(&store, "a", "3");
+    assert_eq!(hash(&store, 5).unwrap(), (1_468_967_122, 6, 3), "a later write leaves the hash at 5 alone");
+    assert_ne!(hash(&store, 0).unwrap().0, 1_468_967_122, "a write changes the current hash");
+}
+
+#[test]
+fn hash_kv_ignores_compacted_rows_still_on_disk() {
+    // etcd deletes compacted rows in the background; the hash must not depend on how far it got.
+    // Rows put back under the compact revision stand for the ones not yet deleted.
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store) = open(dir.path());
+    put(&store, "a", "1"); // 2
+    put(&store, "a", "2"); // 3
+    put(&store, "b", "1"); // 4
+    compact(&store, 3);
+    let before = store.hash_kv(0).unwrap();
+    let stale = KeyValue {
+        key: b"a".to_vec(),
+        create_revision: 2,
+        mod_revision: 2,
+        version: 1,
+        value: b"1".to_vec(),
+        lease: 0,
+    };
+    db.raw().put_cf(db.cf(Cf::Kv), Revision::new(2, 0).to_key(false), stale.encode_to_vec()).unwrap();
+    assert_eq!(store.hash_kv(0).unwrap(), before);
+}

@@ -1,5 +1,8 @@
-//! The maintenance calls (status, hash), the response headers the other calls share, and the
-//! Prometheus text of `/metrics`.
+//! The maintenance calls (status, hash, hash of the key-value history, snapshot), gRPC's
+//! health check, the response headers the other calls share, and the Prometheus text of
+//! `/metrics`.
+//!
+//! Like etcd's unary interceptor, a learner answers none of these but `Status`.
 
 use std::io::Read;
 
@@ -7,11 +10,11 @@ use sha2::{Digest, Sha256};
 
 use super::Node;
 use crate::pb::*;
+use crate::version::ETCD_VERSION;
+use crate::{Error, Result};
 
 /// etcd's `snapshotSendBufferSize`: the blob of each snapshot message.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
-use crate::version::ETCD_VERSION;
-use crate::Result;
 
 impl Node {
     /// A header at the current revision.
@@ -91,6 +94,7 @@ impl Node {
     /// A checksum of the key-value history held by this member (etcd `Hash`); members that
     /// applied the same entries and compactions agree on it.
     pub fn hash(&self) -> Result<HashResponse> {
+        self.refuse_learner()?;
         let inner = &self.inner;
         let header = inner.identity.header_at(inner.store.current_revision());
         Ok(HashResponse { header, hash: inner.db.hash(crate::storage::Cf::Kv)? })
@@ -119,6 +123,43 @@ impl Node {
             }
         }
         send(SnapshotResponse { header: None, remaining_bytes: 0, blob: hash.finalize().to_vec() });
+        Ok(())
+    }
+
+    /// A checksum of the key-value history up to `revision` (0 = now) and the compact revision
+    /// it was taken at (etcd `HashKV`): members that applied the same history answer the same
+    /// hash for the same revision and compact revision, across restarts and however much of
+    /// the compacted history is still on disk. Errors as a range at that revision would.
+    pub fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse> {
+        self.refuse_learner()?;
+        let inner = &self.inner;
+        let h = inner.store.hash_kv(req.revision)?;
+        let header = inner.identity.header_at(h.current_rev);
+        Ok(HashKvResponse { header, hash: h.hash, compact_revision: h.compact_rev })
+    }
+
+    /// gRPC's health check (`grpc.health.v1.Health/Check`): the server as a whole (service
+    /// `""`, the only name etcd registers) serves while this member knows a leader, as etcd
+    /// 3.5 reports it (3.4 always says SERVING); any other name is [`Error::UnknownHealthService`].
+    pub fn health_check(&self, req: &HealthCheckRequest) -> Result<HealthCheckResponse> {
+        self.refuse_learner()?;
+        if !req.service.is_empty() {
+            return Err(Error::UnknownHealthService);
+        }
+        let status = if self.inner.identity.raft().leader_id() != 0 {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        Ok(HealthCheckResponse { status: status as i32 })
+    }
+
+    /// etcd's rule for learners (`isRPCSupportedForLearner`): every unary call but `Status`
+    /// and serializable ranges is refused.
+    pub(super) fn refuse_learner(&self) -> Result<()> {
+        if self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
         Ok(())
     }
 

@@ -10,13 +10,14 @@
 //! HTTP event loops: the caller passes a [`Reply`] that the apply or raft thread answers, and
 //! gets a [`Ticket`] saying when to give up. The blocking calls are those plus a waiter.
 //!
-//! One file per concern: `kv`, `lease`, `watch`, `cluster`, `maintenance`, and
+//! One file per concern: `kv`, `lease`, `watch`, `cluster`, `maintenance`, `auth`, and
 //! [`checks`], etcd's checks of a request before it is proposed.
 //!
 //! Threads started here: `raftkv-run` (the run loop, under [`Node::start`]), `raftkv-publish`
 //! (records this member's name and client URLs through raft until it is applied, retrying every
 //! 500 ms or until stop), `raftkv-keepalive` (one per [`KeepAlive`] handle).
 
+mod auth;
 pub mod checks;
 mod cluster;
 mod kv;

@@ -429,6 +429,27 @@ pub struct SnapshotResponse {
     pub blob: Vec<u8>,
 }
 
+/// Asks for a checksum of the key-value history up to `revision` (0 = the current one)
+/// (`etcdserverpb.HashKVRequest`).
+#[derive(Clone, Copy, PartialEq, Eq, Message)]
+pub struct HashKvRequest {
+    #[prost(int64, tag = "1")]
+    pub revision: i64,
+}
+
+/// A checksum of the key-value history, with the store's compact revision when it was taken
+/// (`etcdserverpb.HashKVResponse`): members answering the same compact revision hash the same
+/// revisions.
+#[derive(Clone, PartialEq, Message)]
+pub struct HashKvResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(uint32, tag = "2")]
+    pub hash: u32,
+    #[prost(int64, tag = "3")]
+    pub compact_revision: i64,
+}
+
 /// A checksum of the member's key-value state (`etcdserverpb.HashResponse`).
 #[derive(Clone, PartialEq, Message)]
 pub struct HashResponse {
@@ -632,8 +653,9 @@ pub struct WatchCancelRequest {
 pub struct WatchProgressRequest {}
 
 /// The requests etcd defines without fields (`StatusRequest`, `HashRequest`,
-/// `DefragmentRequest`, `MemberListRequest` in 3.4, `LeaseLeasesRequest`,
-/// `AuthUserListRequest`, `AuthRoleListRequest`): one type, since their encodings are equal.
+/// `DefragmentRequest`, `MemberListRequest` in 3.4, `LeaseLeasesRequest`, `AuthEnableRequest`,
+/// `AuthDisableRequest`, `AuthUserListRequest`, `AuthRoleListRequest`): one type, since their
+/// encodings are equal.
 #[derive(Clone, Copy, PartialEq, Eq, Message)]
 pub struct EmptyRequest {}
 
@@ -665,15 +687,6 @@ pub struct AlarmRequest {
     pub alarm: i32,
 }
 
-/// Logs a user in (`etcdserverpb.AuthenticateRequest`).
-#[derive(Clone, PartialEq, Eq, Message)]
-pub struct AuthenticateRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub password: String,
-}
-
 /// One raised alarm (`etcdserverpb.AlarmMember`).
 #[derive(Clone, Copy, PartialEq, Eq, Message)]
 pub struct AlarmMember {
@@ -695,28 +708,4 @@ pub struct AlarmResponse {
 pub struct DefragmentResponse {
     #[prost(message, optional, tag = "1")]
     pub header: Option<ResponseHeader>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct AuthenticateResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(string, tag = "2")]
-    pub token: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct AuthUserListResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(string, repeated, tag = "2")]
-    pub users: Vec<String>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct AuthRoleListResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(string, repeated, tag = "2")]
-    pub roles: Vec<String>,
 }

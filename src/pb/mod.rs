@@ -1,5 +1,6 @@
 //! The protobuf messages raftkv reads and writes, one file per format, because each has its
-//! own compatibility rule: [`etcd`]'s wire types (etcd's, never changed), the raft log
+//! own compatibility rule: [`etcd`]'s wire types (etcd's, never changed; its Auth service in
+//! [`auth`]), gRPC's [`health`] checks (gRPC's, never changed), the raft log
 //! [`entry`] payload (applied by later versions), on-disk [`records`] (opened by later
 //! versions), the [`peer`] protocol (spoken between adjacent versions). All are re-exported
 //! here, with helpers for building requests.
@@ -9,13 +10,17 @@
 //!
 //! Nothing here runs on a thread of its own; the types are plain data.
 
+pub mod auth;
 pub mod entry;
 pub mod etcd;
+pub mod health;
 pub mod peer;
 pub mod records;
 
+pub use auth::*;
 pub use entry::*;
 pub use etcd::*;
+pub use health::*;
 pub use peer::*;
 pub use records::*;
 

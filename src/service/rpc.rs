@@ -26,10 +26,25 @@ pub enum Method {
     Defragment,
     Hash,
     Snapshot,
+    HashKv,
     MoveLeader,
+    AuthEnable,
+    AuthDisable,
     Authenticate,
+    AuthUserAdd,
+    AuthUserGet,
     AuthUserList,
+    AuthUserDelete,
+    AuthUserChangePassword,
+    AuthUserGrantRole,
+    AuthUserRevokeRole,
+    AuthRoleAdd,
+    AuthRoleGet,
     AuthRoleList,
+    AuthRoleDelete,
+    AuthRoleGrantPermission,
+    AuthRoleRevokePermission,
+    HealthCheck,
 }
 
 /// How a call's messages flow.
@@ -54,7 +69,8 @@ pub struct Rpc {
     pub method: Method,
     /// `/<package>.<Service>/<Method>`, the HTTP/2 path gRPC calls it by.
     pub grpc: &'static str,
-    /// Below `/v3/` (also served below `/v3beta/`), the first the canonical one.
+    /// Below `/v3/` (also served below `/v3beta/`), the first the canonical one; none for a
+    /// call served over gRPC only.
     pub gateway: &'static [&'static str],
     pub kind: Kind,
     /// Whether the call may block its thread (it then runs on a pool): every call except the
@@ -102,10 +118,28 @@ pub static RPCS: &[Rpc] = &[
         kind: Kind::ServerStream,
         blocking: true,
     },
+    // No gateway path: etcd 3.4's gateway gives HashKV Hash's, where Hash is found first
+    // (3.5.10 moved it to `maintenance/hashkv`, etcd #16490).
+    unary(HashKv, "/etcdserverpb.Maintenance/HashKV", &[], true),
     unary(MoveLeader, "/etcdserverpb.Maintenance/MoveLeader", &["maintenance/transfer-leadership"], true),
+    unary(AuthEnable, "/etcdserverpb.Auth/AuthEnable", &["auth/enable"], true),
+    unary(AuthDisable, "/etcdserverpb.Auth/AuthDisable", &["auth/disable"], true),
     unary(Authenticate, "/etcdserverpb.Auth/Authenticate", &["auth/authenticate"], true),
+    unary(AuthUserAdd, "/etcdserverpb.Auth/UserAdd", &["auth/user/add"], true),
+    unary(AuthUserGet, "/etcdserverpb.Auth/UserGet", &["auth/user/get"], true),
     unary(AuthUserList, "/etcdserverpb.Auth/UserList", &["auth/user/list"], true),
+    unary(AuthUserDelete, "/etcdserverpb.Auth/UserDelete", &["auth/user/delete"], true),
+    unary(AuthUserChangePassword, "/etcdserverpb.Auth/UserChangePassword", &["auth/user/changepw"], true),
+    unary(AuthUserGrantRole, "/etcdserverpb.Auth/UserGrantRole", &["auth/user/grant"], true),
+    unary(AuthUserRevokeRole, "/etcdserverpb.Auth/UserRevokeRole", &["auth/user/revoke"], true),
+    unary(AuthRoleAdd, "/etcdserverpb.Auth/RoleAdd", &["auth/role/add"], true),
+    unary(AuthRoleGet, "/etcdserverpb.Auth/RoleGet", &["auth/role/get"], true),
     unary(AuthRoleList, "/etcdserverpb.Auth/RoleList", &["auth/role/list"], true),
+    unary(AuthRoleDelete, "/etcdserverpb.Auth/RoleDelete", &["auth/role/delete"], true),
+    unary(AuthRoleGrantPermission, "/etcdserverpb.Auth/RoleGrantPermission", &["auth/role/grant"], true),
+    unary(AuthRoleRevokePermission, "/etcdserverpb.Auth/RoleRevokePermission", &["auth/role/revoke"], true),
+    // gRPC's own health service, which etcd registers beside its API (no gateway path).
+    unary(HealthCheck, "/grpc.health.v1.Health/Check", &[], true),
 ];
 
 impl Method {

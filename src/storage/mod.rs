@@ -256,7 +256,9 @@ pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
-fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
+/// Feeds `data` to a running CRC-32C (Castagnoli, reflected; start from `!0` and invert the
+/// result), as Go's `crc32.Update` with the Castagnoli table: the checksum etcd's hashes use.
+pub fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {

@@ -102,6 +102,11 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_moves_on() {
     assert!(read.is_err(), "an isolated member served a linearizable read: {read:?}");
     // A serializable read is local, and stale.
     assert_eq!(get(cluster.node(old), "during", true).unwrap(), None);
+    // Once it steps down (check quorum) it knows no leader, and gRPC's health check says so.
+    let health = |node: &Node| node.health_check(&HealthCheckRequest::default()).unwrap().status;
+    let not_serving = || health(cluster.node(old)) == ServingStatus::NotServing as i32;
+    assert!(eventually(Duration::from_secs(5), not_serving), "an isolated member kept serving");
+    assert_eq!(health(cluster.node(others[0])), ServingStatus::Serving as i32);
     // Through the gateway the same calls end in etcd's errors at the request timeout: the
     // event loop gives up on them, nothing hangs.
     let gateway = raftkv::api::serve(TcpListener::bind("127.0.0.1:0").unwrap(), cluster.node(old).clone()).unwrap();
@@ -176,6 +181,54 @@ fn a_follower_behind_a_compacted_log_catches_up_by_snapshot() {
 }
 
 #[test]
+fn members_that_applied_the_same_history_hash_it_alike() {
+    let mut cluster = Cluster::start(3, |_| {});
+    let leader = cluster.wait_for_leader(Duration::from_secs(5));
+    for i in 0..30 {
+        put(cluster.node(i % 3), &format!("k{}", i % 7), &i.to_string()).unwrap();
+    }
+    cluster.node(leader).delete_range(DeleteRangeRequest::key("k3")).unwrap();
+    cluster.wait_converged(Duration::from_secs(5));
+    // (hash, compact revision, header revision) of every running member.
+    let hashes = |cluster: &Cluster, revision| -> Vec<(u32, i64, i64)> {
+        cluster
+            .running()
+            .map(|(_, n)| {
+                let h = n.hash_kv(HashKvRequest { revision }).unwrap();
+                (h.hash, h.compact_revision, h.header.unwrap().revision)
+            })
+            .collect()
+    };
+    let all_equal = |h: &[(u32, i64, i64)]| h.iter().all(|x| *x == h[0]);
+    let now = hashes(&cluster, 0);
+    assert!(all_equal(&now) && now[0].1 == -1 && now[0].2 == 32, "{now:?}");
+    let at10 = hashes(&cluster, 10);
+    assert!(all_equal(&at10) && at10[0].0 != now[0].0, "{at10:?} {now:?}");
+
+    cluster.node(leader).compact(CompactionRequest { revision: 20, physical: true }).unwrap();
+    cluster.wait_converged(Duration::from_secs(5));
+    let compacted = hashes(&cluster, 0);
+    assert!(all_equal(&compacted) && compacted[0].1 == 20, "{compacted:?}");
+    assert!(all_equal(&hashes(&cluster, 25)));
+    let node = cluster.node(leader);
+    assert!(matches!(node.hash_kv(HashKvRequest { revision: 20 }), Err(Error::Compacted)));
+    assert!(matches!(node.hash_kv(HashKvRequest { revision: 33 }), Err(Error::FutureRevision)));
+
+    // A restart reads the same history back.
+    let follower = (leader + 1) % 3;
+    cluster.stop(follower);
+    cluster.restart(follower);
+    cluster.wait_for_leader(Duration::from_secs(10));
+    cluster.wait_converged(Duration::from_secs(10));
+    assert_eq!(hashes(&cluster, 0), compacted);
+    // And a write moves every member's hash alike.
+    put(cluster.node(follower), "k0", "new").unwrap();
+    cluster.wait_converged(Duration::from_secs(5));
+    let moved = hashes(&cluster, 0);
+    assert!(all_equal(&moved) && moved[0].0 != compacted[0].0, "{moved:?}");
+}
+
+#[test]
 fn members_are_added_as_learners_promoted_and_removed_while_serving() {
     let mut cluster = Cluster::start(3, |_| {});
     let leader = cluster.wait_for_leader(Duration::from_secs(5));
@@ -215,6 +268,11 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
     assert!(eventually(Duration::from_secs(10), caught_up), "learner never caught up");
     assert!(matches!(put(learner, "x", "y"), Err(Error::NotSupportedForLearner)));
     assert!(matches!(get(learner, "pre49", false), Err(Error::NotSupportedForLearner)));
+    // etcd's unary interceptor: nor any other call but status.
+    assert!(matches!(learner.hash_kv(HashKvRequest::default()), Err(Error::NotSupportedForLearner)));
+    assert!(matches!(learner.user_list(), Err(Error::NotSupportedForLearner)));
+    let health = learner.health_check(&HealthCheckRequest::default());
+    assert!(matches!(health, Err(Error::NotSupportedForLearner)), "{health:?}");
     assert!(cluster.node(leader).status().unwrap().leader != 0);
 
     // Promote it; it then votes and serves everything.

@@ -51,18 +51,21 @@ fn decode<T: FromJson + prost::Message>(body: &[u8]) -> std::result::Result<T, R
 }
 
 /// Reading a unary call's body and writing its answer, for every method of the service.
+/// The gRPC-only calls have no gateway path, so the router never hands them here.
 macro_rules! codec {
-    ($($method:ident),*) => {
+    (both: [$($method:ident),*], grpc: [$($grpc:ident),*]) => {
         fn decode_request(method: Method, body: &[u8]) -> std::result::Result<service::Request, Response> {
             Ok(match method {
                 $(Method::$method => service::Request::$method(decode(body)?),)*
                 Method::Watch | Method::LeaseKeepAlive | Method::Snapshot => unreachable!("streams are not unary"),
+                $(Method::$grpc)|* => unreachable!("{method:?} has no gateway path"),
             })
         }
 
         fn to_json(response: &service::Response) -> String {
             match response {
                 $(service::Response::$method(r) => r.to_json(),)*
+                $(service::Response::$grpc(_))|* => unreachable!("gRPC-only calls have no gateway path"),
             }
         }
     };

@@ -1,5 +1,5 @@
-//! Protobuf in and out for every unary call of the service: the gRPC twin of the gateway's
-//! JSON codec, over the same prost types.
+//! Protobuf in and out for every unary call of the service, the gRPC-only ones included: the
+//! gRPC twin of the gateway's JSON codec, over the same prost types.
 
 use prost::Message;
 
@@ -11,6 +11,9 @@ fn decode<T: Message + Default>(message: &[u8]) -> Result<T, (Code, String)> {
 }
 
 macro_rules! codec {
+    (both: [$($both:ident),*], grpc: [$($grpc:ident),*]) => {
+        codec!($($both,)* $($grpc),*);
+    };
     ($($method:ident),*) => {
         pub fn decode_request(method: Method, message: &[u8]) -> Result<service::Request, (Code, String)> {
             Ok(match method {

@@ -1,4 +1,4 @@
-//! The Maintenance and Auth services' messages.
+//! The Maintenance service's messages.
 
 use super::*;
 
@@ -34,8 +34,6 @@ json_message!(AlarmRequest {
     alarm: Enum<AlarmTypeNames> = "alarm",
 });
 
-json_message!(AuthenticateRequest { name: Str = "name", password: Str = "password" });
-
 json_message!(AlarmMember {
     member_id: U64 = "memberID",
     alarm: Enum<AlarmTypeNames> = "alarm",
@@ -48,19 +46,4 @@ json_message!(AlarmResponse {
 
 json_message!(DefragmentResponse {
     header: Msg<ResponseHeader> = "header",
-});
-
-json_message!(AuthenticateResponse {
-    header: Msg<ResponseHeader> = "header",
-    token: Str = "token",
-});
-
-json_message!(AuthUserListResponse {
-    header: Msg<ResponseHeader> = "header",
-    users: Strs = "users",
-});
-
-json_message!(AuthRoleListResponse {
-    header: Msg<ResponseHeader> = "header",
-    roles: Strs = "roles",
 });

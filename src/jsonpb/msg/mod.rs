@@ -227,6 +227,7 @@ enum_names! {
     EventTypeNames = "mvccpb.Event_EventType" ["PUT", "DELETE"];
     AlarmActionNames = "etcdserverpb.AlarmRequest_AlarmAction" ["GET", "ACTIVATE", "DEACTIVATE"];
     AlarmTypeNames = "etcdserverpb.AlarmType" ["NONE", "NOSPACE", "CORRUPT"];
+    PermissionTypeNames = "authpb.Permission_Type" ["READ", "WRITE", "READWRITE"];
 }
 
 /// The member of a oneof present in `fields`, if one is. jsonpb sets them in Go map order, so
@@ -259,6 +260,7 @@ fn oneof_field<T>(v: Value, go_type: &str) -> Result<Option<T>> {
     Err(v.mismatch(go_type))
 }
 
+mod auth;
 mod cluster;
 mod envelope;
 mod kv;
