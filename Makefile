@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build run cluster test lint soak compat fuzz bench bench-big perf clean-data
+.PHONY: deps build run cluster test lint soak compat fuzz bench bench-grpc bench-big perf clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -57,6 +57,11 @@ fuzz: deps
 bench: build
 	cargo bench --bench storage --bench embedded --bench watch_lease
 	scripts/bench-compare.sh
+
+# gRPC side by side: h2load unary Range and Put against raftkv and etcd, and the same loads on
+# raftkv's gateway (scripts/h2load-compare.sh, about a minute; needs nghttp2-client).
+bench-grpc: build
+	scripts/h2load-compare.sh
 
 # The side-by-side run plus 1,000,000 keys of 256 bytes: RSS after, raftkv restart time.
 bench-big: build

@@ -33,6 +33,9 @@ pub(super) struct EventLoop {
     expiries: BinaryHeap<Reverse<(Instant, usize, u64, u32)>>,
     /// Read buffer shared by this loop's connections; bytes are copied out to the connection.
     scratch: Vec<u8>,
+    /// HTTP/2 connections answered since their output was last written: a burst of answers
+    /// (a thousand streams after one fsync) costs one write per connection, not per stream.
+    h2_dirty: Vec<usize>,
     handlers: Handlers,
     pool: Arc<Pool>,
     streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -101,6 +104,7 @@ impl EventLoop {
             generations: 0,
             expiries: BinaryHeap::new(),
             scratch: vec![0; 64 * 1024],
+            h2_dirty: Vec::new(),
             handlers,
             pool,
             streams,
@@ -418,12 +422,22 @@ impl EventLoop {
                 Post::H2Part { to, part } => self.send_h2(to, part),
             }
         }
+        self.flush_dirty();
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.h2_dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for i in dirty {
+            self.flush_h2(i);
+        }
     }
 
     fn expire(&mut self, now: Instant) {
         while let Some(Reverse((at, i, generation, stream))) = self.expiries.peek().copied() {
             if at > now {
-                return;
+                break;
             }
             self.expiries.pop();
             if stream != 0 {
@@ -446,6 +460,7 @@ impl EventLoop {
                 self.answer(i, generation, Answer::Later(expiry.answer));
             }
         }
+        self.flush_dirty();
     }
 
     /// Writes the answer to connection `i`'s request `generation`, unless that request was
@@ -594,7 +609,7 @@ impl EventLoop {
         };
         let Some(h2) = self.conns[to.conn].as_mut().and_then(|c| c.h2.as_mut()) else { return };
         h2.respond(to.stream, response);
-        self.flush_h2(to.conn);
+        self.h2_dirty.push(to.conn);
     }
 
     /// Hands the next part of a streaming call's answer to its connection.
@@ -605,7 +620,7 @@ impl EventLoop {
         }
         let Some(h2) = conn.h2.as_mut() else { return };
         h2.send(to.stream, part);
-        self.flush_h2(to.conn);
+        self.h2_dirty.push(to.conn);
     }
 
     /// Moves what HTTP/2 wrote to the connection's output and writes it, and drops the
