@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::harness::process::{ctl, Member};
 
 /// `etcdctl --endpoints endpoint args...`: (exit code, stdout, stderr).
-fn etcdctl(endpoint: &str, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+pub(crate) fn etcdctl(endpoint: &str, args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
     use std::io::Write;
     let mut child = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
@@ -69,13 +69,13 @@ fn etcdctl_speaks_grpc_to_a_member_and_gets_etcds_answers() {
 }
 
 /// A long-running etcdctl (a watch) whose output lines are read as they come.
-struct Streaming {
+pub(crate) struct Streaming {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Streaming {
-    fn start(endpoint: &str, args: &[&str]) -> Streaming {
+    pub(crate) fn start(endpoint: &str, args: &[&str]) -> Streaming {
         let mut child = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", endpoint, "--dial-timeout", "5s"])
@@ -99,8 +99,13 @@ impl Streaming {
     }
 
     /// The next `n` lines, within 10 s.
-    fn next(&self, n: usize) -> Vec<String> {
+    pub(crate) fn next(&self, n: usize) -> Vec<String> {
         (0..n).map(|_| self.lines.recv_timeout(Duration::from_secs(10)).expect("a line from etcdctl")).collect()
+    }
+
+    /// Every line until none came for a second.
+    pub(crate) fn until_quiet(&self) -> Vec<String> {
+        std::iter::from_fn(|| self.lines.recv_timeout(Duration::from_secs(1)).ok()).collect()
     }
 
     fn send(&mut self, line: &str) {
@@ -119,7 +124,7 @@ impl Drop for Streaming {
 }
 
 /// Registered watchers, as `/metrics` counts them.
-fn watchers(endpoint: &str) -> u64 {
+pub(crate) fn watchers(endpoint: &str) -> u64 {
     let addr = endpoint.trim_start_matches("http://").parse().unwrap();
     let metrics = crate::harness::http::send(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let text = metrics.text();

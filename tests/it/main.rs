@@ -11,6 +11,8 @@ mod cluster;
 mod crash;
 mod failover;
 mod grpc;
+mod grpc_cluster;
+mod h2_abuse;
 mod http;
 mod kv_semantics;
 mod lease;
