@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = raftkv::api::http::parse_stream(data);
+    let _ = raftkv::api::http1::parse_stream(data);
 });

@@ -251,6 +251,63 @@ impl h2::Handler for Grpc {
     }
 }
 
+/// Feeds `input` to a server-side HTTP/2 connection as a client's bytes (cut into reads where
+/// its first byte says), decoding each request it yields as the gRPC server would: every
+/// unary method's message for a unary stream, watch and keepalive messages for streaming
+/// ones, and answering every stream so the send side runs too. The fuzz target's entry
+/// (`fuzz/`), also run over its corpus by a unit test. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_one(input: &[u8]) {
+    use prost::Message;
+    let Some((&cut, input)) = input.split_first() else { return };
+    let mut conn = h2::Connection::new(Duration::from_secs(5));
+    let streams = |path: &str| RPCS.iter().any(|rpc| rpc.grpc == path && rpc.kind.streams());
+    let mut pending = Vec::new();
+    let mut buffers: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
+    for read in input.chunks(usize::from(cut).max(1) * 16) {
+        pending.extend_from_slice(read);
+        let mut events = Vec::new();
+        conn.receive(&mut pending, &mut events, &streams);
+        for event in events {
+            match event {
+                h2::Event::Request(req) => {
+                    if let Ok(message) = unary_message(&req.body) {
+                        for rpc in RPCS.iter().filter(|rpc| !rpc.kind.streams()) {
+                            let _ = codec::decode_request(rpc.method, message);
+                        }
+                    }
+                    conn.respond(req.stream, answer(Err((Code::Unknown, "fuzz".into()))));
+                }
+                h2::Event::Open(req, outbox) => {
+                    buffers.insert(req.stream, Vec::new());
+                    conn.send(req.stream, h2::Part::Headers(headers()));
+                    if outbox.reserve(5).is_ok() {
+                        conn.send(req.stream, h2::Part::Message(framed(b"")));
+                    }
+                }
+                h2::Event::Data { stream, data, end } => {
+                    let buffer = buffers.entry(stream).or_default();
+                    buffer.extend_from_slice(&data);
+                    while let Ok(Some((message, len))) = first_message(buffer) {
+                        let _ = crate::pb::WatchRequest::decode(message);
+                        let _ = crate::pb::LeaseKeepAliveRequest::decode(message);
+                        buffer.drain(..len);
+                    }
+                    if end {
+                        conn.send(stream, h2::Part::Trailers(status(Code::Ok, "")));
+                    }
+                }
+                h2::Event::Reset(_) => {}
+            }
+        }
+        conn.take_output();
+        conn.take_closed();
+        if conn.failed() {
+            return;
+        }
+    }
+}
+
 /// grpc-go's answer to a path it has no handler for.
 fn unknown(path: &str) -> String {
     let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
@@ -264,6 +321,13 @@ fn unknown(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fuzz_corpus_goes_through_http2_and_grpc() {
+        for input in crate::jsonpb::tests::corpus("h2") {
+            fuzz_one(&input);
+        }
+    }
 
     #[test]
     fn timeouts_parse_as_grpc_go_parses_them() {
