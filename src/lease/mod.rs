@@ -61,8 +61,15 @@ impl Lease {
         }
     }
 
-    /// Whole seconds left, rounded up as etcd reports them.
+    /// Whole seconds left as `LeaseTimeToLive` reports them: etcd truncates
+    /// (`int64(le.Remaining().Seconds())`), so a lease granted 100 s a moment ago has 99 left.
     fn remaining(&self, now: Instant) -> i64 {
+        self.time_left(now).as_secs() as i64
+    }
+
+    /// Whole seconds left as a checkpoint records them: etcd rounds up there (`math.Ceil`), so
+    /// a lease resumed elsewhere never loses its last partial second.
+    fn checkpoint_ttl(&self, now: Instant) -> i64 {
         self.time_left(now).as_secs_f64().ceil() as i64
     }
 }
@@ -279,7 +286,7 @@ impl Lessor {
             .leases
             .iter()
             .filter(|(_, l)| l.ttl as f64 > interval.as_secs_f64())
-            .map(|(id, l)| LeaseCheckpoint { id: *id, remaining_ttl: l.remaining(now).max(1) })
+            .map(|(id, l)| LeaseCheckpoint { id: *id, remaining_ttl: l.checkpoint_ttl(now).max(1) })
             .collect();
         all.chunks(CHECKPOINTS_PER_PROPOSAL_MAX).map(<[LeaseCheckpoint]>::to_vec).collect()
     }

@@ -122,6 +122,25 @@ impl Member {
         self.process = Some(Process::spawn(&mut command));
     }
 
+    /// Starts another etcd-compatible server binary (real etcd, for side-by-side tests) alone,
+    /// with the flags both understand.
+    pub fn spawn_binary(&mut self, binary: &str, data_dir: &Path) {
+        assert!(self.process.is_none(), "{} already runs", self.name);
+        let (peer, client) = (self.peer_url(), format!("http://127.0.0.1:{}", self.client_port));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut command = Command::new(binary);
+        command
+            .args(["--name", &self.name, "--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("{}={peer}", self.name)])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.process = Some(Process::spawn(&mut command));
+    }
+
     pub fn running(&self) -> bool {
         self.process.is_some()
     }

@@ -108,7 +108,7 @@ impl Streaming {
         std::iter::from_fn(|| self.lines.recv_timeout(Duration::from_secs(1)).ok()).collect()
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         use std::io::Write;
         let stdin = self.child.stdin.as_mut().unwrap();
         writeln!(stdin, "{line}").unwrap();

@@ -9,6 +9,7 @@ mod harness;
 mod cli;
 mod cluster;
 mod crash;
+mod etcdctl_compat;
 mod failover;
 mod grpc;
 mod grpc_cluster;
