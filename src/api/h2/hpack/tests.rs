@@ -1,0 +1,153 @@
+//! The decoder on RFC 7541's examples and on each malformed case it makes an error.
+
+use super::huffman::CODES;
+use super::*;
+
+pub(super) fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn decoded(decoder: &mut Decoder, block: &[u8]) -> Fields {
+    match decoder.decode(block) {
+        Ok(fields) => fields,
+        Err(DecodeError::Compression) => panic!("Compression error on {block:02x?}"),
+        Err(DecodeError::TooLarge) => panic!("TooLarge on {block:02x?}"),
+    }
+}
+
+fn compression_error(block: &[u8]) -> bool {
+    matches!(Decoder::new(1 << 20).decode(block), Err(DecodeError::Compression))
+}
+
+fn fields(list: &[(&str, &str)]) -> Fields {
+    list.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+}
+
+/// `s` Huffman-coded, padded with ones (a prefix of EOS).
+fn huffman(s: &[u8]) -> Vec<u8> {
+    let (mut out, mut bits, mut pending) = (Vec::new(), 0u64, 0);
+    for &byte in s {
+        let (code, len) = CODES[byte as usize];
+        bits = (bits << len) | code as u64;
+        pending += len;
+        while pending >= 8 {
+            pending -= 8;
+            out.push((bits >> pending) as u8);
+        }
+    }
+    if pending > 0 {
+        out.push(((bits << (8 - pending)) as u8) | (0xff >> pending));
+    }
+    out
+}
+
+/// A string literal (RFC 7541 §5.2), Huffman-coded or raw.
+fn string_literal(out: &mut Vec<u8>, s: &[u8], coded: bool) {
+    if coded {
+        let coded = huffman(s);
+        integer(out, 7, 0x80, coded.len());
+        out.extend_from_slice(&coded);
+    } else {
+        integer(out, 7, 0, s.len());
+        out.extend_from_slice(s);
+    }
+}
+
+#[test]
+fn what_we_encode_decodes_to_the_same_fields() {
+    let long = "x".repeat(300);
+    let list = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-message", long.as_str())];
+    let mut block = Vec::new();
+    encode(&mut block, &list);
+    assert_eq!(decoded(&mut Decoder::new(1 << 20), &block), fields(&list));
+}
+
+#[test]
+fn the_rfc_examples_decode_in_sequence() {
+    // RFC 7541 C.4 (requests with Huffman coding) and C.6 (responses evicting from a 256-byte
+    // table, which a size update sets first).
+    let mut decoder = Decoder::new(1 << 20);
+    let first = decoded(&mut decoder, &hex("828684418cf1e3c2e5f23a6ba0ab90f4ff"));
+    assert_eq!(
+        first,
+        fields(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")])
+    );
+    let third = hex("828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf");
+    decoded(&mut decoder, &hex("828684be5886a8eb10649cbf"));
+    assert_eq!(decoded(&mut decoder, &third)[4], (b"custom-key".to_vec(), b"custom-value".to_vec()));
+
+    let mut decoder = Decoder::new(1 << 20);
+    let c61 =
+        "488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e082a62d1bff6e919d29ad171863c78f0b97c8e9ae82ae43d3";
+    let block = [&[0x3f, 0xe1, 0x01][..], &hex(c61)].concat();
+    let response = decoded(&mut decoder, &block);
+    assert_eq!(response[1], (b"cache-control".to_vec(), b"private".to_vec()));
+    assert_eq!(response[2], (b"date".to_vec(), b"Mon, 21 Oct 2013 20:13:21 GMT".to_vec()));
+    let second = decoded(&mut decoder, &hex("4883640effc1c0bf"));
+    assert_eq!(second[0], (b":status".to_vec(), b"307".to_vec()));
+    assert_eq!(second[3].1, b"https://www.example.com");
+}
+
+#[test]
+fn malformed_blocks_are_compression_errors() {
+    let cases: &[(&str, &[u8])] = &[
+        ("size update above 4096", &[0x3f, 0xe2, 0x1f]),
+        ("size update after a field", &[0x82, 0x20]),
+        ("size update between fields", &[0x82, 0x20, 0x82]),
+        ("Huffman padding of 8 bits", &[0x00, 0x01, b'a', 0x81, 0xff]),
+        ("Huffman padding of 11 bits", &[0x00, 0x01, b'a', 0x82, 0x07, 0xff]),
+        ("Huffman padding not all ones", &[0x00, 0x01, b'a', 0x81, 0x05]),
+        ("EOS in a Huffman string", &[0x00, 0x01, b'a', 0x84, 0xff, 0xff, 0xff, 0xff]),
+        ("five continuation bytes", &[0xff, 0x80, 0x80, 0x80, 0x80, 0x00]),
+        ("an integer past u64", &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+        ("a string longer than the block", &[0x00, 0x7f, 0xff, 0xff, 0xff, 0x7f]),
+        ("index 0", &[0x80]),
+        ("index past the static table, dynamic empty", &[0xbe]),
+        ("index 254", &[0xff, 0x7f]),
+        ("literal name index past both tables", &[0x0f, 0x2f, 0x00]),
+        ("literal name index past both tables, indexing", &[0x7e, 0x00]),
+        ("truncated literal value", &[0x10, 0x05, b'a']),
+        ("literal without its value", &[0x44]),
+        ("truncated integer", &[0xff]),
+        ("truncated Huffman string", &[0x00, 0x81]),
+        ("truncated name", &[0x40, 0x03, b'a', b'b']),
+    ];
+    for (what, block) in cases {
+        assert!(compression_error(block), "{what}: {block:02x?}");
+    }
+    // The limits themselves are valid: a size update to 4096, several at the start, an
+    // integer in four continuation bytes, and a block of size updates alone.
+    let mut decoder = Decoder::new(1 << 20);
+    assert_eq!(decoded(&mut decoder, &[0x3f, 0xe1, 0x1f]), Fields::new());
+    assert_eq!(decoded(&mut decoder, &[0x20, 0x3f, 0xe1, 0x1f, 0x82]), fields(&[(":method", "GET")]));
+    assert_eq!(decoded(&mut decoder, &[0x3f, 0x80, 0x80, 0x80, 0x00, 0x82]), fields(&[(":method", "GET")]));
+}
+
+#[test]
+fn a_list_over_the_budget_is_too_large_and_keeps_the_table_in_step() {
+    let mut block = Vec::new();
+    encode(&mut block, &[("a", "b"), ("c", "d")]);
+    // 34 bytes per field: the second passes a budget of 50.
+    assert!(matches!(Decoder::new(50).decode(&block), Err(DecodeError::TooLarge)));
+    assert!(Decoder::new(100).decode(&block).is_ok());
+
+    // Indexed fields past the budget are still added to the table.
+    let mut decoder = Decoder::new(50);
+    let indexed = [0x40, 0x01, b'a', 0x01, b'b', 0x40, 0x01, b'c', 0x01, b'd'];
+    assert!(matches!(decoder.decode(&indexed), Err(DecodeError::TooLarge)));
+    assert_eq!(decoded(&mut decoder, &[0xbf]), fields(&[("a", "b")]));
+}
+
+#[test]
+fn a_one_mebibyte_literal_is_too_large_not_a_crash() {
+    let mut decoder = Decoder::new(64 * 1024);
+    for coded in [false, true] {
+        let mut block = vec![0x40];
+        string_literal(&mut block, b"big", false);
+        string_literal(&mut block, &vec![b'x'; 1 << 20], coded);
+        assert!(matches!(decoder.decode(&block), Err(DecodeError::TooLarge)), "Huffman: {coded}");
+        // Larger than the table: it emptied it rather than entering.
+        assert!(matches!(decoder.decode(&[0xbe]), Err(DecodeError::Compression)));
+        decoder = Decoder::new(64 * 1024);
+    }
+}
