@@ -11,7 +11,7 @@ RAFTKV_COMPAT_VERBOSE=1 cargo test --quiet --test it etcdctl_compat -- --nocaptu
 if [ "${CHECK_PERF:-0}" = 1 ]; then
   cargo build --quiet --release --bin raftkv
   dir=$(mktemp -d)
-  trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
   "$CARGO_TARGET_DIR/release/raftkv" --name perf --data-dir "$dir/data" --listen-client-urls http://127.0.0.1:48379 \
     --listen-peer-urls http://127.0.0.1:48380 --log-level warn &
   pid=$!
