@@ -25,18 +25,27 @@ pub(crate) fn etcdctl(endpoint: &str, args: &[&str], stdin: &str) -> (Option<i32
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-#[test]
-fn etcdctl_speaks_grpc_to_a_member_and_gets_etcds_answers() {
+/// A single member in a temp dir: the dir, the member (killed when dropped), its endpoint.
+fn single(name: &str) -> (tempfile::TempDir, Member, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut m = Member::new("grpc", dir.path());
+    let mut m = Member::new(name, dir.path());
     m.spawn(&dir.path().join("data"), "", &[]);
     m.wait_healthy(Duration::from_secs(20));
-    let e = m.endpoint();
-    let ok = |args: &[&str]| {
-        let (code, out, err) = etcdctl(&e, args, "");
-        assert_eq!(code, Some(0), "etcdctl {args:?}: {err}");
-        out
-    };
+    let endpoint = m.endpoint();
+    (dir, m, endpoint)
+}
+
+/// etcdctl that must succeed: its stdout.
+fn succeeds(endpoint: &str, args: &[&str]) -> String {
+    let (code, out, err) = etcdctl(endpoint, args, "");
+    assert_eq!(code, Some(0), "etcdctl {args:?}: {err}");
+    out
+}
+
+#[test]
+fn etcdctl_speaks_grpc_to_a_member_and_gets_etcds_answers() {
+    let (_dir, _member, e) = single("grpc");
+    let ok = |args: &[&str]| succeeds(&e, args);
     assert_eq!(ok(&["put", "foo", "bar"]), "OK\n");
     assert_eq!(ok(&["put", "foo/a", "1"]), "OK\n");
     assert_eq!(ok(&["get", "foo"]), "foo\nbar\n");
@@ -142,16 +151,8 @@ fn wait_for_watchers(endpoint: &str, want: u64) {
 
 #[test]
 fn etcdctl_watches_keeps_leases_alive_and_saves_snapshots_over_grpc_streams() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut m = Member::new("grpc-streams", dir.path());
-    m.spawn(&dir.path().join("data"), "", &[]);
-    m.wait_healthy(Duration::from_secs(20));
-    let e = m.endpoint();
-    let ok = |args: &[&str]| {
-        let (code, out, err) = etcdctl(&e, args, "");
-        assert_eq!(code, Some(0), "etcdctl {args:?}: {err}");
-        out
-    };
+    let (dir, _member, e) = single("grpc-streams");
+    let ok = |args: &[&str]| succeeds(&e, args);
 
     // A prefix watch sees puts and deletes as they happen, with previous values.
     let watch = Streaming::start(&e, &["watch", "w/", "--prefix", "--prev-kv"]);
@@ -222,11 +223,7 @@ fn grpc_call(endpoint: &str, path: &str, message: &[u8]) -> (String, Vec<u8>) {
 
 #[test]
 fn health_hashkv_and_auth_over_grpc_answer_as_etcd() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut m = Member::new("grpc-unary", dir.path());
-    m.spawn(&dir.path().join("data"), "", &[]);
-    m.wait_healthy(Duration::from_secs(20));
-    let e = m.endpoint();
+    let (_dir, _member, e) = single("grpc-unary");
 
     // grpc-go's health server as etcd registers it: "" serves, any other name is unknown.
     let (trailers, message) = grpc_call(&e, "/grpc.health.v1.Health/Check", b"");
@@ -236,11 +233,7 @@ fn health_hashkv_and_auth_over_grpc_answer_as_etcd() {
     assert!(trailers.contains("grpc-status: 5\ngrpc-message: unknown service\n"), "{trailers}");
     assert!(message.is_empty());
 
-    let ok = |args: &[&str]| {
-        let (code, out, err) = etcdctl(&e, args, "");
-        assert_eq!(code, Some(0), "etcdctl {args:?}: {err}");
-        out
-    };
+    let ok = |args: &[&str]| succeeds(&e, args);
     let fails = |args: &[&str]| {
         let (code, _, err) = etcdctl(&e, args, "");
         assert_eq!(code, Some(1), "etcdctl {args:?} succeeded");
