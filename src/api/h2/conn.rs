@@ -164,8 +164,8 @@ impl Drop for Connection {
 
 impl Connection {
     /// A connection whose preface was read; our SETTINGS (and the connection window's growth)
-    /// are the first bytes out, as grpc-go's client requires. `ping_min_time`: see
-    /// [`Connection::on_ping`].
+    /// are the first bytes out, as grpc-go's client requires. `ping_min_time`: the least time
+    /// between a client's pings while it has streams open (grpc-go's keepalive enforcement).
     pub fn new(ping_min_time: Duration) -> Connection {
         let mut out = Vec::new();
         frame::settings(
