@@ -11,6 +11,9 @@ use crate::{Error, Result};
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// What etcd's gRPC server allows a received message beyond `--max-request-bytes`
+/// (`v3rpc/grpc.go`'s `grpcOverheadBytes`).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// How a member is set up. Build one with `Config::default()` or [`Config::new`] and adjust fields.
 #[derive(Clone, Debug)]
@@ -111,6 +114,12 @@ impl Config {
             grpc_keepalive_min_time: std::time::Duration::from_secs(5),
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
         }
+    }
+
+    /// The largest gRPC message the client port takes, as etcd sets grpc-go's
+    /// `MaxRecvMsgSize`; the gateway hits the same limit.
+    pub fn grpc_message_max(&self) -> usize {
+        self.max_request_bytes + GRPC_OVERHEAD_BYTES
     }
 
     /// Checks every rule a working member needs; the message names the setting.

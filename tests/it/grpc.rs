@@ -274,3 +274,23 @@ fn health_hashkv_and_auth_over_grpc_answer_as_etcd() {
         "{err}"
     );
 }
+
+#[test]
+fn grpc_message_limits_follow_max_request_bytes_as_etcds_do() {
+    // Under gRPC's limit (1.5 MiB + 512 KiB) but over --max-request-bytes: etcd's own check.
+    let big = "v".repeat(1_800_000);
+    let (_dir, _member, e) = single("grpc-limits");
+    let (code, _, err) = etcdctl(&e, &["put", "big"], &big);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("Error: etcdserver: request is too large"), "{err}");
+
+    // A smaller --max-request-bytes lowers gRPC's receive limit with it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::new("grpc-limits-small", dir.path());
+    m.spawn(&dir.path().join("data"), "", &["--max-request-bytes", "1000000"]);
+    m.wait_healthy(Duration::from_secs(20));
+    let (code, _, err) = etcdctl(&m.endpoint(), &["put", "big"], &big);
+    assert_eq!(code, Some(1));
+    let want = "code = ResourceExhausted desc = grpc: received message larger than max (1800009 vs. 1524288)";
+    assert!(err.contains(want), "{err}");
+}

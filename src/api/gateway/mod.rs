@@ -22,9 +22,6 @@ use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 use crate::{Node, Ticket};
 use errors::{decode_error, outcome, server_error};
 
-/// etcd's gRPC server refuses messages above this (`grpc: received message larger than max`).
-const GRPC_MESSAGE_MAX: usize = 2 * 1024 * 1024;
-
 pub struct Gateway {
     service: Service,
 }
@@ -39,12 +36,13 @@ impl Gateway {
     }
 }
 
-/// Decodes a request, applying the gRPC message limit etcd's gateway hits before the server.
-fn decode<T: FromJson + prost::Message>(body: &[u8]) -> std::result::Result<T, Response> {
+/// Decodes a request, applying the gRPC message limit (`max`) etcd's gateway hits before the
+/// server.
+fn decode<T: FromJson + prost::Message>(body: &[u8], max: usize) -> std::result::Result<T, Response> {
     let req = T::from_body(body).map_err(decode_error)?;
     let size = req.encoded_len();
-    if size > GRPC_MESSAGE_MAX {
-        let msg = format!("grpc: received message larger than max ({size} vs. {GRPC_MESSAGE_MAX})");
+    if size > max {
+        let msg = format!("grpc: received message larger than max ({size} vs. {max})");
         return Err(server_error(&msg, crate::error::Code::ResourceExhausted));
     }
     Ok(req)
@@ -54,9 +52,9 @@ fn decode<T: FromJson + prost::Message>(body: &[u8]) -> std::result::Result<T, R
 /// The gRPC-only calls have no gateway path, so the router never hands them here.
 macro_rules! codec {
     (both: [$($method:ident),*], grpc: [$($grpc:ident),*]) => {
-        fn decode_request(method: Method, body: &[u8]) -> std::result::Result<service::Request, Response> {
+        fn decode_request(method: Method, body: &[u8], max: usize) -> std::result::Result<service::Request, Response> {
             Ok(match method {
-                $(Method::$method => service::Request::$method(decode(body)?),)*
+                $(Method::$method => service::Request::$method(decode(body, max)?),)*
                 Method::Watch | Method::LeaseKeepAlive | Method::Snapshot => unreachable!("streams are not unary"),
                 $(Method::$grpc)|* => unreachable!("{method:?} has no gateway path"),
             })
@@ -151,7 +149,7 @@ impl http1::Handler for Gateway {
             });
             return None;
         }
-        let request = match decode_request(rpc.method, &req.body) {
+        let request = match decode_request(rpc.method, &req.body, self.node().config().grpc_message_max()) {
             Ok(request) => request,
             Err(refused) => {
                 done.respond(refused);

@@ -19,9 +19,6 @@ use crate::error::Code;
 use crate::service::{self, Answer, Responder, Rpc, Service, RPCS};
 use crate::{Node, Ticket};
 
-/// etcd's limit on a received message: `--max-request-bytes` (1.5 MiB) plus gRPC's 512 KiB
-/// of overhead (`v3rpc/grpc.go`).
-pub const MESSAGE_MAX: usize = 2 * 1024 * 1024;
 /// `grpc-message` is cut to this: clients bound the trailers they accept (gRPC's C core to
 /// 16 KiB), and etcd's own messages are far shorter.
 const STATUS_MESSAGE_MAX: usize = 4096;
@@ -107,8 +104,8 @@ impl Responder for GrpcResponder {
 }
 
 /// The one message of a unary call's body, checked as grpc-go's `recvMsg` checks it.
-fn unary_message(body: &[u8]) -> Result<&[u8], Failure> {
-    match first_message(body)? {
+fn unary_message(body: &[u8], max: usize) -> Result<&[u8], Failure> {
+    match first_message(body, max)? {
         Some((message, _)) => Ok(message),
         None if body.is_empty() => Err((Code::Unknown, "EOF".into())),
         None => Err((Code::Unknown, "unexpected EOF".into())),
@@ -116,9 +113,10 @@ fn unary_message(body: &[u8]) -> Result<&[u8], Failure> {
 }
 
 /// The first message of `bytes` and the bytes it takes with its prefix; `None` while it is
-/// incomplete. A compressed flag, an unknown one or a length over [`MESSAGE_MAX`] is refused
-/// as soon as the prefix is in.
-fn first_message(bytes: &[u8]) -> Result<Option<(&[u8], usize)>, Failure> {
+/// incomplete. A compressed flag, an unknown one or a length over `max` (etcd's limit on a
+/// received message, [`crate::Config::grpc_message_max`]) is refused as soon as the prefix
+/// is in.
+fn first_message(bytes: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, Failure> {
     let Some((prefix, rest)) = bytes.split_first_chunk::<5>() else { return Ok(None) };
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
     match prefix[0] {
@@ -126,11 +124,8 @@ fn first_message(bytes: &[u8]) -> Result<Option<(&[u8], usize)>, Failure> {
         1 => return Err((Code::Internal, "grpc: compressed flag set with identity or empty encoding".into())),
         other => return Err((Code::Internal, format!("grpc: received unexpected payload format {other}"))),
     }
-    if len > MESSAGE_MAX {
-        return Err((
-            Code::ResourceExhausted,
-            format!("grpc: received message larger than max ({len} vs. {MESSAGE_MAX})"),
-        ));
+    if len > max {
+        return Err((Code::ResourceExhausted, format!("grpc: received message larger than max ({len} vs. {max})")));
     }
     Ok(rest.get(..len).map(|message| (message, 5 + len)))
 }
@@ -216,7 +211,8 @@ impl h2::Handler for Grpc {
                 return None;
             }
         };
-        let request = match unary_message(&req.body).and_then(|m| codec::decode_request(rpc.method, m)) {
+        let max = self.service.node().config().grpc_message_max();
+        let request = match unary_message(&req.body, max).and_then(|m| codec::decode_request(rpc.method, m)) {
             Ok(request) => request,
             Err(refused) => {
                 done.respond(answer(Err(refused)));
@@ -229,6 +225,12 @@ impl h2::Handler for Grpc {
 
     fn ping_min_time(&self) -> Duration {
         self.service.node().config().grpc_keepalive_min_time
+    }
+
+    /// Room for a whole message at etcd's limit, so that an oversize one gets gRPC's
+    /// `ResourceExhausted` from its prefix rather than a reset stream.
+    fn body_max(&self) -> usize {
+        h2::BODY_MAX.max(2 * self.service.node().config().grpc_message_max())
     }
 
     fn streams(&self, path: &str) -> bool {
@@ -259,8 +261,9 @@ impl h2::Handler for Grpc {
 #[doc(hidden)]
 pub fn fuzz_one(input: &[u8]) {
     use prost::Message;
+    const MAX: usize = crate::config::DEFAULT_MAX_REQUEST_BYTES + crate::config::GRPC_OVERHEAD_BYTES;
     let Some((&cut, input)) = input.split_first() else { return };
-    let mut conn = h2::Connection::new(Duration::from_secs(5));
+    let mut conn = h2::Connection::new(Duration::from_secs(5), h2::BODY_MAX);
     let streams = |path: &str| RPCS.iter().any(|rpc| rpc.grpc == path && rpc.kind.streams());
     let mut pending = Vec::new();
     let mut buffers: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
@@ -271,7 +274,7 @@ pub fn fuzz_one(input: &[u8]) {
         for event in events {
             match event {
                 h2::Event::Request(req) => {
-                    if let Ok(message) = unary_message(&req.body) {
+                    if let Ok(message) = unary_message(&req.body, MAX) {
                         for rpc in RPCS.iter().filter(|rpc| !rpc.kind.streams()) {
                             let _ = codec::decode_request(rpc.method, message);
                         }
@@ -288,7 +291,7 @@ pub fn fuzz_one(input: &[u8]) {
                 h2::Event::Data { stream, data, end } => {
                     let buffer = buffers.entry(stream).or_default();
                     buffer.extend_from_slice(&data);
-                    while let Ok(Some((message, len))) = first_message(buffer) {
+                    while let Ok(Some((message, len))) = first_message(buffer, MAX) {
                         let _ = crate::pb::WatchRequest::decode(message);
                         let _ = crate::pb::LeaseKeepAliveRequest::decode(message);
                         buffer.drain(..len);
@@ -349,7 +352,8 @@ mod tests {
 
     #[test]
     fn unary_messages_are_checked_as_grpc_go_checks_them() {
-        let big = (MESSAGE_MAX as u32 + 1).to_be_bytes();
+        const MAX: usize = 2 * 1024 * 1024;
+        let big = (MAX as u32 + 1).to_be_bytes();
         type Case<'a> = (&'a [u8], Result<&'a [u8], (Code, &'a str)>);
         let cases: [Case; 6] = [
             (b"\x00\x00\x00\x00\x02ab", Ok(b"ab")),
@@ -366,7 +370,7 @@ mod tests {
             ),
         ];
         for (body, want) in cases {
-            let got = unary_message(body);
+            let got = unary_message(body, MAX);
             assert_eq!(
                 got.as_ref().map_err(|(c, m)| (*c, m.as_str())),
                 want.as_ref().map_err(|(c, m)| (*c, *m)),

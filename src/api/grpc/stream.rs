@@ -48,7 +48,8 @@ pub(super) fn open(
         return None;
     }
     let leader = require_leader.then(|| LeaderWatch { node: node.clone(), since: None });
-    let base = Base { messages: Messages::default(), tx: tx.clone(), leader, deadline, ended: false };
+    let message_max = node.config().grpc_message_max();
+    let base = Base { messages: Messages::default(), message_max, tx: tx.clone(), leader, deadline, ended: false };
     Some(match method {
         Method::Watch => Box::new(WatchStream::new(node, base)),
         Method::LeaseKeepAlive => Box::new(KeepAliveStream::new(node, base)),
@@ -67,6 +68,8 @@ fn finish(tx: &StreamTx, outcome: Result<(), Failure>) {
 /// watch of a stream that requires one.
 struct Base {
     messages: Messages,
+    /// etcd's limit on one received message.
+    message_max: usize,
     tx: StreamTx,
     leader: Option<LeaderWatch>,
     /// The client's `grpc-timeout`, checked about once a second.
@@ -85,7 +88,7 @@ impl Base {
         }
         self.messages.buffer.extend_from_slice(data);
         loop {
-            match first_message(&self.messages.buffer) {
+            match first_message(&self.messages.buffer, self.message_max) {
                 Ok(Some((message, len))) => {
                     match T::decode(message) {
                         Ok(request) => out.push(request),

@@ -32,8 +32,8 @@ pub const HEADER_LIST_MAX: usize = 64 * 1024;
 /// Most bytes of one header block across its CONTINUATION frames: a block that never ends
 /// must not grow without bound.
 const HEADER_BLOCK_MAX: usize = 4 * HEADER_LIST_MAX;
-/// Largest request body gathered; past it the stream is reset. Above every message size gRPC
-/// accepts, so gRPC's own limit decides what real clients send.
+/// Largest request body gathered by default ([`Connection::new`]'s `body_max`); past it the
+/// stream is reset.
 pub const BODY_MAX: usize = 8 << 20;
 /// Pings sooner than the policy allows that a connection may send (grpc-go's
 /// `maxPingStrikes`); one more gets GOAWAY `ENHANCE_YOUR_CALM` "too_many_pings".
@@ -145,6 +145,8 @@ pub struct Connection {
     /// gRPC's keepalive enforcement (etcd's `--grpc-keepalive-min-time`): the least time
     /// between two pings while streams are open.
     ping_min_time: Duration,
+    /// Largest unary request body gathered; past it the stream is reset.
+    body_max: usize,
     last_ping: Option<Instant>,
     ping_strikes: u32,
     /// Headers or data went out since the last ping: the next ping is no strike (grpc-go's
@@ -165,8 +167,9 @@ impl Drop for Connection {
 impl Connection {
     /// A connection whose preface was read; our SETTINGS (and the connection window's growth)
     /// are the first bytes out, as grpc-go's client requires. `ping_min_time`: the least time
-    /// between a client's pings while it has streams open (grpc-go's keepalive enforcement).
-    pub fn new(ping_min_time: Duration) -> Connection {
+    /// between a client's pings while it has streams open (grpc-go's keepalive enforcement);
+    /// `body_max`: the largest unary request body gathered.
+    pub fn new(ping_min_time: Duration, body_max: usize) -> Connection {
         let mut out = Vec::new();
         frame::settings(
             &mut out,
@@ -195,6 +198,7 @@ impl Connection {
             failed: false,
             closed_streams: Vec::new(),
             ping_min_time,
+            body_max,
             last_ping: None,
             ping_strikes: 0,
             ping_strikes_reset: false,
@@ -379,8 +383,8 @@ impl Connection {
             }
             return Ok(());
         };
-        if body.len() + data.len() > BODY_MAX {
-            log::debug!("h2: a request body passed {BODY_MAX} bytes; resetting its stream");
+        if body.len() + data.len() > self.body_max {
+            log::debug!("h2: a request body passed {} bytes; resetting its stream", self.body_max);
             self.reset(id, Reason::EnhanceYourCalm);
             return Ok(());
         }

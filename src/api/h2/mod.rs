@@ -47,6 +47,11 @@ pub trait Handler: Send + Sync + 'static {
         Duration::from_secs(5)
     }
 
+    /// The largest unary request body a connection gathers before it resets the stream.
+    fn body_max(&self) -> usize {
+        BODY_MAX
+    }
+
     /// Starts a streaming call at its headers (`req.body` is empty), on the loop thread.
     /// `None` when it was answered (refused) at once through `tx`.
     fn open(&self, _req: Request, tx: StreamTx) -> Option<Box<dyn Session>> {

@@ -15,7 +15,7 @@ fn streams(path: &str) -> bool {
 
 /// A connection past the client's SETTINGS, with what it wrote so far thrown away.
 fn connection(settings: &[(u16, u32)]) -> Connection {
-    let mut conn = Connection::new(PING_MIN);
+    let mut conn = Connection::new(PING_MIN, super::BODY_MAX);
     let mut input = Vec::new();
     frame::settings(&mut input, settings);
     receive(&mut conn, input);

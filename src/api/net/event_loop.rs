@@ -355,7 +355,8 @@ impl EventLoop {
                 conn.input.drain(..PREFACE.len());
                 self.generations += 1;
                 conn.generation = self.generations;
-                conn.h2 = Some(Box::new(h2::Connection::new(self.handlers.h2.ping_min_time())));
+                let handler = &self.handlers.h2;
+                conn.h2 = Some(Box::new(h2::Connection::new(handler.ping_min_time(), handler.body_max())));
                 return self.advance_h2(i);
             }
             if conn.input[..n] == PREFACE[..n] && !conn.eof && n > 0 {
