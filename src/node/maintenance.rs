@@ -156,7 +156,7 @@ impl Node {
 
     /// etcd's rule for learners (`isRPCSupportedForLearner`): every unary call but `Status`
     /// and serializable ranges is refused.
-    pub(super) fn refuse_learner(&self) -> Result<()> {
+    pub fn refuse_learner(&self) -> Result<()> {
         if self.is_learner() {
             return Err(Error::NotSupportedForLearner);
         }

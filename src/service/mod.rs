@@ -204,6 +204,11 @@ impl Service {
     /// The calls that may block, on the responder's pool.
     fn blocking(&self, request: Request) -> Result<Response> {
         let node = &self.node;
+        // etcd's unary interceptor: a learner answers Status (and serializable ranges, which
+        // do not block) and nothing else.
+        if !matches!(request, Request::Status(_)) {
+            node.refuse_learner()?;
+        }
         Ok(match request {
             Request::Compact(req) => Response::Compact(node.compact(req)?),
             Request::LeaseGrant(req) => Response::LeaseGrant(node.lease_grant(req)?),

@@ -10,7 +10,7 @@ use crate::harness::{eventually, free_port, http};
 use raftkv::config::ClusterState;
 use raftkv::pb::*;
 use raftkv::transport::frame::Verdict;
-use raftkv::{Error, Node};
+use raftkv::{service, Error, Node};
 
 fn put(node: &Node, key: &str, value: &str) -> Result<PutResponse, Error> {
     node.put(PutRequest::new(key, value))
@@ -228,6 +228,22 @@ fn members_that_applied_the_same_history_hash_it_alike() {
     assert!(all_equal(&moved) && moved[0].0 != compacted[0].0, "{moved:?}");
 }
 
+/// A call through the service, answered on the calling thread.
+fn call(service: &raftkv::service::Service, request: service::Request) -> raftkv::Result<service::Response> {
+    struct Inline(std::sync::mpsc::Sender<raftkv::Result<service::Response>>);
+    impl service::Responder for Inline {
+        fn later(self: Box<Self>, answer: service::Answer) {
+            let _ = self.0.send(answer());
+        }
+        fn blocking(self: Box<Self>, work: service::Answer) {
+            let _ = self.0.send(work());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    service.call(request, Box::new(Inline(tx)));
+    rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
+}
+
 #[test]
 fn members_are_added_as_learners_promoted_and_removed_while_serving() {
     let mut cluster = Cluster::start(3, |_| {});
@@ -275,6 +291,21 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
     assert!(matches!(learner.user_list(), Err(Error::NotSupportedForLearner)));
     let health = learner.health_check(&HealthCheckRequest::default());
     assert!(matches!(health, Err(Error::NotSupportedForLearner)), "{health:?}");
+    // Through the service both protocols use: member, lease, alarm and maintenance calls too.
+    let service = raftkv::service::Service::new(learner.clone());
+    let refused = [
+        service::Request::MemberList(EmptyRequest::default()),
+        service::Request::LeaseLeases(EmptyRequest::default()),
+        service::Request::LeaseTimeToLive(LeaseTimeToLiveRequest::default()),
+        service::Request::Alarm(AlarmRequest::default()),
+        service::Request::Defragment(EmptyRequest::default()),
+        service::Request::MoveLeader(MoveLeaderRequest::default()),
+    ];
+    for request in refused {
+        let outcome = call(&service, request);
+        assert!(matches!(outcome, Err(Error::NotSupportedForLearner)), "{outcome:?}");
+    }
+    assert!(call(&service, service::Request::Status(EmptyRequest::default())).is_ok());
     assert!(cluster.node(leader).status().unwrap().leader != 0);
 
     // Promote it; it then votes and serves everything.
