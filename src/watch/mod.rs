@@ -28,6 +28,11 @@ const CATCH_UP_CHANGES_MAX: usize = 1000;
 /// How often the sync thread looks at unsynced watchers when nothing wakes it.
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a watcher whose sink refused a catch-up waits before the history is read again:
+/// a client that stopped reading must not cost a disk read of up to
+/// [`CATCH_UP_CHANGES_MAX`] changes every round.
+const FULL_BACKOFF: Duration = Duration::from_millis(500);
+
 /// Where a watcher's responses go. `Full` makes the watcher unsynced (it catches up from disk
 /// later); `Closed` removes it.
 pub enum SinkError {
@@ -93,6 +98,8 @@ struct Watcher {
     synced: bool,
     /// No events went out since the last progress round (etcd's `sws.progress[id]`).
     quiet: bool,
+    /// Not read for again before this: its sink was full at the last catch-up.
+    retry_at: Option<Instant>,
     sink: Sink,
 }
 
@@ -220,7 +227,7 @@ impl WatchHub {
         }
         let next_rev = if start_rev <= 0 { current + 1 } else { start_rev };
         let synced = next_rev > current;
-        let id = state.insert(Watcher { spec, next_rev, synced, quiet: true, sink });
+        let id = state.insert(Watcher { spec, next_rev, synced, quiet: true, retry_at: None, sink });
         if !synced {
             let _ = self.wake_tx.try_send(());
         }
@@ -350,7 +357,13 @@ impl WatchHub {
     fn sync_round(&self, store: &Store, fill: &dyn Fn(&mut Option<ResponseHeader>)) -> Result<()> {
         let unsynced: Vec<(u64, WatchSpec, i64)> = {
             let state = self.state.lock();
-            state.watchers.iter().filter(|(_, w)| !w.synced).map(|(id, w)| (*id, w.spec.clone(), w.next_rev)).collect()
+            let now = Instant::now();
+            state
+                .watchers
+                .iter()
+                .filter(|(_, w)| !w.synced && w.retry_at.is_none_or(|at| at <= now))
+                .map(|(id, w)| (*id, w.spec.clone(), w.next_rev))
+                .collect()
         };
         for (id, spec, from) in unsynced {
             let current = store.current_revision();
@@ -386,9 +399,15 @@ impl WatchHub {
                     WatchResponse { header: header(current), watch_id: w.spec.watch_id, events, ..Default::default() };
                 fill(&mut resp.header);
                 match (w.sink)(resp) {
-                    Ok(()) => w.quiet = false,
-                    // Nothing delivered: the same history is read again next round.
-                    Err(SinkError::Full) => continue,
+                    Ok(()) => {
+                        w.quiet = false;
+                        w.retry_at = None;
+                    }
+                    // Nothing delivered: the same history is read again, after a pause.
+                    Err(SinkError::Full) => {
+                        w.retry_at = Some(Instant::now() + FULL_BACKOFF);
+                        continue;
+                    }
                     Err(SinkError::Closed) => {
                         state.remove(id);
                         continue;
