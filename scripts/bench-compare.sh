@@ -32,15 +32,8 @@ WORKLOADS=(
   "range s c64|--conns 64 --clients 64 --total 150000 range bench-range-key --consistency s"
 )
 
-PID=""
-stop_server() {
-  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID"
-    for _ in $(seq 150); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$PID" 2>/dev/null && kill -KILL "$PID"
-  fi
-  PID=""
-}
+# shellcheck source=scripts/server-lib.sh
+. "$HERE/server-lib.sh"
 
 wait_ready() { # until a serializable read answers
   for _ in $(seq 600); do
@@ -50,7 +43,6 @@ wait_ready() { # until a serializable read answers
   echo "server on $PORT never became ready" >&2; return 1
 }
 
-cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14+$15)/hz}' "/proc/$PID/stat"; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
 
 start_raftkv() {

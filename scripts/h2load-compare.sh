@@ -36,15 +36,8 @@ open(sys.argv[1] + "/range.bin", "wb").write(framed(b"\x0a" + bytes([len(key)]) 
 open(sys.argv[1] + "/put.bin", "wb").write(framed(b"\x0a" + bytes([len(key)]) + key + b"\x12\x80\x02" + value))
 EOF
 
-PID=""
-stop_server() {
-  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID"
-    for _ in $(seq 150); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$PID" 2>/dev/null && kill -KILL "$PID"
-  fi
-  PID=""
-}
+# shellcheck source=scripts/server-lib.sh
+. "$HERE/server-lib.sh"
 
 wait_ready() {
   for _ in $(seq 600); do
@@ -54,7 +47,6 @@ wait_ready() {
   echo "server on $PORT never became ready" >&2; return 1
 }
 
-cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14+$15)/hz}' "/proc/$PID/stat"; }
 
 # row SERVER PATH NAME REQUESTS COMMAND...: runs the load, appends "server path name req/s cpu-per-1k".
 row() {
