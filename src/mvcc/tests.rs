@@ -289,7 +289,7 @@ fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
     let value_at = |rev: i64| ((rev - 1) / 2 - 1).to_string().into_bytes();
     std::thread::scope(|s| {
         for _ in 0..3 {
-            s.spawn(|| {
+            spawn_named(s, "raftkv-test-reader", || {
                 let mut last_rev = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let r = store.range(b"k", Some(b"l"), RangeOptions::default()).unwrap();
@@ -311,7 +311,7 @@ fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
         // revision is compacted, but never finds an indexed revision missing from disk, and
         // what it reads is exactly that revision's state (k1 is written at even revisions,
         // k2 at odd ones).
-        s.spawn(|| {
+        spawn_named(s, "raftkv-test-old-reader", || {
             let (mut read, mut compacted) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
                 let rev = store.compact_revision().max(1);
@@ -377,7 +377,7 @@ fn history_racing_compaction_is_complete_or_compacted() {
     std::thread::scope(|s| {
         // A watch catch-up: from the oldest readable revision to the current one, every
         // revision must be there (each one rewrote "k"), or the read must say it was compacted.
-        s.spawn(|| {
+        spawn_named(s, "raftkv-test-catch-up", || {
             let (mut complete, mut compacted) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
                 let from = store.compact_revision().max(2);
@@ -465,4 +465,12 @@ fn hash_kv_ignores_compacted_rows_still_on_disk() {
     };
     db.raw().put_cf(db.cf(Cf::Kv), Revision::new(2, 0).to_key(false), stale.encode_to_vec()).unwrap();
     assert_eq!(store.hash_kv(0).unwrap(), before);
+}
+
+/// A scoped thread with a name, so a failing or hanging concurrency test shows which one.
+fn spawn_named<'scope, F>(s: &'scope std::thread::Scope<'scope, '_>, name: &str, f: F)
+where
+    F: FnOnce() + Send + 'scope,
+{
+    std::thread::Builder::new().name(name.into()).spawn_scoped(s, f).expect("spawn a test thread");
 }

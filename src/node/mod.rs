@@ -267,9 +267,7 @@ impl Node {
     /// serves none, and a client that requires a leader (gRPC's `hasleader` metadata) is
     /// refused while there is none.
     pub fn check_stream(&self, require_leader: bool) -> Result<()> {
-        if self.is_learner() {
-            return Err(Error::NotSupportedForLearner);
-        }
+        self.refuse_learner()?;
         if require_leader && self.leader_id() == 0 {
             return Err(Error::NoLeader);
         }
@@ -279,12 +277,6 @@ impl Node {
     /// The configuration the member was opened with.
     pub fn config(&self) -> &Config {
         &self.inner.cfg
-    }
-
-    /// `--election-timeout`: how long streams that require a leader wait for one (three times
-    /// this, as etcd's `monitorLeader`) before they end.
-    pub fn election_timeout(&self) -> Duration {
-        Duration::from_millis(self.inner.cfg.election_timeout_ms)
     }
 
     /// Test hook (fault injection): drops all peer traffic between this member and `peers`,

@@ -102,28 +102,33 @@ impl WatchSession {
 /// (whatever the create's `fragment` asked): a response of at least `max` bytes with two or
 /// more events goes out in parts of fewer than `max` bytes (or one event), each but the last
 /// marked `fragment`.
-pub fn fragments(resp: WatchResponse, max: usize) -> Vec<WatchResponse> {
+pub fn fragments(mut resp: WatchResponse, max: usize) -> Vec<WatchResponse> {
     if resp.events.len() < 2 || resp.encoded_len() < max {
         return vec![resp];
     }
-    let mut events = std::mem::take(&mut resp.events.clone()).into_iter().peekable();
-    let empty = WatchResponse { events: Vec::new(), fragment: true, ..resp };
+    let events = std::mem::take(&mut resp.events);
+    let empty = WatchResponse { fragment: true, ..resp };
+    // A part's size kept as events are added, rather than encoded again for each one.
+    let base = empty.encoded_len();
     let mut parts = Vec::new();
-    while events.peek().is_some() {
-        let mut part = empty.clone();
-        while let Some(event) = events.peek() {
-            part.events.push(event.clone());
-            if part.events.len() > 1 && part.encoded_len() >= max {
-                part.events.pop();
-                break;
-            }
-            events.next();
+    let mut part = empty.clone();
+    let mut size = base;
+    for event in events {
+        let len = prost::encoding::message::encoded_len(EVENTS_TAG, &event);
+        if !part.events.is_empty() && size + len >= max {
+            parts.push(std::mem::replace(&mut part, empty.clone()));
+            size = base;
         }
-        part.fragment = events.peek().is_some();
-        parts.push(part);
+        size += len;
+        part.events.push(event);
     }
+    part.fragment = false;
+    parts.push(part);
     parts
 }
+
+/// `WatchResponse.events`' field number, for a part's size.
+const EVENTS_TAG: u32 = 11;
 
 #[cfg(test)]
 mod tests {

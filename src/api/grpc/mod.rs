@@ -165,6 +165,11 @@ fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>) -> Option<Ex
     Some(Expiry { at: ticket.deadline(), answer: Box::new(move || answer(Err(error(ticket.expire())))) })
 }
 
+/// Whether `path` is one of etcd's streaming calls.
+fn streams(path: &str) -> bool {
+    RPCS.iter().any(|rpc| rpc.grpc == path && rpc.kind.streams())
+}
+
 /// Why a call is not started.
 enum Refusal {
     /// Not gRPC at all: grpc-go resets the stream.
@@ -223,18 +228,15 @@ impl h2::Handler for Grpc {
         expiry(ticket, client_deadline)
     }
 
-    fn ping_min_time(&self) -> Duration {
-        self.service.node().config().grpc_keepalive_min_time
-    }
-
-    /// Room for a whole message at etcd's limit, so that an oversize one gets gRPC's
-    /// `ResourceExhausted` from its prefix rather than a reset stream.
-    fn body_max(&self) -> usize {
-        h2::BODY_MAX.max(2 * self.service.node().config().grpc_message_max())
-    }
-
-    fn streams(&self, path: &str) -> bool {
-        RPCS.iter().any(|rpc| rpc.grpc == path && rpc.kind.streams())
+    fn settings(&self) -> h2::Settings {
+        let cfg = self.service.node().config();
+        h2::Settings {
+            streams,
+            ping_min_time: cfg.grpc_keepalive_min_time,
+            // Room for a whole message at etcd's limit, so that an oversize one gets gRPC's
+            // `ResourceExhausted` from its prefix rather than a reset stream.
+            body_max: h2::BODY_MAX.max(2 * cfg.grpc_message_max()),
+        }
     }
 
     fn open(&self, req: Request, tx: StreamTx) -> Option<Box<dyn Session>> {
@@ -263,14 +265,13 @@ pub fn fuzz_one(input: &[u8]) {
     use prost::Message;
     const MAX: usize = crate::config::DEFAULT_MAX_REQUEST_BYTES + crate::config::GRPC_OVERHEAD_BYTES;
     let Some((&cut, input)) = input.split_first() else { return };
-    let mut conn = h2::Connection::new(Duration::from_secs(5), h2::BODY_MAX);
-    let streams = |path: &str| RPCS.iter().any(|rpc| rpc.grpc == path && rpc.kind.streams());
+    let mut conn = h2::Connection::new(h2::Settings { streams, ..h2::Settings::default() });
     let mut pending = Vec::new();
     let mut buffers: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
     for read in input.chunks(usize::from(cut).max(1) * 16) {
         pending.extend_from_slice(read);
         let mut events = Vec::new();
-        conn.receive(&mut pending, &mut events, &streams);
+        conn.receive(&mut pending, &mut events);
         for event in events {
             match event {
                 h2::Event::Request(req) => {

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use prost::Message;
@@ -49,7 +49,7 @@ pub(super) fn open(
     }
     let leader = require_leader.then(|| LeaderWatch { node: node.clone(), since: None });
     let message_max = node.config().grpc_message_max();
-    let base = Base { messages: Messages::default(), message_max, tx: tx.clone(), leader, deadline, ended: false };
+    let base = Base { pending: Vec::new(), message_max, tx: tx.clone(), leader, deadline, ended: false };
     Some(match method {
         Method::Watch => Box::new(WatchStream::new(node, base)),
         Method::LeaseKeepAlive => Box::new(KeepAliveStream::new(node, base)),
@@ -67,7 +67,8 @@ fn finish(tx: &StreamTx, outcome: Result<(), Failure>) {
 /// What every session has: the client's messages as they arrive, the stream, and the leader
 /// watch of a stream that requires one.
 struct Base {
-    messages: Messages,
+    /// The client's bytes not yet a whole message.
+    pending: Vec<u8>,
     /// etcd's limit on one received message.
     message_max: usize,
     tx: StreamTx,
@@ -86,9 +87,9 @@ impl Base {
         if self.ended {
             return out;
         }
-        self.messages.buffer.extend_from_slice(data);
+        self.pending.extend_from_slice(data);
         loop {
-            match first_message(&self.messages.buffer, self.message_max) {
+            match first_message(&self.pending, self.message_max) {
                 Ok(Some((message, len))) => {
                     match T::decode(message) {
                         Ok(request) => out.push(request),
@@ -98,7 +99,7 @@ impl Base {
                             return out;
                         }
                     }
-                    self.messages.buffer.drain(..len);
+                    self.pending.drain(..len);
                 }
                 Ok(None) => break,
                 Err(refused) => {
@@ -107,7 +108,7 @@ impl Base {
                 }
             }
         }
-        if end_of_input && !self.messages.buffer.is_empty() {
+        if end_of_input && !self.pending.is_empty() {
             self.end(Err((Code::Internal, "unexpected EOF".into())));
         }
         out
@@ -137,12 +138,6 @@ impl Base {
     }
 }
 
-/// The client's bytes not yet a whole message.
-#[derive(Default)]
-struct Messages {
-    buffer: Vec<u8>,
-}
-
 struct LeaderWatch {
     node: Node,
     /// When the member was first seen without a leader, since it last had one.
@@ -156,7 +151,8 @@ impl LeaderWatch {
             return false;
         }
         let since = *self.since.get_or_insert_with(Instant::now);
-        since.elapsed() >= self.node.election_timeout() * NO_LEADER_TIMEOUTS
+        let election_timeout = Duration::from_millis(self.node.config().election_timeout_ms);
+        since.elapsed() >= election_timeout * NO_LEADER_TIMEOUTS
     }
 }
 
@@ -325,12 +321,12 @@ impl Session for SnapshotStream {
         }
         self.base.ended = true;
         let (node, tx) = (self.node.clone(), self.base.tx.clone());
-        let refused = tx.clone();
-        if !refused.spawn_blocking(move || {
+        let started = self.base.tx.spawn_blocking(move || {
             let outcome = node.snapshot(&mut |chunk| tx.send_blocking(framed(&chunk.encode_to_vec())).is_ok());
             finish(&tx, outcome.map_err(error));
-        }) {
-            finish(&refused, Err(error(crate::Error::TooManyRequests)));
+        });
+        if !started {
+            finish(&self.base.tx, Err(error(crate::Error::TooManyRequests)));
         }
     }
 

@@ -8,7 +8,7 @@
 //! concurrency limit) until the handler answers, so opening and resetting streams quickly (the
 //! "rapid reset" attack) cannot start more work than the limit.
 //!
-//! A streaming call (the caller's `streams(path)` says which) is handed on at its headers
+//! A streaming call ([`Settings::streams`] says which) is handed on at its headers
 //! ([`Event::Open`]); its DATA follows frame by frame ([`Event::Data`]) and its answer comes
 //! as [`Part`]s, queued until the windows allow. Its streams leave the table when either
 //! side ends them; [`Connection::take_closed`] tells the caller which, so it can drop their
@@ -32,9 +32,28 @@ pub const HEADER_LIST_MAX: usize = 64 * 1024;
 /// Most bytes of one header block across its CONTINUATION frames: a block that never ends
 /// must not grow without bound.
 const HEADER_BLOCK_MAX: usize = 4 * HEADER_LIST_MAX;
-/// Largest request body gathered by default ([`Connection::new`]'s `body_max`); past it the
-/// stream is reset.
+/// Largest request body gathered by default ([`Settings::body_max`]); past it the stream is
+/// reset.
 pub const BODY_MAX: usize = 8 << 20;
+
+/// What the server's handler decides about each of its connections.
+#[derive(Clone, Copy)]
+pub struct Settings {
+    /// Whether a path is a streaming call: its data is handed over as it comes
+    /// ([`Event::Open`], [`Event::Data`]) rather than gathered into one request.
+    pub streams: fn(&str) -> bool,
+    /// The least time between a client's pings while it has streams open (etcd's
+    /// `--grpc-keepalive-min-time`); clients that ping more often are sent away.
+    pub ping_min_time: Duration,
+    /// The largest unary request body gathered; past it the stream is reset.
+    pub body_max: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { streams: |_| false, ping_min_time: Duration::from_secs(5), body_max: BODY_MAX }
+    }
+}
 /// Pings sooner than the policy allows that a connection may send (grpc-go's
 /// `maxPingStrikes`); one more gets GOAWAY `ENHANCE_YOUR_CALM` "too_many_pings".
 const PING_STRIKES_MAX: u32 = 2;
@@ -142,11 +161,7 @@ pub struct Connection {
     failed: bool,
     /// Streaming calls that left the table since [`Connection::take_closed`].
     closed_streams: Vec<u32>,
-    /// gRPC's keepalive enforcement (etcd's `--grpc-keepalive-min-time`): the least time
-    /// between two pings while streams are open.
-    ping_min_time: Duration,
-    /// Largest unary request body gathered; past it the stream is reset.
-    body_max: usize,
+    settings: Settings,
     last_ping: Option<Instant>,
     ping_strikes: u32,
     /// Headers or data went out since the last ping: the next ping is no strike (grpc-go's
@@ -166,10 +181,8 @@ impl Drop for Connection {
 
 impl Connection {
     /// A connection whose preface was read; our SETTINGS (and the connection window's growth)
-    /// are the first bytes out, as grpc-go's client requires. `ping_min_time`: the least time
-    /// between a client's pings while it has streams open (grpc-go's keepalive enforcement);
-    /// `body_max`: the largest unary request body gathered.
-    pub fn new(ping_min_time: Duration, body_max: usize) -> Connection {
+    /// are the first bytes out, as grpc-go's client requires.
+    pub fn new(settings: Settings) -> Connection {
         let mut out = Vec::new();
         frame::settings(
             &mut out,
@@ -197,8 +210,7 @@ impl Connection {
             draining: false,
             failed: false,
             closed_streams: Vec::new(),
-            ping_min_time,
-            body_max,
+            settings,
             last_ping: None,
             ping_strikes: 0,
             ping_strikes_reset: false,
@@ -245,8 +257,8 @@ impl Connection {
 
     /// Handles every complete frame at the front of `input` (taking them out of it), pushing
     /// the requests that completed, the streaming calls' data and the streams the client
-    /// reset. `streams(path)` tells a streaming call from a unary one.
-    pub fn receive(&mut self, input: &mut Vec<u8>, events: &mut Vec<Event>, streams: &dyn Fn(&str) -> bool) {
+    /// reset.
+    pub fn receive(&mut self, input: &mut Vec<u8>, events: &mut Vec<Event>) {
         let mut at = 0;
         while !self.failed {
             let Some(head) = Head::parse(&input[at..]) else { break };
@@ -258,7 +270,7 @@ impl Connection {
             if input.len() < end {
                 break;
             }
-            if let Err(e) = self.on_frame(head, &input[at + HEADER_LEN..end], events, streams) {
+            if let Err(e) = self.on_frame(head, &input[at + HEADER_LEN..end], events) {
                 self.fail(e);
             }
             at = end;
@@ -276,13 +288,7 @@ impl Connection {
         self.failed = true;
     }
 
-    fn on_frame(
-        &mut self,
-        head: Head,
-        payload: &[u8],
-        events: &mut Vec<Event>,
-        streams: &dyn Fn(&str) -> bool,
-    ) -> Handled {
+    fn on_frame(&mut self, head: Head, payload: &[u8], events: &mut Vec<Event>) -> Handled {
         if !self.peer_settings_seen && (head.kind != kind::SETTINGS || head.has(flag::ACK)) {
             return Err(ConnError(Reason::ProtocolError, "the preface must be followed by SETTINGS"));
         }
@@ -291,7 +297,7 @@ impl Connection {
         }
         match head.kind {
             kind::DATA => self.on_data(head, payload, events),
-            kind::HEADERS => self.on_headers(head, payload, events, streams),
+            kind::HEADERS => self.on_headers(head, payload, events),
             kind::PRIORITY => self.on_priority(head, payload),
             kind::RST_STREAM => self.on_rst_stream(head, payload, events),
             kind::SETTINGS => self.on_settings(head, payload),
@@ -305,7 +311,7 @@ impl Connection {
                 Ok(())
             }
             kind::WINDOW_UPDATE => self.on_window_update(head, payload),
-            kind::CONTINUATION => self.on_continuation(head, payload, events, streams),
+            kind::CONTINUATION => self.on_continuation(head, payload, events),
             // Unknown frame types are ignored (RFC 9113 §4.1).
             _ => Ok(()),
         }
@@ -383,8 +389,8 @@ impl Connection {
             }
             return Ok(());
         };
-        if body.len() + data.len() > self.body_max {
-            log::debug!("h2: a request body passed {} bytes; resetting its stream", self.body_max);
+        if body.len() + data.len() > self.settings.body_max {
+            log::debug!("h2: a request body passed {} bytes; resetting its stream", self.settings.body_max);
             self.reset(id, Reason::EnhanceYourCalm);
             return Ok(());
         }
@@ -416,13 +422,7 @@ impl Connection {
         }
     }
 
-    fn on_headers(
-        &mut self,
-        head: Head,
-        payload: &[u8],
-        events: &mut Vec<Event>,
-        streams: &dyn Fn(&str) -> bool,
-    ) -> Handled {
+    fn on_headers(&mut self, head: Head, payload: &[u8], events: &mut Vec<Event>) -> Handled {
         if head.stream == 0 {
             return Err(ConnError(Reason::ProtocolError, "HEADERS on stream 0"));
         }
@@ -442,19 +442,13 @@ impl Connection {
             bytes: fragment.to_vec(),
         };
         if head.has(flag::END_HEADERS) {
-            return self.on_block(block, events, streams);
+            return self.on_block(block, events);
         }
         self.block = Some(block);
         Ok(())
     }
 
-    fn on_continuation(
-        &mut self,
-        head: Head,
-        payload: &[u8],
-        events: &mut Vec<Event>,
-        streams: &dyn Fn(&str) -> bool,
-    ) -> Handled {
+    fn on_continuation(&mut self, head: Head, payload: &[u8], events: &mut Vec<Event>) -> Handled {
         let Some(mut block) = self.block.take() else {
             return Err(ConnError(Reason::ProtocolError, "CONTINUATION without HEADERS"));
         };
@@ -466,14 +460,14 @@ impl Connection {
         }
         block.bytes.extend_from_slice(payload);
         if head.has(flag::END_HEADERS) {
-            return self.on_block(block, events, streams);
+            return self.on_block(block, events);
         }
         self.block = Some(block);
         Ok(())
     }
 
     /// A complete header block: a new request, or the trailers that end one.
-    fn on_block(&mut self, block: Block, events: &mut Vec<Event>, streams: &dyn Fn(&str) -> bool) -> Handled {
+    fn on_block(&mut self, block: Block, events: &mut Vec<Event>) -> Handled {
         let decoded = match self.decoder.decode(&block.bytes) {
             Ok(fields) => Ok(fields),
             Err(DecodeError::Compression) => return Err(ConnError(Reason::CompressionError, "bad HPACK")),
@@ -520,7 +514,7 @@ impl Connection {
             self.close(id);
             return Ok(());
         };
-        if streams(&path) {
+        if (self.settings.streams)(&path) {
             let send = Outgoing::default();
             let outbox = send.outbox.clone();
             let recv = (!block.end_stream).then_some(Recv { window: RECV_WINDOW, credit: 0 });
@@ -663,7 +657,7 @@ impl Connection {
             self.ping_strikes = 0;
             return Ok(());
         }
-        let min = if self.streams.is_empty() { IDLE_PING_MIN } else { self.ping_min_time };
+        let min = if self.streams.is_empty() { IDLE_PING_MIN } else { self.settings.ping_min_time };
         if last.is_some_and(|last| now < last + min) {
             self.ping_strikes += 1;
         }

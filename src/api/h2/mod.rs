@@ -13,11 +13,9 @@ pub mod frame;
 mod hpack;
 mod stream;
 
-pub use conn::{Connection, Event, Request, Response, BODY_MAX, STREAMS_MAX};
+pub use conn::{Connection, Event, Request, Response, Settings, BODY_MAX, STREAMS_MAX};
 pub use frame::Reason;
 pub use stream::{Fields, Outbox, Part, SendError, STREAM_QUEUE_MAX};
-
-use std::time::Duration;
 
 use super::net;
 
@@ -35,21 +33,10 @@ pub trait Handler: Send + Sync + 'static {
     /// answer may never come, return an [`Expiry`].
     fn handle(&self, req: Request, done: Done) -> Option<Expiry>;
 
-    /// Whether `path` is a streaming call: its data is handed over as it comes, to the
-    /// [`Session`] that [`Handler::open`] makes, rather than gathered into one request.
-    fn streams(&self, _path: &str) -> bool {
-        false
-    }
-
-    /// The least time between a client's pings while it has streams open (etcd's
-    /// `--grpc-keepalive-min-time`); clients that ping more often are sent away.
-    fn ping_min_time(&self) -> Duration {
-        Duration::from_secs(5)
-    }
-
-    /// The largest unary request body a connection gathers before it resets the stream.
-    fn body_max(&self) -> usize {
-        BODY_MAX
+    /// The settings of each new connection: which paths stream, the ping policy, the body
+    /// bound.
+    fn settings(&self) -> Settings {
+        Settings::default()
     }
 
     /// Starts a streaming call at its headers (`req.body` is empty), on the loop thread.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::frame::{self, flag, kind, Head, Reason, HEADER_LEN};
-use super::{hpack, Connection, Event, Part, SendError, STREAM_QUEUE_MAX};
+use super::{hpack, Connection, Event, Part, SendError, Settings, STREAM_QUEUE_MAX};
 
 const STREAM: u32 = 1;
 const PING_MIN: Duration = Duration::from_secs(5);
@@ -15,7 +15,7 @@ fn streams(path: &str) -> bool {
 
 /// A connection past the client's SETTINGS, with what it wrote so far thrown away.
 fn connection(settings: &[(u16, u32)]) -> Connection {
-    let mut conn = Connection::new(PING_MIN, super::BODY_MAX);
+    let mut conn = Connection::new(Settings { streams, ping_min_time: PING_MIN, body_max: super::BODY_MAX });
     let mut input = Vec::new();
     frame::settings(&mut input, settings);
     receive(&mut conn, input);
@@ -25,7 +25,7 @@ fn connection(settings: &[(u16, u32)]) -> Connection {
 
 fn receive(conn: &mut Connection, mut input: Vec<u8>) -> Vec<Event> {
     let mut events = Vec::new();
-    conn.receive(&mut input, &mut events, &streams);
+    conn.receive(&mut input, &mut events);
     assert!(input.is_empty(), "every frame is whole");
     events
 }

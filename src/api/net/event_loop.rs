@@ -355,8 +355,7 @@ impl EventLoop {
                 conn.input.drain(..PREFACE.len());
                 self.generations += 1;
                 conn.generation = self.generations;
-                let handler = &self.handlers.h2;
-                conn.h2 = Some(Box::new(h2::Connection::new(handler.ping_min_time(), handler.body_max())));
+                conn.h2 = Some(Box::new(h2::Connection::new(self.handlers.h2.settings())));
                 return self.advance_h2(i);
             }
             if conn.input[..n] == PREFACE[..n] && !conn.eof && n > 0 {
@@ -546,7 +545,7 @@ impl EventLoop {
         let Some(h2) = conn.h2.as_mut() else { return };
         let mut events = Vec::new();
         let handler = self.handlers.h2.clone();
-        h2.receive(&mut conn.input, &mut events, &|path| handler.streams(path));
+        h2.receive(&mut conn.input, &mut events);
         let generation = conn.generation;
         for event in events {
             let (stream, done) = match event {
