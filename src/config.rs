@@ -71,6 +71,9 @@ pub struct Config {
     /// How often watchers created with `progress_notify` hear the current revision when
     /// nothing else was sent to them (`--experimental-watch-progress-notify-interval`).
     pub watch_progress_notify_interval: std::time::Duration,
+    /// bcrypt's cost for hashing user passwords (`--bcrypt-cost`); outside 4..=31 etcd's
+    /// default (10) is used instead, with a warning, as etcd does.
+    pub bcrypt_cost: u32,
 }
 
 /// `--initial-cluster-state`.
@@ -113,6 +116,16 @@ impl Config {
             auto_compaction: None,
             grpc_keepalive_min_time: std::time::Duration::from_secs(5),
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
+            bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
+        }
+    }
+
+    /// The bcrypt cost passwords are hashed with: `--bcrypt-cost` when bcrypt takes it.
+    pub fn bcrypt_cost(&self) -> u32 {
+        if crate::auth::BCRYPT_COST_RANGE.contains(&self.bcrypt_cost) {
+            self.bcrypt_cost
+        } else {
+            crate::auth::BCRYPT_COST_DEFAULT
         }
     }
 

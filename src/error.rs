@@ -146,12 +146,30 @@ pub enum Error {
     /// The cluster has no leader now (an election is under way, or no quorum).
     #[error("etcdserver: no leader")]
     NoLeader,
-    /// An auth call while authentication is disabled (raftkv has no auth yet).
+    /// Authenticate while authentication is disabled (raftkv cannot enable it yet).
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
     /// Auth enable without a `root` user.
     #[error("etcdserver: root user does not exist")]
     RootUserNotExist,
+    /// Auth enable while the `root` user lacks the `root` role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// A user add naming a user that exists.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// A role add naming a role that exists.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// A role revoke of a role the user does not have.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// A permission revoke of a permission the role does not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// A permission grant without the permission (etcd 3.5's check; 3.4 crashes).
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
     /// A user add without a name.
     #[error("etcdserver: user name is empty")]
     UserEmpty,
@@ -254,11 +272,16 @@ impl Error {
         match self {
             Leader { code, .. } => *code,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
-            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | PermissionNotGiven => Code::InvalidArgument,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound | UnknownHealthService => Code::NotFound,
             AuthNotEnabled
             | RootUserNotExist
+            | RootRoleNotExist
+            | UserAlreadyExist
+            | RoleAlreadyExist
+            | RoleNotGranted
+            | PermissionNotGranted
             | UserNotFound
             | RoleNotFound
             | LeaseExists
@@ -327,6 +350,13 @@ mod tests {
             (Error::UserNotFound, "etcdserver: user name not found", FailedPrecondition),
             (Error::RoleEmpty, "etcdserver: role name is empty", InvalidArgument),
             (Error::RoleNotFound, "etcdserver: role name not found", FailedPrecondition),
+            (Error::RootRoleNotExist, "etcdserver: root user does not have root role", FailedPrecondition),
+            (Error::UserAlreadyExist, "etcdserver: user name already exists", FailedPrecondition),
+            (Error::RoleAlreadyExist, "etcdserver: role name already exists", FailedPrecondition),
+            (Error::RoleNotGranted, "etcdserver: role is not granted to the user", FailedPrecondition),
+            (Error::PermissionNotGranted, "etcdserver: permission is not granted to the role", FailedPrecondition),
+            // etcd 3.5's (`ErrGRPCPermissionNotGiven`).
+            (Error::PermissionNotGiven, "etcdserver: permission not given", InvalidArgument),
             // grpc-go's health server (`grpc/health/server.go`).
             (Error::UnknownHealthService, "unknown service", NotFound),
             (Error::ProposalDropped, "raft proposal dropped", Unknown),

@@ -56,6 +56,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod compactor;

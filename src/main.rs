@@ -81,6 +81,10 @@ struct Args {
     /// Duration of periodic watch progress notifications.
     #[arg(long, env = "RAFTKV_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = duration)]
     experimental_watch_progress_notify_interval: Duration,
+    /// bcrypt algorithm cost / strength for hashing auth passwords. Valid values are between 4
+    /// and 31.
+    #[arg(long, env = "RAFTKV_BCRYPT_COST", default_value_t = raftkv::auth::BCRYPT_COST_DEFAULT)]
+    bcrypt_cost: u32,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "RAFTKV_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -122,6 +126,7 @@ impl Args {
         cfg.max_txn_ops = self.max_txn_ops;
         cfg.grpc_keepalive_min_time = self.grpc_keepalive_min_time;
         cfg.watch_progress_notify_interval = self.experimental_watch_progress_notify_interval;
+        cfg.bcrypt_cost = self.bcrypt_cost;
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }

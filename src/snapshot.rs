@@ -11,7 +11,7 @@
 //! any more (the last `Arc<SnapFile>` drops).
 //!
 //! File format: records `tag (u8) | key length (u32 BE) | key | value length (u32 BE) | value`,
-//! tag 1 = `kv`, 2 = `lease`, 3 = `meta`, 4 = `raft` (its `conf_state` only); then tag 0 and
+//! tag 1 = `kv`, 2 = `lease`, 3 = `meta`, 4 = `raft` (its `conf_state` only), 5 = `auth`; then tag 0 and
 //! the CRC-32 (IEEE) of everything before it. The applied index and term are the `meta` rows.
 //! A client's download ([`SnapshotFiles::for_client`]) is the same file padded with zeros to
 //! a multiple of 512 bytes, followed by the SHA-256 of all of that.
@@ -39,7 +39,7 @@ const RECORD_BYTES_MAX: usize = 64 << 20;
 
 const TAG_END: u8 = 0;
 /// Families in a snapshot and their tags. `member_id` is this member's own and never travels.
-const FAMILIES: [(u8, Cf); 3] = [(1, Cf::Kv), (2, Cf::Lease), (3, Cf::Meta)];
+const FAMILIES: [(u8, Cf); 4] = [(1, Cf::Kv), (2, Cf::Lease), (3, Cf::Meta), (5, Cf::Auth)];
 const TAG_RAFT: u8 = 4;
 const LOCAL_META: [&[u8]; 1] = [meta::MEMBER_ID];
 
@@ -340,8 +340,9 @@ pub fn install(db: &Db, path: &Path, meta: &SnapshotMetadata) -> Result<()> {
         ));
     }
     let mut batch = WriteBatch::default();
-    // kv keys are revisions and lease keys ids, both shorter than this bound.
-    for cf in [Cf::Kv, Cf::Lease] {
+    // kv keys are revisions and lease keys ids, both shorter than this bound; auth keys
+    // start with a letter.
+    for cf in [Cf::Kv, Cf::Lease, Cf::Auth] {
         batch.delete_range_cf(db.cf(cf), &[][..], &[0xffu8; 32][..]);
     }
     for item in db.raw().iterator_cf(db.cf(Cf::Meta), IteratorMode::Start) {

@@ -26,6 +26,7 @@ use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Sna
 
 use parking_lot::RwLock;
 
+use crate::auth::AuthStore;
 use crate::cluster::{Change, Membership};
 use crate::identity::Identity;
 use crate::lease::Lessor;
@@ -51,6 +52,8 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     /// Checkpoints are proposed by the lessor, which waits for nothing.
     LeaseCheckpoint,
+    /// An auth store change (etcd's auth answers carry only a header).
+    Auth(AuthHeaderResponse),
     /// A membership change or a member's published attributes: the member concerned (for
     /// member add) and every member after the change.
     Members {
@@ -140,6 +143,7 @@ pub struct ApplyContext {
     pub db: Arc<Db>,
     pub store: Arc<Store>,
     pub lessor: Arc<Lessor>,
+    pub auth: Arc<AuthStore>,
     /// Changed only by the apply thread; read by client threads and the peer service.
     pub membership: Arc<RwLock<Membership>>,
     pub watches: Arc<WatchHub>,
@@ -314,6 +318,7 @@ impl Applier {
         let ctx = &self.ctx;
         let leased = ctx.store.reload()?;
         ctx.lessor.reload(&ctx.db, leased)?;
+        ctx.auth.reload(&ctx.db)?;
         *ctx.membership.write() = Membership::load(&ctx.db)?;
         follow_membership(&ctx.transport, &ctx.membership.read());
         {
@@ -371,9 +376,14 @@ impl Applier {
                     }
                 }
             }
-            Some(Request::Compaction(_)) | None => {
-                return Err(Error::Decode { what: "raft entry", detail: "no request".into() })
+            Some(r) if r.is_auth_change() => {
+                self.ctx.auth.apply(db, batch.write_batch(), &r)?;
+                Response::Auth(AuthHeaderResponse {
+                    header: Some(ResponseHeader { revision: batch.rev(), ..Default::default() }),
+                })
             }
+            // Compactions are applied in batches of their own, before this.
+            other => return Err(Error::Decode { what: "raft entry", detail: format!("nothing to apply: {other:?}") }),
         };
         if let Some(header) = response.header_mut() {
             self.ctx.identity.fill_header(header);
@@ -457,7 +467,8 @@ typed_responses!(
     Txn(TxnResponse),
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
-    LeaseRevoke(LeaseRevokeResponse)
+    LeaseRevoke(LeaseRevokeResponse),
+    Auth(AuthHeaderResponse)
 );
 
 impl Response {
@@ -469,6 +480,7 @@ impl Response {
             Response::Compaction(r) => Some(&mut r.header),
             Response::LeaseGrant(r) => Some(&mut r.header),
             Response::LeaseRevoke(r) => Some(&mut r.header),
+            Response::Auth(r) => Some(&mut r.header),
             Response::Members { .. } | Response::LeaseCheckpoint => None,
         }
     }

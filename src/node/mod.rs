@@ -33,6 +33,7 @@ use crossbeam::channel::{self, RecvTimeoutError, SendTimeoutError};
 use parking_lot::{Mutex, RwLock};
 
 use crate::apply::{AppliedIndex, Response};
+use crate::auth::AuthStore;
 use crate::cluster::Membership;
 use crate::config::Config;
 use crate::identity::Identity;
@@ -72,6 +73,8 @@ struct Inner {
     db: Arc<Db>,
     store: Arc<Store>,
     lessor: Arc<Lessor>,
+    /// Changed only by the apply thread.
+    auth: Arc<AuthStore>,
     watches: Arc<WatchHub>,
     /// Changed only by the apply thread.
     membership: Arc<RwLock<Membership>>,
@@ -116,6 +119,7 @@ impl Node {
             db,
             store,
             lessor,
+            auth,
             watches,
             membership,
             applied,
@@ -131,6 +135,7 @@ impl Node {
             db,
             store,
             lessor,
+            auth,
             watches,
             membership,
             applied,

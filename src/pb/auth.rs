@@ -51,6 +51,10 @@ pub struct AuthUserAddRequest {
     pub password: String,
     #[prost(message, optional, tag = "3")]
     pub options: Option<UserAddOptions>,
+    /// etcd 3.5's field: the bcrypt hash the member that took the call puts in its proposal
+    /// (with `password` cleared). Whatever a client sends here is overwritten.
+    #[prost(string, tag = "4")]
+    pub hashed_password: String,
 }
 
 /// Names one user: `etcdserverpb.AuthUserGetRequest` and `AuthUserDeleteRequest`, whose
@@ -76,6 +80,9 @@ pub struct AuthUserChangePasswordRequest {
     pub name: String,
     #[prost(string, tag = "2")]
     pub password: String,
+    /// As in [`AuthUserAddRequest::hashed_password`] (etcd 3.5's field 3).
+    #[prost(string, tag = "3")]
+    pub hashed_password: String,
 }
 
 /// `etcdserverpb.AuthUserGrantRoleRequest`.
@@ -172,4 +179,29 @@ pub struct AuthRoleRevokePermissionRequest {
     pub key: Vec<u8>,
     #[prost(bytes = "vec", tag = "3")]
     pub range_end: Vec<u8>,
+}
+
+/// A user as stored in the `auth` column family (`authpb.User`, etcd's `authUsers` bucket).
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct User {
+    #[prost(bytes = "vec", tag = "1")]
+    pub name: Vec<u8>,
+    /// The bcrypt hash; empty for a user added with `no_password`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub password: Vec<u8>,
+    /// Sorted, as etcd keeps them.
+    #[prost(string, repeated, tag = "3")]
+    pub roles: Vec<String>,
+    #[prost(message, optional, tag = "4")]
+    pub options: Option<UserAddOptions>,
+}
+
+/// A role as stored in the `auth` column family (`authpb.Role`, etcd's `authRoles` bucket).
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct Role {
+    #[prost(bytes = "vec", tag = "1")]
+    pub name: Vec<u8>,
+    /// Sorted by key, as etcd keeps them.
+    #[prost(message, repeated, tag = "2")]
+    pub key_permission: Vec<Permission>,
 }

@@ -4,6 +4,7 @@
 
 use prost::{Message, Oneof};
 
+use super::auth::*;
 use super::etcd::*;
 
 /// The payload of a raft log entry: one client write with the id its waiter is registered under.
@@ -13,7 +14,10 @@ pub struct InternalRequest {
     /// Request id; the proposing member's waiter for the result is keyed by it.
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "internal_request::Request", tags = "4, 5, 6, 7, 8, 9, 11, 20, 21")]
+    #[prost(
+        oneof = "internal_request::Request",
+        tags = "4, 5, 6, 7, 8, 9, 11, 20, 21, 1100, 1101, 1103, 1104, 1105, 1200, 1201, 1203, 1204"
+    )]
     pub request: Option<internal_request::Request>,
 }
 
@@ -42,6 +46,26 @@ pub mod internal_request {
         /// New peer URLs for a member: no raft configuration change, only the member record.
         #[prost(message, tag = "21")]
         MemberUpdate(MemberUpdateRequest),
+        /// The auth store's changes, with etcd's tags. The reads (user/role get and list) are
+        /// served after a linearizable barrier instead of a log entry.
+        #[prost(message, tag = "1100")]
+        AuthUserAdd(AuthUserAddRequest),
+        #[prost(message, tag = "1101")]
+        AuthUserDelete(AuthUserRequest),
+        #[prost(message, tag = "1103")]
+        AuthUserChangePassword(AuthUserChangePasswordRequest),
+        #[prost(message, tag = "1104")]
+        AuthUserGrantRole(AuthUserGrantRoleRequest),
+        #[prost(message, tag = "1105")]
+        AuthUserRevokeRole(AuthUserRevokeRoleRequest),
+        #[prost(message, tag = "1200")]
+        AuthRoleAdd(AuthRoleAddRequest),
+        #[prost(message, tag = "1201")]
+        AuthRoleDelete(AuthRoleRequest),
+        #[prost(message, tag = "1203")]
+        AuthRoleGrantPermission(AuthRoleGrantPermissionRequest),
+        #[prost(message, tag = "1204")]
+        AuthRoleRevokePermission(AuthRoleRevokePermissionRequest),
     }
 }
 

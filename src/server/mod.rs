@@ -72,6 +72,7 @@ pub struct NodeParts {
     pub db: Arc<Db>,
     pub store: Arc<Store>,
     pub lessor: Arc<Lessor>,
+    pub auth: Arc<crate::auth::AuthStore>,
     pub watches: Arc<WatchHub>,
     pub membership: Arc<RwLock<Membership>>,
     pub applied: Arc<AppliedIndex>,

@@ -14,6 +14,7 @@ use super::propose::{Proposer, RequestIds};
 use super::{bootstrap, NodeParts, Server, Worker};
 use super::{APPLY_QUEUE_MAX, EXPIRED_LEASE_QUEUE_MAX, PEER_EVENT_QUEUE_MAX, RAFT_REQUEST_QUEUE_MAX};
 use crate::apply::{follow_membership, AppliedIndex, Applier, ApplyContext, Progress};
+use crate::auth::AuthStore;
 use crate::cluster::Membership;
 use crate::compactor;
 use crate::config::Config;
@@ -45,6 +46,7 @@ struct Recovered {
     membership: Membership,
     store: Store,
     lessor: Lessor,
+    auth: AuthStore,
     progress: Progress,
 }
 
@@ -83,6 +85,15 @@ fn recover(cfg: &Config, db: Arc<Db>) -> Result<Recovered> {
     check_recovered_state(&raft_storage, applied_index)?;
     let store = Store::open(db.clone())?;
     let lessor = Lessor::open(&db, cfg.min_lease_ttl(), store.take_restored_leases())?;
+    let auth = AuthStore::open(&db)?;
+    if cfg.bcrypt_cost() != cfg.bcrypt_cost {
+        log::warn!(
+            "raftkv: --bcrypt-cost {} is outside {:?}; using the default {} instead",
+            cfg.bcrypt_cost,
+            crate::auth::BCRYPT_COST_RANGE,
+            cfg.bcrypt_cost()
+        );
+    }
     log::info!(
         "raftkv: member {member_id:x} of cluster {cluster_id:x} opened {} (applied index {applied_index}, revision {})",
         cfg.data_dir.display(),
@@ -94,7 +105,7 @@ fn recover(cfg: &Config, db: Arc<Db>) -> Result<Recovered> {
         snapshot_index: raft_storage.snapshot_metadata().index,
         conf_state: raft_storage.conf_state().clone(),
     };
-    Ok(Recovered { db, raft_storage, snapshots, member_id, cluster_id, membership, store, lessor, progress })
+    Ok(Recovered { db, raft_storage, snapshots, member_id, cluster_id, membership, store, lessor, auth, progress })
 }
 
 /// The channels between the member's threads.
@@ -125,7 +136,7 @@ impl Channels {
 
 /// Builds the member's parts, each with the handles it uses, and starts its threads.
 fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
-    let Recovered { db, raft_storage, snapshots, member_id, cluster_id, membership, store, lessor, progress } = r;
+    let Recovered { db, raft_storage, snapshots, member_id, cluster_id, membership, store, lessor, auth, progress } = r;
     let raft_cfg = cfg.raft_config(member_id, progress.applied_index);
     let logger = slog::Logger::root(slog_stdlog::StdLog.fuse(), slog::o!());
     let raw = RawNode::new(&raft_cfg, raft_storage, &logger)?;
@@ -135,6 +146,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
     let identity = Arc::new(Identity::new(member_id, cluster_id, raft_status.clone()));
     let store = Arc::new(store);
     let lessor = Arc::new(lessor);
+    let auth = Arc::new(auth);
     let membership = Arc::new(RwLock::new(membership));
     let watches = Arc::new(WatchHub::new(store.current_revision(), cfg.watch_progress_notify_interval));
     let wait = Arc::new(Wait::default());
@@ -234,6 +246,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         db: db.clone(),
         store: store.clone(),
         lessor: lessor.clone(),
+        auth: auth.clone(),
         membership: membership.clone(),
         watches: watches.clone(),
         wait: wait.clone(),
@@ -270,6 +283,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         db,
         store,
         lessor,
+        auth,
         watches,
         membership,
         applied,

@@ -4,7 +4,7 @@
 //! `meta` column family's small records (applied index, cluster identity, compaction state).
 //! Every thread may read through a [`Db`]; writes come from exactly two threads: the raft thread
 //! (column family `raft`, always with `sync` per Ready) and the FIFO apply thread (`kv`, `lease`,
-//! `meta`, never synced: the next synced raft write makes them durable, because all column
+//! `meta`, `auth`, never synced: the next synced raft write makes them durable, because all column
 //! families share one WAL — which is why the WAL must never be disabled here).
 //!
 //! | column family | key | value |
@@ -13,6 +13,7 @@
 //! | `kv` | revision: main (u64 BE) `_` sub (u64 BE), + `t` for a tombstone (etcd's bolt layout) | `mvccpb.KeyValue` |
 //! | `lease` | lease id (u64 BE) | lease record |
 //! | `meta` | `applied_index`, `applied_term`, `compact_revision`, `cluster_id`, `member_id` | u64 BE |
+//! | `auth` | `user/` + name, `role/` + name; `revision` | `authpb.User`, `authpb.Role`; u64 BE |
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,10 +50,11 @@ pub enum Cf {
     Kv,
     Lease,
     Meta,
+    Auth,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 4] = [Cf::Raft, Cf::Kv, Cf::Lease, Cf::Meta];
+    pub const ALL: [Cf; 5] = [Cf::Raft, Cf::Kv, Cf::Lease, Cf::Meta, Cf::Auth];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,6 +62,7 @@ impl Cf {
             Cf::Kv => "kv",
             Cf::Lease => "lease",
             Cf::Meta => "meta",
+            Cf::Auth => "auth",
         }
     }
 }
@@ -246,7 +249,7 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
             opts.set_write_buffer_size(RAFT_WRITE_BUFFER_BYTES);
             opts.set_compression_type(DBCompressionType::None);
         }
-        Cf::Meta => {}
+        Cf::Meta | Cf::Auth => {}
     }
     opts.set_block_based_table_factory(&table);
     opts
