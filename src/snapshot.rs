@@ -279,7 +279,7 @@ fn read_records(path: &Path, mut f: impl FnMut(u8, Vec<u8>, Vec<u8>) -> Result<(
                 }
                 break;
             }
-            if tag[0] > TAG_RAFT {
+            if tag[0] != TAG_RAFT && !FAMILIES.iter().any(|(t, _)| *t == tag[0]) {
                 return Err(corrupt(path, format!("unknown record tag {}", tag[0])));
             }
             crc.update(&tag);
@@ -375,7 +375,7 @@ fn corrupt(path: &Path, detail: String) -> Error {
 mod tests {
     use super::*;
 
-    /// A good file: the applied index and term, one kv row, the conf state.
+    /// A good file: the applied index and term, one kv row, one auth row, the conf state.
     fn good_file() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
@@ -383,6 +383,7 @@ mod tests {
         w.record(1, b"rev", b"kv row").unwrap();
         w.record(3, meta::APPLIED_INDEX, &7u64.to_be_bytes()).unwrap();
         w.record(3, meta::APPLIED_TERM, &2u64.to_be_bytes()).unwrap();
+        w.record(5, b"user/amy", b"auth row").unwrap();
         let cs = ConfState { voters: vec![1, 2, 3], ..Default::default() };
         w.record(TAG_RAFT, CONF_STATE, &cs.write_to_bytes().unwrap()).unwrap();
         w.finish().unwrap();
@@ -463,5 +464,6 @@ mod tests {
         assert!(db.raw().get_cf(db.cf(Cf::Kv), b"rev").unwrap().is_none());
         install(&db, &path, &SnapshotMetadata { index: 7, term: 2, ..Default::default() }).unwrap();
         assert_eq!(db.raw().get_cf(db.cf(Cf::Kv), b"rev").unwrap().as_deref(), Some(&b"kv row"[..]));
+        assert_eq!(db.raw().get_cf(db.cf(Cf::Auth), b"user/amy").unwrap().as_deref(), Some(&b"auth row"[..]));
     }
 }

@@ -162,6 +162,10 @@ fn a_follower_behind_a_compacted_log_catches_up_by_snapshot() {
         }
     });
     cluster.node(leader).put(PutRequest { lease, ..PutRequest::new("leased", "y") }).unwrap();
+    let l = cluster.node(leader);
+    l.user_add(&AuthUserAddRequest { name: "amy".into(), password: "pw".into(), ..Default::default() }).unwrap();
+    l.role_add(&AuthRoleAddRequest { name: "ops".into() }).unwrap();
+    l.user_grant_role(&AuthUserGrantRoleRequest { user: "amy".into(), role: "ops".into() }).unwrap();
     cluster.node(leader).compact(CompactionRequest { revision: 500, physical: true }).unwrap();
 
     cluster.restart(lagging);
@@ -175,6 +179,8 @@ fn a_follower_behind_a_compacted_log_catches_up_by_snapshot() {
     assert!(leases.iter().any(|l| l.id == lease), "{leases:?}");
     let err = node.range(RangeRequest { revision: 10, serializable: true, ..RangeRequest::key("old") });
     assert!(matches!(err, Err(Error::Compacted)), "{err:?}");
+    // And the users and roles.
+    assert_eq!(node.user_get(&AuthUserRequest { name: "amy".into() }).unwrap().roles, ["ops"]);
     // And it serves writes again through the normal path.
     put(node, "after", "1").unwrap();
     cluster.wait_converged(Duration::from_secs(5));
