@@ -74,6 +74,9 @@ pub struct Config {
     /// bcrypt's cost for hashing user passwords (`--bcrypt-cost`); outside 4..=31 etcd's
     /// default (10) is used instead, with a warning, as etcd does.
     pub bcrypt_cost: u32,
+    /// The database size at which NOSPACE is raised (`--quota-backend-bytes`): 0 is etcd's
+    /// 2 GiB default, a negative value disables the quota.
+    pub quota_backend_bytes: i64,
 }
 
 /// `--initial-cluster-state`.
@@ -117,6 +120,7 @@ impl Config {
             grpc_keepalive_min_time: std::time::Duration::from_secs(5),
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
+            quota_backend_bytes: 0,
         }
     }
 

@@ -182,6 +182,13 @@ pub enum Error {
     /// A role call (or a grant) naming a role that does not exist.
     #[error("etcdserver: role name not found")]
     RoleNotFound,
+    /// A write that would grow the database past `--quota-backend-bytes`, or any growing write
+    /// while the NOSPACE alarm is raised.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// A write while the CORRUPT alarm is raised.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     /// A call raftkv knows but cannot serve yet; the message names what is missing.
     #[error("raftkv: {0} is not implemented yet")]
     Unimplemented(&'static str),
@@ -293,7 +300,7 @@ impl Error {
             | NotEnoughStartedMembers
             | NotLeader
             | BadLeaderTransferee => Code::FailedPrecondition,
-            TooManyRequests => Code::ResourceExhausted,
+            TooManyRequests | NoSpace => Code::ResourceExhausted,
             Timeout
             | Stopped
             | LeaderChanged
@@ -304,7 +311,7 @@ impl Error {
             // Not in etcd's error map, so its gRPC layer answers them as Unknown.
             ProposalDropped | LeaderTransferTimeout => Code::Unknown,
             Unimplemented(_) => Code::Unimplemented,
-            Decode { .. } => Code::DataLoss,
+            Decode { .. } | Corrupt => Code::DataLoss,
             Config(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
         }
     }
@@ -335,6 +342,8 @@ mod tests {
             (Error::InvalidSortOption, "etcdserver: invalid sort option", InvalidArgument),
             (Error::RequestTooLarge, "etcdserver: request is too large", InvalidArgument),
             (Error::TooManyRequests, "etcdserver: too many requests", ResourceExhausted),
+            (Error::NoSpace, "etcdserver: mvcc: database space exceeded", ResourceExhausted),
+            (Error::Corrupt, "etcdserver: corrupt cluster", DataLoss),
             (Error::Compacted, "etcdserver: mvcc: required revision has been compacted", OutOfRange),
             (Error::FutureRevision, "etcdserver: mvcc: required revision is a future revision", OutOfRange),
             (Error::LeaseNotFound, "etcdserver: requested lease not found", NotFound),

@@ -54,6 +54,7 @@
 //!
 //! `ARCHITECTURE.md` in the repository maps the threads, channels and modules.
 
+pub mod alarm;
 pub mod api;
 pub mod apply;
 pub mod auth;

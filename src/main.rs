@@ -81,6 +81,9 @@ struct Args {
     /// Duration of periodic watch progress notifications.
     #[arg(long, env = "RAFTKV_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = duration)]
     experimental_watch_progress_notify_interval: Duration,
+    /// Raise alarms when backend size exceeds the given quota. 0 means use the default quota.
+    #[arg(long, env = "RAFTKV_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
+    quota_backend_bytes: i64,
     /// bcrypt algorithm cost / strength for hashing auth passwords. Valid values are between 4
     /// and 31.
     #[arg(long, env = "RAFTKV_BCRYPT_COST", default_value_t = raftkv::auth::BCRYPT_COST_DEFAULT)]
@@ -127,6 +130,7 @@ impl Args {
         cfg.grpc_keepalive_min_time = self.grpc_keepalive_min_time;
         cfg.watch_progress_notify_interval = self.experimental_watch_progress_notify_interval;
         cfg.bcrypt_cost = self.bcrypt_cost;
+        cfg.quota_backend_bytes = self.quota_backend_bytes;
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }

@@ -26,6 +26,7 @@ use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Sna
 
 use parking_lot::RwLock;
 
+use crate::alarm::{Alarms, Quota};
 use crate::auth::AuthStore;
 use crate::cluster::{Change, Membership};
 use crate::identity::Identity;
@@ -52,6 +53,8 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     /// Checkpoints are proposed by the lessor, which waits for nothing.
     LeaseCheckpoint,
+    /// The alarms an `Alarm` entry listed, raised or cleared.
+    Alarm(AlarmResponse),
     /// An auth store change (etcd's auth answers carry only a header).
     Auth(AuthHeaderResponse),
     /// A membership change or a member's published attributes: the member concerned (for
@@ -144,6 +147,8 @@ pub struct ApplyContext {
     pub store: Arc<Store>,
     pub lessor: Arc<Lessor>,
     pub auth: Arc<AuthStore>,
+    pub alarms: Arc<Alarms>,
+    pub quota: Arc<Quota>,
     /// Changed only by the apply thread; read by client threads and the peer service.
     pub membership: Arc<RwLock<Membership>>,
     pub watches: Arc<WatchHub>,
@@ -200,13 +205,16 @@ impl Applier {
                         what: "raft entry",
                         detail: format!("index {}: {e}", entry.index),
                     })?;
-                    if let Some(Request::Compaction(c)) = &req.request {
+                    if let Some(request @ Request::Compaction(c)) = &req.request {
                         // Compaction needs a batch of its own: finish what came before.
                         if let Some((index, term)) = last.take() {
                             self.commit(batch, index, term, &mut outcomes)?;
                             batch = store.batch();
                         }
-                        let outcome = self.compact(&mut batch, c);
+                        let outcome = match self.ctx.alarms.refuse(request) {
+                            Some(refused) => Err(refused),
+                            None => self.compact(&mut batch, c),
+                        };
                         outcomes.push((req.id, outcome));
                         self.commit(batch, entry.index, entry.term, &mut outcomes)?;
                         batch = store.batch();
@@ -319,6 +327,7 @@ impl Applier {
         let leased = ctx.store.reload()?;
         ctx.lessor.reload(&ctx.db, leased)?;
         ctx.auth.reload(&ctx.db)?;
+        ctx.alarms.reload(&ctx.db)?;
         *ctx.membership.write() = Membership::load(&ctx.db)?;
         follow_membership(&ctx.transport, &ctx.membership.read());
         {
@@ -335,16 +344,23 @@ impl Applier {
 
     fn execute(&self, batch: &mut ApplyBatch, req: Option<Request>) -> Result<Response> {
         let (db, lessor) = (&*self.ctx.db, &self.ctx.lessor);
+        let Some(req) = req else { return Err(Error::Decode { what: "raft entry", detail: "no request".into() }) };
+        if let Some(refused) = self.ctx.alarms.refuse(&req) {
+            return Err(refused);
+        }
+        // etcd's quota applier: a write that does not fit is applied all the same, and answered
+        // NOSPACE (the proposing member checked before proposing; this member's size may differ).
+        let fits = self.ctx.quota.available(&req);
         let mut response = match req {
-            Some(Request::Put(r)) => Response::Put(kv::put(&mut batch.txn(), &r, lessor)?),
-            Some(Request::DeleteRange(r)) => Response::DeleteRange(kv::delete_range(&mut batch.txn(), &r, lessor)?),
-            Some(Request::Txn(r)) => Response::Txn(kv::txn(&mut batch.txn(), &r, lessor)?),
-            Some(Request::LeaseGrant(r)) => {
+            Request::Put(r) => Response::Put(kv::put(&mut batch.txn(), &r, lessor)?),
+            Request::DeleteRange(r) => Response::DeleteRange(kv::delete_range(&mut batch.txn(), &r, lessor)?),
+            Request::Txn(r) => Response::Txn(kv::txn(&mut batch.txn(), &r, lessor)?),
+            Request::LeaseGrant(r) => {
                 let ttl = lessor.grant(db, batch.write_batch(), r.id, r.ttl)?;
                 let header = Some(ResponseHeader { revision: batch.rev(), ..Default::default() });
                 Response::LeaseGrant(LeaseGrantResponse { header, id: r.id, ttl, error: String::new() })
             }
-            Some(Request::LeaseRevoke(r)) => {
+            Request::LeaseRevoke(r) => {
                 // The lease's keys go in one revision, as etcd deletes them in one txn.
                 let keys = lessor.revoke(db, batch.write_batch(), r.id)?;
                 let mut txn = batch.txn();
@@ -354,17 +370,18 @@ impl Applier {
                 let header = Some(ResponseHeader { revision: txn.rev(), ..Default::default() });
                 Response::LeaseRevoke(LeaseRevokeResponse { header })
             }
-            Some(Request::LeaseCheckpoint(r)) => {
+            Request::LeaseCheckpoint(r) => {
                 lessor.checkpoint(db, batch.write_batch(), &r.checkpoints);
                 Response::LeaseCheckpoint
             }
-            Some(Request::MemberAttributes(m)) => {
+            Request::Alarm(r) => Response::Alarm(self.ctx.alarms.apply(db, batch.write_batch(), &r)),
+            Request::MemberAttributes(m) => {
                 let mut membership = self.ctx.membership.write();
                 membership.set_attributes(m.id, m.name, m.client_urls);
                 membership.save(db, batch.write_batch());
                 Response::Members { member: None, members: membership.members() }
             }
-            Some(Request::MemberUpdate(u)) => {
+            Request::MemberUpdate(u) => {
                 let mut membership = self.ctx.membership.write();
                 match membership.check_update(u.id, &u.peer_urls) {
                     Err(e) => return Err(e),
@@ -376,7 +393,7 @@ impl Applier {
                     }
                 }
             }
-            Some(r) if r.is_auth_change() => {
+            r if r.is_auth_change() => {
                 self.ctx.auth.apply(db, batch.write_batch(), &r)?;
                 Response::Auth(AuthHeaderResponse {
                     header: Some(ResponseHeader { revision: batch.rev(), ..Default::default() }),
@@ -385,6 +402,9 @@ impl Applier {
             // Compactions are applied in batches of their own, before this.
             other => return Err(Error::Decode { what: "raft entry", detail: format!("nothing to apply: {other:?}") }),
         };
+        if !fits {
+            return Err(Error::NoSpace);
+        }
         if let Some(header) = response.header_mut() {
             self.ctx.identity.fill_header(header);
         }
@@ -468,7 +488,8 @@ typed_responses!(
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
-    Auth(AuthHeaderResponse)
+    Auth(AuthHeaderResponse),
+    Alarm(AlarmResponse)
 );
 
 impl Response {
@@ -481,7 +502,8 @@ impl Response {
             Response::LeaseGrant(r) => Some(&mut r.header),
             Response::LeaseRevoke(r) => Some(&mut r.header),
             Response::Auth(r) => Some(&mut r.header),
-            Response::Members { .. } | Response::LeaseCheckpoint => None,
+            // etcd answers alarms without a header.
+            Response::Members { .. } | Response::LeaseCheckpoint | Response::Alarm(_) => None,
         }
     }
 }

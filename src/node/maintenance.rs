@@ -8,8 +8,10 @@ use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
-use super::Node;
+use super::{Node, Origin};
+use crate::pb::internal_request::Request;
 use crate::pb::*;
+use crate::server::propose::wait_on;
 use crate::version::ETCD_VERSION;
 use crate::{Error, Result};
 
@@ -57,6 +59,18 @@ impl Node {
             ),
             ("etcd_mvcc_db_total_size_in_bytes", "gauge", "Database size on disk.", inner.db.size_bytes().to_string()),
             (
+                "etcd_server_quota_backend_bytes",
+                "gauge",
+                "Current backend storage quota size in bytes.",
+                inner.quota.bytes().map_or(inner.cfg.quota_backend_bytes, |b| b as i64).to_string(),
+            ),
+            (
+                "etcd_mvcc_db_total_size_in_use_in_bytes",
+                "gauge",
+                "Live data the quota is checked against.",
+                inner.quota.size().to_string(),
+            ),
+            (
                 "etcd_debugging_mvcc_current_revision",
                 "gauge",
                 "The store's current revision.",
@@ -77,6 +91,12 @@ impl Node {
     pub fn status(&self) -> Result<StatusResponse> {
         let inner = &self.inner;
         let header = inner.identity.header_at(inner.store.current_revision());
+        // etcd's: no leader, then each alarm in Go's text form.
+        let no_leader = (inner.identity.raft().leader_id() == 0).then(|| Error::NoLeader.to_string());
+        let alarms = self
+            .alarms_raised()
+            .into_iter()
+            .map(|a| format!("memberID:{} alarm:{} ", a.member_id, crate::alarm::name(a.alarm)));
         Ok(StatusResponse {
             header,
             version: ETCD_VERSION.to_string(),
@@ -85,10 +105,38 @@ impl Node {
             raft_index: inner.identity.raft().commit_index(),
             raft_term: inner.identity.raft().term(),
             raft_applied_index: inner.applied.get(),
-            db_size_in_use: inner.db.live_bytes() as i64,
+            db_size_in_use: inner.db.state_bytes() as i64,
             is_learner: self.is_learner(),
-            ..Default::default()
+            errors: no_leader.into_iter().chain(alarms).collect(),
         })
+    }
+
+    /// Lists, raises or clears alarms (etcd `Alarm`): every action goes through raft, as in
+    /// etcd, so a list is linearizable and a change reaches every member.
+    pub fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse> {
+        wait_on(|reply| self.propose_then(Origin::Client, Request::Alarm(req), reply))
+    }
+
+    /// The alarms raised, as this member has applied them (for the health probes).
+    pub fn alarms_raised(&self) -> Vec<AlarmMember> {
+        self.inner.alarms.list(AlarmType::None as i32)
+    }
+
+    /// etcd `Defragment`: RocksDB rewrites every family without what was deleted or
+    /// overwritten (a flush, then a manual compaction of the whole key range), on the calling
+    /// thread, while the member keeps serving: RocksDB's compactions never block its readers
+    /// and writers. Then the quota sees the smaller size at once.
+    pub fn defragment(&self) -> Result<DefragmentResponse> {
+        let started = std::time::Instant::now();
+        let before = self.inner.db.state_bytes();
+        self.inner.db.compact_all()?;
+        self.inner.quota.resample();
+        log::info!(
+            "maintenance: defragmented in {:?}: live data {before} → {} bytes",
+            started.elapsed(),
+            self.inner.db.state_bytes()
+        );
+        Ok(DefragmentResponse::default())
     }
 
     /// A checksum of the key-value history held by this member (etcd `Hash`); members that

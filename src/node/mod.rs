@@ -32,6 +32,7 @@ use std::time::Duration;
 use crossbeam::channel::{self, RecvTimeoutError, SendTimeoutError};
 use parking_lot::{Mutex, RwLock};
 
+use crate::alarm::{Alarms, Quota};
 use crate::apply::{AppliedIndex, Response};
 use crate::auth::AuthStore;
 use crate::cluster::Membership;
@@ -40,7 +41,7 @@ use crate::identity::Identity;
 use crate::lease::Lessor;
 use crate::mvcc::Store;
 use crate::pb::internal_request::Request;
-use crate::pb::Member;
+use crate::pb::{AlarmAction, AlarmRequest, AlarmType, Member};
 use crate::raft::RaftRequest;
 use crate::server::peer_service::PeerService;
 use crate::server::propose::{wait_on, Proposer};
@@ -75,6 +76,9 @@ struct Inner {
     lessor: Arc<Lessor>,
     /// Changed only by the apply thread.
     auth: Arc<AuthStore>,
+    /// Changed only by the apply thread.
+    alarms: Arc<Alarms>,
+    quota: Arc<Quota>,
     watches: Arc<WatchHub>,
     /// Changed only by the apply thread.
     membership: Arc<RwLock<Membership>>,
@@ -120,6 +124,8 @@ impl Node {
             store,
             lessor,
             auth,
+            alarms,
+            quota,
             watches,
             membership,
             applied,
@@ -136,6 +142,8 @@ impl Node {
             store,
             lessor,
             auth,
+            alarms,
+            quota,
             watches,
             membership,
             applied,
@@ -260,6 +268,17 @@ impl Node {
     fn propose_response(&self, origin: Origin, request: Request, reply: Reply<Response>) -> Ticket {
         if origin == Origin::Client && self.is_learner() {
             return self.inner.proposer.refuse(reply, Error::NotSupportedForLearner);
+        }
+        // etcd's quota servers: a write that would not fit raises NOSPACE, and is refused once
+        // the alarm is applied (or failed to be), so whoever is told NOSPACE can list it.
+        if origin == Origin::Client && !self.inner.quota.available(&request) {
+            let alarm = AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.member_id(),
+                alarm: AlarmType::Nospace as i32,
+            };
+            let raised = Reply::new(move |_: Result<Response>| reply.send(Err(Error::NoSpace)));
+            return self.inner.proposer.propose(Request::Alarm(alarm), raised);
         }
         self.inner.proposer.propose(request, reply)
     }

@@ -16,7 +16,7 @@ pub struct InternalRequest {
     pub id: u64,
     #[prost(
         oneof = "internal_request::Request",
-        tags = "4, 5, 6, 7, 8, 9, 11, 20, 21, 1100, 1101, 1103, 1104, 1105, 1200, 1201, 1203, 1204"
+        tags = "4, 5, 6, 7, 8, 9, 10, 11, 20, 21, 1100, 1101, 1103, 1104, 1105, 1200, 1201, 1203, 1204"
     )]
     pub request: Option<internal_request::Request>,
 }
@@ -37,6 +37,9 @@ pub mod internal_request {
         LeaseGrant(LeaseGrantRequest),
         #[prost(message, tag = "9")]
         LeaseRevoke(LeaseRevokeRequest),
+        /// Lists, raises or clears an alarm (every action goes through raft, as in etcd).
+        #[prost(message, tag = "10")]
+        Alarm(AlarmRequest),
         #[prost(message, tag = "11")]
         LeaseCheckpoint(LeaseCheckpointRequest),
         /// A member's name and client URLs, published by the member itself after it starts

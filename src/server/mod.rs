@@ -73,6 +73,8 @@ pub struct NodeParts {
     pub store: Arc<Store>,
     pub lessor: Arc<Lessor>,
     pub auth: Arc<crate::auth::AuthStore>,
+    pub alarms: Arc<crate::alarm::Alarms>,
+    pub quota: Arc<crate::alarm::Quota>,
     pub watches: Arc<WatchHub>,
     pub membership: Arc<RwLock<Membership>>,
     pub applied: Arc<AppliedIndex>,

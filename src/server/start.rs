@@ -13,6 +13,7 @@ use super::peer_service::PeerService;
 use super::propose::{Proposer, RequestIds};
 use super::{bootstrap, NodeParts, Server, Worker};
 use super::{APPLY_QUEUE_MAX, EXPIRED_LEASE_QUEUE_MAX, PEER_EVENT_QUEUE_MAX, RAFT_REQUEST_QUEUE_MAX};
+use crate::alarm::{Alarms, Quota};
 use crate::apply::{follow_membership, AppliedIndex, Applier, ApplyContext, Progress};
 use crate::auth::AuthStore;
 use crate::cluster::Membership;
@@ -47,6 +48,7 @@ struct Recovered {
     store: Store,
     lessor: Lessor,
     auth: AuthStore,
+    alarms: Alarms,
     progress: Progress,
 }
 
@@ -86,6 +88,14 @@ fn recover(cfg: &Config, db: Arc<Db>) -> Result<Recovered> {
     let store = Store::open(db.clone())?;
     let lessor = Lessor::open(&db, cfg.min_lease_ttl(), store.take_restored_leases())?;
     let auth = AuthStore::open(&db)?;
+    let alarms = Alarms::open(&db)?;
+    if cfg.quota_backend_bytes > crate::alarm::MAX_QUOTA_BYTES {
+        log::warn!(
+            "raftkv: --quota-backend-bytes {} exceeds the maximum etcd recommends ({})",
+            cfg.quota_backend_bytes,
+            crate::alarm::MAX_QUOTA_BYTES
+        );
+    }
     if cfg.bcrypt_cost() != cfg.bcrypt_cost {
         log::warn!(
             "raftkv: --bcrypt-cost {} is outside {:?}; using the default {} instead",
@@ -105,7 +115,19 @@ fn recover(cfg: &Config, db: Arc<Db>) -> Result<Recovered> {
         snapshot_index: raft_storage.snapshot_metadata().index,
         conf_state: raft_storage.conf_state().clone(),
     };
-    Ok(Recovered { db, raft_storage, snapshots, member_id, cluster_id, membership, store, lessor, auth, progress })
+    Ok(Recovered {
+        db,
+        raft_storage,
+        snapshots,
+        member_id,
+        cluster_id,
+        membership,
+        store,
+        lessor,
+        auth,
+        alarms,
+        progress,
+    })
 }
 
 /// The channels between the member's threads.
@@ -136,7 +158,19 @@ impl Channels {
 
 /// Builds the member's parts, each with the handles it uses, and starts its threads.
 fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
-    let Recovered { db, raft_storage, snapshots, member_id, cluster_id, membership, store, lessor, auth, progress } = r;
+    let Recovered {
+        db,
+        raft_storage,
+        snapshots,
+        member_id,
+        cluster_id,
+        membership,
+        store,
+        lessor,
+        auth,
+        alarms,
+        progress,
+    } = r;
     let raft_cfg = cfg.raft_config(member_id, progress.applied_index);
     let logger = slog::Logger::root(slog_stdlog::StdLog.fuse(), slog::o!());
     let raw = RawNode::new(&raft_cfg, raft_storage, &logger)?;
@@ -147,6 +181,8 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
     let store = Arc::new(store);
     let lessor = Arc::new(lessor);
     let auth = Arc::new(auth);
+    let alarms = Arc::new(alarms);
+    let quota = Arc::new(Quota::new(db.clone(), cfg.quota_backend_bytes));
     let membership = Arc::new(RwLock::new(membership));
     let watches = Arc::new(WatchHub::new(store.current_revision(), cfg.watch_progress_notify_interval));
     let wait = Arc::new(Wait::default());
@@ -247,6 +283,8 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         store: store.clone(),
         lessor: lessor.clone(),
         auth: auth.clone(),
+        alarms: alarms.clone(),
+        quota: quota.clone(),
         membership: membership.clone(),
         watches: watches.clone(),
         wait: wait.clone(),
@@ -284,6 +322,8 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         store,
         lessor,
         auth,
+        alarms,
+        quota,
         watches,
         membership,
         applied,

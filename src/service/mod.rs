@@ -224,10 +224,8 @@ impl Service {
             Request::Status(_) => Response::Status(node.status()?),
             Request::Hash(_) => Response::Hash(node.hash()?),
             Request::HashKv(req) => Response::HashKv(node.hash_kv(req)?),
-            // No alarm is ever raised, and RocksDB compacts itself: both answer an empty
-            // response (without a header, as etcd's gateway shows them).
-            Request::Alarm(_) => Response::Alarm(AlarmResponse::default()),
-            Request::Defragment(_) => Response::Defragment(DefragmentResponse::default()),
+            Request::Alarm(req) => Response::Alarm(node.alarm(req)?),
+            Request::Defragment(_) => Response::Defragment(node.defragment()?),
             Request::AuthEnable(_) => Response::AuthEnable(node.auth_enable()?),
             Request::AuthDisable(_) => Response::AuthDisable(node.auth_disable()?),
             Request::Authenticate(req) => Response::Authenticate(node.authenticate(&req)?),

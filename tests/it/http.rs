@@ -658,6 +658,27 @@ fn health_queries_and_the_probes() {
     for missing in ["/livez/", "/livez/linearizable_read", "/readyz/nosuch", "/health/"] {
         assert_eq!((get(missing).status, get(missing).text()), (404, "404 page not found\n".into()), "{missing}");
     }
+
+    // A raised alarm fails `/health` unless excluded, and CORRUPT fails `data_corruption`.
+    let raised = gw.post("/v3/maintenance/alarm", r#"{"action":"ACTIVATE","memberID":"1","alarm":"CORRUPT"}"#);
+    assert_eq!(raised.text(), r#"{"alarms":[{"memberID":"1","alarm":"CORRUPT"}]}"#);
+    assert_eq!((get("/health").status, get("/health").text()), (503, "{\"health\":\"false\"}\n".into()));
+    assert_eq!(get("/health?exclude=NOSPACE").status, 503);
+    assert_eq!(get("/health?exclude=CORRUPT").status, 200);
+    let r = get("/readyz");
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            503,
+            "[-]data_corruption failed: alarm activated: CORRUPT\n[+]serializable_read ok\n[+]linearizable_read ok\n\n"
+                .into()
+        )
+    );
+    assert_eq!(get("/readyz?exclude=data_corruption").status, 200);
+    let r = gw.post("/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
+    assert_eq!((r.status, r.text()), (500, error("etcdserver: corrupt cluster", 15)));
+    gw.post("/v3/maintenance/alarm", r#"{"action":"DEACTIVATE","memberID":"1","alarm":"CORRUPT"}"#);
+    assert_eq!(get("/health").status, 200);
 }
 
 /// Differences from etcd 3.4.23 found by differential runs, each answered as etcd does now.

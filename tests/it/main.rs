@@ -6,6 +6,7 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod alarm;
 mod cli;
 mod cluster;
 mod crash;

@@ -12,7 +12,7 @@
 //! Runs on the blocking pool: the reads wait for a ReadIndex round.
 
 use crate::api::http1::{plain, Response};
-use crate::pb::RangeRequest;
+use crate::pb::{AlarmType, RangeRequest};
 use crate::Node;
 
 /// The probe paths, for the router.
@@ -56,8 +56,10 @@ impl Check {
     /// `Err` with etcd's reason.
     fn run(self, node: &Node) -> Result<(), String> {
         match self {
-            // raftkv raises no CORRUPT alarm yet, so the data is never known to be corrupt.
-            Check::DataCorruption => Ok(()),
+            Check::DataCorruption => match node.alarms_raised().iter().find(|a| a.alarm == AlarmType::Corrupt as i32) {
+                Some(a) => Err(format!("alarm activated: {}", crate::alarm::name(a.alarm))),
+                None => Ok(()),
+            },
             Check::SerializableRead => read(node, true),
             Check::LinearizableRead => read(node, false),
         }
@@ -122,8 +124,9 @@ pub fn answer(node: &Node, method: &str, path: &str, query: &str) -> Response {
 /// `/health` as etcd 3.4.29 answers it.
 fn health(node: &Node, query: &[(String, String)]) -> Response {
     let serializable = values(query, "serializable").next() == Some("true");
-    // No alarms are raised yet, so `exclude` has nothing to leave out.
-    let healthy = (serializable || node.leader_id() != 0) && read(node, serializable).is_ok();
+    let excluded: Vec<&str> = values(query, "exclude").collect();
+    let alarmed = node.alarms_raised().iter().any(|a| !excluded.contains(&crate::alarm::name(a.alarm)));
+    let healthy = !alarmed && (serializable || node.leader_id() != 0) && read(node, serializable).is_ok();
     if healthy {
         // Go sniffs the type: text/plain.
         Response::Full { status: 200, headers: Vec::new(), body: br#"{"health":"true"}"#.to_vec() }
