@@ -8,6 +8,7 @@ mod harness;
 
 mod cli;
 mod cluster;
+mod compaction;
 mod crash;
 mod etcdctl_compat;
 mod failover;
