@@ -2,10 +2,11 @@
 //!
 //! Owns: opening the database (with its column families and tuning), the key encodings, and the
 //! `meta` column family's small records (applied index, cluster identity, compaction state).
-//! Every thread may read through a [`Db`]; writes come from exactly two threads: the raft thread
-//! (column family `raft`, always with `sync` per Ready) and the FIFO apply thread (`kv`, `lease`,
-//! `meta`, never synced: the next synced raft write makes them durable, because all column
-//! families share one WAL — which is why the WAL must never be disabled here).
+//! Every thread may read through a [`Db`]; writes come from exactly three threads: the raft
+//! thread (column family `raft`, always with `sync` per Ready), the FIFO apply thread (`kv`,
+//! `lease`, `meta`) and `raftkv-kv-compact` (deletes of compacted `kv` rows, the finished compact
+//! revision in `meta`), the last two never synced: the next synced raft write makes them durable,
+//! because all column families share one WAL — which is why the WAL must never be disabled here.
 //!
 //! | column family | key | value |
 //! |---|---|---|
