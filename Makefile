@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build run cluster test lint soak compat fuzz bench bench-grpc bench-big perf clean-data
+.PHONY: deps build run cluster test lint soak compat fuzz bench bench-grpc bench-compaction bench-big perf clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -62,6 +62,11 @@ bench: build
 # raftkv's gateway (scripts/h2load-compare.sh, about a minute; needs nghttp2-client).
 bench-grpc: build
 	scripts/h2load-compare.sh
+
+# Put latency while a 1M-revision compaction runs, raftkv and etcd (scripts/compaction-stall.sh,
+# about 12 minutes with etcd: loading etcd's history takes most of it).
+bench-compaction: build
+	scripts/compaction-stall.sh
 
 # The side-by-side run plus 1,000,000 keys of 256 bytes: RSS after, raftkv restart time.
 bench-big: build

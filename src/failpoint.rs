@@ -4,7 +4,9 @@
 //! A point is off unless a test arms it with [`arm`]; when armed, [`check`] returns an injected
 //! storage error exactly where a real I/O error would surface. The unarmed cost is one relaxed
 //! atomic load. Points (listed in ARCHITECTURE.md): `raft_before_save` (before the Ready's
-//! WriteBatch), `apply_before_commit` (before an apply batch's WriteBatch).
+//! WriteBatch), `apply_before_commit` (before an apply batch's WriteBatch),
+//! `compaction_before_batch` / `compaction_after_batch` (around a removal batch's WriteBatch
+//! of compacted revisions).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

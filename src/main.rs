@@ -75,6 +75,12 @@ struct Args {
     /// Auto compaction retention: 0 keeps all history; '1h', '30m', or hours for periodic.
     #[arg(long, env = "RAFTKV_AUTO_COMPACTION_RETENTION", default_value = "0")]
     auto_compaction_retention: String,
+    /// Rows looked at per batch when removing compacted revisions.
+    #[arg(long, env = "RAFTKV_EXPERIMENTAL_COMPACTION_BATCH_LIMIT", default_value_t = 1000)]
+    experimental_compaction_batch_limit: usize,
+    /// Pause between two batches removing compacted revisions.
+    #[arg(long, env = "RAFTKV_EXPERIMENTAL_COMPACTION_SLEEP_INTERVAL", default_value = "10ms", value_parser = duration)]
+    experimental_compaction_sleep_interval: Duration,
     /// Minimum interval a client should wait before pinging the server (gRPC keepalive).
     #[arg(long, env = "RAFTKV_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s", value_parser = duration)]
     grpc_keepalive_min_time: Duration,
@@ -122,6 +128,8 @@ impl Args {
         cfg.listen_client_urls = self.listen_client_urls.clone();
         cfg.auto_compaction = AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         cfg.snapshot_count = self.snapshot_count;
+        cfg.compaction_batch_limit = self.experimental_compaction_batch_limit;
+        cfg.compaction_sleep_interval = self.experimental_compaction_sleep_interval;
         cfg.snapshot_catchup_entries = self.snapshot_catchup_entries;
         cfg.heartbeat_interval_ms = self.heartbeat_interval;
         cfg.election_timeout_ms = self.election_timeout;

@@ -466,4 +466,46 @@ mod tests {
         assert_eq!(db.raw().get_cf(db.cf(Cf::Kv), b"rev").unwrap().as_deref(), Some(&b"kv row"[..]));
         assert_eq!(db.raw().get_cf(db.cf(Cf::Auth), b"user/amy").unwrap().as_deref(), Some(&b"auth row"[..]));
     }
+
+    #[test]
+    fn a_snapshot_taken_mid_removal_resumes_it_where_installed() {
+        use crate::mvcc::{RangeOptions, ReadView, RemovalCursor, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(&dir.path().join("leader")).unwrap());
+        let store = Store::open(db.clone()).unwrap();
+        for v in 0..6 {
+            let mut batch = store.batch();
+            let mut txn = batch.txn();
+            for k in 0..5 {
+                txn.put(format!("k{k}").as_bytes(), v.to_string().as_bytes(), 0).unwrap();
+            }
+            drop(txn);
+            batch.commit().unwrap();
+        }
+        let at = store.current_revision() - 2;
+        let mut batch = store.batch();
+        batch.compact(at).unwrap();
+        db.put_meta_u64(batch.write_batch(), meta::APPLIED_INDEX, 7);
+        db.put_meta_u64(batch.write_batch(), meta::APPLIED_TERM, 2);
+        batch.commit().unwrap();
+        assert!(store.remove_batch(&mut RemovalCursor::default(), 4).unwrap(), "removal half done");
+        let files = SnapshotFiles::open(dir.path().join("snap"), db.clone()).unwrap();
+        let file = files.generate().unwrap();
+
+        let follower_db = Arc::new(Db::open(&dir.path().join("follower")).unwrap());
+        install(&follower_db, &file.path, &file.meta).unwrap();
+        let follower = Store::open(follower_db.clone()).unwrap();
+        assert_eq!((follower.compact_revision(), follower.removed_revision()), (at, crate::mvcc::NEVER_COMPACTED));
+        let answers = |store: &Store| {
+            let all = |rev| store.range(b"k", Some(b"l"), RangeOptions { rev, ..Default::default() }).unwrap();
+            ((at..=store.current_revision()).map(all).collect::<Vec<_>>(), store.hash_kv(0).unwrap())
+        };
+        assert_eq!(answers(&follower), answers(&store));
+        let mut cursor = RemovalCursor::default();
+        while follower.remove_batch(&mut cursor, 4).unwrap() {}
+        assert_eq!(follower.removed_revision(), at);
+        assert_eq!(answers(&follower), answers(&store));
+        let rows = follower_db.raw().iterator_cf(follower_db.cf(Cf::Kv), IteratorMode::Start).count() as i64;
+        assert_eq!(rows, 5 + (store.current_revision() - at) * 5, "one kept row per key, and all above");
+    }
 }

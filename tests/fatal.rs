@@ -1,6 +1,7 @@
-//! A failed write on the Ready path or the apply path stops the member cleanly: the caller
-//! gets an error (never a hang or a false success), `stop` reports the fatal error, every
-//! thread is joined, and a restart on the same data dir has every acknowledged write.
+//! A failed write on the Ready path, the apply path or the removal of compacted revisions
+//! stops the member cleanly: the caller gets an error (never a hang or a false success), `stop`
+//! reports the fatal error, every thread is joined, and a restart on the same data dir has
+//! every acknowledged write.
 //! Alone in its binary because fault points are process-wide.
 
 #[path = "harness/mod.rs"]
@@ -30,9 +31,40 @@ fn fatal_write_stops_the_member(point: &str) {
     node.stop().unwrap();
 }
 
+/// A failed removal batch stops the member as a failed apply does; the compaction itself is
+/// applied, and the next start finishes its removal.
+fn failed_removal_stops_the_member(point: &str) {
+    use raftkv::pb::CompactionRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path());
+    for i in 0..10 {
+        put(&node, "k", &i.to_string());
+    }
+    let at = node.revision();
+    failpoint::arm(point);
+    let physical = node.compact(CompactionRequest { revision: at, physical: true });
+    failpoint::disarm(point);
+    assert!(matches!(physical, Err(Error::Stopped)), "{point}: {physical:?}");
+    match node.stop() {
+        Err(Error::Storage(e)) => assert!(e.to_string().contains(point), "{e}"),
+        other => panic!("{point}: stop returned {other:?}"),
+    }
+    drop(node);
+    let node = start(dir.path());
+    assert_eq!(get(&node, "k").unwrap().value, b"9");
+    let old = node.range(raftkv::pb::RangeRequest { revision: at - 1, ..raftkv::pb::RangeRequest::key("k") });
+    assert!(matches!(old, Err(Error::Compacted)), "{point}: {old:?}");
+    // A physical compaction waits for every earlier removal, the resumed one included.
+    put(&node, "k", "again");
+    node.compact(CompactionRequest { revision: node.revision(), physical: true }).unwrap();
+    node.stop().unwrap();
+}
+
 /// One test, so the process-wide fault points never touch another test's member.
 #[test]
 fn failed_writes_stop_the_member_cleanly() {
     fatal_write_stops_the_member("raft_before_save");
     fatal_write_stops_the_member("apply_before_commit");
+    failed_removal_stops_the_member("compaction_before_batch");
+    failed_removal_stops_the_member("compaction_after_batch");
 }

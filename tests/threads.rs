@@ -50,7 +50,7 @@ fn stop_joins_every_thread_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path());
     put(&node, "a", "1");
-    assert_running(&["raftkv-run", "raftkv-raft", "raftkv-apply"]);
+    assert_running(&["raftkv-run", "raftkv-raft", "raftkv-apply", "raftkv-kv-compact"]);
     let clone = node.clone();
     node.stop().unwrap();
     node.stop().unwrap();

@@ -5,7 +5,8 @@
 //! order. For each batch it writes all mvcc changes and the applied index/term in **one
 //! RocksDB `WriteBatch`**, and only after that write triggers the waiters, advances the applied
 //! index readers wait on, and reports progress to the raft thread (apply progress channel).
-//! A compaction is applied in a batch of its own (mvcc's rule). Apply never does network I/O.
+//! A compaction is applied in a batch of its own (mvcc's rule) and only recorded there: its
+//! dead rows are removed by mvcc's removal thread, off this one. Apply never does network I/O.
 //!
 //! Membership: a conf change entry is checked against the membership (etcd's rules), handed
 //! to the raft thread to apply to raft (only it may touch the `RawNode`), and the new
@@ -308,8 +309,12 @@ impl Applier {
             return Ok(());
         }
         let ctx = &self.ctx;
+        // The snapshot replaces the rows a removal batch works on: none may run in between,
+        // and the one in progress is moot (reload schedules the snapshot's, if unfinished).
+        let removal_paused = ctx.store.pause_removal();
         ctx.snapshots.install_received(&meta)?;
         self.reload(&meta)?;
+        drop(removal_paused);
         let _ = self.progress_tx.send(ApplyProgress::Applied { index: meta.index });
         log::info!(
             "apply: installed snapshot at index {} (term {}), revision {}",

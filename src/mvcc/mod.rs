@@ -3,25 +3,29 @@
 //! revisions, rebuilt from disk at start. The rows are etcd's bolt rows byte for byte, which
 //! makes [`Store::hash_kv`] etcd's `HashKV` number.
 //!
-//! Threads: exactly one writer — the FIFO apply thread, through an [`ApplyBatch`] — and any
+//! Threads: one writer of changes — the FIFO apply thread, through an [`ApplyBatch`] — and any
 //! number of readers through [`Store::range`] (and history, hash). The writer updates the index as it goes but
 //! publishes the new current revision only after the batch is written to RocksDB, and readers
 //! read at or below the published revision, so they never see a change that is not on disk.
-//! Compaction swaps the index and publishes the compact revision under the write lock while
+//! Compaction prunes the index and publishes the compact revision under the write lock while
 //! readers take their RocksDB snapshot under the read lock, so no reader sees a half-compacted
-//! store. mvcc knows nothing about raft; the caller adds its applied index to the batch.
+//! store; the dead rows are deleted later by the `raftkv-kv-compact` thread ([`compaction`]),
+//! the only other writer, which touches nothing a reader can ask for. mvcc knows nothing about
+//! raft; the caller adds its applied index to the batch.
 
+pub mod compaction;
 pub mod index;
 pub mod key_index;
 pub mod revision;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use prost::Message as _;
 use rocksdb::{IteratorMode, WriteBatch};
 
+pub use compaction::{HistogramSnapshot, RemovalCursor, RemovalPace, RemovalPaused};
 pub use index::TreeIndex;
 pub use key_index::{KeyAt, KeyIndex};
 pub use revision::Revision;
@@ -83,6 +87,8 @@ pub struct Store {
     state: RwLock<State>,
     /// Live keys with a lease as found by restore, for the lessor to take once at start.
     restored_leases: parking_lot::Mutex<Vec<(Vec<u8>, i64)>>,
+    /// The compacted revisions still to delete from disk, and who waits for that.
+    removal: compaction::Removal,
 }
 
 fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue> {
@@ -93,12 +99,28 @@ fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue> {
 /// Live keys that carry a lease, with the lease id: what the lessor is rebuilt from.
 pub type LeasedKeys = Vec<(Vec<u8>, i64)>;
 
+/// What a store is opened from: the published state, the leased keys, the finished compact
+/// revision, and the removal a crash (or the snapshot's sender) left unfinished.
+struct Loaded {
+    state: State,
+    leased: LeasedKeys,
+    finished_rev: i64,
+    unfinished: Option<(i64, HashSet<Revision>)>,
+}
+
+/// A compact revision record of `meta`, if written.
+fn compact_record(db: &Db, key: &[u8]) -> Result<Option<i64>> {
+    Ok(match db.get(Cf::Meta, key)? {
+        Some(_) => Some(db.get_meta_u64(key)? as i64),
+        None => None,
+    })
+}
+
 /// Reads the key index, revisions and leased keys from the `kv` column family.
-fn load(db: &Db) -> Result<(State, LeasedKeys)> {
-    let compact_rev = match db.get(Cf::Meta, meta::COMPACT_REVISION)? {
-        Some(_) => db.get_meta_u64(meta::COMPACT_REVISION)? as i64,
-        None => NEVER_COMPACTED,
-    };
+fn load(db: &Db) -> Result<Loaded> {
+    // A data dir of the version that removed rows in the apply batch has only the finished one.
+    let finished_rev = compact_record(db, meta::COMPACT_REVISION)?.unwrap_or(NEVER_COMPACTED);
+    let compact_rev = compact_record(db, meta::SCHEDULED_COMPACT_REVISION)?.unwrap_or(finished_rev).max(finished_rev);
     let mut index = TreeIndex::default();
     let mut leased: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut last = 0;
@@ -123,8 +145,17 @@ fn load(db: &Db) -> Result<(State, LeasedKeys)> {
     // A fresh store is at revision 1, as etcd's; a compaction may have removed the newest
     // tombstones, never the revision counter.
     let current_rev = last.max(compact_rev).max(1);
-    log::info!("mvcc: restored {} keys, revision {current_rev}, compacted at {compact_rev}", index.len());
-    Ok((State { index, current_rev, compact_rev }, leased.into_iter().collect()))
+    // Rows a half-done removal left are in the index now: compact it again (etcd's restore
+    // does too), which also gives the keep set to resume with. The rows it drops were dead
+    // already, and deletion goes in revision order, so no key lost a newer row but kept an
+    // older one.
+    let unfinished = (compact_rev > finished_rev).then(|| (compact_rev, index.compact(compact_rev)));
+    log::info!(
+        "mvcc: restored {} keys, revision {current_rev}, compacted at {compact_rev} (removal finished at {finished_rev})",
+        index.len()
+    );
+    let state = State { index, current_rev, compact_rev };
+    Ok(Loaded { state, leased: leased.into_iter().collect(), finished_rev, unfinished })
 }
 
 /// The compact revision of a store that was never compacted.
@@ -142,18 +173,35 @@ fn check_rev(requested: i64, current: i64, compacted: i64) -> Result<i64> {
 }
 
 impl Store {
-    /// Opens the store in `db`, rebuilding the key index from the `kv` column family.
+    /// Opens the store in `db`, rebuilding the key index from the `kv` column family. An
+    /// unfinished removal is scheduled again, for the removal thread once it runs.
     pub fn open(db: Arc<Db>) -> Result<Store> {
-        let (state, leased) = load(&db)?;
-        Ok(Store { db, state: RwLock::new(state), restored_leases: parking_lot::Mutex::new(leased) })
+        let loaded = load(&db)?;
+        let store = Store {
+            db,
+            state: RwLock::new(loaded.state),
+            restored_leases: parking_lot::Mutex::new(loaded.leased),
+            removal: compaction::Removal::new(loaded.finished_rev),
+        };
+        if let Some((rev, keep)) = loaded.unfinished {
+            log::info!("mvcc: resuming the removal of revisions compacted at {rev}");
+            store.removal.schedule(rev, keep);
+        }
+        Ok(store)
     }
 
     /// Rebuilds the key index from the database after a snapshot replaced its contents (apply
-    /// thread). Returns the live keys that carry a lease, for the lessor.
+    /// thread, with removal paused: [`Store::pause_removal`]), and schedules the snapshot's
+    /// unfinished removal if it has one. Returns the live keys that carry a lease, for the
+    /// lessor.
     pub fn reload(&self) -> Result<LeasedKeys> {
-        let (state, leased) = load(&self.db)?;
-        *self.state.write() = state;
-        Ok(leased)
+        let loaded = load(&self.db)?;
+        *self.state.write() = loaded.state;
+        self.removal.set_finished(loaded.finished_rev);
+        if let Some((rev, keep)) = loaded.unfinished {
+            self.removal.schedule(rev, keep);
+        }
+        Ok(loaded.leased)
     }
 
     /// Keys in the index, deleted ones whose history is kept included.
@@ -172,14 +220,16 @@ impl Store {
     /// [`Error::Compacted`] if `from` is below the compact revision. The check and the RocksDB
     /// snapshot read from are taken under one read lock, as [`Store::range`] does, so a
     /// compaction committed meanwhile cannot delete rows out of the middle of the answer: it
-    /// is complete, or it is refused.
+    /// is complete, or it is refused. Above the compact revision no row is ever removed; at it,
+    /// only tombstones are dead (a put there is its key's newest revision at or below it, which
+    /// compaction keeps), and they are skipped whether or not removal got to them yet.
     pub fn history(&self, key: &[u8], end: Option<&[u8]>, from: i64, to: i64, max: usize) -> Result<Vec<KeyValue>> {
-        let snapshot = {
+        let (snapshot, compact_rev) = {
             let state = self.state.read();
             if from < state.compact_rev {
                 return Err(Error::Compacted);
             }
-            self.db.raw().snapshot()
+            (self.db.raw().snapshot(), state.compact_rev)
         };
         let cf = self.db.cf(Cf::Kv);
         let start = Revision::new(from, 0).to_key(false);
@@ -198,6 +248,9 @@ impl Store {
             let Some((rev, tombstone)) = Revision::from_key(&k) else { continue };
             if out.len() >= max && rev.main != last_main {
                 break;
+            }
+            if tombstone && rev.main == compact_rev {
+                continue;
             }
             last_main = rev.main;
             let kv = decode_kv(&v, rev)?;
@@ -218,7 +271,8 @@ impl Store {
     /// value in revision order, where rows at or below the compact revision count only if a
     /// compaction at `rev` would keep them. So the sum depends on the history and the compact
     /// revision it reports, not on how much of the compacted history is still on disk; and
-    /// since the rows are etcd's bolt rows byte for byte, it equals etcd's for the same history.
+    /// since the rows are etcd's bolt rows byte for byte, it equals etcd's for the same history
+    /// once etcd's removal is done.
     ///
     /// [`Error::Compacted`] for a `rev` at or below the compact revision, [`Error::FutureRevision`]
     /// above the current one; both revisions, the keep set and the RocksDB snapshot are taken
@@ -234,7 +288,14 @@ impl Store {
                 return Err(Error::FutureRevision);
             }
             let rev = if rev == 0 { current } else { rev };
-            (rev, current, compacted, state.index.keep(rev), self.db.raw().snapshot())
+            let mut keep = state.index.keep(rev);
+            // etcd's quirk kept for equal sums: with nothing live at `rev` it counts every row
+            // at or below the compact revision that is on disk, which once its removal is done
+            // are the ones that compaction kept — and the index still holds exactly those.
+            if keep.is_empty() {
+                keep = state.index.keep(compacted);
+            }
+            (rev, current, compacted, keep, self.db.raw().snapshot())
         };
         let mut opts = rocksdb::ReadOptions::default();
         // A negative `rev` hashes no row, as in etcd.
@@ -245,8 +306,7 @@ impl Store {
         for item in snapshot.iterator_cf_opt(self.db.cf(Cf::Kv), opts, IteratorMode::Start) {
             let (key, value) = item.map_err(|e| Error::Storage(e.into()))?;
             let Some((r, _)) = Revision::from_key(&key) else { continue };
-            // etcd's quirk kept for equal sums: with nothing live at `rev`, every row counts.
-            if r.main <= compact_rev && !keep.is_empty() && !keep.contains(&r) {
+            if r.main <= compact_rev && !keep.contains(&r) {
                 continue;
             }
             crc = crate::storage::crc32c_update(crc, &key);
@@ -281,7 +341,14 @@ impl Store {
     /// Starts a batch of writes. Only the apply thread may hold one.
     pub fn batch(&self) -> ApplyBatch<'_> {
         let rev = self.current_revision();
-        ApplyBatch { store: self, batch: WriteBatch::default(), rev, pending: HashMap::new(), changes: Vec::new() }
+        ApplyBatch {
+            store: self,
+            batch: WriteBatch::default(),
+            rev,
+            pending: HashMap::new(),
+            changes: Vec::new(),
+            compaction: None,
+        }
     }
 }
 
@@ -368,6 +435,8 @@ pub struct ApplyBatch<'a> {
     pending: HashMap<Revision, KeyValue>,
     /// Every change of the batch's transactions, in order.
     changes: Vec<KeyValue>,
+    /// The compaction recorded in this batch and its keep set, for removal once it is written.
+    compaction: Option<(i64, HashSet<Revision>)>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -387,10 +456,13 @@ impl<'a> ApplyBatch<'a> {
         &mut self.batch
     }
 
-    /// Discards history before `rev`. An invalid `rev` is refused with [`Store::check_compaction`]'s
-    /// error, as etcd's store refuses it, so a caller's missed check cannot corrupt the index.
-    /// Must be the only change in its batch: the checks, the keep set and the rows scanned for
-    /// deletion all describe the published store, which earlier writes in the batch would have
+    /// Discards history before `rev`: prunes the index and publishes `rev` as the compact
+    /// revision at once (reads below it fail from now on), and records it in the batch as the
+    /// scheduled compact revision. The dead rows are removed once the batch is written, by the
+    /// removal thread ([`compaction`]). An invalid `rev` is refused with
+    /// [`Store::check_compaction`]'s error, as etcd's store refuses it, so a caller's missed
+    /// check cannot corrupt the index. Must be the only change in its batch: the checks and the
+    /// keep set describe the published store, which earlier writes in the batch would have
     /// moved past without being on disk yet.
     pub fn compact(&mut self, rev: i64) -> Result<()> {
         // Deletes leave nothing in `pending`, so check the changes and the revision too.
@@ -405,36 +477,26 @@ impl<'a> ApplyBatch<'a> {
             state.compact_rev = rev;
             available
         };
-        let db = &self.store.db;
-        let cf = db.cf(Cf::Kv);
-        let end = Revision::new(rev + 1, 0).to_key(false);
-        let mut removed = 0u64;
-        for item in db.raw().iterator_cf(cf, IteratorMode::Start) {
-            let (key, _) = item.map_err(|e| Error::Storage(e.into()))?;
-            if key.as_ref() >= end.as_slice() {
-                break;
-            }
-            let Some((r, _)) = Revision::from_key(&key) else { continue };
-            if !available.contains(&r) {
-                self.batch.delete_cf(cf, &key);
-                removed += 1;
-            }
-        }
-        db.put_meta_u64(&mut self.batch, meta::COMPACT_REVISION, rev as u64);
-        log::info!("mvcc: compacted at revision {rev}: {removed} old revisions removed");
+        self.store.db.put_meta_u64(&mut self.batch, meta::SCHEDULED_COMPACT_REVISION, rev as u64);
+        log::info!("mvcc: compacted at revision {rev}: {} revisions kept at or below it", available.len());
+        self.compaction = Some((rev, available));
         Ok(())
     }
 
     /// Writes the batch (not synced: the raft log is the durable record), then publishes its
-    /// revision to readers.
+    /// revision to readers and hands a compaction in it to the removal thread (only now: a
+    /// row must not go before the record that it is dead).
     /// Returns the batch's changes in revision order (deletes as key + mod_revision), for
     /// watchers. A failed write leaves the index ahead of disk (its revisions unpublished, so
     /// no reader sees them) and is fatal: the caller stops, and a restart rebuilds the index
     /// from disk and re-applies the entries.
     pub fn commit(self) -> Result<Vec<KeyValue>> {
-        let ApplyBatch { store, batch, rev, changes, .. } = self;
+        let ApplyBatch { store, batch, rev, changes, compaction, .. } = self;
         store.db.write(batch, false)?;
         store.state.write().current_rev = rev;
+        if let Some((rev, keep)) = compaction {
+            store.removal.schedule(rev, keep);
+        }
         Ok(changes)
     }
 }

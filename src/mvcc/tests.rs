@@ -1,8 +1,11 @@
-//! Store tests on real RocksDB: versions and revisions, history, compaction (logical and
-//! physical), batch visibility, restore, and readers racing the writer.
+//! Store tests on real RocksDB: versions and revisions, history, compaction (logical, and the
+//! batched removal of dead rows, resumed after a reopen), batch visibility, restore, and
+//! readers racing the writer and the removal.
 
 use super::*;
+use crossbeam::channel::Sender;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 fn open(dir: &std::path::Path) -> (Arc<Db>, Store) {
     let db = Arc::new(Db::open(dir).unwrap());
@@ -31,6 +34,20 @@ fn get_at(store: &Store, key: &str, rev: i64) -> Result<Option<KeyValue>> {
 
 fn kv_rows(db: &Db) -> usize {
     db.raw().iterator_cf(db.cf(Cf::Kv), IteratorMode::Start).count()
+}
+
+/// Revisions of the rows on disk, in order.
+fn revisions_on_disk(db: &Db) -> Vec<Revision> {
+    db.raw()
+        .iterator_cf(db.cf(Cf::Kv), IteratorMode::Start)
+        .map(|item| Revision::from_key(&item.unwrap().0).unwrap().0)
+        .collect()
+}
+
+/// Runs the scheduled removal to its end, as the removal thread would, without pauses.
+fn remove_all(store: &Store, rows_max: usize) {
+    let mut cursor = RemovalCursor::default();
+    while store.remove_batch(&mut cursor, rows_max).unwrap() {}
 }
 
 #[test]
@@ -114,6 +131,9 @@ fn compaction_removes_old_revisions_from_disk() {
     let mut batch = store.batch();
     batch.compact(5).unwrap();
     batch.commit().unwrap();
+    assert_eq!(kv_rows(&db), 5, "applying a compaction only records it");
+    assert!(matches!(get_at(&store, "a", 4), Err(Error::Compacted)), "but it is compacted at once");
+    remove_all(&store, 1000);
     // Left: a@3 (live at 5) and c@6; a@2 and b's generation are gone.
     assert_eq!(kv_rows(&db), 2);
     assert!(matches!(get_at(&store, "a", 4), Err(Error::Compacted)));
@@ -195,6 +215,7 @@ fn restore_after_compacting_away_the_newest_tombstone() {
         let mut batch = store.batch();
         batch.compact(4).unwrap();
         batch.commit().unwrap();
+        remove_all(&store, 1000);
         assert_eq!(kv_rows(&db), 1, "only b@3 is left");
     }
     // Nothing on disk says revision 4 happened but the compact revision.
@@ -332,6 +353,7 @@ fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
             }
             eprintln!("reader at the compact revision: {read} reads after compactions, {compacted} raced a compaction");
         });
+        let stop_removal = removal_thread(s, &store);
         for i in 0..BATCHES {
             let mut batch = store.batch();
             for key in [b"k1", b"k2"] {
@@ -345,6 +367,7 @@ fn readers_never_see_errors_or_torn_batches_while_the_writer_runs() {
             }
         }
         stop.store(true, Ordering::Relaxed);
+        stop_removal.send(()).unwrap();
     });
     assert_eq!(store.current_revision(), 1 + 2 * BATCHES);
 }
@@ -395,6 +418,7 @@ fn history_racing_compaction_is_complete_or_compacted() {
             }
             eprintln!("history reader: {complete} complete reads, {compacted} raced a compaction");
         });
+        let stop_removal = removal_thread(s, &store);
         for i in 0..BATCHES {
             put(&store, "k", &i.to_string());
             if i % 10 == 9 {
@@ -404,6 +428,7 @@ fn history_racing_compaction_is_complete_or_compacted() {
             }
         }
         stop.store(true, Ordering::Relaxed);
+        stop_removal.send(()).unwrap();
     });
     let mut batch = store.batch();
     batch.compact(store.current_revision()).unwrap();
@@ -465,6 +490,260 @@ fn hash_kv_ignores_compacted_rows_still_on_disk() {
     };
     db.raw().put_cf(db.cf(Cf::Kv), Revision::new(2, 0).to_key(false), stale.encode_to_vec()).unwrap();
     assert_eq!(store.hash_kv(0).unwrap(), before);
+}
+
+/// A history of `keys` keys, each rewritten `versions` times, with every third key deleted
+/// halfway; returns the revision halfway (where it compacts).
+fn churn(store: &Store, keys: usize, versions: usize) -> i64 {
+    let mut halfway = 0;
+    for v in 0..versions {
+        for k in 0..keys {
+            put(store, &format!("k{k:03}"), &format!("{v}"));
+        }
+        if v == versions / 2 {
+            for k in (0..keys).step_by(3) {
+                delete(store, &format!("k{k:03}"), None);
+            }
+            halfway = store.current_revision();
+        }
+    }
+    halfway
+}
+
+/// Every answer a reader can get at every readable revision, as ranges and as history.
+fn all_answers(store: &Store) -> Vec<(Vec<KeyValue>, i64)> {
+    let (from, to) = (store.compact_revision().max(1), store.current_revision());
+    let mut answers: Vec<(Vec<KeyValue>, i64)> = (from..=to)
+        .map(|rev| {
+            let r = store.range(&[0], Some(&[]), RangeOptions { rev, ..Default::default() }).unwrap();
+            (r.kvs, r.count)
+        })
+        .collect();
+    answers.push((store.history(&[0], Some(&[]), from, to, usize::MAX).unwrap(), 0));
+    answers
+}
+
+#[test]
+fn removal_goes_in_batches_and_keeps_exactly_what_compaction_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store) = open(dir.path());
+    let at = churn(&store, 20, 6);
+    let before_compaction = all_answers(&store);
+    let rows = kv_rows(&db);
+    let keep = store.state.read().index.keep(at);
+    compact(&store, at);
+    // Applied: reads below fail at once, everything else reads as before, rows all still there.
+    assert!(matches!(get_at(&store, "k001", at - 1), Err(Error::Compacted)));
+    assert!(matches!(store.history(&[0], Some(&[]), at - 1, at, 10), Err(Error::Compacted)));
+    let answers = all_answers(&store);
+    let from = (at - 1) as usize; // revision `at` is the answer after revisions 1..at-1
+    assert_eq!(answers[..answers.len() - 1], before_compaction[from..before_compaction.len() - 1]);
+    assert_eq!(kv_rows(&db), rows);
+    assert_eq!((store.compact_revision(), store.removed_revision()), (at, NEVER_COMPACTED));
+    let hash = store.hash_kv(0).unwrap();
+    let mut cursor = RemovalCursor::default();
+    let mut batches = 0;
+    loop {
+        let more = store.remove_batch(&mut cursor, 7).unwrap();
+        batches += 1;
+        // Between batches nothing a reader can ask for changes, and writes go on.
+        assert_eq!(all_answers(&store), answers, "after batch {batches}");
+        assert_eq!(store.hash_kv(hash.current_rev).unwrap(), hash, "after batch {batches}");
+        if !more {
+            break;
+        }
+        assert_eq!(store.removed_revision(), NEVER_COMPACTED, "finished only with the last batch");
+    }
+    assert!(batches > 10, "{batches} batches of 7 rows for {rows} rows");
+    assert_eq!(store.removed_revision(), at);
+    assert_eq!(db.get_meta_u64(meta::COMPACT_REVISION).unwrap(), at as u64);
+    // On disk: exactly the kept revisions at or below `at`, and everything above.
+    let on_disk = revisions_on_disk(&db);
+    let mut want: Vec<Revision> = keep.into_iter().collect();
+    want.sort();
+    assert_eq!(on_disk.iter().filter(|r| r.main <= at).copied().collect::<Vec<_>>(), want);
+    assert_eq!(on_disk.iter().filter(|r| r.main > at).count() as i64, store.current_revision() - at);
+    assert!(!store.remove_batch(&mut cursor, 7).unwrap(), "nothing left to do");
+}
+
+#[test]
+fn a_write_between_removal_batches_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    let at = churn(&store, 10, 4);
+    compact(&store, at);
+    let mut cursor = RemovalCursor::default();
+    let mut written = Vec::new();
+    while store.remove_batch(&mut cursor, 2).unwrap() {
+        written.push(put(&store, "k001", &format!("during {}", written.len())));
+    }
+    assert!(written.len() > 3);
+    let history = store.history(b"k001", None, at + 1, store.current_revision(), usize::MAX).unwrap();
+    let tail = &history[history.len() - written.len()..];
+    assert_eq!(tail, &written[..]);
+    assert_eq!(get_at(&store, "k001", 0).unwrap().as_ref(), written.last());
+}
+
+#[test]
+fn a_half_done_removal_resumes_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (at, answers, hash) = {
+        let (db, store) = open(dir.path());
+        let at = churn(&store, 20, 6);
+        compact(&store, at);
+        let mut cursor = RemovalCursor::default();
+        for _ in 0..3 {
+            assert!(store.remove_batch(&mut cursor, 10).unwrap());
+        }
+        assert_eq!(db.get_meta_u64(meta::SCHEDULED_COMPACT_REVISION).unwrap(), at as u64);
+        assert!(db.get(Cf::Meta, meta::COMPACT_REVISION).unwrap().is_none(), "not finished");
+        (at, all_answers(&store), store.hash_kv(0).unwrap())
+    };
+    // A crash here: the index is rebuilt from rows of which some dead ones are gone and some not.
+    let (db, store) = open(dir.path());
+    assert_eq!((store.compact_revision(), store.removed_revision()), (at, NEVER_COMPACTED));
+    assert!(matches!(get_at(&store, "k001", at - 1), Err(Error::Compacted)));
+    assert_eq!(all_answers(&store), answers);
+    assert_eq!(store.hash_kv(0).unwrap(), hash);
+    let keep = store.state.read().index.keep(at);
+    remove_all(&store, 10);
+    assert_eq!(store.removed_revision(), at);
+    let kept_on_disk = revisions_on_disk(&db).into_iter().filter(|r| r.main <= at).count();
+    assert_eq!(kept_on_disk, keep.len());
+    assert_eq!(all_answers(&store), answers);
+    assert_eq!(store.hash_kv(0).unwrap(), hash);
+}
+
+#[test]
+fn scheduled_above_finished_in_meta_is_resumed_and_finished_alone_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = {
+        let (db, store) = open(dir.path());
+        let at = churn(&store, 5, 4);
+        // What a crash right after the compaction's apply batch leaves: every row, scheduled only.
+        let mut batch = WriteBatch::default();
+        db.put_meta_u64(&mut batch, meta::SCHEDULED_COMPACT_REVISION, at as u64);
+        db.write(batch, false).unwrap();
+        at
+    };
+    {
+        let (db, store) = open(dir.path());
+        let rows = kv_rows(&db);
+        assert_eq!(store.compact_revision(), at);
+        assert!(matches!(get_at(&store, "k001", at - 1), Err(Error::Compacted)));
+        remove_all(&store, 1000);
+        assert!(kv_rows(&db) < rows);
+    }
+    // A data dir of the previous version: `compact_revision` alone means finished.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (db, store) = open(dir.path());
+        churn(&store, 5, 4);
+        let mut batch = WriteBatch::default();
+        db.put_meta_u64(&mut batch, meta::COMPACT_REVISION, 3);
+        db.write(batch, false).unwrap();
+    }
+    let (db, store) = open(dir.path());
+    assert_eq!((store.compact_revision(), store.removed_revision()), (3, 3));
+    let rows = kv_rows(&db);
+    assert!(!store.remove_batch(&mut RemovalCursor::default(), 1000).unwrap(), "nothing scheduled");
+    assert_eq!(kv_rows(&db), rows);
+}
+
+#[test]
+fn a_newer_compaction_replaces_an_unfinished_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store) = open(dir.path());
+    let first = churn(&store, 10, 6);
+    compact(&store, first);
+    let mut cursor = RemovalCursor::default();
+    assert!(store.remove_batch(&mut cursor, 5).unwrap());
+    let second = store.current_revision() - 3;
+    compact(&store, second);
+    let keep = store.state.read().index.keep(second);
+    while store.remove_batch(&mut cursor, 5).unwrap() {}
+    assert_eq!(store.removed_revision(), second, "the first never finished on its own");
+    assert_eq!(revisions_on_disk(&db).into_iter().filter(|r| r.main <= second).count(), keep.len());
+}
+
+#[test]
+fn pausing_removal_drops_the_one_in_progress_until_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, store) = open(dir.path());
+    let at = churn(&store, 10, 4);
+    compact(&store, at);
+    let mut cursor = RemovalCursor::default();
+    assert!(store.remove_batch(&mut cursor, 5).unwrap());
+    let rows = kv_rows(&db);
+    drop(store.pause_removal());
+    assert!(!store.remove_batch(&mut cursor, 5).unwrap(), "dropped");
+    assert_eq!(kv_rows(&db), rows);
+    // What an install does next: reload finds the data's own unfinished removal.
+    store.reload().unwrap();
+    remove_all(&store, 5);
+    assert_eq!(store.removed_revision(), at);
+}
+
+#[test]
+fn the_removal_thread_finishes_physical_waits_and_releases_them_at_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    let at = churn(&store, 10, 4);
+    std::thread::scope(|s| {
+        let stop_removal = removal_thread(s, &store);
+        compact(&store, at);
+        store.wait_removed(at).unwrap();
+        stop_removal.send(()).unwrap();
+    });
+    let (pause, total, removed) = store.removal_metrics();
+    assert!(pause.count > 0 && removed > 0);
+    assert_eq!(total.count, 1);
+    assert_eq!(total.buckets.last().unwrap().0, 819_200.0, "etcd's layout: 100 ms × 2^13");
+    assert_eq!((pause.buckets[0].0, pause.buckets.len()), (1.0, 13), "etcd's layout: 1 ms .. 4096 ms");
+    put(&store, "k001", "after");
+    compact(&store, store.current_revision());
+    assert!(matches!(store.wait_removed(store.current_revision()), Err(Error::Stopped)));
+}
+
+#[test]
+fn hash_kv_with_nothing_live_does_not_depend_on_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    put(&store, "a", "1"); // 2
+    put(&store, "a", "2"); // 3
+    delete(&store, "a", None); // 4
+    compact(&store, 3);
+    // Nothing is live at 4: etcd counts every row at or below 3 still on disk, which once its
+    // removal is done is a@3 only.
+    let pending = store.hash_kv(4).unwrap();
+    remove_all(&store, 1000);
+    assert_eq!(store.hash_kv(4).unwrap(), pending);
+}
+
+#[test]
+fn history_from_the_compact_revision_skips_its_dead_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = open(dir.path());
+    put(&store, "a", "1"); // 2
+    put(&store, "b", "1"); // 3
+    delete(&store, "a", None); // 4
+    put(&store, "b", "2"); // 5
+    compact(&store, 4);
+    let revs = |store: &Store| -> Vec<i64> {
+        store.history(&[0], Some(&[]), 4, 5, usize::MAX).unwrap().iter().map(|kv| kv.mod_revision).collect()
+    };
+    assert_eq!(revs(&store), vec![5], "a's delete at 4 is dead before its removal");
+    remove_all(&store, 1000);
+    assert_eq!(revs(&store), vec![5]);
+}
+
+/// The removal thread, in small batches without pauses so that it races everything else;
+/// stopped by sending on the returned channel.
+fn removal_thread<'scope>(s: &'scope std::thread::Scope<'scope, '_>, store: &'scope Store) -> Sender<()> {
+    let (stop_tx, stop_rx) = crossbeam::channel::bounded(1);
+    let pace = RemovalPace { batch_rows_max: 3, pause: Duration::ZERO };
+    spawn_named(s, "raftkv-test-removal", move || store.run_removal(pace, &stop_rx).unwrap());
+    stop_tx
 }
 
 /// A scoped thread with a name, so a failing or hanging concurrency test shows which one.

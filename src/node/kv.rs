@@ -100,9 +100,15 @@ impl Node {
         self.propose_then(Origin::Client, Request::Txn(req), reply)
     }
 
-    /// Discards the history before a revision (etcd `Compact`). Returns once the old revisions
-    /// are physically gone.
+    /// Discards the history before a revision (etcd `Compact`). Returns once the compaction is
+    /// applied here (reads below the revision fail from then on), and with `physical` only
+    /// once this member has also removed the old revisions from disk, as etcd.
     pub fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
-        wait_on(|reply| self.propose_then(Origin::Client, Request::Compaction(req), reply))
+        let (rev, physical) = (req.revision, req.physical);
+        let resp = wait_on(|reply| self.propose_then(Origin::Client, Request::Compaction(req), reply))?;
+        if physical {
+            self.inner.store.wait_removed(rev)?;
+        }
+        Ok(resp)
     }
 }

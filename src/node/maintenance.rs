@@ -81,10 +81,30 @@ impl Node {
             ("raftkv_rocksdb_block_cache_bytes", "gauge", "RocksDB block cache in use.", block_cache.to_string()),
             ("raftkv_rocksdb_memtable_bytes", "gauge", "RocksDB memtables, all families.", memtables.to_string()),
         ];
-        metrics
+        let mut text: String = metrics
             .iter()
             .map(|(name, kind, help, value)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"))
-            .collect()
+            .collect();
+        let (pause, total, removed) = inner.store.removal_metrics();
+        for (name, help, histogram) in [
+            (
+                "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                "Bucketed histogram of db compaction pause duration.",
+                pause,
+            ),
+            (
+                "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                "Bucketed histogram of db compaction total duration.",
+                total,
+            ),
+        ] {
+            text.push_str(&histogram_text(name, help, &histogram));
+        }
+        let name = "etcd_debugging_mvcc_db_compaction_keys_total";
+        text.push_str(&format!(
+            "# HELP {name} Total number of db keys compacted.\n# TYPE {name} counter\n{name} {removed}\n"
+        ));
+        text
     }
 
     /// This member's view of itself (etcd `Status`).
@@ -139,8 +159,10 @@ impl Node {
         Ok(DefragmentResponse::default())
     }
 
-    /// A checksum of the key-value history held by this member (etcd `Hash`); members that
-    /// applied the same entries and compactions agree on it.
+    /// A checksum of the key-value rows this member holds (etcd `Hash`); members that applied
+    /// the same entries and compactions agree on it once their removal of the compacted rows
+    /// is done (as etcd's, it hashes whatever is on disk: use [`Node::hash_kv`] to compare
+    /// members at any moment).
     pub fn hash(&self) -> Result<HashResponse> {
         self.refuse_learner()?;
         let inner = &self.inner;
@@ -217,4 +239,17 @@ impl Node {
         self.inner.identity.fill_header(&mut header);
         header
     }
+}
+
+/// A histogram in Prometheus' text format: cumulative `_bucket` lines by `le`, `_sum`, `_count`.
+fn histogram_text(name: &str, help: &str, h: &crate::mvcc::HistogramSnapshot) -> String {
+    let mut text = format!("# HELP {name} {help}\n# TYPE {name} histogram\n");
+    for (bound, count) in &h.buckets {
+        text.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {count}\n"));
+    }
+    text.push_str(&format!(
+        "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
+        h.count, h.sum_ms, h.count
+    ));
+    text
 }

@@ -296,7 +296,7 @@ pub struct TxnResponse {
 pub struct CompactionRequest {
     #[prost(int64, tag = "1")]
     pub revision: i64,
-    /// Return only once the old revisions are physically removed (raftkv always does).
+    /// Return only once the old revisions are physically removed from the answering member.
     #[prost(bool, tag = "2")]
     pub physical: bool,
 }

@@ -15,8 +15,9 @@
 //! Shutdown order (written once, in `Server::shutdown`): stop the lessor and the compactor
 //! (they propose); stop the raft thread so no new entries are committed; the peer transport;
 //! then the FIFO thread (the running job finishes, queued ones are dropped: they are in the
-//! durable log and are re-applied on restart); then fail every remaining waiter with
-//! `etcdserver: server stopped`; flush the memtables.
+//! durable log and are re-applied on restart); the watch-sync and the kv-compact threads
+//! (a removal left unfinished resumes at the next start); then fail every remaining waiter
+//! with `etcdserver: server stopped`; flush the memtables.
 
 mod bootstrap;
 pub mod fifo;
@@ -121,6 +122,8 @@ pub struct Server {
     compactor_gate: Arc<compactor::Gate>,
     compactor: Option<Worker>,
     watch_sync: Option<Worker>,
+    /// `raftkv-kv-compact`: deletes compacted revisions off the apply thread.
+    removal: Option<Worker>,
     fifo: Fifo,
     applier: Arc<Applier>,
 }
@@ -223,6 +226,11 @@ impl Server {
         // no more events and the member reports stopped.
         if let Some(watch_sync) = self.watch_sync.take() {
             watch_sync.stop("watch sync");
+        }
+        // After apply: no new compaction to remove. The batch in progress finishes (the rest
+        // resumes at the next start); physical compactions still waiting are told stopped.
+        if let Some(removal) = self.removal.take() {
+            removal.stop("kv compact");
         }
         self.wait.close();
         self.applied.close();

@@ -21,7 +21,7 @@ use crate::compactor;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::lease::{self, Lessor};
-use crate::mvcc::Store;
+use crate::mvcc::{RemovalPace, Store};
 use crate::pb::internal_request::Request;
 use crate::pb::{CompactionRequest, LeaseCheckpointRequest};
 use crate::raft::node::{RaftChannels, RaftNode, RaftParts};
@@ -276,6 +276,18 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
             spawn("raftkv-watch-sync", move || watches.run_sync(&store, &stop_rx, &|h| identity.fill_header(h)))?;
         Worker { stop_tx, thread }
     };
+    let removal = {
+        let (stop_tx, stop_rx) = channel::bounded(1);
+        let (store, error_tx) = (store.clone(), ch.error.0.clone());
+        let pace = RemovalPace { batch_rows_max: cfg.compaction_batch_limit, pause: cfg.compaction_sleep_interval };
+        let thread = spawn("raftkv-kv-compact", move || {
+            if let Err(e) = store.run_removal(pace, &stop_rx) {
+                // Fatal, as a failed apply write: the run loop stops the member.
+                let _ = error_tx.try_send(e);
+            }
+        })?;
+        Worker { stop_tx, thread }
+    };
     let fifo = Fifo::start("raftkv-apply")?;
     let apply_ctx = ApplyContext {
         identity: identity.clone(),
@@ -312,6 +324,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         compactor_gate,
         compactor,
         watch_sync: Some(watch_sync),
+        removal: Some(removal),
         fifo,
         applier,
     };

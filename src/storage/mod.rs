@@ -2,17 +2,19 @@
 //!
 //! Owns: opening the database (with its column families and tuning), the key encodings, and the
 //! `meta` column family's small records (applied index, cluster identity, compaction state).
-//! Every thread may read through a [`Db`]; writes come from exactly two threads: the raft thread
-//! (column family `raft`, always with `sync` per Ready) and the FIFO apply thread (`kv`, `lease`,
-//! `meta`, `auth`, never synced: the next synced raft write makes them durable, because all column
-//! families share one WAL — which is why the WAL must never be disabled here).
+//! Every thread may read through a [`Db`]; writes come from exactly three threads: the raft
+//! thread (column family `raft`, always with `sync` per Ready), the FIFO apply thread (`kv`,
+//! `lease`, `meta`, `auth`) and `raftkv-kv-compact` (deletes of compacted `kv` rows, the finished compact
+//! revision in `meta`), the last two never synced: the next synced raft write makes them durable,
+//! because all column families share one WAL — which is why the WAL must never be disabled here.
 //!
 //! | column family | key | value |
 //! |---|---|---|
 //! | `raft` | `log/` + index (u64 BE), `hard_state`, `conf_state`, `snapshot_meta` | raft protobuf |
 //! | `kv` | revision: main (u64 BE) `_` sub (u64 BE), + `t` for a tombstone (etcd's bolt layout) | `mvccpb.KeyValue` |
 //! | `lease` | lease id (u64 BE) | lease record |
-//! | `meta` | `applied_index`, `applied_term`, `compact_revision`, `cluster_id`, `member_id` | u64 BE |
+//! | `meta` | `applied_index`, `applied_term`, `scheduled_compact_revision`, `compact_revision` (finished), `cluster_id`, `member_id` | u64 BE |
+//! | `meta` | `alarm/` + member id (u64 BE) + alarm type (i32 BE) | empty |
 //! | `auth` | `user/` + name, `role/` + name; `revision` | `authpb.User`, `authpb.Role`; u64 BE |
 
 use std::path::Path;
@@ -73,8 +75,13 @@ pub mod meta {
     pub const APPLIED_INDEX: &[u8] = b"applied_index";
     /// Term of that entry.
     pub const APPLIED_TERM: &[u8] = b"applied_term";
-    /// Revision of the last finished compaction.
+    /// Revision of the last compaction whose dead revisions are all removed from `kv` (etcd's
+    /// `finishedCompactRev`). The name predates background removal, when every compaction
+    /// finished in its apply batch: a data dir without the scheduled record below means this.
     pub const COMPACT_REVISION: &[u8] = b"compact_revision";
+    /// Revision of the last applied compaction, written in its apply batch (etcd's
+    /// `scheduledCompactRev`); above [`COMPACT_REVISION`] while its removal is unfinished.
+    pub const SCHEDULED_COMPACT_REVISION: &[u8] = b"scheduled_compact_revision";
     pub const CLUSTER_ID: &[u8] = b"cluster_id";
     pub const MEMBER_ID: &[u8] = b"member_id";
 }

@@ -9,6 +9,7 @@ mod harness;
 mod alarm;
 mod cli;
 mod cluster;
+mod compaction;
 mod crash;
 mod etcdctl_compat;
 mod failover;
