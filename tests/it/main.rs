@@ -17,6 +17,7 @@ mod failover;
 mod grpc;
 mod grpc_cluster;
 mod h2_abuse;
+mod history_check;
 mod http;
 mod kv_semantics;
 mod lease;
