@@ -6,7 +6,7 @@
 //! etcd's guarantees.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use raftkv::pb::{RangeRequest, WatchCreateRequest};
@@ -19,6 +19,8 @@ use crate::history::client::{watch_response, RecordingClient};
 use crate::history::*;
 
 const PREFIX: &str = "h/";
+/// Written once the traffic is over; the watch ends when it sees it.
+const BARRIER_KEY: &[u8] = b"h/end";
 const KEYS: usize = 8;
 const CLIENTS: usize = 6;
 /// Traffic runs this long; the leader dies a third of the way in and comes back at two thirds.
@@ -112,9 +114,9 @@ fn traffic(members: &[RecordingClient], stop: &AtomicBool) {
     }
 }
 
-/// Watches the prefix (with prev_kv) until it has seen revision `until` (once set) or `abort`;
+/// Watches the prefix (with prev_kv) until it has seen the barrier key written, or `abort`;
 /// a broken stream resumes on the next member from the revision after the last one seen.
-fn watch(recorder: &Recorder, endpoints: &[String], first: usize, until: &AtomicI64, abort: &AtomicBool) {
+fn watch(recorder: &Recorder, endpoints: &[String], first: usize, abort: &AtomicBool) {
     let mut next_start = 0;
     for attempt in first.. {
         if abort.load(Ordering::Relaxed) {
@@ -142,9 +144,8 @@ fn watch(recorder: &Recorder, endpoints: &[String], first: usize, until: &Atomic
             let resp = watch_response(resp);
             let seen = resp.events.iter().map(WatchEvent::revision).chain(resp.created.then_some(resp.revision)).max();
             next_start = next_start.max(seen.map_or(0, |r| r + 1));
+            done = resp.events.iter().any(|e| e.kv.key == BARRIER_KEY);
             record.responses.push(resp);
-            let until = until.load(Ordering::Relaxed);
-            done = until > 0 && next_start > until;
             !done
         });
         let got_something = !record.responses.is_empty();
@@ -173,18 +174,20 @@ fn a_history_with_the_leader_killed_and_restarted_is_linearizable() {
     let endpoints: Vec<String> = members.iter().map(Member::endpoint).collect();
 
     let recorder = Recorder::default();
-    let (stop, abort, until) = (AtomicBool::new(false), AtomicBool::new(false), AtomicI64::new(0));
+    let (stop, abort) = (AtomicBool::new(false), AtomicBool::new(false));
     let watch_done = AtomicBool::new(false);
     let final_revision = std::thread::scope(|s| {
         // The watch starts on the leader, so the kill breaks it and it must resume.
         s.spawn(|| {
-            watch(&recorder, &endpoints, leader_at, &until, &abort);
+            watch(&recorder, &endpoints, leader_at, &abort);
             watch_done.store(true, Ordering::Relaxed);
         });
-        for id in 0..CLIENTS {
-            let (recorder, stop, endpoints) = (&recorder, &stop, &endpoints);
-            s.spawn(move || traffic(&recording_clients(endpoints, id, recorder), stop));
-        }
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|id| {
+                let (recorder, stop, endpoints) = (&recorder, &stop, &endpoints);
+                s.spawn(move || traffic(&recording_clients(endpoints, id, recorder), stop))
+            })
+            .collect();
         std::thread::sleep(RUN / 3);
         members[leader_at].kill();
         agreed_leader(&members, leader, Duration::from_secs(10)).expect("a new leader");
@@ -193,21 +196,21 @@ fn a_history_with_the_leader_killed_and_restarted_is_linearizable() {
         members[leader_at].spawn(&data_dir, &initial, &[]);
         std::thread::sleep(RUN / 3);
         stop.store(true, Ordering::Relaxed);
+        clients.into_iter().for_each(|c| c.join().expect("a client thread"));
 
-        // A last write once the traffic has stopped: the watch ends when it has seen it.
+        // A last write after all the traffic: the watch ends when it has seen it.
         let barrier = recording_clients(&endpoints, CLIENTS + 1, &recorder);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut attempt = 0;
         let final_revision = loop {
             let value = format!("end-{attempt}").into_bytes();
-            let put = Request::Kv(KvOp::Put { key: format!("{PREFIX}end").into_bytes(), value, lease: 0 });
+            let put = Request::Kv(KvOp::Put { key: BARRIER_KEY.to_vec(), value, lease: 0 });
             if let Outcome::Ok { revision: Some(r), .. } = barrier[attempt % barrier.len()].call(put) {
                 break r;
             }
             attempt += 1;
             assert!(Instant::now() < deadline, "no write succeeded after the run");
         };
-        until.store(final_revision, Ordering::Relaxed);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !watch_done.load(Ordering::Relaxed) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -220,18 +223,23 @@ fn a_history_with_the_leader_killed_and_restarted_is_linearizable() {
         final_revision
     });
     let traffic_done = started.elapsed();
-    if !watch_done.load(Ordering::Relaxed) {
-        for (i, w) in recorder.into_history().watches.iter().enumerate() {
-            let last = w.responses.last().map(|r| (r.revision, r.events.last().map(WatchEvent::revision)));
-            eprintln!("watch {i}: from {} {} responses, last {last:?}", w.start_revision, w.responses.len());
-        }
-        panic!("the watch never reached revision {final_revision}");
-    }
-
     let mut history = recorder.into_history();
+    let saved = std::env::temp_dir().join(format!("raftkv-history-{}.jsonl", std::process::id()));
+    if abort.load(Ordering::Relaxed) {
+        let mut streams = String::new();
+        for (i, w) in history.watches.iter().enumerate() {
+            let last = w.responses.last().map_or(0, |r| r.events.last().map_or(r.revision, WatchEvent::revision));
+            streams += &format!(
+                "\n  stream {i}: from revision {}, {} responses, last at {last}",
+                w.start_revision,
+                w.responses.len()
+            );
+        }
+        crate::history::json::save(&history, &saved).expect("save the history");
+        panic!("the watch never reached revision {final_revision}:{streams}\nhistory saved to {}", saved.display());
+    }
     let unknown = history.ops.iter().filter(|op| op.outcome == Outcome::Unknown).count();
     let events: usize = history.watches.iter().map(|w| w.events().count()).sum();
-    let saved = std::env::temp_dir().join(format!("raftkv-history-{}.jsonl", std::process::id()));
     let checked = assert_passes(&mut history, CHECK_LIMIT, &saved);
     eprintln!(
         "{} operations ({unknown} of unknown outcome), {} watch streams with {events} events up to revision \
