@@ -173,6 +173,28 @@ impl Member {
     }
 }
 
+/// The leader every running member agrees on, once they do, other than `except`.
+pub fn agreed_leader(members: &[Member], except: u64, within: Duration) -> Option<u64> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let leaders: Vec<u64> =
+            members.iter().filter(|m| m.running()).map(|m| m.status().map_or(0, |s| s.leader)).collect();
+        if leaders[0] != 0 && leaders[0] != except && leaders.iter().all(|l| *l == leaders[0]) {
+            return Some(leaders[0]);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The index in `members` of the one whose member id is `id`.
+pub fn position_of(members: &[Member], id: u64) -> usize {
+    members
+        .iter()
+        .position(|m| m.status().is_some_and(|s| s.header.unwrap().member_id == id))
+        .expect("a member with that id")
+}
+
 /// `raftkvctl --endpoints endpoint args...`.
 pub fn ctl(endpoint: &str, args: &[&str]) -> Output {
     ctl_stdin(endpoint, args, "")

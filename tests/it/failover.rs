@@ -10,21 +10,7 @@ use parking_lot::Mutex;
 use raftkv::pb::*;
 use raftkv::Client;
 
-use crate::harness::process::Member;
-
-/// The leader every running member agrees on, once they do, other than `except`.
-fn agreed_leader(members: &[Member], except: u64, within: Duration) -> Option<u64> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let leaders: Vec<u64> =
-            members.iter().filter(|m| m.running()).map(|m| m.status().map_or(0, |s| s.leader)).collect();
-        if leaders[0] != 0 && leaders[0] != except && leaders.iter().all(|l| *l == leaders[0]) {
-            return Some(leaders[0]);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
+use crate::harness::process::{agreed_leader, position_of, Member};
 
 #[test]
 fn killing_the_leader_under_load_loses_no_acknowledged_write() {
@@ -36,8 +22,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         m.spawn(&dir.path().join(&m.name), &initial, &[]);
     }
     let leader = agreed_leader(&members, 0, Duration::from_secs(20)).expect("a first leader");
-    let leader_at =
-        members.iter().position(|m| m.status().is_some_and(|s| s.header.unwrap().member_id == leader)).unwrap();
+    let leader_at = position_of(&members, leader);
 
     // Writers on every member (the followers forward to the leader); every acknowledged
     // write is recorded with its revision.

@@ -1,10 +1,13 @@
 //! The integration tests, one binary over one harness (`tests/harness/`): real members on
 //! real RocksDB in temp dirs, real TCP on 127.0.0.1, real processes killed with SIGKILL.
 //! Tests that need the whole process to themselves (thread census, process-wide fault
-//! points) live in binaries of their own: `tests/threads.rs`, `tests/fatal.rs`.
+//! points) live in binaries of their own: `tests/threads.rs`, `tests/fatal.rs`. The history
+//! checker (`tests/history/`) is test support too, with its own unit tests in this binary.
 
 #[path = "../harness/mod.rs"]
 mod harness;
+#[path = "../history/mod.rs"]
+mod history;
 
 mod alarm;
 mod cli;
@@ -16,6 +19,7 @@ mod failover;
 mod grpc;
 mod grpc_cluster;
 mod h2_abuse;
+mod history_check;
 mod http;
 mod kv_semantics;
 mod lease;
