@@ -204,6 +204,12 @@ impl Client {
     }
 
     /// Calls `method` through its gateway path with `req` and decodes the answer.
+    ///
+    /// Endpoints are tried in turn when one cannot be reached. Once a request has been sent, a
+    /// broken answer is retried elsewhere only for calls that change nothing (or nothing more
+    /// when repeated): a put, txn, lease grant or the like may have been applied, and sending
+    /// it again could apply it twice, so its caller gets [`Error::Unreachable`] saying so, as
+    /// clientv3 does not retry such calls either.
     pub fn call<Req: ToJson, Resp: FromJson>(&self, method: Method, req: &Req) -> Result<Resp> {
         let path = method.gateway_path();
         let path = path.as_str();
@@ -212,10 +218,12 @@ impl Client {
         let start = conn.as_ref().map_or(0, |(i, _)| *i);
         let mut last_err = None;
         // Each endpoint once, starting with the current one; a reused connection that broke
-        // gets one fresh retry on the same endpoint first.
+        // before the request went out gets one fresh retry on the same endpoint first.
         for attempt in 0..=self.endpoints.len() {
             let index = (start + attempt.saturating_sub(1)) % self.endpoints.len();
-            let reused = conn.as_ref().is_some_and(|(i, _)| *i == index);
+            // A kept-alive connection the server has closed meanwhile is not reused: the
+            // request would be lost with it, unknowably for a write.
+            let reused = conn.as_ref().is_some_and(|(i, stream)| *i == index && still_open(stream.get_ref()));
             if !reused {
                 *conn = None;
                 match self.connect(index) {
@@ -227,16 +235,26 @@ impl Client {
                 }
             }
             let (_, stream) = conn.as_mut().expect("connected above");
-            match exchange(stream, &self.endpoints[index], path, body.as_bytes()) {
+            let endpoint = &self.endpoints[index];
+            match exchange(stream, endpoint, path, body.as_bytes()) {
                 Ok((status, body, keep_alive)) => {
                     if !keep_alive {
                         *conn = None;
                     }
-                    return decode(status, &body, &self.endpoints[index]);
+                    return decode(status, &body, endpoint);
                 }
-                Err(reason) => {
+                Err(Exchange::NotSent(reason)) => {
                     *conn = None;
-                    last_err = Some(Error::Unreachable { endpoint: self.endpoints[index].clone(), reason });
+                    last_err = Some(Error::Unreachable { endpoint: endpoint.clone(), reason });
+                }
+                Err(Exchange::Sent(reason)) => {
+                    *conn = None;
+                    if !retry_safe(method) {
+                        let reason =
+                            format!("{reason}; the request was sent and may have been applied, so it is not retried");
+                        return Err(Error::Unreachable { endpoint: endpoint.clone(), reason });
+                    }
+                    last_err = Some(Error::Unreachable { endpoint: endpoint.clone(), reason });
                 }
             }
         }
@@ -275,18 +293,63 @@ fn decode<Resp: FromJson>(status: u16, body: &[u8], endpoint: &str) -> Result<Re
 }
 
 /// One request/response on an open connection: (status, body, keep-alive).
+/// How an exchange failed: before the whole request was handed to the kernel (the server
+/// cannot have acted on it), or after (it may have).
+enum Exchange {
+    NotSent(String),
+    Sent(String),
+}
+
+/// The calls that may be sent twice: reads, and calls whose repetition changes nothing more.
+fn retry_safe(method: Method) -> bool {
+    use Method::*;
+    matches!(
+        method,
+        Range
+            | LeaseKeepAlive
+            | LeaseTimeToLive
+            | LeaseLeases
+            | MemberList
+            | Alarm
+            | Status
+            | Hash
+            | HashKv
+            | Defragment
+            | AuthUserGet
+            | AuthUserList
+            | AuthRoleGet
+            | AuthRoleList
+            | HealthCheck
+    )
+}
+
+/// Whether a kept-alive connection is still open: the server has neither closed it nor sent
+/// anything unasked (a peek that would block means open and quiet).
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).is_ok() && open
+}
+
 fn exchange(
     stream: &mut BufReader<TcpStream>,
     host: &str,
     path: &str,
     body: &[u8],
-) -> std::result::Result<(u16, Vec<u8>, bool), String> {
+) -> std::result::Result<(u16, Vec<u8>, bool), Exchange> {
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     let out = stream.get_mut();
-    out.write_all(head.as_bytes()).and_then(|_| out.write_all(body)).map_err(|e| e.to_string())?;
+    out.write_all(head.as_bytes()).and_then(|_| out.write_all(body)).map_err(|e| Exchange::NotSent(e.to_string()))?;
+    answer(stream).map_err(Exchange::Sent)
+}
+
+/// Reads one HTTP/1.1 answer: status, body, and whether the connection stays open.
+fn answer(stream: &mut BufReader<TcpStream>) -> std::result::Result<(u16, Vec<u8>, bool), String> {
     let line = read_line(stream)?;
     let status: u16 =
         line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
@@ -341,5 +404,60 @@ fn read_line(stream: &mut BufReader<TcpStream>) -> std::result::Result<String, S
         Ok(0) => Err("connection closed".into()),
         Ok(_) => Ok(line.trim_end_matches(['\r', '\n']).to_string()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A server on 127.0.0.1 that reads each request whole and hangs up without answering, as
+    /// a member killed mid-call does; it counts the requests it got.
+    fn hanging_up() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut reader = BufReader::new(stream.unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        (endpoint, seen)
+    }
+
+    #[test]
+    fn a_write_that_may_have_been_applied_is_not_sent_again() {
+        let (first, first_seen) = hanging_up();
+        let (second, second_seen) = hanging_up();
+        let client = Client::new(&[first, second], Duration::from_secs(5)).unwrap();
+        match client.put(&PutRequest::new("k", "v")) {
+            Err(Error::Unreachable { reason, .. }) => assert!(reason.contains("may have been applied"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((first_seen.load(Ordering::SeqCst), second_seen.load(Ordering::SeqCst)), (1, 0));
+        // A read is safe to repeat: the current endpoint once more on a fresh connection, then
+        // the next.
+        assert!(client.range(&RangeRequest::key("k")).is_err());
+        assert_eq!((first_seen.load(Ordering::SeqCst), second_seen.load(Ordering::SeqCst)), (3, 1));
     }
 }
