@@ -173,6 +173,22 @@ impl Member {
     }
 }
 
+/// Member processes `{prefix}0..{prefix}(n-1)` started as one new cluster, data under `dir`.
+pub fn spawn_cluster(prefix: &str, n: usize, dir: &Path) -> Vec<Member> {
+    let mut members: Vec<Member> = (0..n).map(|i| Member::new(&format!("{prefix}{i}"), dir)).collect();
+    let initial = initial_cluster(&members);
+    for m in &mut members {
+        m.spawn(&dir.join(&m.name), &initial, &[]);
+    }
+    members
+}
+
+/// `--initial-cluster` for `members`.
+pub fn initial_cluster(members: &[Member]) -> String {
+    let urls: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+    urls.join(",")
+}
+
 /// The leader every running member agrees on, once they do, other than `except`.
 pub fn agreed_leader(members: &[Member], except: u64, within: Duration) -> Option<u64> {
     let deadline = Instant::now() + within;

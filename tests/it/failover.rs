@@ -10,17 +10,12 @@ use parking_lot::Mutex;
 use raftkv::pb::*;
 use raftkv::Client;
 
-use crate::harness::process::{agreed_leader, position_of, Member};
+use crate::harness::process::{agreed_leader, initial_cluster, position_of, spawn_cluster, Member};
 
 #[test]
 fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("f{i}"), dir.path())).collect();
-    let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
-    let initial = initial.join(",");
-    for m in &mut members {
-        m.spawn(&dir.path().join(&m.name), &initial, &[]);
-    }
+    let mut members = spawn_cluster("f", 3, dir.path());
     let leader = agreed_leader(&members, 0, Duration::from_secs(20)).expect("a first leader");
     let leader_at = position_of(&members, leader);
 
@@ -61,6 +56,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
 
     // The old leader comes back on its data dir and catches up.
     let data_dir = dir.path().join(&members[leader_at].name);
+    let initial = initial_cluster(&members);
     members[leader_at].spawn(&data_dir, &initial, &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use raftkv::pb::PutRequest;
 
 use super::grpc::{etcdctl, watchers, Streaming};
-use crate::harness::process::Member;
+use crate::harness::process::{spawn_cluster, Member};
 
 struct Trio {
     _dir: tempfile::TempDir,
@@ -18,11 +18,7 @@ struct Trio {
 impl Trio {
     fn start() -> Trio {
         let dir = tempfile::tempdir().unwrap();
-        let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("g{i}"), dir.path())).collect();
-        let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
-        for m in &mut members {
-            m.spawn(&dir.path().join(&m.name), &initial.join(","), &[]);
-        }
+        let mut members = spawn_cluster("g", 3, dir.path());
         for m in &mut members {
             m.wait_healthy(Duration::from_secs(20));
         }

@@ -14,7 +14,7 @@ use raftkv::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::harness::process::{agreed_leader, position_of, Member};
+use crate::harness::process::{agreed_leader, initial_cluster, position_of, spawn_cluster, Member};
 use crate::history::client::{watch_response, RecordingClient};
 use crate::history::*;
 
@@ -163,12 +163,7 @@ fn watch(recorder: &Recorder, endpoints: &[String], first: usize, abort: &Atomic
 fn a_history_with_the_leader_killed_and_restarted_is_linearizable() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("h{i}"), dir.path())).collect();
-    let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
-    let initial = initial.join(",");
-    for m in &mut members {
-        m.spawn(&dir.path().join(&m.name), &initial, &[]);
-    }
+    let mut members = spawn_cluster("h", 3, dir.path());
     let leader = agreed_leader(&members, 0, Duration::from_secs(20)).expect("a first leader");
     let leader_at = position_of(&members, leader);
     let endpoints: Vec<String> = members.iter().map(Member::endpoint).collect();
@@ -193,6 +188,7 @@ fn a_history_with_the_leader_killed_and_restarted_is_linearizable() {
         agreed_leader(&members, leader, Duration::from_secs(10)).expect("a new leader");
         std::thread::sleep(RUN / 3);
         let data_dir = dir.path().join(&members[leader_at].name);
+        let initial = initial_cluster(&members);
         members[leader_at].spawn(&data_dir, &initial, &[]);
         std::thread::sleep(RUN / 3);
         stop.store(true, Ordering::Relaxed);

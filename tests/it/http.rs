@@ -180,7 +180,13 @@ fn http_level_behaviour_matches_go() {
     assert_eq!(r.header("Access-Control-Allow-Methods"), Some("POST, GET, OPTIONS, PUT, DELETE"));
     let r = gw.send(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(r.text(), r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#);
-    let r = gw.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    // Healthy once it has a leader (its first election may outlast the gateway's start).
+    let health = || gw.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while health().status != 200 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = health();
     assert_eq!(
         (r.text().as_str(), r.header("Content-Type")),
         (r#"{"health":"true"}"#, Some("text/plain; charset=utf-8"))
