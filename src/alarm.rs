@@ -15,7 +15,7 @@
 //! keeps the write and answers NOSPACE). The size is [`Db::state_bytes`]: RocksDB's live-data
 //! estimate plus memtables of the applied state's families (not the raft log, as etcd's quota
 //! leaves out its WAL): what compaction and defragment bring down, unlike the files' size,
-//! which lags behind RocksDB's own compactions. It is sampled at most every [`SIZE_SAMPLE`]:
+//! which lags behind RocksDB's own compactions. It is sampled at most every 100 ms (`SIZE_SAMPLE`):
 //! reading RocksDB's properties costs more than a put.
 
 use std::collections::BTreeSet;
@@ -225,7 +225,7 @@ impl Quota {
         }
     }
 
-    /// The database size the quota is checked against, at most [`SIZE_SAMPLE`] old.
+    /// The database size the quota is checked against, at most `SIZE_SAMPLE` old.
     pub fn size(&self) -> u64 {
         let mut sampled = self.sampled.lock();
         if sampled.0.elapsed() >= SIZE_SAMPLE {
