@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build run cluster test lint soak compat fuzz bench bench-grpc bench-compaction bench-big perf clean-data
+.PHONY: deps build run cluster test lint soak compat fuzz bench bench-grpc bench-compaction bench-defrag bench-big perf clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -67,6 +67,10 @@ bench-grpc: build
 # about 12 minutes with etcd: loading etcd's history takes most of it).
 bench-compaction: build
 	scripts/compaction-stall.sh
+
+# Put latency while a defragment of a 1M-key store runs, raftkv and etcd (the same script).
+bench-defrag: build
+	ACTION=defrag KEYS=1000000 VERSIONS=1 scripts/compaction-stall.sh
 
 # The side-by-side run plus 1,000,000 keys of 256 bytes: RSS after, raftkv restart time.
 bench-big: build

@@ -4,14 +4,15 @@
 #   1. history: KEYS keys × VERSIONS versions (1,000 × 1,000 = 1M revisions), VAL_SIZE-byte values;
 #   2. before: an open-loop load of RATE puts/s for LOAD_SECS to fresh keys, no compaction;
 #   3. during: the same load, and LEAD_SECS into it a physical compaction to the end of the
-#      history (it returns once the old revisions are off the disk), timed.
+#      history (it returns once the old revisions are off the disk), timed; with ACTION=defrag
+#      a defragment instead (`make bench-defrag`: 1M keys of one version each).
 # Prints one Markdown table: slowest put and p99.9 before and during, and the compaction's time.
 # Speed is never asserted; numbers are only comparable within one run on one machine.
 #
 # Usage: scripts/compaction-stall.sh
 # Environment: KEYS (1000), VERSIONS (1000), VAL_SIZE (100), RATE (2000), LOAD_SECS (40),
 #   LEAD_SECS (3), SETTLE_SECS (10, a pause after the history), PORT (43379; the peer port is PORT+1), RAFTKV_BIN, RAFTKVCTL_BIN, ETCD_BIN,
-#   SERVERS ("raftkv etcd")
+#   SERVERS ("raftkv etcd"), ACTION (compaction | defrag)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 SHARED="$(cd "$HERE/../.." && pwd)/shared/etcd"
@@ -23,6 +24,7 @@ KEYS="${KEYS:-1000}" VERSIONS="${VERSIONS:-1000}" VAL_SIZE="${VAL_SIZE:-100}"
 RATE="${RATE:-2000}" LOAD_SECS="${LOAD_SECS:-40}" LEAD_SECS="${LEAD_SECS:-3}" SETTLE_SECS="${SETTLE_SECS:-10}"
 PORT="${PORT:-43379}"
 SERVERS="${SERVERS:-raftkv etcd}"
+ACTION="${ACTION:-compaction}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/compaction-stall.XXXXXX")"
 trap 'stop_server; rm -rf "$WORK"' EXIT
 
@@ -105,14 +107,19 @@ measure() { # SERVER: one result line into $WORK/SERVER.row
   local load_pid=$!
   sleep "$LEAD_SECS"
   local c0; c0=$(date +%s.%N)
-  ctl compaction --physical "$rev" >/dev/null
+  if [ "$ACTION" = defrag ]; then
+    # The gateway's defragment: both servers answer it once done.
+    curl -sf --noproxy '*' -X POST "http://127.0.0.1:$PORT/v3/maintenance/defragment" -d '{}' >/dev/null
+  else
+    ctl compaction --physical "$rev" >/dev/null
+  fi
   local c1; c1=$(date +%s.%N)
   wait "$load_pid"
   local during; during=$(cat "$WORK/during.json")
   local took; took=$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')
-  echo "  $server: removal $(pauses)" >&2
+  [ "$ACTION" = compaction ] && echo "  $server: removal $(pauses)" >&2
   if awk -v t="$took" -v l="$((LOAD_SECS - LEAD_SECS))" 'BEGIN{exit !(t > l)}'; then
-    echo "  $server: the compaction outlasted the load; raise LOAD_SECS" >&2
+    echo "  $server: the $ACTION outlasted the load; raise LOAD_SECS" >&2
   fi
   printf '| %s | %s | %s | %s | %s | %s |\n' "$server" \
     "$(field "$before" max_ms)" "$(field "$during" max_ms)" \
@@ -131,7 +138,7 @@ for server in $SERVERS; do
 done
 
 echo
-echo "| server | slowest put before (ms) | slowest put during (ms) | p99.9 before (ms) | p99.9 during (ms) | compaction (s) |"
+echo "| server | slowest put before (ms) | slowest put during (ms) | p99.9 before (ms) | p99.9 during (ms) | $ACTION (s) |"
 echo "|---|---|---|---|---|---|"
 for server in $SERVERS; do
   [ -f "$WORK/$server.row" ] && cat "$WORK/$server.row"

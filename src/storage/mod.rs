@@ -194,8 +194,12 @@ impl Db {
     /// manual compaction of the whole key range of each family, waited for.
     pub fn compact_all(&self) -> Result<()> {
         self.flush()?;
+        // Bottommost files too: by default RocksDB leaves them as they are, with whatever
+        // deleted data sits in them, and then a defragment would not free what it should.
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::ForceOptimized);
         for cf in Cf::ALL {
-            self.db.compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+            self.db.compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
         }
         Ok(())
     }
