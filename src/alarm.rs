@@ -166,6 +166,12 @@ pub fn name(alarm: i32) -> &'static str {
     }
 }
 
+/// An alarm in Go's text form (`AlarmMember.String()`), trailing space included, as etcd's
+/// `Status` errors and `etcdctl alarm list` show it.
+pub fn text(alarm: &AlarmMember) -> String {
+    format!("memberID:{} alarm:{} ", alarm.member_id, name(alarm.alarm))
+}
+
 /// What a request adds to the database, as etcd estimates it (`backendQuota.Cost`): a put its
 /// key, value and overhead; a txn the costlier of its branches' puts; a lease grant its
 /// overhead; anything else nothing.

@@ -164,6 +164,14 @@ impl Client {
         }
     }
 
+    pub fn alarm(&self, req: &AlarmRequest) -> Result<AlarmResponse> {
+        self.call(Method::Alarm, req)
+    }
+
+    pub fn defragment(&self) -> Result<DefragmentResponse> {
+        self.call(Method::Defragment, &EmptyRequest {})
+    }
+
     pub fn status(&self) -> Result<StatusResponse> {
         self.call(Method::Status, &EmptyRequest {})
     }

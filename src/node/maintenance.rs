@@ -113,10 +113,7 @@ impl Node {
         let header = inner.identity.header_at(inner.store.current_revision());
         // etcd's: no leader, then each alarm in Go's text form.
         let no_leader = (inner.identity.raft().leader_id() == 0).then(|| Error::NoLeader.to_string());
-        let alarms = self
-            .alarms_raised()
-            .into_iter()
-            .map(|a| format!("memberID:{} alarm:{} ", a.member_id, crate::alarm::name(a.alarm)));
+        let alarms = self.alarms_raised().into_iter().map(|a| crate::alarm::text(&a));
         Ok(StatusResponse {
             header,
             version: ETCD_VERSION.to_string(),

@@ -209,6 +209,31 @@ fn raftkvctl_member_verbs_print_what_etcdctl_prints() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error: bad member ID arg"), "{out:?}");
 
+    // alarm and defrag, as etcdctl prints them against the same member.
+    let etcdctl = |args: &[&str]| {
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(&e)
+            .args(args)
+            .output();
+        out.ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let raise = r#"{"action":"ACTIVATE","memberID":"7","alarm":"NOSPACE"}"#;
+    crate::harness::http::post(e.parse().unwrap(), "/v3/maintenance/alarm", raise);
+    let listed = stdout(&ctl(&e, &["alarm", "list"]));
+    assert_eq!(listed, "memberID:7 alarm:NOSPACE \n");
+    if let Some(theirs) = etcdctl(&["alarm", "list"]) {
+        assert_eq!(listed, theirs);
+    }
+    assert_eq!(stdout(&ctl(&e, &["alarm", "disarm"])), "memberID:7 alarm:NOSPACE \n");
+    assert_eq!(stdout(&ctl(&e, &["alarm", "list"])), "");
+    let defrag = stdout(&ctl(&e, &["defrag"]));
+    assert_eq!(defrag, format!("Finished defragmenting etcd member[{e}]\n"));
+    if let Some(theirs) = etcdctl(&["defrag"]) {
+        assert_eq!(defrag, theirs);
+    }
+
     // The only member is the leader: moving leadership to itself is a no-op, to a stranger an error.
     let me = stdout(&ctl(&e, &["member", "list"])).split(',').next().unwrap().to_string();
     let out = ctl(&e, &["move-leader", &me]);

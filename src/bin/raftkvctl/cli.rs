@@ -114,6 +114,13 @@ pub(crate) enum Command {
         #[arg(long)]
         physical: bool,
     },
+    /// Alarm related commands.
+    Alarm {
+        #[command(subcommand)]
+        command: AlarmCommand,
+    },
+    /// Defragments the storage of the etcd members with given endpoints.
+    Defrag,
     /// Endpoint related commands.
     Endpoint {
         #[command(subcommand)]
@@ -154,6 +161,14 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AlarmCommand {
+    /// Lists all alarms.
+    List,
+    /// Disarms all alarms.
+    Disarm,
 }
 
 #[derive(Subcommand)]

@@ -1,4 +1,5 @@
-//! `endpoint status` and `endpoint health`, asked of each endpoint on its own, and the table printer.
+//! `endpoint status`, `endpoint health` and `defrag`, asked of each endpoint on its own; `alarm
+//! list|disarm`; and the table printer.
 
 use super::*;
 
@@ -82,6 +83,47 @@ impl Ctl {
         }
         if unhealthy {
             return Err(CtlError::Usage("unhealthy cluster".into()));
+        }
+        Ok(())
+    }
+
+    /// etcdctl's `defrag`: each endpoint in turn, its storage rewritten.
+    pub(crate) fn defrag(&self, endpoints: &[String]) -> Outcome {
+        let mut failed = false;
+        for (endpoint, outcome) in self.per_endpoint(endpoints, Client::defragment) {
+            match outcome {
+                Ok(_) => println!("Finished defragmenting etcd member[{endpoint}]"),
+                Err(e) => {
+                    failed = true;
+                    eprintln!("Failed to defragment etcd member[{endpoint}] ({e})");
+                }
+            }
+        }
+        if failed {
+            return Err(CtlError::Usage("defragment failed".into()));
+        }
+        Ok(())
+    }
+
+    /// etcdctl's `alarm list` and `alarm disarm` (which lists, then clears each one listed), in
+    /// Go's text form of an alarm.
+    pub(crate) fn alarm(&self, command: AlarmCommand) -> Outcome {
+        let request =
+            |action: AlarmAction, member_id: u64, alarm: i32| AlarmRequest { action: action as i32, member_id, alarm };
+        let mut alarms = self.client.alarm(&request(AlarmAction::Get, 0, AlarmType::None as i32))?.alarms;
+        if matches!(command, AlarmCommand::Disarm) {
+            let mut cleared = Vec::new();
+            for a in alarms {
+                cleared.extend(self.client.alarm(&request(AlarmAction::Deactivate, a.member_id, a.alarm))?.alarms);
+            }
+            alarms = cleared;
+        }
+        if self.format == Format::Json {
+            self.print_json(&AlarmResponse { header: None, alarms });
+            return Ok(());
+        }
+        for a in alarms {
+            println!("{}", raftkv::alarm::text(&a));
         }
         Ok(())
     }

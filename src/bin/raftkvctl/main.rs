@@ -105,6 +105,8 @@ fn main() -> ExitCode {
             ctl.watch(WatchCreateRequest { key, range_end, start_revision: rev, prev_kv, ..Default::default() })
         }
         Command::Compaction { revision, physical } => ctl.compaction(revision, physical),
+        Command::Alarm { command } => ctl.alarm(command),
+        Command::Defrag => ctl.defrag(&cli.endpoints),
         Command::Endpoint { command: EndpointCommand::Status } => ctl.endpoint_status(&cli.endpoints),
         Command::Endpoint { command: EndpointCommand::Health } => ctl.endpoint_health(&cli.endpoints),
         Command::Lease { command } => ctl.lease(command),
