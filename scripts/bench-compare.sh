@@ -35,29 +35,10 @@ WORKLOADS=(
 # shellcheck source=scripts/server-lib.sh
 . "$HERE/server-lib.sh"
 
-wait_ready() { # until a serializable read answers
-  for _ in $(seq 600); do
-    "$CTL" --endpoints "127.0.0.1:$PORT" get --consistency s x >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "server on $PORT never became ready" >&2; return 1
-}
 
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
 
-start_raftkv() {
-  "$RAFTKV_BIN" --name bench --data-dir "$WORK/raftkv" --listen-client-urls "http://127.0.0.1:$PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((PORT + 1))" --log-level warn >"$WORK/raftkv.log" 2>&1 &
-  PID=$!
-  wait_ready
-}
 
-start_etcd() {
-  ETCD_FRESH=1 ETCD_PIDFILE="$WORK/etcd.pid" ETCD_LOGFILE="$WORK/etcd.log" \
-    "$SHARED/etcd-start.sh" "$WORK/etcd" "$PORT" "$((PORT + 1))" >/dev/null
-  PID=$(cat "$WORK/etcd.pid")
-  wait_ready
-}
 
 # run SERVER: every workload against the running server; one line per workload into $WORK/SERVER.tsv
 run_all() {
@@ -88,10 +69,7 @@ run_big() {
   if [ "$server" = raftkv ]; then
     stop_server
     local t0; t0=$(date +%s.%N)
-    "$RAFTKV_BIN" --name bench --data-dir "$WORK/raftkv" --listen-client-urls "http://127.0.0.1:$PORT" \
-      --listen-peer-urls "http://127.0.0.1:$((PORT + 1))" --log-level warn >>"$WORK/raftkv.log" 2>&1 &
-    PID=$!
-    wait_ready
+    start_raftkv
     awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}' >"$WORK/raftkv.restart"
   fi
 }

@@ -33,27 +33,8 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 
 ctl() { "$CTL" --endpoints "127.0.0.1:$PORT" --command-timeout 600s "$@"; }
 
-wait_ready() {
-  for _ in $(seq 600); do
-    ctl get --consistency s x >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "server on $PORT never became ready" >&2; return 1
-}
 
-start_raftkv() {
-  "$RAFTKV_BIN" --name stall --data-dir "$WORK/raftkv" --listen-client-urls "http://127.0.0.1:$PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((PORT + 1))" --log-level warn >"$WORK/raftkv.log" 2>&1 &
-  PID=$!
-  wait_ready
-}
 
-start_etcd() {
-  ETCD_FRESH=1 ETCD_PIDFILE="$WORK/etcd.pid" ETCD_LOGFILE="$WORK/etcd.log" \
-    "$SHARED/etcd-start.sh" "$WORK/etcd" "$PORT" "$((PORT + 1))" >/dev/null
-  PID=$(cat "$WORK/etcd.pid")
-  wait_ready
-}
 
 revision() {
   python3 - "$PORT" <<'EOF'

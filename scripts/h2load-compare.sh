@@ -39,13 +39,8 @@ EOF
 # shellcheck source=scripts/server-lib.sh
 . "$HERE/server-lib.sh"
 
-wait_ready() {
-  for _ in $(seq 600); do
-    "$CTL" --endpoints "127.0.0.1:$PORT" put bench-range-key "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "server on $PORT never became ready" >&2; return 1
-}
+# The key the range loads read.
+seed() { "$CTL" --endpoints "127.0.0.1:$PORT" put bench-range-key "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null; }
 
 
 # row SERVER PATH NAME REQUESTS COMMAND...: runs the load, appends "server path name req/s cpu-per-1k".
@@ -78,10 +73,8 @@ grpc_loads() {
 echo "# h2load-compare $(date -u +%Y-%m-%dT%H:%M:%SZ) conns=$CONNS streams=$STREAMS nproc=$(nproc)" >&2
 : >"$WORK/rows.tsv"
 echo "raftkv:" >&2
-"$RAFTKV_BIN" --name bench --data-dir "$WORK/raftkv" --listen-client-urls "http://127.0.0.1:$PORT" \
-  --listen-peer-urls "http://127.0.0.1:$((PORT + 1))" --log-level warn >"$WORK/raftkv.log" 2>&1 &
-PID=$!
-wait_ready
+start_raftkv
+seed
 grpc_loads raftkv
 GW=$((CONNS * STREAMS / 16))
 row raftkv gateway range "$RANGES" "$CTL" --endpoints "127.0.0.1:$PORT" bench --json --conns "$GW" --clients "$GW" \
@@ -92,10 +85,8 @@ stop_server
 
 if [ -n "$ETCD_BIN" ] && [ -x "$ETCD_BIN" ]; then
   echo "etcd ($ETCD_BIN):" >&2
-  ETCD_FRESH=1 ETCD_PIDFILE="$WORK/etcd.pid" ETCD_LOGFILE="$WORK/etcd.log" \
-    "$SHARED/etcd-start.sh" "$WORK/etcd" "$PORT" "$((PORT + 1))" >/dev/null
-  PID=$(cat "$WORK/etcd.pid")
-  wait_ready
+  start_etcd
+  seed
   grpc_loads etcd
   stop_server
 fi

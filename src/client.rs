@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -58,8 +58,8 @@ pub struct Client {
     /// `host:port` of each endpoint.
     endpoints: Vec<String>,
     timeout: Duration,
-    /// The open connection and the index of its endpoint.
-    conn: Mutex<Option<(usize, BufReader<TcpStream>)>>,
+    /// The open connection, the index of its endpoint, and when it last answered.
+    conn: Mutex<Option<(usize, BufReader<TcpStream>, Instant)>>,
 }
 
 impl Clone for Client {
@@ -131,7 +131,7 @@ impl Client {
         let body = WatchRequest { request_union: Some(create) }.to_json();
         let endpoint = self.endpoint();
         let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
-        let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _)| *i))?;
+        let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i))?;
         // Watches are long-lived: no read timeout.
         stream.set_read_timeout(None).map_err(|e| unreachable(e.to_string()))?;
         let mut stream = BufReader::new(stream);
@@ -207,7 +207,7 @@ impl Client {
 
     /// The endpoint the last call used.
     pub fn endpoint(&self) -> String {
-        let index = self.conn.lock().as_ref().map_or(0, |(i, _)| *i);
+        let index = self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i);
         self.endpoints[index].clone()
     }
 
@@ -223,29 +223,34 @@ impl Client {
         let path = path.as_str();
         let body = req.to_json();
         let mut conn = self.conn.lock();
-        let start = conn.as_ref().map_or(0, |(i, _)| *i);
+        let start = conn.as_ref().map_or(0, |(i, _, _)| *i);
         let mut last_err = None;
         // Each endpoint once, starting with the current one; a reused connection that broke
         // before the request went out gets one fresh retry on the same endpoint first.
         for attempt in 0..=self.endpoints.len() {
             let index = (start + attempt.saturating_sub(1)) % self.endpoints.len();
             // A kept-alive connection the server has closed meanwhile is not reused: the
-            // request would be lost with it, unknowably for a write.
-            let reused = conn.as_ref().is_some_and(|(i, stream)| *i == index && still_open(stream.get_ref()));
+            // request would be lost with it, unknowably for a write. Servers close idle
+            // connections only, so one that answered just now is not probed (three syscalls a
+            // call would weigh on the load tool).
+            let reused = conn.as_ref().is_some_and(|(i, stream, answered)| {
+                *i == index && (answered.elapsed() < PROBE_AFTER_IDLE || still_open(stream.get_ref()))
+            });
             if !reused {
                 *conn = None;
                 match self.connect(index) {
-                    Ok(stream) => *conn = Some((index, BufReader::new(stream))),
+                    Ok(stream) => *conn = Some((index, BufReader::new(stream), Instant::now())),
                     Err(e) => {
                         last_err = Some(e);
                         continue;
                     }
                 }
             }
-            let (_, stream) = conn.as_mut().expect("connected above");
+            let (_, stream, answered) = conn.as_mut().expect("connected above");
             let endpoint = &self.endpoints[index];
             match exchange(stream, endpoint, path, body.as_bytes()) {
                 Ok((status, body, keep_alive)) => {
+                    *answered = Instant::now();
                     if !keep_alive {
                         *conn = None;
                     }
@@ -330,6 +335,9 @@ fn retry_safe(method: Method) -> bool {
             | HealthCheck
     )
 }
+
+/// How long a kept-alive connection may sit unused before [`still_open`] is asked first.
+const PROBE_AFTER_IDLE: Duration = Duration::from_millis(100);
 
 /// Whether a kept-alive connection is still open: the server has neither closed it nor sent
 /// anything unasked (a peek that would block means open and quiet).
@@ -431,7 +439,7 @@ mod tests {
         let endpoint = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(AtomicUsize::new(0));
         let count = seen.clone();
-        std::thread::spawn(move || {
+        crate::thread::spawn("raftkv-test-hangup", move || {
             for stream in listener.incoming() {
                 let mut reader = BufReader::new(stream.unwrap());
                 let mut length = 0;
@@ -449,7 +457,8 @@ mod tests {
                     count.fetch_add(1, Ordering::SeqCst);
                 }
             }
-        });
+        })
+        .unwrap();
         (endpoint, seen)
     }
 

@@ -398,14 +398,17 @@ impl Applier {
                     }
                 }
             }
-            r if r.is_auth_change() => {
-                self.ctx.auth.apply(db, batch.write_batch(), &r)?;
-                Response::Auth(AuthHeaderResponse {
-                    header: Some(ResponseHeader { revision: batch.rev(), ..Default::default() }),
-                })
-            }
-            // Compactions are applied in batches of their own, before this.
-            other => return Err(Error::Decode { what: "raft entry", detail: format!("nothing to apply: {other:?}") }),
+            other => match self.ctx.auth.apply(db, batch.write_batch(), &other) {
+                Some(outcome) => {
+                    outcome?;
+                    let header = Some(ResponseHeader { revision: batch.rev(), ..Default::default() });
+                    Response::Auth(AuthHeaderResponse { header })
+                }
+                // Compactions are applied in batches of their own, before this.
+                None => {
+                    return Err(Error::Decode { what: "raft entry", detail: format!("nothing to apply: {other:?}") })
+                }
+            },
         };
         if !fits {
             return Err(Error::NoSpace);

@@ -140,12 +140,12 @@ impl AuthStore {
         self.state.read().revision
     }
 
-    /// Applies one auth entry of the raft log (apply thread): `request` must be one of the
-    /// auth changes, the only requests [`Request::is_auth_change`] accepts.
-    pub fn apply(&self, db: &Db, batch: &mut WriteBatch, request: &Request) -> Result<()> {
+    /// Applies one auth entry of the raft log (apply thread); `None` if `request` is not an
+    /// auth change.
+    pub fn apply(&self, db: &Db, batch: &mut WriteBatch, request: &Request) -> Option<Result<()>> {
         let mut state = self.state.write();
         let change = Change { state: &mut state, db, batch };
-        match request {
+        Some(match request {
             Request::AuthUserAdd(r) => user_add(change, r),
             Request::AuthUserDelete(r) => user_delete(change, &r.name),
             Request::AuthUserChangePassword(r) => user_change_password(change, r),
@@ -155,8 +155,8 @@ impl AuthStore {
             Request::AuthRoleDelete(r) => role_delete(change, &r.role),
             Request::AuthRoleGrantPermission(r) => role_grant_permission(change, r),
             Request::AuthRoleRevokePermission(r) => role_revoke_permission(change, r),
-            other => Err(Error::Decode { what: "auth entry", detail: format!("not an auth change: {other:?}") }),
-        }
+            _ => return None,
+        })
     }
 
     /// etcd `UserGet`: the user's roles.
@@ -187,24 +187,6 @@ impl AuthStore {
             return Err(Error::RootRoleNotExist);
         }
         Ok(())
-    }
-}
-
-impl Request {
-    /// The requests [`AuthStore::apply`] applies.
-    pub fn is_auth_change(&self) -> bool {
-        matches!(
-            self,
-            Request::AuthUserAdd(_)
-                | Request::AuthUserDelete(_)
-                | Request::AuthUserChangePassword(_)
-                | Request::AuthUserGrantRole(_)
-                | Request::AuthUserRevokeRole(_)
-                | Request::AuthRoleAdd(_)
-                | Request::AuthRoleDelete(_)
-                | Request::AuthRoleGrantPermission(_)
-                | Request::AuthRoleRevokePermission(_)
-        )
     }
 }
 

@@ -216,12 +216,13 @@ impl Db {
 
     /// Bytes on disk (SST files) plus memtables, over every column family.
     pub fn size_bytes(&self) -> u64 {
-        self.sum_property("rocksdb.total-sst-files-size") + self.sum_property("rocksdb.size-all-mem-tables")
+        self.sum_property(&Cf::ALL, "rocksdb.total-sst-files-size")
+            + self.sum_property(&Cf::ALL, "rocksdb.size-all-mem-tables")
     }
 
     /// Memory RocksDB holds: (block cache in use, memtables of every family).
     pub fn memory_bytes(&self) -> (u64, u64) {
-        (self.cache.get_usage() as u64, self.sum_property("rocksdb.size-all-mem-tables"))
+        (self.cache.get_usage() as u64, self.sum_property(&Cf::ALL, "rocksdb.size-all-mem-tables"))
     }
 
     /// RocksDB's estimate of the live data plus its memtables, over the applied state's
@@ -231,18 +232,12 @@ impl Db {
     /// are measured coarsely, as etcd's bolt file grows in steps too.
     pub fn state_bytes(&self) -> u64 {
         const STATE: [Cf; 4] = [Cf::Kv, Cf::Lease, Cf::Meta, Cf::Auth];
-        let property = |cf: Cf, name: &str| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten();
-        STATE
-            .iter()
-            .flat_map(|cf| {
-                [property(*cf, "rocksdb.estimate-live-data-size"), property(*cf, "rocksdb.size-all-mem-tables")]
-            })
-            .flatten()
-            .sum()
+        self.sum_property(&STATE, "rocksdb.estimate-live-data-size")
+            + self.sum_property(&STATE, "rocksdb.size-all-mem-tables")
     }
 
-    fn sum_property(&self, name: &str) -> u64 {
-        Cf::ALL.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), name).ok().flatten()).sum()
+    fn sum_property(&self, cfs: &[Cf], name: &str) -> u64 {
+        cfs.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), name).ok().flatten()).sum()
     }
 
     /// CRC-32C (Castagnoli, as etcd's hash) over every key and value of `cf`, in key order, as of

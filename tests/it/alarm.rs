@@ -46,7 +46,7 @@ fn a_full_cluster_raises_nospace_and_recovers_after_compact_defrag_and_disarm() 
 
     // The alarm went through raft: every member lists it, raised by the leader.
     let raised = vec![AlarmMember { member_id: leader.member_id(), alarm: AlarmType::Nospace as i32 }];
-    cluster.wait_converged(Duration::from_secs(10));
+    cluster.wait_converged(Duration::from_secs(30));
     for (_, node) in cluster.running() {
         assert_eq!(list(node), raised);
     }
@@ -85,7 +85,7 @@ fn a_full_cluster_raises_nospace_and_recovers_after_compact_defrag_and_disarm() 
         assert_eq!(alarm(leader, AlarmAction::Deactivate, a.member_id, AlarmType::Nospace), [a]);
     }
     leader.put(PutRequest::new("after", "1")).unwrap();
-    cluster.wait_converged(Duration::from_secs(10));
+    cluster.wait_converged(Duration::from_secs(30));
     for (_, node) in cluster.running() {
         assert!(list(node).is_empty());
         let kept = node.range(RangeRequest { serializable: true, ..RangeRequest::key("kept") }).unwrap();
