@@ -281,18 +281,23 @@ impl Store {
 
     /// The `raftkv-kv-compact` thread body: removes scheduled compactions batch by batch,
     /// `pace.pause` apart, and waits for the next one when none is left, until `stop_rx`
-    /// fires. A failed write is returned (fatal for the member, as a failed apply is). Either
-    /// way physical compactions still waiting are released with [`Error::Stopped`].
-    pub fn run_removal(&self, pace: RemovalPace, stop_rx: &Receiver<()>) -> Result<()> {
+    /// fires. A failed write goes to `fatal` (fatal for the member, as a failed apply is) and
+    /// ends the loop. Either way physical compactions still waiting are then released with
+    /// [`Error::Stopped`]: after `fatal`, so a caller who sees `Stopped` finds the member's error
+    /// already reported.
+    pub fn run_removal(&self, pace: RemovalPace, stop_rx: &Receiver<()>, fatal: impl FnOnce(Error)) {
         enum Event {
             Stop,
             Next,
         }
         let mut cursor = RemovalCursor::default();
-        let outcome = loop {
+        loop {
             let more = match self.remove_batch(&mut cursor, pace.batch_rows_max) {
                 Ok(more) => more,
-                Err(e) => break Err(e),
+                Err(e) => {
+                    fatal(e);
+                    break;
+                }
             };
             let wake_rx = &self.removal.wake_rx;
             let event = if more {
@@ -308,11 +313,10 @@ impl Store {
                 }
             };
             if let Event::Stop = event {
-                break Ok(());
+                break;
             }
-        };
+        }
         self.removal.close();
-        outcome
     }
 
     /// Blocks until every dead row of a compaction at `rev` is removed (etcd's physical

@@ -742,7 +742,7 @@ fn history_from_the_compact_revision_skips_its_dead_tombstones() {
 fn removal_thread<'scope>(s: &'scope std::thread::Scope<'scope, '_>, store: &'scope Store) -> Sender<()> {
     let (stop_tx, stop_rx) = crossbeam::channel::bounded(1);
     let pace = RemovalPace { batch_rows_max: 3, pause: Duration::ZERO };
-    spawn_named(s, "raftkv-test-removal", move || store.run_removal(pace, &stop_rx).unwrap());
+    spawn_named(s, "raftkv-test-removal", move || store.run_removal(pace, &stop_rx, |e| panic!("removal failed: {e}")));
     stop_tx
 }
 

@@ -149,7 +149,9 @@ impl Server {
                         break Err(err);
                     }
                 }
-                recv(self.stop_rx) -> _ => break Ok(()),
+                // A fatal error reported before the stop wins: a caller released with
+                // `Stopped` by that error must see it from `stop`.
+                recv(self.stop_rx) -> _ => break self.error_rx.try_recv().map_or(Ok(()), Err),
             }
         };
         if let Err(e) = &outcome {

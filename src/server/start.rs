@@ -281,10 +281,8 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         let (store, error_tx) = (store.clone(), ch.error.0.clone());
         let pace = RemovalPace { batch_rows_max: cfg.compaction_batch_limit, pause: cfg.compaction_sleep_interval };
         let thread = spawn("raftkv-kv-compact", move || {
-            if let Err(e) = store.run_removal(pace, &stop_rx) {
-                // Fatal, as a failed apply write: the run loop stops the member.
-                let _ = error_tx.try_send(e);
-            }
+            // Fatal, as a failed apply write: the run loop stops the member.
+            store.run_removal(pace, &stop_rx, |e| drop(error_tx.try_send(e)))
         })?;
         Worker { stop_tx, thread }
     };
