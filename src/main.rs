@@ -185,6 +185,10 @@ fn main() -> ExitCode {
         .filter_module("raft::", level.min(log::LevelFilter::Warn))
         .parse_default_env()
         .init();
+    if let Err(e) = raftkv::failpoint::init_from_env() {
+        log::error!("raftkv: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,5 +1,5 @@
-//! A failed write on the Ready path, the apply path or the removal of compacted revisions
-//! stops the member cleanly: the caller gets an error (never a hang or a false success), `stop`
+//! A failed write on the Ready path, the apply path, a snapshot install or the removal of
+//! compacted revisions stops the member cleanly: the caller gets an error (never a hang or a false success), `stop`
 //! reports the fatal error, every thread is joined, and a restart on the same data dir has
 //! every acknowledged write.
 //! Alone in its binary because fault points are process-wide.
@@ -60,6 +60,39 @@ fn failed_removal_stops_the_member(point: &str) {
     node.stop().unwrap();
 }
 
+/// A follower whose snapshot install fails (before or after the install's WriteBatch) stops
+/// alone, the others keep serving, and on restart it installs (again, or resumes from the
+/// installed state) and converges.
+fn failed_install_stops_only_that_member(point: &str) {
+    use harness::cluster::Cluster;
+    use std::time::Duration;
+    let mut cluster = Cluster::start(3, |cfg| {
+        cfg.snapshot_count = 100;
+        cfg.snapshot_catchup_entries = 20;
+    });
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let lagging = (leader + 1) % 3;
+    cluster.stop(lagging);
+    for i in 0..400 {
+        put(cluster.node(leader), &format!("k{i}"), "v");
+    }
+    failpoint::arm(point);
+    cluster.restart(lagging);
+    // A stopped member refuses every proposal; until then the probes are ordinary writes.
+    let probe = || cluster.node(lagging).put(raftkv::pb::PutRequest::new("probe", "x"));
+    let stopped = eventually(Duration::from_secs(20), || matches!(probe(), Err(Error::Stopped)));
+    failpoint::disarm(point);
+    assert!(stopped, "{point}: the follower kept running");
+    match cluster.nodes[lagging].take().unwrap().stop() {
+        Err(Error::Storage(e)) => assert!(e.to_string().contains(point), "{e}"),
+        other => panic!("{point}: stop returned {other:?}"),
+    }
+    put(cluster.node(leader), "still", "serving");
+    cluster.restart(lagging);
+    cluster.wait_converged(Duration::from_secs(30));
+    assert_eq!(get(cluster.node(lagging), "k399").unwrap().value, b"v");
+}
+
 /// One test, so the process-wide fault points never touch another test's member.
 #[test]
 fn failed_writes_stop_the_member_cleanly() {
@@ -67,4 +100,6 @@ fn failed_writes_stop_the_member_cleanly() {
     fatal_write_stops_the_member("apply_before_commit");
     failed_removal_stops_the_member("compaction_before_batch");
     failed_removal_stops_the_member("compaction_after_batch");
+    failed_install_stops_only_that_member("snapshot_before_install");
+    failed_install_stops_only_that_member("snapshot_after_install");
 }

@@ -442,6 +442,7 @@ impl Applier {
         crate::failpoint::check("apply_before_commit")?;
         let revision = batch.rev();
         let changes = batch.commit()?;
+        crate::failpoint::check("apply_after_commit")?;
         // Progress first, so anyone told "done" below already sees it applied.
         let snapshot_due = {
             let mut progress = self.progress.lock();

@@ -396,6 +396,7 @@ impl RaftNode {
             crate::failpoint::check("raft_before_save")?;
             // This fsync is the group commit of every proposal in the Ready.
             self.db.write(batch, rd.must_sync())?;
+            crate::failpoint::check("raft_after_save")?;
         }
         Ok(())
     }

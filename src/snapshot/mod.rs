@@ -359,7 +359,9 @@ pub fn install(db: &Db, path: &Path, meta: &SnapshotMetadata) -> Result<()> {
         batch.put_cf(db.cf(cf), key, value);
         Ok(())
     })?;
+    crate::failpoint::check("snapshot_before_install")?;
     db.write(batch, true)?;
+    crate::failpoint::check("snapshot_after_install")?;
     Ok(())
 }
 
