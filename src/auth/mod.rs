@@ -39,9 +39,12 @@ pub const ROOT: &str = "root";
 pub const BCRYPT_COST_DEFAULT: u32 = 10;
 pub const BCRYPT_COST_RANGE: std::ops::RangeInclusive<u32> = 4..=31;
 
-const USER_PREFIX: &[u8] = b"user/";
-const ROLE_PREFIX: &[u8] = b"role/";
-const REVISION_KEY: &[u8] = b"revision";
+/// Keys of the `auth` column family (public for the restore of an etcd backend, which writes
+/// them): `user/` + name → `authpb.User`, `role/` + name → `authpb.Role`, and the auth
+/// revision (u64 BE).
+pub const USER_PREFIX: &[u8] = b"user/";
+pub const ROLE_PREFIX: &[u8] = b"role/";
+pub const REVISION_KEY: &[u8] = b"revision";
 
 /// Hashes `password` as etcd does (bcrypt, version `2a`, etcd's `--bcrypt-cost`).
 pub fn hash_password(password: &str, cost: u32) -> Result<String> {

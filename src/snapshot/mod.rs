@@ -15,6 +15,11 @@
 //! the CRC-32 (IEEE) of everything before it. The applied index and term are the `meta` rows.
 //! A client's download ([`SnapshotFiles::for_client`]) is the same file padded with zeros to
 //! a multiple of 512 bytes, followed by the SHA-256 of all of that.
+//!
+//! [`bbolt`] reads etcd's own snapshot files (its bbolt backend), for a restore from an etcd
+//! backup and for `snapshot status`.
+
+pub mod bbolt;
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -32,6 +37,23 @@ use crate::storage::{self, meta, Cf, Db};
 use crate::{Error, Result};
 
 use crate::storage::raft_keys::CONF_STATE;
+
+/// What `etcdctl snapshot status` prints about a snapshot file (etcd's `snapshot.Status`:
+/// the JSON fields `hash`, `revision`, `totalKey`, `totalSize`), so that a file can be
+/// checked against what its writer reported. [`bbolt::etcd_status`] computes it for etcd's
+/// files; the field notes say what each is there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStatus {
+    /// CRC-32C (Castagnoli) over the file's contents in their order (etcd's: each bucket's
+    /// name, then its keys and values).
+    pub hash: u32,
+    /// The newest main revision of a key-value row.
+    pub revision: i64,
+    /// Rows in the file (etcd's: the keys of every bucket, not only key-value rows).
+    pub total_keys: u64,
+    /// Bytes of the database (etcd's: pages in use × page size, without the SHA-256 trailer).
+    pub total_size: u64,
+}
 
 /// Largest record (a key or a value) a snapshot file may hold. Nothing raftkv stores comes
 /// near it; it bounds what a corrupt length field can make a reader allocate.

@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod compaction;
 mod crash;
+mod etcd_snapshot;
 mod etcdctl_compat;
 mod failover;
 mod grpc;
