@@ -10,9 +10,10 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 
 use crate::error::Code;
-use crate::jsonpb::msg::{ErrorBody, StreamResult};
+use crate::jsonpb::msg::{ErrorBody, StreamError, StreamResult};
 use crate::jsonpb::{FromJson, ToJson};
 use crate::pb::*;
 use crate::service::Method;
@@ -126,18 +127,64 @@ impl Client {
 
     /// Opens a watch stream on its own connection; `on_response` gets every response until it
     /// returns false or the stream ends.
-    pub fn watch(&self, req: &WatchCreateRequest, mut on_response: impl FnMut(WatchResponse) -> bool) -> Result<()> {
+    pub fn watch(&self, req: &WatchCreateRequest, on_response: impl FnMut(WatchResponse) -> bool) -> Result<()> {
         let create = watch_request::RequestUnion::CreateRequest(req.clone());
-        let body = WatchRequest { request_union: Some(create) }.to_json();
+        self.stream(Method::Watch, &WatchRequest { request_union: Some(create) }, on_response)
+    }
+
+    /// Downloads the member's snapshot (etcd's `Maintenance.Snapshot`) into `out`: the state,
+    /// then its SHA-256, which is checked here. Returns the bytes written.
+    pub fn snapshot(&self, out: &mut dyn Write) -> Result<u64> {
+        let endpoint = self.endpoint();
+        let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
+        let (mut written, mut hash, mut failed) = (0u64, Sha256::new(), None);
+        // The member's last data chunk says no bytes remain; the message after it is the hash.
+        let (mut data_done, mut trailer) = (false, None);
+        self.stream(Method::Snapshot, &EmptyRequest {}, |chunk: SnapshotResponse| {
+            if data_done {
+                trailer = Some(chunk.blob);
+                return false;
+            }
+            data_done = chunk.remaining_bytes == 0;
+            hash.update(&chunk.blob);
+            written += chunk.blob.len() as u64;
+            if let Err(e) = out.write_all(&chunk.blob) {
+                failed = Some(e.to_string());
+                return false;
+            }
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(Error::Usage(format!("cannot write the snapshot: {e}")));
+        }
+        let Some(trailer) = trailer else {
+            return Err(unreachable("snapshot stream ended before its checksum".into()));
+        };
+        if hash.finalize()[..] != trailer[..] {
+            return Err(unreachable("snapshot checksum mismatch".into()));
+        }
+        out.write_all(&trailer).map_err(|e| Error::Usage(format!("cannot write the snapshot: {e}")))?;
+        Ok(written + trailer.len() as u64)
+    }
+
+    /// A gateway stream on its own connection: `req` as the body, then every `{"result":...}`
+    /// message to `on_response` until it returns false or the stream ends.
+    fn stream<Req: ToJson, Resp: FromJson + Default>(
+        &self,
+        method: Method,
+        req: &Req,
+        mut on_response: impl FnMut(Resp) -> bool,
+    ) -> Result<()> {
+        let body = req.to_json();
         let endpoint = self.endpoint();
         let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
         let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i))?;
-        // Watches are long-lived: no read timeout.
+        // Streams are long-lived: no read timeout.
         stream.set_read_timeout(None).map_err(|e| unreachable(e.to_string()))?;
         let mut stream = BufReader::new(stream);
         let head = format!(
             "POST {} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Length: {}\r\n\r\n",
-            Method::Watch.gateway_path(),
+            method.gateway_path(),
             body.len()
         );
         let out = stream.get_mut();
@@ -149,20 +196,35 @@ impl Client {
         if !status.contains(" 200 ") {
             return Err(unreachable(status));
         }
+        // Messages end with a newline; HTTP chunks need not follow message boundaries.
+        let mut pending = Vec::new();
         loop {
             let size = read_line(&mut stream).map_err(unreachable)?;
             let size = usize::from_str_radix(size.trim(), 16).map_err(|_| unreachable("bad chunk".into()))?;
             if size == 0 {
                 return Ok(());
             }
-            let mut chunk = vec![0; size + 2];
-            stream.read_exact(&mut chunk).map_err(|e| unreachable(e.to_string()))?;
-            let resp = StreamResult::<WatchResponse>::from_body(&chunk[..size]).map_err(|e| unreachable(e.0))?.0;
-            if !on_response(resp) {
-                return Ok(());
+            if pending.len() + size > RESPONSE_MAX {
+                return Err(unreachable(format!("stream message over {RESPONSE_MAX} bytes")));
+            }
+            let start = pending.len();
+            pending.resize(start + size + 2, 0);
+            stream.read_exact(&mut pending[start..]).map_err(|e| unreachable(e.to_string()))?;
+            pending.truncate(start + size);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let message: Vec<u8> = pending.drain(..=end).collect();
+                let body = &message[..end];
+                if let Ok(StreamError(Some(e))) = StreamError::from_body(body) {
+                    return Err(Error::Server { code: Code::from_u32(e.grpc_code), message: e.message });
+                }
+                let resp = StreamResult::<Resp>::from_body(body).map_err(|e| unreachable(e.0))?.0;
+                if !on_response(resp) {
+                    return Ok(());
+                }
             }
         }
     }
+
 
     pub fn alarm(&self, req: &AlarmRequest) -> Result<AlarmResponse> {
         self.call(Method::Alarm, req)

@@ -252,6 +252,9 @@ pub enum Error {
     /// The configuration cannot work; the message says which setting and why.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// `snapshot restore` refused its file or flags; the message is etcdctl's.
+    #[error("{0}")]
+    Restore(String),
     /// The data dir holds a different member's or cluster's data, or is unusable.
     #[error("data dir {path}: {reason}")]
     DataDir { path: String, reason: String },
@@ -312,7 +315,7 @@ impl Error {
             ProposalDropped | LeaderTransferTimeout => Code::Unknown,
             Unimplemented(_) => Code::Unimplemented,
             Decode { .. } | Corrupt => Code::DataLoss,
-            Config(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
+            Config(_) | Restore(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
         }
     }
 

@@ -10,7 +10,8 @@
 //! - **error**: a fatal error from any thread; logged, then the member stops;
 //! - **stop**: [`crate::Node::stop`].
 //!
-//! Start-up is `start`'s named steps; a new member's identity is `bootstrap`'s.
+//! Start-up is `start`'s named steps; a new member's identity is `bootstrap`'s; a data dir
+//! made offline from a backup is [`restore`]'s.
 //!
 //! Shutdown order (written once, in `Server::shutdown`): stop the lessor and the compactor
 //! (they propose); stop the raft thread so no new entries are committed; the peer transport;
@@ -20,6 +21,7 @@
 //! with `etcdserver: server stopped`; flush the memtables.
 
 mod bootstrap;
+pub mod restore;
 pub mod fifo;
 pub mod peer_service;
 pub mod propose;

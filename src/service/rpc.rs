@@ -110,11 +110,10 @@ pub static RPCS: &[Rpc] = &[
     unary(Status, "/etcdserverpb.Maintenance/Status", &["maintenance/status"], true),
     unary(Defragment, "/etcdserverpb.Maintenance/Defragment", &["maintenance/defragment"], true),
     unary(Hash, "/etcdserverpb.Maintenance/Hash", &["maintenance/hash"], true),
-    // The gateway's snapshot download is the operations issue's; gRPC serves it now.
     Rpc {
         method: Snapshot,
         grpc: "/etcdserverpb.Maintenance/Snapshot",
-        gateway: &[],
+        gateway: &["maintenance/snapshot"],
         kind: Kind::ServerStream,
         blocking: true,
     },

@@ -14,7 +14,8 @@
 //! tag 1 = `kv`, 2 = `lease`, 3 = `meta`, 4 = `raft` (its `conf_state` only), 5 = `auth`; then tag 0 and
 //! the CRC-32 (IEEE) of everything before it. The applied index and term are the `meta` rows.
 //! A client's download ([`SnapshotFiles::for_client`]) is the same file padded with zeros to
-//! a multiple of 512 bytes, followed by the SHA-256 of all of that.
+//! a multiple of 512 bytes, followed by the SHA-256 of all of that; [`read_download`] and
+//! [`download_status`] read one back for a restore (`crate::server::restore`).
 //!
 //! [`bbolt`] reads etcd's own snapshot files (its bbolt backend), for a restore from an etcd
 //! backup and for `snapshot status`.
@@ -44,8 +45,8 @@ use crate::storage::raft_keys::CONF_STATE;
 /// files; the field notes say what each is there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileStatus {
-    /// CRC-32C (Castagnoli) over the file's contents in their order (etcd's: each bucket's
-    /// name, then its keys and values).
+    /// etcd's: CRC-32C (Castagnoli) over each bucket's name, then its keys and values, in
+    /// file order; raftkv's download: its records' own checksum (CRC-32).
     pub hash: u32,
     /// The newest main revision of a key-value row.
     pub revision: i64,
@@ -280,12 +281,27 @@ impl RecordWriter {
     }
 }
 
+/// Which bytes of a file hold records.
+#[derive(Clone, Copy)]
+enum Extent {
+    /// All of it: a follower's snapshot.
+    Whole,
+    /// The first `len` bytes, records then zero padding: a client's download without its
+    /// SHA-256 trailer.
+    Download { len: u64 },
+}
+
 /// Reads every record of a snapshot file, checking its structure and CRC before handing out
-/// anything: `f` only runs once the whole file is known to be good.
-fn read_records(path: &Path, mut f: impl FnMut(u8, Vec<u8>, Vec<u8>) -> Result<()>) -> Result<()> {
+/// anything: `f` only runs once the whole file is known to be good. Returns the CRC.
+fn read_records(path: &Path, extent: Extent, mut f: impl FnMut(u8, Vec<u8>, Vec<u8>) -> Result<()>) -> Result<u32> {
+    let mut checksum = 0;
     for pass in 0..2 {
         let file = File::open(path).map_err(|e| io_error(path, e))?;
-        let mut r = BufReader::with_capacity(1 << 20, file);
+        let limit = match extent {
+            Extent::Whole => u64::MAX,
+            Extent::Download { len } => len,
+        };
+        let mut r = BufReader::with_capacity(1 << 20, file.take(limit));
         let mut crc = crc32fast::Hasher::new();
         loop {
             let mut tag = [0u8; 1];
@@ -293,10 +309,14 @@ fn read_records(path: &Path, mut f: impl FnMut(u8, Vec<u8>, Vec<u8>) -> Result<(
             if tag[0] == TAG_END {
                 let mut want = [0u8; 4];
                 r.read_exact(&mut want).map_err(|e| corrupt(path, format!("truncated checksum: {e}")))?;
-                if crc.finalize() != u32::from_be_bytes(want) {
+                checksum = crc.clone().finalize();
+                if checksum != u32::from_be_bytes(want) {
                     return Err(corrupt(path, "checksum mismatch".into()));
                 }
-                if r.read(&mut [0u8; 1]).map_err(|e| io_error(path, e))? != 0 {
+                let mut rest = Vec::new();
+                r.read_to_end(&mut rest).map_err(|e| io_error(path, e))?;
+                let padding = matches!(extent, Extent::Download { .. }) && rest.len() < 512;
+                if !rest.is_empty() && !(padding && rest.iter().all(|b| *b == 0)) {
                     return Err(corrupt(path, "data after the checksum".into()));
                 }
                 break;
@@ -312,7 +332,35 @@ fn read_records(path: &Path, mut f: impl FnMut(u8, Vec<u8>, Vec<u8>) -> Result<(
             }
         }
     }
-    Ok(())
+    Ok(checksum)
+}
+
+fn family(tag: u8) -> Cf {
+    match tag {
+        TAG_RAFT => Cf::Raft,
+        tag => FAMILIES.iter().find(|(t, _)| *t == tag).map(|(_, cf)| *cf).expect("tags checked while reading"),
+    }
+}
+
+/// Hands every row of a client's download to `row` (its first `len` bytes, the SHA-256
+/// trailer already checked and cut off by the caller), once the whole file is known good.
+pub fn read_download(path: &Path, len: u64, row: &mut dyn FnMut(Cf, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+    read_records(path, Extent::Download { len }, |tag, key, value| row(family(tag), &key, &value)).map(drop)
+}
+
+/// [`FileStatus`] of a client's download (`len` bytes before its trailer).
+pub fn download_status(path: &Path, len: u64) -> Result<FileStatus> {
+    let mut status = FileStatus { total_size: len, ..Default::default() };
+    status.hash = read_records(path, Extent::Download { len }, |tag, key, _| {
+        status.total_keys += 1;
+        if family(tag) == Cf::Kv {
+            if let Some((rev, _)) = crate::mvcc::Revision::from_key(&key) {
+                status.revision = status.revision.max(rev.main);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(status)
 }
 
 fn read_field(r: &mut impl Read, crc: &mut crc32fast::Hasher, path: &Path) -> Result<Vec<u8>> {
@@ -332,7 +380,7 @@ fn read_field(r: &mut impl Read, crc: &mut crc32fast::Hasher, path: &Path) -> Re
 /// The raft metadata a (checked) snapshot file describes.
 fn read_meta(path: &Path) -> Result<SnapshotMetadata> {
     let mut meta = SnapshotMetadata::default();
-    read_records(path, |tag, key, value| {
+    read_records(path, Extent::Whole, |tag, key, value| {
         match (tag, &key[..]) {
             (3, k) if k == meta::APPLIED_INDEX => meta.index = storage::decode_u64(&value).unwrap_or(0),
             (3, k) if k == meta::APPLIED_TERM => meta.term = storage::decode_u64(&value).unwrap_or(0),
@@ -373,12 +421,8 @@ pub fn install(db: &Db, path: &Path, meta: &SnapshotMetadata) -> Result<()> {
             batch.delete_cf(db.cf(Cf::Meta), key);
         }
     }
-    read_records(path, |tag, key, value| {
-        let cf = match tag {
-            TAG_RAFT => Cf::Raft,
-            tag => FAMILIES.iter().find(|(t, _)| *t == tag).map(|(_, cf)| *cf).expect("tags checked while reading"),
-        };
-        batch.put_cf(db.cf(cf), key, value);
+    read_records(path, Extent::Whole, |tag, key, value| {
+        batch.put_cf(db.cf(family(tag)), key, value);
         Ok(())
     })?;
     crate::failpoint::check("snapshot_before_install")?;

@@ -45,6 +45,9 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The slices a defragment compacts the `kv` family in ([`Db::compact_all`]).
+pub const DEFRAG_SLICES: u64 = 16;
+
 /// Column families. Their names are part of the on-disk format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cf {
@@ -135,6 +138,14 @@ impl Db {
         // a synced write holds RocksDB's write queue only to append, not through the fsync:
         // the apply thread's unsynced writes no longer wait behind the raft thread's fsync.
         opts.set_manual_wal_flush(true);
+        // Compactions (RocksDB's LOW pool: background ones and a defragment's manual one) run
+        // at the lowest CPU and I/O priority, so on two cores they take what the raft, apply
+        // and client threads leave instead of competing with them head-on. Flushes (the HIGH
+        // pool) keep their priority: a late flush stalls writes.
+        let mut env = rocksdb::Env::new()?;
+        env.lower_thread_pool_cpu_priority();
+        env.lower_thread_pool_io_priority();
+        opts.set_env(&env);
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
@@ -191,15 +202,43 @@ impl Db {
     }
 
     /// Rewrites every family's files without deleted and overwritten entries: a flush, then a
-    /// manual compaction of the whole key range of each family, waited for.
-    pub fn compact_all(&self) -> Result<()> {
+    /// manual compaction of the whole key range of each family, waited for. The `kv` family,
+    /// nearly all of the data, goes in [`DEFRAG_SLICES`] slices of its revision range with
+    /// `pause` between them, so that the load it competes with gets the machine back between
+    /// slices (etcd blocks every request for a whole defragment instead).
+    pub fn compact_all(&self, pause: std::time::Duration) -> Result<()> {
         self.flush()?;
         // Bottommost files too: by default RocksDB leaves them as they are, with whatever
         // deleted data sits in them, and then a defragment would not free what it should.
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::ForceOptimized);
         for cf in Cf::ALL {
-            self.db.compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
+            if cf != Cf::Kv {
+                self.db.compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
+                continue;
+            }
+            let bounds = |mode| self.db.iterator_cf(self.cf(Cf::Kv), mode).next().transpose();
+            let (Some((first, _)), Some((last, _))) =
+                (bounds(rocksdb::IteratorMode::Start)?, bounds(rocksdb::IteratorMode::End)?)
+            else {
+                continue;
+            };
+            // Revision keys start with the main revision (u64 BE): slices of equal revision spans.
+            let main = |key: &[u8]| key.get(..8).map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+            let (lo, hi) = (main(&first), main(&last));
+            let step = ((hi - lo) / DEFRAG_SLICES).max(1);
+            let mut start: Option<Vec<u8>> = None;
+            let mut at = lo;
+            while at <= hi {
+                at = at.saturating_add(step);
+                let end = (at <= hi).then(|| at.to_be_bytes().to_vec());
+                self.db.compact_range_cf_opt(self.cf(Cf::Kv), start.as_deref(), end.as_deref(), &opts);
+                if end.is_none() {
+                    break;
+                }
+                std::thread::sleep(pause);
+                start = end;
+            }
         }
         Ok(())
     }
@@ -302,6 +341,37 @@ pub fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sliced rewrite covers the whole `kv` range: every deleted row's space is freed,
+    /// in the first slice, the last and those between, and every live row is kept.
+    #[test]
+    fn a_defragment_frees_deleted_rows_in_every_slice() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let key = |rev: u64| [&rev.to_be_bytes()[..], b"_", &0u64.to_be_bytes()].concat();
+        let revs = 1..=20_000u64;
+        let mut batch = WriteBatch::default();
+        for rev in revs.clone() {
+            batch.put_cf(db.cf(Cf::Kv), key(rev), [7u8; 100]);
+        }
+        db.write(batch, false).unwrap();
+        db.flush().unwrap();
+        let mut batch = WriteBatch::default();
+        for rev in revs.clone().filter(|r| r % 100 != 0) {
+            batch.delete_cf(db.cf(Cf::Kv), key(rev));
+        }
+        db.write(batch, false).unwrap();
+        let sst_bytes = || db.sum_property(&[Cf::Kv], "rocksdb.total-sst-files-size");
+        let before = sst_bytes();
+        db.compact_all(std::time::Duration::ZERO).unwrap();
+        let live: Vec<Vec<u8>> = db
+            .raw()
+            .iterator_cf(db.cf(Cf::Kv), rocksdb::IteratorMode::Start)
+            .map(|kv| kv.unwrap().0.to_vec())
+            .collect();
+        assert_eq!(live, revs.filter(|r| r % 100 == 0).map(key).collect::<Vec<_>>());
+        assert!(sst_bytes() * 20 < before, "{} of {before} bytes left", sst_bytes());
+    }
 
     #[test]
     fn crc32c_matches_the_standard_check_value() {

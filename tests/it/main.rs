@@ -25,5 +25,6 @@ mod http;
 mod kv_semantics;
 mod lease;
 mod restart;
+mod restore;
 mod tidy;
 mod watch;

@@ -5,8 +5,8 @@
 
 use crate::api::http1::Response;
 use crate::error::Code;
-use crate::jsonpb::msg::ErrorBody;
-use crate::jsonpb::JsonError;
+use crate::jsonpb::msg::{ErrorBody, StreamError, StreamErrorDetail};
+use crate::jsonpb::{JsonError, ToJson};
 
 /// The headers of every successful gateway answer.
 pub fn grpc_headers() -> Vec<(&'static str, String)> {
@@ -29,6 +29,24 @@ pub fn stream_error(msg: &str) -> Response {
         body: error_body(msg, Code::Unknown),
     }
 }
+
+/// A server stream's failure after its answer began: one message of grpc-gateway's stream
+/// error shape.
+pub fn stream_message_error(e: &crate::Error) -> Vec<u8> {
+    let code = e.code();
+    let status = code.http_status();
+    let mut out = StreamError(Some(StreamErrorDetail {
+        grpc_code: code.as_u32(),
+        http_code: u32::from(status),
+        message: e.to_string(),
+        http_status: crate::api::http1::write::reason(status).to_string(),
+    }))
+    .to_json()
+    .into_bytes();
+    out.push(b'\n');
+    out
+}
+
 
 /// A request body etcd's gateway refused before calling the server: `Content-Length`, no trailer.
 pub fn decode_error(e: JsonError) -> Response {

@@ -1,7 +1,7 @@
 //! etcd v3's JSON gateway (grpc-gateway's answers, byte for byte) as an adapter over the
 //! [`Service`]: routes from the RPC table, request bodies read as jsonpb reads them, answers
-//! and etcd's error bodies written as the gateway writes them (`errors`), the watch and
-//! keepalive streams (`streams`), and the non-RPC endpoints (`/version`, `/metrics`, the
+//! and etcd's error bodies written as the gateway writes them (`errors`), the watch,
+//! keepalive and snapshot streams (`streams`), and the non-RPC endpoints (`/version`, `/metrics`, the
 //! probes of [`health`]).
 //!
 //! Threads: a call starts on the HTTP event loop that read it (`raftkv-httpio-N`). The
@@ -138,6 +138,15 @@ impl http1::Handler for Gateway {
         };
         if req.method != "POST" {
             done.respond(http1::plain(405, "Method Not Allowed"));
+            return None;
+        }
+        if rpc.kind == Kind::ServerStream {
+            let node = self.node().clone();
+            let max = node.config().grpc_message_max();
+            done.spawn_blocking(move || match decode::<crate::pb::EmptyRequest>(&req.body, max) {
+                Ok(_) => streams::snapshot(&node),
+                Err(refused) => refused,
+            });
             return None;
         }
         if rpc.kind == Kind::Bidi {

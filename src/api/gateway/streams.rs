@@ -1,19 +1,28 @@
 //! The gateway's streams: watch (a [`WatchSession`] whose messages go out chunk by chunk until
-//! the client leaves) and lease keepalive (one answer per request message, then the end of
-//! the response, the connection kept for the next request). Both start on the blocking pool.
+//! the client leaves), lease keepalive (one answer per request message, then the end of
+//! the response, the connection kept for the next request) and the snapshot download (fed by
+//! a `raftkv-snap-client` thread). All start on the blocking pool.
 
 use crate::api::http1::Response;
 use crate::jsonpb::msg::stream_result;
 use crate::jsonpb::{Decoder, FromJson, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::pb::{LeaseKeepAliveRequest, WatchRequest};
 use crate::service::watch::{BatchSink, WatchSession};
 use crate::watch::SinkError;
 use crate::Node;
 
-use super::errors::{grpc_headers, stream_error};
+use super::errors::{grpc_headers, server_error, stream_error, stream_message_error};
 
 /// Messages buffered per watch stream; beyond it the stream's watchers catch up from disk.
 const WATCH_STREAM_QUEUE_MAX: usize = 1024;
+/// Chunks (32 KiB each) buffered per snapshot download: the reader waits for a slow client.
+const SNAPSHOT_QUEUE_MAX: usize = 8;
+/// Snapshot downloads served at once over the gateway, each with its own thread for as long
+/// as the client takes; more are refused with `too many requests`.
+const SNAPSHOTS_MAX: usize = 4;
+static SNAPSHOTS: AtomicUsize = AtomicUsize::new(0);
 
 /// The request messages of a stream body, read one after another as the gateway feeds them to
 /// its gRPC stream: a first message that does not decode fails the request (etcd's stream
@@ -84,4 +93,31 @@ pub fn keep_alive(node: &Node, body: &[u8]) -> Response {
     // With no request at all, the gateway never read the stream's header metadata.
     let headers = if messages.is_empty() { vec![("Content-Type", "application/json".into())] } else { grpc_headers() };
     Response::Messages { status: 200, headers, messages }
+}
+
+/// `Maintenance.Snapshot` over the gateway: `{"result":...}` messages of 32 KiB chunks and
+/// then the SHA-256, as etcd's gateway streams them. A failure after the answer started is a
+/// stream error message, as grpc-gateway writes one.
+pub fn snapshot(node: &Node) -> Response {
+    if SNAPSHOTS.fetch_add(1, Ordering::AcqRel) >= SNAPSHOTS_MAX {
+        SNAPSHOTS.fetch_sub(1, Ordering::AcqRel);
+        let e = crate::Error::TooManyRequests;
+        return server_error(&e.to_string(), e.code());
+    }
+    let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(SNAPSHOT_QUEUE_MAX);
+    let node = node.clone();
+    let spawned = crate::thread::spawn("raftkv-snap-client", move || {
+        // A send fails once the client has gone, which ends the download.
+        let outcome = node.snapshot(&mut |chunk| tx.send(stream_result(&chunk)).is_ok());
+        if let Err(e) = outcome {
+            log::warn!("api: snapshot download failed: {e}");
+            let _ = tx.send(stream_message_error(&e));
+        }
+        SNAPSHOTS.fetch_sub(1, Ordering::AcqRel);
+    });
+    if let Err(e) = spawned {
+        SNAPSHOTS.fetch_sub(1, Ordering::AcqRel);
+        return server_error(&e.to_string(), e.code());
+    }
+    Response::Stream { status: 200, headers: grpc_headers(), messages, on_close: None }
 }

@@ -10,7 +10,8 @@ const CORS: [(&str, &str); 3] = [
     ("Access-Control-Allow-Origin", "*"),
 ];
 
-fn reason(status: u16) -> &'static str {
+/// The reason phrase Go's `net/http` writes for `status`.
+pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",

@@ -1,5 +1,7 @@
 //! raftkvctl's command line: etcdctl's global flags, verbs and their flags (clap).
 
+use std::path::PathBuf;
+
 use super::*;
 
 #[derive(Parser)]
@@ -160,6 +162,48 @@ pub(crate) enum Command {
     Member {
         #[command(subcommand)]
         command: MemberCommand,
+    },
+    /// Manages etcd node snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Stores an etcd node backend snapshot to a given file.
+    Save { filename: PathBuf },
+    /// Gets backend snapshot status of a given file (hash, revision, total keys, total size).
+    Status { filename: PathBuf },
+    /// Restores an etcd member snapshot (raftkv's or etcd's) to a new data directory.
+    Restore {
+        filename: PathBuf,
+        /// Path to the data directory (default: <name>.raftkv).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Initial cluster configuration for restore bootstrap.
+        #[arg(long, default_value = "default=http://localhost:2380")]
+        initial_cluster: String,
+        /// Initial cluster token for the etcd cluster during restore bootstrap.
+        #[arg(long, default_value = "etcd-cluster")]
+        initial_cluster_token: String,
+        /// List of this member's peer URLs to advertise to the rest of the cluster.
+        #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',')]
+        initial_advertise_peer_urls: Vec<String>,
+        /// Human-readable name for this member.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Ignore snapshot integrity hash value (required if copied from data directory).
+        #[arg(long)]
+        skip_hash_check: bool,
+        /// How much to increase the latest revision after restore.
+        #[arg(long, default_value_t = 0)]
+        bump_revision: u64,
+        /// Mark the latest revision after restore as the point of scheduled compaction
+        /// (required if --bump-revision > 0, disallowed otherwise).
+        #[arg(long)]
+        mark_compacted: bool,
     },
 }
 

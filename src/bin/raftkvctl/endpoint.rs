@@ -129,6 +129,12 @@ impl Ctl {
     }
 
     pub(crate) fn print_rows(&self, header: &[&str], rows: &[Vec<String>]) {
+        self.print_rows_aligned(header, rows, Align::Center);
+    }
+
+    /// As [`Ctl::print_rows`], with the table's cells aligned as `align` says (headers are
+    /// always centered, as Go's tablewriter centers them).
+    pub(crate) fn print_rows_aligned(&self, header: &[&str], rows: &[Vec<String>], align: Align) {
         if self.format != Format::Table {
             for row in rows {
                 println!("{}", row.join(", "));
@@ -139,31 +145,45 @@ impl Ctl {
             .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
             .collect();
         let line = || println!("+{}+", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
-        let row = |cells: Vec<&str>| {
-            let cells: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!(" {c:^w$} ")).collect();
+        let row = |cells: Vec<&str>, align: Align| {
+            let cells: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| match align {
+                    Align::Center => format!(" {c:^w$} "),
+                    Align::Right => format!(" {c:>w$} "),
+                })
+                .collect();
             println!("|{}|", cells.join("|"));
         };
         line();
-        row(header.to_vec());
+        row(header.to_vec(), Align::Center);
         line();
         for r in rows {
-            row(r.iter().map(String::as_str).collect());
+            row(r.iter().map(String::as_str).collect(), align);
         }
         line();
     }
 }
 
+#[derive(Clone, Copy)]
+pub(crate) enum Align {
+    Center,
+    Right,
+}
+
+/// go-humanize's `Bytes` (SI units), as etcdctl prints sizes: one decimal below 10 of a unit.
 pub(crate) fn human_bytes(n: i64) -> String {
-    let n = n as f64;
-    if n < 1000.0 {
+    let n = n.max(0) as f64;
+    if n < 10.0 {
         return format!("{n} B");
     }
-    let units = ["kB", "MB", "GB", "TB"];
-    let mut v = n / 1000.0;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let e = ((n.ln() / 1000f64.ln()).floor() as usize).min(units.len() - 1);
+    let v = (n / 1000f64.powi(e as i32) * 10.0 + 0.5).floor() / 10.0;
+    if v < 10.0 {
+        format!("{v:.1} {}", units[e])
+    } else {
+        format!("{v:.0} {}", units[e])
     }
-    format!("{v:.0} {}", units[i])
 }

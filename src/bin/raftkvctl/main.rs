@@ -21,6 +21,7 @@ mod endpoint;
 mod kv;
 mod lease;
 mod member;
+mod snapshot;
 mod txn_parse;
 
 use cli::*;
@@ -142,6 +143,7 @@ fn main() -> ExitCode {
         }
         Command::Member { command } => ctl.member(command),
         Command::MoveLeader { target } => ctl.move_leader(&cli.endpoints, &target),
+        Command::Snapshot { command } => ctl.snapshot(&cli.endpoints, command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

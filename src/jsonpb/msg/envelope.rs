@@ -59,3 +59,52 @@ impl FromJson for ErrorBody {
         Ok(())
     }
 }
+
+/// A server stream's failure after its answer began, as grpc-gateway writes it:
+/// `{"error":{"grpc_code":..,"http_code":..,"message":..,"http_status":..}}`.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct StreamError(pub Option<StreamErrorDetail>);
+
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct StreamErrorDetail {
+    pub grpc_code: u32,
+    pub http_code: u32,
+    pub message: String,
+    pub http_status: String,
+}
+
+impl ToJson for StreamError {
+    fn write_fields(&self, w: &mut Writer) {
+        Msg::<StreamErrorDetail>::write(w, "error", &self.0);
+    }
+}
+
+impl FromJson for StreamError {
+    fn read_fields(&mut self, fields: &Fields, depth: usize) -> Result<()> {
+        if let Some(v) = fields.take("error", "error") {
+            self.0 = Msg::<StreamErrorDetail>::read(v, depth)?;
+        }
+        Ok(())
+    }
+}
+
+impl ToJson for StreamErrorDetail {
+    fn write_fields(&self, w: &mut Writer) {
+        w.u32("grpc_code", self.grpc_code);
+        w.u32("http_code", self.http_code);
+        w.string("message", &self.message);
+        w.string("http_status", &self.http_status);
+    }
+}
+
+impl FromJson for StreamErrorDetail {
+    fn read_fields(&mut self, fields: &Fields, depth: usize) -> Result<()> {
+        if let Some(v) = fields.take("grpc_code", "grpc_code") {
+            self.grpc_code = U32::read(v, depth)?;
+        }
+        if let Some(v) = fields.take("message", "message") {
+            self.message = Str::read(v, depth)?;
+        }
+        Ok(())
+    }
+}

@@ -47,3 +47,9 @@ json_message!(AlarmResponse {
 json_message!(DefragmentResponse {
     header: Msg<ResponseHeader> = "header",
 });
+
+json_message!(SnapshotResponse {
+    header: Msg<ResponseHeader> = "header",
+    remaining_bytes: U64 = "remaining_bytes" / "remainingBytes",
+    blob: Bytes = "blob",
+});

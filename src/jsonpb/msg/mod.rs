@@ -268,7 +268,7 @@ mod lease;
 mod maintenance;
 mod watch;
 
-pub use envelope::{stream_result, ErrorBody, StreamResult};
+pub use envelope::{stream_result, ErrorBody, StreamError, StreamErrorDetail, StreamResult};
 
 #[cfg(test)]
 mod tests {
