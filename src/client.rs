@@ -225,7 +225,6 @@ impl Client {
         }
     }
 
-
     pub fn alarm(&self, req: &AlarmRequest) -> Result<AlarmResponse> {
         self.call(Method::Alarm, req)
     }

@@ -47,7 +47,6 @@ pub fn stream_message_error(e: &crate::Error) -> Vec<u8> {
     out
 }
 
-
 /// A request body etcd's gateway refused before calling the server: `Content-Length`, no trailer.
 pub fn decode_error(e: JsonError) -> Response {
     Response::Full {
