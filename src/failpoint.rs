@@ -100,7 +100,8 @@ fn parse(spec: &str) -> Result<Armed, String> {
 pub fn init_from_env() -> Result<(), String> {
     let Ok(spec) = std::env::var("RAFTKV_FAILPOINTS") else { return Ok(()) };
     for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-        let (name, action) = entry.split_once('=').ok_or_else(|| format!("RAFTKV_FAILPOINTS: {entry:?} is not name=action"))?;
+        let (name, action) =
+            entry.split_once('=').ok_or_else(|| format!("RAFTKV_FAILPOINTS: {entry:?} is not name=action"))?;
         set(name.trim(), action).map_err(|e| format!("RAFTKV_FAILPOINTS: {e}"))?;
         log::warn!("failpoint: {} armed: {}", name.trim(), action.trim());
     }

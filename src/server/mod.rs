@@ -21,10 +21,10 @@
 //! with `etcdserver: server stopped`; flush the memtables.
 
 mod bootstrap;
-pub mod restore;
 pub mod fifo;
 pub mod peer_service;
 pub mod propose;
+pub mod restore;
 mod start;
 
 use std::sync::Arc;

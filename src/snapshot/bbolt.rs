@@ -52,9 +52,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use sha2::{Digest, Sha256};
 
-use super::{corrupt, io_error, FileStatus};
+use super::{corrupt, io_error, FileStatus, RowSink};
 use crate::auth;
 use crate::mvcc::revision::REVISION_KEY_LEN;
 use crate::mvcc::Revision;
@@ -115,10 +114,6 @@ pub struct EtcdInfo {
     pub revision: i64,
 }
 
-/// What [`read_etcd`] hands each row to: `(family, key, value)` (a name for
-/// `dyn FnMut(Cf, &[u8], &[u8]) -> Result<()>`, the same type).
-pub type RowSink<'a> = dyn FnMut(Cf, &[u8], &[u8]) -> Result<()> + 'a;
-
 /// True if `path` starts with a bbolt meta page (etcd's backend file).
 ///
 /// Only the page header's meta flag and the magic number are looked at, so that a bbolt file
@@ -145,12 +140,12 @@ pub fn is_bbolt(path: &Path) -> Result<bool> {
 /// | `authUsers`, `authRoles` | `auth` | `user/` + name, `role/` + name; unchanged |
 ///
 /// Keys and values are checked to be what raftkv's loaders expect. Rows come in the file's
-/// order. Damage the trailer does not cover (a file without one, or one written damaged) is
-/// found only where it is read, so an error may come after some rows were handed out: the
-/// caller keeps them aside until this returns `Ok`.
+/// order. The SHA-256 trailer is the caller's to check (restore does, with etcd's rules and
+/// `--skip-hash-check`); damage it does not cover is found only where it is read, so an error
+/// may come after some rows were handed out: the caller keeps them aside until this returns
+/// `Ok`.
 pub fn read_etcd(path: &Path, row: &mut RowSink<'_>) -> Result<EtcdInfo> {
     let mut db = Bolt::open(path)?;
-    db.check_trailer()?;
     let mut info = EtcdInfo::default();
     for (name, bucket) in db.buckets()? {
         let Some(restored) = Restored::named(&name) else { continue };
@@ -306,10 +301,6 @@ struct MetaPage {
 struct Bolt {
     file: File,
     path: PathBuf,
-    /// Bytes of the database: the file without its SHA-256 trailer.
-    data_bytes: u64,
-    /// Whether the file ends with a SHA-256 trailer.
-    trailer: bool,
     page_bytes: u64,
     /// The meta page's `pgid`: pages 0..high_water are in use.
     high_water: u64,
@@ -325,16 +316,8 @@ impl Bolt {
         // etcd's `hasChecksum`: a database is whole pages, so 32 bytes more is the trailer.
         let trailer = file_bytes % 512 == SHA256_BYTES;
         let data_bytes = if trailer { file_bytes - SHA256_BYTES } else { file_bytes };
-        let mut db = Bolt {
-            file,
-            path: path.to_path_buf(),
-            data_bytes,
-            trailer,
-            page_bytes: 0,
-            high_water: 0,
-            root: 0,
-            visited: Vec::new(),
-        };
+        let mut db =
+            Bolt { file, path: path.to_path_buf(), page_bytes: 0, high_water: 0, root: 0, visited: Vec::new() };
         let meta = db.current_meta()?;
         db.page_bytes = u64::from(meta.page_bytes);
         if meta.high_water < 2 || meta.root < 2 || meta.root >= meta.high_water {
@@ -411,28 +394,6 @@ impl Bolt {
             return Err(format!("has page size {page_bytes}"));
         }
         Ok(MetaPage { page_bytes, root: u64_at(m, 16), high_water: u64_at(m, 40), txid: u64_at(m, 48) })
-    }
-
-    /// Checks the SHA-256 trailer, if the file has one, against the database before it.
-    fn check_trailer(&self) -> Result<()> {
-        if !self.trailer {
-            return Ok(());
-        }
-        let mut sha = Sha256::new();
-        let mut chunk = vec![0u8; 1 << 20];
-        let mut at = 0;
-        while at < self.data_bytes {
-            let n = chunk.len().min((self.data_bytes - at) as usize);
-            self.read_exact_at(&mut chunk[..n], at)?;
-            sha.update(&chunk[..n]);
-            at += n as u64;
-        }
-        let mut want = [0u8; SHA256_BYTES as usize];
-        self.read_exact_at(&mut want, self.data_bytes)?;
-        if sha.finalize()[..] != want {
-            return Err(self.corrupt("the SHA-256 trailer does not match the database".into()));
-        }
-        Ok(())
     }
 
     /// The top-level buckets: name and header (with the inline page), in order.

@@ -56,6 +56,10 @@ pub struct FileStatus {
     pub total_size: u64,
 }
 
+/// What a backup reader ([`read_download`], [`bbolt::read_etcd`]) hands each row to:
+/// `(family, key, value)`, in raftkv's layout.
+pub type RowSink<'a> = dyn FnMut(Cf, &[u8], &[u8]) -> Result<()> + 'a;
+
 /// Largest record (a key or a value) a snapshot file may hold. Nothing raftkv stores comes
 /// near it; it bounds what a corrupt length field can make a reader allocate.
 const RECORD_BYTES_MAX: usize = 64 << 20;
@@ -316,7 +320,7 @@ fn read_records(path: &Path, extent: Extent, mut f: impl FnMut(u8, Vec<u8>, Vec<
                 let mut rest = Vec::new();
                 r.read_to_end(&mut rest).map_err(|e| io_error(path, e))?;
                 let padding = matches!(extent, Extent::Download { .. }) && rest.len() < 512;
-                if !rest.is_empty() && !(padding && rest.iter().all(|b| *b == 0)) {
+                if !(rest.is_empty() || padding && rest.iter().all(|b| *b == 0)) {
                     return Err(corrupt(path, "data after the checksum".into()));
                 }
                 break;
@@ -344,7 +348,7 @@ fn family(tag: u8) -> Cf {
 
 /// Hands every row of a client's download to `row` (its first `len` bytes, the SHA-256
 /// trailer already checked and cut off by the caller), once the whole file is known good.
-pub fn read_download(path: &Path, len: u64, row: &mut dyn FnMut(Cf, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+pub fn read_download(path: &Path, len: u64, row: &mut RowSink<'_>) -> Result<()> {
     read_records(path, Extent::Download { len }, |tag, key, value| row(family(tag), &key, &value)).map(drop)
 }
 
