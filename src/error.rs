@@ -249,6 +249,12 @@ pub enum Error {
     #[error("{message}")]
     Leader { code: Code, message: String },
 
+    /// A call to a peer on a connection of its own got no answer: the peer is down, not a
+    /// member, refused the connection or broke the protocol (the corruption checks log it and
+    /// go on, as etcd's do).
+    #[error("peer {peer:x} unreachable: {reason}")]
+    PeerUnreachable { peer: u64, reason: String },
+
     /// The configuration cannot work; the message says which setting and why.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -307,7 +313,8 @@ impl Error {
             | NoLeader
             | TimeoutDueToLeaderFail
             | NotSupportedForLearner
-            | MemberRemoved => Code::Unavailable,
+            | MemberRemoved
+            | PeerUnreachable { .. } => Code::Unavailable,
             // Not in etcd's error map, so its gRPC layer answers them as Unknown.
             ProposalDropped | LeaderTransferTimeout => Code::Unknown,
             Unimplemented(_) => Code::Unimplemented,

@@ -83,8 +83,9 @@ struct Inner {
     membership: Arc<RwLock<Membership>>,
     applied: Arc<AppliedIndex>,
     proposer: Arc<Proposer>,
-    /// The leader's side of the lease calls, used here when this member leads.
-    leases: Arc<PeerService>,
+    /// What peers ask of this member; its lease calls are used here when this member leads,
+    /// its HashKV always.
+    peer_service: Arc<PeerService>,
     transport: Arc<Transport>,
     /// Where client snapshots are written before they are sent.
     snapshots: Arc<SnapshotFiles>,
@@ -129,7 +130,7 @@ impl Node {
             membership,
             applied,
             proposer,
-            leases,
+            peer_service,
             transport,
             snapshots,
             stop_tx,
@@ -147,7 +148,7 @@ impl Node {
             membership,
             applied,
             proposer,
-            leases,
+            peer_service,
             transport,
             snapshots,
             stop_tx,

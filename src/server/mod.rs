@@ -80,7 +80,7 @@ pub struct NodeParts {
     pub membership: Arc<RwLock<Membership>>,
     pub applied: Arc<AppliedIndex>,
     pub proposer: Arc<Proposer>,
-    pub leases: Arc<PeerService>,
+    pub peer_service: Arc<PeerService>,
     pub transport: Arc<Transport>,
     pub snapshots: Arc<SnapshotFiles>,
     pub stop_tx: Sender<()>,

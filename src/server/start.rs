@@ -339,7 +339,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         membership,
         applied,
         proposer,
-        leases: peer_service,
+        peer_service,
         transport,
         snapshots,
         stop_tx: ch.stop.0,
