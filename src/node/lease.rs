@@ -10,7 +10,6 @@ use std::time::Duration;
 use crossbeam::channel::{self, RecvTimeoutError};
 
 use super::{Node, Origin};
-use crate::error::Code;
 use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::server::propose::wait_on;
@@ -108,7 +107,7 @@ impl Node {
 
 fn peer_error(response: peer_response::Response) -> Error {
     match response {
-        peer_response::Response::Error(e) => Error::Leader { code: Code::from_u32(e.code), message: e.message },
+        peer_response::Response::Error(e) => Error::from(e),
         other => Error::Decode { what: "leader's answer", detail: format!("unexpected {other:?}") },
     }
 }
