@@ -13,6 +13,7 @@ mod alarm;
 mod cli;
 mod cluster;
 mod compaction;
+mod corrupt;
 mod crash;
 mod etcdctl_compat;
 mod failover;
