@@ -13,8 +13,8 @@
 //! Start-up is `start`'s named steps; a new member's identity is `bootstrap`'s.
 //!
 //! Shutdown order (written once, in `Server::shutdown`): stop the lessor, the compactor and
-//! the corruption check (they propose); stop the raft thread so no new entries are committed; the peer transport;
-//! then the FIFO thread (the running job finishes, queued ones are dropped: they are in the
+//! the corruption check (they propose); stop the raft thread so no new entries are committed;
+//! the peer transport; then the FIFO thread (the running job finishes, queued ones are dropped: they are in the
 //! durable log and are re-applied on restart); the watch-sync and the kv-compact threads
 //! (a removal left unfinished resumes at the next start); then fail every remaining waiter
 //! with `etcdserver: server stopped`; flush the memtables.
