@@ -6,7 +6,7 @@
 //!
 //! Flow control: the request body must fit the initial window (the server's window is not
 //! waited for), and every DATA frame received is given back at once on the stream and the
-//! connection, so an answer of any size up to [`ANSWER_MAX`] flows.
+//! connection, so an answer of any size up to `ANSWER_MAX` (64 MiB) flows.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
