@@ -64,8 +64,12 @@ impl AutoCompaction {
     }
 }
 
-/// Go-style durations as etcd's flag takes them: `90s`, `30m`, `1h`, `1h30m`, `500ms`.
+/// Go-style durations as etcd's flag takes them: `90s`, `30m`, `1h`, `1h30m`, `500ms`, and a
+/// bare `0` (Go's `ParseDuration` takes it without a unit, as `--experimental-corrupt-check-time=0`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
@@ -168,6 +172,9 @@ mod tests {
         assert_eq!(p("revision", "1000").unwrap(), Some(AutoCompaction::Revision(1000)));
         assert!(p("revision", "1h").is_err());
         assert!(p("periodic", "soon").is_err());
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("1s500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5"), None, "only 0 goes without a unit");
         assert!(p("sometimes", "1").is_err());
     }
 }

@@ -83,6 +83,13 @@ pub struct Config {
     /// The database size at which NOSPACE is raised (`--quota-backend-bytes`): 0 is etcd's
     /// 2 GiB default, a negative value disables the quota.
     pub quota_backend_bytes: i64,
+    /// Before a member that has data serves anyone, compare its HashKV with every peer's at
+    /// its own revision and refuse to start on a difference
+    /// (`--experimental-initial-corrupt-check`, off by default as in etcd).
+    pub initial_corrupt_check: bool,
+    /// How often the leader compares every member's HashKV with its own and raises CORRUPT on
+    /// a difference (`--experimental-corrupt-check-time`); zero, etcd's default, never.
+    pub corrupt_check_time: Duration,
 }
 
 /// `--initial-cluster-state`.
@@ -129,6 +136,8 @@ impl Config {
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
             quota_backend_bytes: 0,
+            initial_corrupt_check: false,
+            corrupt_check_time: Duration::ZERO,
         }
     }
 

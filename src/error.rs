@@ -244,10 +244,21 @@ pub enum Error {
     #[error("the member has been permanently removed from the cluster")]
     MemberRemoved,
 
-    /// The leader's own error for a call this member forwarded to it (lease keepalive and
-    /// time-to-live): its etcd message and gRPC code, passed on as they are.
+    /// A peer's own error for a call this member made to it (the leader's for a forwarded
+    /// lease keepalive or time-to-live, any member's for HashKV): its etcd message and gRPC
+    /// code, passed on as they are.
     #[error("{message}")]
-    Leader { code: Code, message: String },
+    Peer { code: Code, message: String },
+
+    /// This member's HashKV differs from a peer's at the same revision and compact revision
+    /// (`--experimental-initial-corrupt-check`): it refuses to start, with etcd's message.
+    #[error("{member_id:x} found data inconsistency with peers")]
+    DataInconsistency { member_id: u64 },
+    /// A call to a peer on a connection of its own got no answer: the peer is down, not a
+    /// member, refused the connection or broke the protocol (the corruption checks log it and
+    /// go on, as etcd's do).
+    #[error("peer {peer:x} unreachable: {reason}")]
+    PeerUnreachable { peer: u64, reason: String },
 
     /// The configuration cannot work; the message says which setting and why.
     #[error("invalid configuration: {0}")]
@@ -274,13 +285,25 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<crate::pb::PeerError> for Error {
+    /// A peer's error as it sent it, except etcd's two mvcc errors that callers tell apart
+    /// (the corruption checks, which etcd's `getPeerHashKVHTTP` recognises by their text too).
+    fn from(e: crate::pb::PeerError) -> Error {
+        let error = Error::Peer { code: Code::from_u32(e.code), message: e.message };
+        [Error::Compacted, Error::FutureRevision]
+            .into_iter()
+            .find(|known| known.to_string() == error.to_string())
+            .unwrap_or(error)
+    }
+}
+
 impl Error {
     /// The gRPC code etcd answers this error with (etcd's `toGRPCErrorMap`): the one table
     /// every protocol maps errors through.
     pub fn code(&self) -> Code {
         use Error::*;
         match self {
-            Leader { code, .. } => *code,
+            Peer { code, .. } => *code,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
             | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | PermissionNotGiven => Code::InvalidArgument,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
@@ -310,11 +333,12 @@ impl Error {
             | NoLeader
             | TimeoutDueToLeaderFail
             | NotSupportedForLearner
-            | MemberRemoved => Code::Unavailable,
+            | MemberRemoved
+            | PeerUnreachable { .. } => Code::Unavailable,
             // Not in etcd's error map, so its gRPC layer answers them as Unknown.
             ProposalDropped | LeaderTransferTimeout => Code::Unknown,
             Unimplemented(_) => Code::Unimplemented,
-            Decode { .. } | Corrupt => Code::DataLoss,
+            Decode { .. } | Corrupt | DataInconsistency { .. } => Code::DataLoss,
             Config(_) | Restore(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
         }
     }
@@ -402,8 +426,21 @@ mod tests {
             assert_eq!((error.to_string().as_str(), error.code()), (message, code), "{error:?}");
             assert!(!error.is_fatal(), "{error:?}");
         }
-        let leader = Error::Leader { code: OutOfRange, message: "etcdserver: too large lease TTL".into() };
-        assert_eq!((leader.to_string().as_str(), leader.code()), ("etcdserver: too large lease TTL", OutOfRange));
+        let peer = Error::Peer { code: OutOfRange, message: "etcdserver: too large lease TTL".into() };
+        assert_eq!((peer.to_string().as_str(), peer.code()), ("etcdserver: too large lease TTL", OutOfRange));
+    }
+
+    #[test]
+    fn a_peers_error_keeps_its_text_and_code_and_the_mvcc_ones_their_type() {
+        let from_peer =
+            |e: Error| Error::from(crate::pb::PeerError { code: e.code().as_u32(), message: e.to_string() });
+        assert!(matches!(from_peer(Error::Compacted), Error::Compacted));
+        assert!(matches!(from_peer(Error::FutureRevision), Error::FutureRevision));
+        let other = from_peer(Error::LeaseTtlTooLarge);
+        assert!(matches!(&other, Error::Peer { code: Code::OutOfRange, .. }), "{other:?}");
+        assert_eq!(other.to_string(), "etcdserver: too large lease TTL");
+        let inconsistent = Error::DataInconsistency { member_id: 0x8e9e05c52164694d };
+        assert_eq!(inconsistent.to_string(), "8e9e05c52164694d found data inconsistency with peers");
     }
 
     #[test]

@@ -90,6 +90,21 @@ struct Args {
     /// Raise alarms when backend size exceeds the given quota. 0 means use the default quota.
     #[arg(long, env = "RAFTKV_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
     quota_backend_bytes: i64,
+    /// Enable to check data corruption before serving any client/peer traffic.
+    #[arg(
+        long,
+        env = "RAFTKV_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
+        // Go's boolean flag: bare for true, or `=true`/`=false`.
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true"
+    )]
+    experimental_initial_corrupt_check: bool,
+    /// Duration of time between cluster corruption check passes (0s: never).
+    #[arg(long, env = "RAFTKV_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = duration)]
+    experimental_corrupt_check_time: Duration,
     /// bcrypt algorithm cost / strength for hashing auth passwords. Valid values are between 4
     /// and 31.
     #[arg(long, env = "RAFTKV_BCRYPT_COST", default_value_t = raftkv::auth::BCRYPT_COST_DEFAULT)]
@@ -139,6 +154,8 @@ impl Args {
         cfg.watch_progress_notify_interval = self.experimental_watch_progress_notify_interval;
         cfg.bcrypt_cost = self.bcrypt_cost;
         cfg.quota_backend_bytes = self.quota_backend_bytes;
+        cfg.initial_corrupt_check = self.experimental_initial_corrupt_check;
+        cfg.corrupt_check_time = self.experimental_corrupt_check_time;
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }

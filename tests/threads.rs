@@ -1,6 +1,6 @@
 //! Stopping joins every thread: a member alone (twice, harmlessly), and a gateway on a
-//! 3-member cluster with a watch stream and a keepalive stream open. Alone in its test binary
-//! so no other test's threads are counted.
+//! 3-member cluster (corruption checks on) with a watch stream and a keepalive stream open.
+//! Alone in its test binary so no other test's threads are counted.
 
 #[path = "harness/mod.rs"]
 #[allow(dead_code)] // this binary uses a few of the shared helpers
@@ -63,7 +63,8 @@ fn stop_joins_every_thread_and_is_idempotent() {
 #[test]
 fn a_gateway_on_a_cluster_leaves_no_thread_behind() {
     let _alone = ALONE.lock();
-    let mut cluster = Cluster::start(3, |_| {});
+    // With the leader's corruption check, whose thread runs on every member.
+    let mut cluster = Cluster::start(3, |cfg| cfg.corrupt_check_time = Duration::from_millis(200));
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
     let follower = (leader + 1) % 3;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -91,6 +92,7 @@ fn a_gateway_on_a_cluster_leaves_no_thread_behind() {
         "raftkv-httpio-",
         "raftkv-http-",
         "raftkv-stream",
+        "raftkv-corrupt-check",
     ]);
 
     gateway.stop();

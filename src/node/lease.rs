@@ -10,7 +10,6 @@ use std::time::Duration;
 use crossbeam::channel::{self, RecvTimeoutError};
 
 use super::{Node, Origin};
-use crate::error::Code;
 use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::server::propose::wait_on;
@@ -39,7 +38,7 @@ impl Node {
     /// answers TTL 0, as etcd does.
     pub fn lease_keep_alive(&self, req: LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
         match self.forward_to_leader(peer_request::Request::KeepAlive(req.clone()))? {
-            None => self.inner.leases.keep_alive(&req),
+            None => self.inner.peer_service.keep_alive(&req),
             Some(peer_response::Response::KeepAlive(resp)) => Ok(resp),
             Some(other) => Err(peer_error(other)),
         }
@@ -77,7 +76,7 @@ impl Node {
     /// The remaining time is the leader's, so a follower asks the leader.
     pub fn lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
         match self.forward_to_leader(peer_request::Request::TimeToLive(req.clone()))? {
-            None => self.inner.leases.time_to_live(&req),
+            None => self.inner.peer_service.time_to_live(&req),
             Some(peer_response::Response::TimeToLive(resp)) => Ok(resp),
             Some(other) => Err(peer_error(other)),
         }
@@ -108,7 +107,7 @@ impl Node {
 
 fn peer_error(response: peer_response::Response) -> Error {
     match response {
-        peer_response::Response::Error(e) => Error::Leader { code: Code::from_u32(e.code), message: e.message },
+        peer_response::Response::Error(e) => Error::from(e),
         other => Error::Decode { what: "leader's answer", detail: format!("unexpected {other:?}") },
     }
 }

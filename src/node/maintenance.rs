@@ -202,10 +202,7 @@ impl Node {
     /// the compacted history is still on disk. Errors as a range at that revision would.
     pub fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse> {
         self.refuse_learner()?;
-        let inner = &self.inner;
-        let h = inner.store.hash_kv(req.revision)?;
-        let header = inner.identity.header_at(h.current_rev);
-        Ok(HashKvResponse { header, hash: h.hash, compact_revision: h.compact_rev })
+        self.inner.peer_service.hash_kv(&req)
     }
 
     /// gRPC's health check (`grpc.health.v1.Health/Check`): the server as a whole (service

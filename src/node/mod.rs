@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam::channel::{self, RecvTimeoutError, SendTimeoutError};
+use crossbeam::channel::{self, RecvTimeoutError};
 use parking_lot::{Mutex, RwLock};
 
 use crate::alarm::{Alarms, Quota};
@@ -42,7 +42,6 @@ use crate::lease::Lessor;
 use crate::mvcc::Store;
 use crate::pb::internal_request::Request;
 use crate::pb::{AlarmAction, AlarmRequest, AlarmType, Member};
-use crate::raft::RaftRequest;
 use crate::server::peer_service::PeerService;
 use crate::server::propose::{wait_on, Proposer};
 use crate::server::{NodeParts, Server};
@@ -84,8 +83,9 @@ struct Inner {
     membership: Arc<RwLock<Membership>>,
     applied: Arc<AppliedIndex>,
     proposer: Arc<Proposer>,
-    /// The leader's side of the lease calls, used here when this member leads.
-    leases: Arc<PeerService>,
+    /// What peers ask of this member; its lease calls are used here when this member leads,
+    /// its HashKV always.
+    peer_service: Arc<PeerService>,
     transport: Arc<Transport>,
     /// Where client snapshots are written before they are sent.
     snapshots: Arc<SnapshotFiles>,
@@ -130,7 +130,7 @@ impl Node {
             membership,
             applied,
             proposer,
-            leases,
+            peer_service,
             transport,
             snapshots,
             stop_tx,
@@ -148,7 +148,7 @@ impl Node {
             membership,
             applied,
             proposer,
-            leases,
+            peer_service,
             transport,
             snapshots,
             stop_tx,
@@ -335,18 +335,7 @@ impl Node {
         if self.is_learner() {
             return proposer.refuse(ready, Error::NotSupportedForLearner);
         }
-        let ticket = proposer.ticket();
-        let applied = self.inner.applied.clone();
-        let on_index = Reply::new(move |index: Result<u64>| match index {
-            Ok(index) => applied.when_applied(index, Box::new(move || ready.send(Ok(value)))),
-            Err(e) => ready.send(Err(e)),
-        });
-        let asked = proposer.ask(RaftRequest::ReadIndex { reply: on_index }, ticket.deadline());
-        // Disconnected: dropping the reply answers `server stopped`.
-        if let Err(SendTimeoutError::Timeout(RaftRequest::ReadIndex { reply })) = asked {
-            reply.send(Err(Error::Timeout));
-        }
-        ticket
+        proposer.read_index_then(value, ready)
     }
 }
 

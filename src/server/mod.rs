@@ -13,14 +13,15 @@
 //! Start-up is `start`'s named steps; a new member's identity is `bootstrap`'s; a data dir
 //! made offline from a backup is [`restore`]'s.
 //!
-//! Shutdown order (written once, in `Server::shutdown`): stop the lessor and the compactor
-//! (they propose); stop the raft thread so no new entries are committed; the peer transport;
-//! then the FIFO thread (the running job finishes, queued ones are dropped: they are in the
+//! Shutdown order (written once, in `Server::shutdown`): stop the lessor, the compactor and
+//! the corruption check (they propose); stop the raft thread so no new entries are committed;
+//! the peer transport; then the FIFO thread (the running job finishes, queued ones are dropped: they are in the
 //! durable log and are re-applied on restart); the watch-sync and the kv-compact threads
 //! (a removal left unfinished resumes at the next start); then fail every remaining waiter
 //! with `etcdserver: server stopped`; flush the memtables.
 
 mod bootstrap;
+pub mod corrupt;
 pub mod fifo;
 pub mod peer_service;
 pub mod propose;
@@ -82,7 +83,7 @@ pub struct NodeParts {
     pub membership: Arc<RwLock<Membership>>,
     pub applied: Arc<AppliedIndex>,
     pub proposer: Arc<Proposer>,
-    pub leases: Arc<PeerService>,
+    pub peer_service: Arc<PeerService>,
     pub transport: Arc<Transport>,
     pub snapshots: Arc<SnapshotFiles>,
     pub stop_tx: Sender<()>,
@@ -123,6 +124,8 @@ pub struct Server {
     /// Opened while this member leads (etcd's compactor Resume/Pause).
     compactor_gate: Arc<compactor::Gate>,
     compactor: Option<Worker>,
+    /// `raftkv-corrupt-check`, with `--experimental-corrupt-check-time`.
+    corrupt_check: Option<Worker>,
     watch_sync: Option<Worker>,
     /// `raftkv-kv-compact`: deletes compacted revisions off the apply thread.
     removal: Option<Worker>,
@@ -212,9 +215,14 @@ impl Server {
     }
 
     fn shutdown(&mut self) {
-        // The lessor and compactor first: they propose, and nothing should be proposed while
-        // raft stops.
-        for (role, worker) in [("lessor", self.lessor_worker.take()), ("compactor", self.compactor.take())] {
+        // The lessor, compactor and corruption check first: they propose, and nothing should
+        // be proposed while raft stops.
+        let proposers = [
+            ("lessor", self.lessor_worker.take()),
+            ("compactor", self.compactor.take()),
+            ("corrupt check", self.corrupt_check.take()),
+        ];
+        for (role, worker) in proposers {
             if let Some(worker) = worker {
                 worker.stop(role);
             }

@@ -1,11 +1,12 @@
 //! [`PeerService`]: what this member answers its peers over the transport: lease calls only
 //! the leader can answer (keepalive, time-to-live; forwarded by followers, answered locally
-//! when this member leads), and the membership for a member joining with
+//! when this member leads), this member's HashKV for the corruption checks (any member, as
+//! etcd's `/members/hashkv`), and the membership for a member joining with
 //! `--initial-cluster-state existing`.
 //!
 //! Runs on the transport's `raftkv-peer-rx` reader threads and on the callers of the node's
-//! lease calls. Holds the handles it uses and nothing else, so the transport can own it from
-//! its start (no second wiring step).
+//! lease and hash calls. Holds the handles it uses and nothing else, so the transport can own
+//! it from its start (no second wiring step).
 
 use std::sync::Arc;
 
@@ -67,6 +68,18 @@ impl PeerService {
             None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() },
         })
     }
+
+    /// This member's HashKV at `req.revision` (0: now), the one implementation behind the
+    /// client call ([`crate::Node::hash_kv`]) and the peer call: etcd's peer handler answers
+    /// with `HashByRev` too, learners included, whoever leads.
+    pub fn hash_kv(&self, req: &HashKvRequest) -> Result<HashKvResponse> {
+        let h = self.store.hash_kv(req.revision)?;
+        Ok(HashKvResponse {
+            header: self.identity.header_at(h.current_rev),
+            hash: h.hash,
+            compact_revision: h.compact_rev,
+        })
+    }
 }
 
 fn peer_error(e: Error) -> peer_response::Response {
@@ -75,22 +88,21 @@ fn peer_error(e: Error) -> peer_response::Response {
 
 impl crate::transport::PeerServices for PeerService {
     fn handle(&self, from: u64, request: PeerRequest) -> PeerResponse {
-        let response = if !self.identity.is_leader() {
-            log::debug!("forwarded request from {from:x} reached a non-leader");
-            peer_error(Error::LeaderChanged)
-        } else {
-            let answer = match request.request {
-                Some(peer_request::Request::KeepAlive(req)) => {
-                    self.keep_alive(&req).map(peer_response::Response::KeepAlive)
-                }
-                Some(peer_request::Request::TimeToLive(req)) => {
-                    self.time_to_live(&req).map(peer_response::Response::TimeToLive)
-                }
-                None => Err(Error::Decode { what: "peer request", detail: "empty".into() }),
-            };
-            answer.unwrap_or_else(peer_error)
+        use peer_request::Request as Call;
+        use peer_response::Response as Answer;
+        let answer = match request.request {
+            Some(Call::HashKv(req)) => self.hash_kv(&req).map(Answer::HashKv),
+            // Lease calls are the leader's alone: a caller that reached a former leader is told
+            // so and asks the new one.
+            Some(Call::KeepAlive(_) | Call::TimeToLive(_)) if !self.identity.is_leader() => {
+                log::debug!("forwarded request from {from:x} reached a non-leader");
+                Err(Error::LeaderChanged)
+            }
+            Some(Call::KeepAlive(req)) => self.keep_alive(&req).map(Answer::KeepAlive),
+            Some(Call::TimeToLive(req)) => self.time_to_live(&req).map(Answer::TimeToLive),
+            None => Err(Error::Decode { what: "peer request", detail: "empty".into() }),
         };
-        PeerResponse { response: Some(response) }
+        PeerResponse { response: Some(answer.unwrap_or_else(peer_error)) }
     }
 
     fn membership(&self) -> MembershipRecord {

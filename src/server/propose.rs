@@ -156,6 +156,24 @@ impl Proposer {
         self.ticket()
     }
 
+    /// Answers `ready` with `value` once this member has applied the index of a ReadIndex
+    /// round started now (etcd's `linearizableReadNotify`): every write acknowledged before
+    /// the call is then visible locally. Answered from the raft or the apply thread.
+    pub fn read_index_then<T: Send + 'static>(&self, value: T, ready: Reply<T>) -> Ticket {
+        let ticket = self.ticket();
+        let applied = self.applied.clone();
+        let on_index = Reply::new(move |index: Result<u64>| match index {
+            Ok(index) => applied.when_applied(index, Box::new(move || ready.send(Ok(value)))),
+            Err(e) => ready.send(Err(e)),
+        });
+        let asked = self.ask(RaftRequest::ReadIndex { reply: on_index }, ticket.deadline());
+        // Disconnected: dropping the reply answers `server stopped`.
+        if let Err(SendTimeoutError::Timeout(RaftRequest::ReadIndex { reply })) = asked {
+            reply.send(Err(Error::Timeout));
+        }
+        ticket
+    }
+
     /// etcd's `waitAppliedIndex`: returns once this member applied everything committed now
     /// (a leader answering a lease call, or checking a membership change, must see what other
     /// members wrote).

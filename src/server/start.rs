@@ -1,6 +1,7 @@
 //! [`Server::open`] as the named steps of a member's start: open storage → identity
-//! ([`super::bootstrap`]) → recover → raft config → wire → spawn. Runs once, on the thread
-//! that opens the member; every thread it starts is stopped by `Server::shutdown`.
+//! ([`super::bootstrap`]) → recover → raft config → wire → spawn → the initial corruption
+//! check ([`super::corrupt`]). Runs once, on the thread that opens the member; every thread it
+//! starts is stopped by `Server::shutdown`, also when the check refuses the start.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use raft::RawNode;
 use slog::Drain as _;
 
+use super::corrupt::Checker;
 use super::peer_service::PeerService;
 use super::propose::{Proposer, RequestIds};
 use super::{bootstrap, NodeParts, Server, Worker};
@@ -39,6 +41,8 @@ use super::fifo::Fifo;
 
 /// The durable state of a member, read back and checked.
 struct Recovered {
+    /// Whether the data dir held this member before this start (etcd's `memberInitialized`).
+    initialized: bool,
     db: Arc<Db>,
     raft_storage: RaftStorage,
     snapshots: Arc<SnapshotFiles>,
@@ -60,7 +64,18 @@ impl Server {
         cfg.validate()?;
         let db = open_storage(&cfg)?;
         let recovered = recover(&cfg, db)?;
-        wire_and_spawn(cfg, recovered)
+        let initialized = recovered.initialized;
+        let (mut server, parts, checker) = wire_and_spawn(cfg, recovered)?;
+        // As etcd: only a member that had data (a new one has nothing to compare yet), with
+        // the transport up so peers answer it, before its run loop applies anything (its
+        // revision holds still) and before `Node`/`embed` serve its clients.
+        if parts.cfg.initial_corrupt_check && initialized {
+            if let Err(e) = checker.check_initial() {
+                server.shutdown();
+                return Err(e);
+            }
+        }
+        Ok((server, parts))
     }
 }
 
@@ -72,6 +87,7 @@ fn open_storage(cfg: &Config) -> Result<Arc<Db>> {
 
 /// Who this member is, and everything it had applied, checked against its raft log.
 fn recover(cfg: &Config, db: Arc<Db>) -> Result<Recovered> {
+    let initialized = db.get_meta_u64(meta::MEMBER_ID)? != 0;
     let mut raft_storage = RaftStorage::open(db.clone())?;
     let (member_id, cluster_id) = bootstrap::identity(cfg, &db, &mut raft_storage)?;
     let snapshots = SnapshotFiles::open(cfg.data_dir.join("snap"), db.clone())?;
@@ -116,6 +132,7 @@ fn recover(cfg: &Config, db: Arc<Db>) -> Result<Recovered> {
         conf_state: raft_storage.conf_state().clone(),
     };
     Ok(Recovered {
+        initialized,
         db,
         raft_storage,
         snapshots,
@@ -156,9 +173,11 @@ impl Channels {
     }
 }
 
-/// Builds the member's parts, each with the handles it uses, and starts its threads.
-fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
+/// Builds the member's parts, each with the handles it uses, and starts its threads; the
+/// corruption checker comes back for the initial check.
+fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<Checker>)> {
     let Recovered {
+        initialized: _,
         db,
         raft_storage,
         snapshots,
@@ -269,6 +288,22 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
             Some(Worker { stop_tx, thread })
         }
     };
+    let checker = Arc::new(Checker::new(
+        identity.clone(),
+        store.clone(),
+        membership.clone(),
+        transport.clone(),
+        proposer.clone(),
+        cfg.request_timeout(),
+    ));
+    let corrupt_check = if cfg.corrupt_check_time.is_zero() {
+        None
+    } else {
+        let (stop_tx, stop_rx) = channel::bounded(1);
+        let (checker, interval) = (checker.clone(), cfg.corrupt_check_time);
+        let thread = spawn("raftkv-corrupt-check", move || checker.run(interval, &stop_rx))?;
+        Some(Worker { stop_tx, thread })
+    };
     let watch_sync = {
         let (stop_tx, stop_rx) = channel::bounded(1);
         let (watches, store, identity) = (watches.clone(), store.clone(), identity.clone());
@@ -321,6 +356,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         lessor_worker: Some(lessor_worker),
         compactor_gate,
         compactor,
+        corrupt_check,
         watch_sync: Some(watch_sync),
         removal: Some(removal),
         fifo,
@@ -339,12 +375,12 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts)> {
         membership,
         applied,
         proposer,
-        leases: peer_service,
+        peer_service,
         transport,
         snapshots,
         stop_tx: ch.stop.0,
     };
-    Ok((server, parts))
+    Ok((server, parts, checker))
 }
 
 /// A crash between raft persisting a received snapshot and apply installing it leaves the

@@ -70,6 +70,8 @@ pub enum Purpose {
     Snapshot = 1,
     /// A member that is joining asks for the cluster id and membership.
     Query = 2,
+    /// One request, answered on the same connection (a HashKV, as etcd's peer HTTP calls).
+    Call = 3,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +103,7 @@ impl Hello {
             0 => Purpose::Stream,
             1 => Purpose::Snapshot,
             2 => Purpose::Query,
+            3 => Purpose::Call,
             other => return Err(invalid(format!("unknown connection purpose {other}"))),
         };
         Ok(Hello { cluster_id: u64_at(4), from: u64_at(12), to: u64_at(20), purpose })
@@ -188,14 +191,20 @@ mod tests {
 
     #[test]
     fn hello_and_frames_round_trip() {
-        let hello = Hello { cluster_id: 7, from: 1, to: 2, purpose: Purpose::Snapshot };
-        let mut buf = Vec::new();
-        hello.write(&mut buf).unwrap();
-        write_frame(&mut buf, Kind::Raft, b"abc").unwrap();
-        let mut r = &buf[..];
-        assert_eq!(Hello::read(&mut r).unwrap(), hello);
-        assert_eq!(read_frame(&mut r).unwrap(), (Kind::Raft, b"abc".to_vec()));
-        assert_eq!(read_frame(&mut r).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        for purpose in [Purpose::Stream, Purpose::Snapshot, Purpose::Query, Purpose::Call] {
+            let hello = Hello { cluster_id: 7, from: 1, to: 2, purpose };
+            let mut buf = Vec::new();
+            hello.write(&mut buf).unwrap();
+            write_frame(&mut buf, Kind::Raft, b"abc").unwrap();
+            let mut r = &buf[..];
+            assert_eq!(Hello::read(&mut r).unwrap(), hello);
+            assert_eq!(read_frame(&mut r).unwrap(), (Kind::Raft, b"abc".to_vec()));
+            assert_eq!(read_frame(&mut r).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        }
+        let mut unknown = Vec::new();
+        Hello { cluster_id: 7, from: 1, to: 2, purpose: Purpose::Call }.write(&mut unknown).unwrap();
+        *unknown.last_mut().unwrap() = 9;
+        assert!(Hello::read(&mut &unknown[..]).unwrap_err().to_string().contains("unknown connection purpose 9"));
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   line; nothing it sends can panic or stall the member.
 //! - `raftkv-snap-send` streams one snapshot file on a connection of its own and reports the
 //!   outcome to raft (`report_snapshot`).
+//! - [`Transport::call_direct`] runs on its caller's thread: one request on a connection of
+//!   its own, answered on it by the peer's `raftkv-peer-rx` (the corruption checks' HashKV).
 //!
 //! Tests can cut this member off from chosen peers ([`Transport::isolate`]): frames to and
 //! from them are dropped as if the network lost them.
@@ -231,6 +233,32 @@ impl Transport {
         };
         self.pending.lock().remove(&id);
         outcome
+    }
+
+    /// Asks member `to` on a connection of its own, which carries the answer back, as etcd
+    /// makes its peer HTTP calls: for calls any member answers (HashKV). On the stream
+    /// connections, which are one-way, the answer would travel on `to`'s stream back to this
+    /// member, which a member that has just started does not have yet (`to`'s writer redials
+    /// with backoff and drops what comes meanwhile); and a connection of its own fails at once
+    /// when `to` is down. Takes at most the dial, the hello and `timeout` for the answer.
+    pub fn call_direct(&self, to: u64, request: &PeerRequest, timeout: Duration) -> Result<PeerResponse> {
+        let unreachable = |reason: String| Error::PeerUnreachable { peer: to, reason };
+        if self.is_isolated(to) {
+            return Err(unreachable("cut off by the test partition".into()));
+        }
+        let urls =
+            self.peers.lock().get(&to).map(|p| p.urls.clone()).ok_or_else(|| unreachable("not a peer".into()))?;
+        let answered = (|| -> std::io::Result<PeerResponse> {
+            let mut stream = self.dial(to, &urls, Purpose::Call)?;
+            stream.set_read_timeout(Some(timeout))?;
+            // One call per connection: the id only keeps the frame the stream's `Request`.
+            frame::write_frame(&mut stream, Kind::Request, &frame::with_u64(0, &request.encode_to_vec()))?;
+            match frame::read_frame(&mut stream)? {
+                (Kind::Response, payload) => PeerResponse::decode(frame::split_u64(&payload)?.1).map_err(invalid),
+                (other, _) => Err(invalid(format!("answered a call with {other:?}"))),
+            }
+        })();
+        answered.map_err(|e| unreachable(e.to_string()))
     }
 
     /// Test hook: drops every frame to and from `peers` until [`Transport::heal`].
@@ -475,6 +503,7 @@ impl Transport {
         stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
         match hello.purpose {
             Purpose::Snapshot => self.receive_snapshot(hello.from, &mut r, stream),
+            Purpose::Call => self.answer_call(hello.from, &mut r, stream),
             _ => self.receive_stream(hello.from, &mut r),
         }
     }
@@ -519,10 +548,8 @@ impl Transport {
                     }
                 }
                 Kind::Request => {
-                    let (id, body) = frame::split_u64(&payload)?;
-                    let request = PeerRequest::decode(body).map_err(invalid)?;
-                    let response = self.services.handle(from, request);
-                    self.enqueue(from, Outbound::Frame(Kind::Response, frame::with_u64(id, &response.encode_to_vec())));
+                    let answer = self.answer(from, &payload)?;
+                    self.enqueue(from, Outbound::Frame(Kind::Response, answer));
                 }
                 Kind::Response => {
                     let (id, body) = frame::split_u64(&payload)?;
@@ -534,6 +561,25 @@ impl Transport {
                 other => return Err(invalid(format!("unexpected {other:?} frame on a message stream"))),
             }
         }
+    }
+
+    /// The `Response` payload for a `Request` payload from `from`, under the same id.
+    fn answer(&self, from: u64, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+        let (id, body) = frame::split_u64(payload)?;
+        let request = PeerRequest::decode(body).map_err(invalid)?;
+        Ok(frame::with_u64(id, &self.services.handle(from, request).encode_to_vec()))
+    }
+
+    /// A [`Purpose::Call`] connection: one request, its answer back on the connection, closed.
+    fn answer_call(&self, from: u64, r: &mut impl Read, stream: &TcpStream) -> std::io::Result<()> {
+        let (kind, payload) = frame::read_frame(r)?;
+        if kind != Kind::Request {
+            return Err(invalid(format!("a call starts with {kind:?}")));
+        }
+        if self.is_isolated(from) {
+            return Ok(());
+        }
+        frame::write_frame(&mut stream.try_clone()?, Kind::Response, &self.answer(from, &payload)?)
     }
 
     fn decode_message(&self, from: u64, payload: &[u8]) -> std::io::Result<Message> {

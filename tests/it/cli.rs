@@ -242,3 +242,57 @@ fn raftkvctl_member_verbs_print_what_etcdctl_prints() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "Error: etcdserver: bad leader transferee");
     assert_eq!(member.terminate().code(), Some(0));
 }
+
+/// `raftkvctl endpoint hashkv` prints what etcdctl 3.4 prints, byte for byte, asked of the same
+/// server (so the hashes are the same too): a raftkv member, and etcd 3.4.23 itself when it is
+/// installed. Every format, with and without `--rev` (a future and a compacted one fail as
+/// etcdctl fails), over two spellings of one endpoint so the table's columns have to align.
+#[test]
+fn endpoint_hashkv_prints_what_etcdctl_prints() {
+    use super::etcdctl_compat::ETCD_BIN;
+    use super::grpc::etcdctl;
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = vec![Member::new("hashkv", dir.path())];
+    servers[0].spawn(&dir.path().join("raftkv"), "", &[]);
+    if Path::new(ETCD_BIN).exists() {
+        let mut etcd = Member::new("hashkv", dir.path());
+        etcd.spawn_binary(ETCD_BIN, &dir.path().join("etcd"));
+        servers.push(etcd);
+    } else {
+        eprintln!("etcd is not installed (apt-get install etcd-server): comparing against raftkv only");
+    }
+    for server in &mut servers {
+        server.wait_healthy(Duration::from_secs(20));
+        let e = server.endpoint();
+        for (key, value) in [("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")] {
+            stdout(&ctl(&e, &["put", key, value]));
+        }
+        assert_eq!(stdout(&ctl(&e, &["compaction", "2"])), "compacted revision 2\n");
+        let endpoints = format!("{e},http://{e}");
+        let simple = stdout(&ctl(&endpoints, &["endpoint", "hashkv"]));
+        let hash = simple.lines().next().and_then(|l| l.strip_prefix(&format!("{e}, "))).expect("one line each");
+        assert!(hash.parse::<u32>().is_ok() && simple.ends_with(&format!("http://{e}, {hash}\n")), "{simple}");
+        for rev in ["0", "3", "9", "1"] {
+            for format in ["simple", "json", "table"] {
+                let args = ["endpoint", "hashkv", "--rev", rev, "-w", format];
+                let (code, want_out, want_err) = etcdctl(&endpoints, &args, "");
+                let got = ctl(&endpoints, &args);
+                let context = format!("{endpoints} {args:?}");
+                assert_eq!(String::from_utf8_lossy(&got.stdout), want_out, "{context}");
+                assert_eq!(got.status.code(), code, "{context}");
+                // etcdctl's own log lines (JSON, with times) are not its answer.
+                let want_err: String =
+                    want_err.lines().filter(|l| !l.starts_with('{')).map(|l| l.to_string() + "\n").collect();
+                assert_eq!(String::from_utf8_lossy(&got.stderr), want_err, "{context}");
+            }
+        }
+    }
+    // An endpoint that cannot be reached is reported and the others still printed (etcdctl
+    // says only `context deadline exceeded`; raftkvctl says why after it).
+    let e = servers[0].endpoint();
+    let got = ctl(&format!("{e},127.0.0.1:1"), &["endpoint", "hashkv", "-w", "json"]);
+    let (code, want_out, _) = etcdctl(&format!("{e},127.0.0.1:1"), &["endpoint", "hashkv", "-w", "json"], "");
+    assert_eq!((got.status.code(), String::from_utf8_lossy(&got.stdout).into_owned()), (code, want_out));
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(err.starts_with("Failed to get the hash of endpoint 127.0.0.1:1 (context deadline exceeded: "), "{err}");
+}

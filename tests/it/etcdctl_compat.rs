@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::grpc::{etcdctl, Streaming};
 use crate::harness::process::Member;
 
-const ETCD_BIN: &str = "/usr/bin/etcd";
+pub(crate) const ETCD_BIN: &str = "/usr/bin/etcd";
 
 /// One step: etcdctl arguments and what it reads on stdin; `{lease}`, `{member}` and `{dir}`
 /// are filled in from earlier answers.

@@ -13,6 +13,7 @@ mod alarm;
 mod cli;
 mod cluster;
 mod compaction;
+mod corrupt;
 mod crash;
 mod etcd_snapshot;
 mod etcdctl_compat;

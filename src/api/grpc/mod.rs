@@ -8,6 +8,7 @@
 //! key-value calls are answered by the raft or apply thread and encoded back on the loop,
 //! everything else runs on the blocking pool (`raftkv-http-N`).
 
+pub mod client;
 mod codec;
 mod stream;
 

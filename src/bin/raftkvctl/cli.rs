@@ -221,6 +221,12 @@ pub(crate) enum EndpointCommand {
     Status,
     /// Checks the healthiness of the endpoints.
     Health,
+    /// Prints the KV history hash for each endpoint in --endpoints.
+    Hashkv {
+        /// Maximum revision to hash (default: all revisions).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+    },
 }
 
 #[derive(Subcommand)]

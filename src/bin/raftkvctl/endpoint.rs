@@ -1,5 +1,5 @@
-//! `endpoint status`, `endpoint health` and `defrag`, asked of each endpoint on its own; `alarm
-//! list|disarm`; and the table printer.
+//! `endpoint status`, `endpoint health`, `endpoint hashkv` and `defrag`, asked of each
+//! endpoint on its own; `alarm list|disarm`; and the table printer.
 
 use super::*;
 
@@ -14,41 +14,46 @@ impl Ctl {
             .flat_map(|e| e.split(','))
             .map(|e| {
                 let client = Client::new(&[e.to_string()], Duration::from_secs(5)).and_then(|c| f(&c));
-                (e.trim_start_matches("http://").to_string(), client)
+                // Shown as given, `http://` and all, as etcdctl shows it.
+                (e.to_string(), client)
             })
             .collect()
     }
 
     pub(crate) fn endpoint_status(&self, endpoints: &[String]) -> Outcome {
         let mut failed = None;
-        let mut rows = Vec::new();
+        let mut statuses = Vec::new();
         for (endpoint, status) in self.per_endpoint(endpoints, Client::status) {
             match status {
-                Ok(s) => {
-                    if self.format == Format::Json {
-                        println!("{}", s.to_etcdctl_json());
-                        continue;
-                    }
-                    let header = s.header.unwrap_or_default();
-                    rows.push(vec![
-                        endpoint,
-                        format!("{:x}", header.member_id),
-                        s.version.clone(),
-                        human_bytes(s.db_size),
-                        (s.leader == header.member_id).to_string(),
-                        s.is_learner.to_string(),
-                        s.raft_term.to_string(),
-                        s.raft_index.to_string(),
-                        s.raft_applied_index.to_string(),
-                        s.errors.join(", "),
-                    ]);
-                }
+                Ok(s) => statuses.push((endpoint, s)),
                 Err(e) => {
-                    eprintln!("Failed to get the status of endpoint {endpoint} (context deadline exceeded): {e}");
+                    eprintln!("Failed to get the status of endpoint {endpoint} ({})", endpoint_error(&e));
                     failed = Some(e);
                 }
             }
         }
+        if self.format == Format::Json {
+            print_endpoints_json("Status", &statuses);
+            return failed.map_or(Ok(()), Err);
+        }
+        let rows: Vec<Vec<String>> = statuses
+            .into_iter()
+            .map(|(endpoint, s)| {
+                let header = s.header.unwrap_or_default();
+                vec![
+                    endpoint,
+                    format!("{:x}", header.member_id),
+                    s.version.clone(),
+                    human_bytes(s.db_size),
+                    (s.leader == header.member_id).to_string(),
+                    s.is_learner.to_string(),
+                    s.raft_term.to_string(),
+                    s.raft_index.to_string(),
+                    s.raft_applied_index.to_string(),
+                    s.errors.join(", "),
+                ]
+            })
+            .collect();
         let header = [
             "ENDPOINT",
             "ID",
@@ -85,6 +90,31 @@ impl Ctl {
             return Err(CtlError::Usage("unhealthy cluster".into()));
         }
         Ok(())
+    }
+
+    /// etcdctl's `endpoint hashkv`: each endpoint's HashKV at `rev` (0: now), asked over gRPC
+    /// as etcdctl asks it (etcd 3.4's gateway has no path for HashKV), printed as etcdctl
+    /// prints it; a failed endpoint is reported and the others still printed.
+    pub(crate) fn endpoint_hashkv(&self, endpoints: &[String], rev: i64, timeout: Duration) -> Outcome {
+        let mut failed = None;
+        let mut hashes = Vec::new();
+        for endpoint in endpoints.iter().flat_map(|e| e.split(',')) {
+            let request = HashKvRequest { revision: rev };
+            match raftkv::api::grpc::client::call::<_, HashKvResponse>(endpoint, Method::HashKv, &request, timeout) {
+                Ok(resp) => hashes.push((endpoint.to_string(), resp)),
+                Err(e) => {
+                    eprintln!("Failed to get the hash of endpoint {endpoint} ({})", endpoint_error(&e));
+                    failed = Some(e);
+                }
+            }
+        }
+        if self.format == Format::Json {
+            print_endpoints_json("HashKV", &hashes);
+        } else {
+            let rows: Vec<Vec<String>> = hashes.iter().map(|(e, r)| vec![e.clone(), r.hash.to_string()]).collect();
+            self.print_rows(&["ENDPOINT", "HASH"], &rows);
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// etcdctl's `defrag`: each endpoint in turn, its storage rewritten.
@@ -129,12 +159,6 @@ impl Ctl {
     }
 
     pub(crate) fn print_rows(&self, header: &[&str], rows: &[Vec<String>]) {
-        self.print_rows_aligned(header, rows, Align::Center);
-    }
-
-    /// As [`Ctl::print_rows`], with the table's cells aligned as `align` says (headers are
-    /// always centered, as Go's tablewriter centers them).
-    pub(crate) fn print_rows_aligned(&self, header: &[&str], rows: &[Vec<String>], align: Align) {
         if self.format != Format::Table {
             for row in rows {
                 println!("{}", row.join(", "));
@@ -145,31 +169,51 @@ impl Ctl {
             .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
             .collect();
         let line = || println!("+{}+", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
-        let row = |cells: Vec<&str>, align: Align| {
+        // tablewriter as etcdctl sets it up: headers centred, cells aligned right.
+        let row = |cells: Vec<&str>, centred: bool| {
             let cells: Vec<String> = cells
                 .iter()
                 .zip(&widths)
-                .map(|(c, w)| match align {
-                    Align::Center => format!(" {c:^w$} "),
-                    Align::Right => format!(" {c:>w$} "),
-                })
+                .map(|(c, w)| if centred { format!(" {c:^w$} ") } else { format!(" {c:>w$} ") })
                 .collect();
             println!("|{}|", cells.join("|"));
         };
         line();
-        row(header.to_vec(), Align::Center);
+        row(header.to_vec(), true);
         line();
         for r in rows {
-            row(r.iter().map(String::as_str).collect(), align);
+            row(r.iter().map(String::as_str).collect(), false);
         }
         line();
     }
 }
 
-#[derive(Clone, Copy)]
-pub(crate) enum Align {
-    Center,
-    Right,
+/// etcdctl's `-w json` of a verb asked of each endpoint: Go's `encoding/json` of a list of
+/// `{"Endpoint": ..., "<name>": response}`.
+fn print_endpoints_json(name: &str, answers: &[(String, impl ToJson)]) {
+    let items: Vec<String> = answers
+        .iter()
+        .map(|(endpoint, resp)| {
+            let mut w = raftkv::jsonpb::Writer::etcdctl();
+            w.begin_object();
+            w.string("Endpoint", endpoint);
+            w.begin_field_object(name);
+            resp.write_fields(&mut w);
+            w.end_object();
+            w.end_object();
+            w.finish()
+        })
+        .collect();
+    println!("[{}]", items.join(","));
+}
+
+/// What etcdctl says about an endpoint that failed: the server's message, or (grpc-go dials
+/// until the command's deadline) `context deadline exceeded`, here with the reason after it.
+fn endpoint_error(e: &CtlError) -> String {
+    match e {
+        CtlError::Unreachable { reason, .. } => format!("context deadline exceeded: {reason}"),
+        other => other.to_string(),
+    }
 }
 
 /// go-humanize's `Bytes` (SI units), as etcdctl prints sizes: one decimal below 10 of a unit.

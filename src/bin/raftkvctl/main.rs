@@ -13,6 +13,7 @@ use raftkv::pb::compare::TargetUnion;
 use raftkv::pb::request_op::Request;
 use raftkv::pb::response_op::Response;
 use raftkv::pb::*;
+use raftkv::service::Method;
 use raftkv::Client;
 
 mod bench;
@@ -110,6 +111,9 @@ fn main() -> ExitCode {
         Command::Defrag => ctl.defrag(&cli.endpoints),
         Command::Endpoint { command: EndpointCommand::Status } => ctl.endpoint_status(&cli.endpoints),
         Command::Endpoint { command: EndpointCommand::Health } => ctl.endpoint_health(&cli.endpoints),
+        Command::Endpoint { command: EndpointCommand::Hashkv { rev } } => {
+            ctl.endpoint_hashkv(&cli.endpoints, rev, cli.command_timeout)
+        }
         Command::Lease { command } => ctl.lease(command),
         Command::Bench { conns, clients, total, rate, json, target_leader, workload } => {
             let load = bench::Load {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use raftkv::server::restore::{restore, RestoreConfig};
 use raftkv::snapshot::{self, bbolt, FileStatus};
 
-use super::endpoint::{human_bytes, Align};
+use super::endpoint::human_bytes;
 use super::*;
 
 impl Ctl {
@@ -86,7 +86,7 @@ impl Ctl {
             status.total_keys.to_string(),
             human_bytes(status.total_size as i64),
         ];
-        self.print_rows_aligned(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], &[row], Align::Right);
+        self.print_rows(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], &[row]);
         Ok(())
     }
 }

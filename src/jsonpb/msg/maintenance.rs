@@ -22,6 +22,13 @@ json_message!(HashResponse {
     hash: U32 = "hash",
 });
 
+// Written by `raftkvctl endpoint hashkv -w json` only: etcd 3.4's gateway never serves it.
+json_message!(HashKvResponse {
+    header: Msg<ResponseHeader> = "header",
+    hash: U32 = "hash",
+    compact_revision: I64 = "compact_revision",
+});
+
 json_message!(MoveLeaderRequest { target_id: U64 = "targetID" });
 
 json_message!(MoveLeaderResponse {

@@ -1,7 +1,7 @@
-//! HPACK (RFC 7541) for a server: a decoder of our own under a budget on the decoded header
-//! list, which no HPACK crate enforces; encoding by hand with literals that are never indexed,
-//! so our encoder keeps no table that could fall out of step with the client's, whatever table
-//! size it announces.
+//! HPACK (RFC 7541) for a server (and `raftkvctl`'s one-request client, `super::client`): a
+//! decoder of our own under a budget on the decoded header list, which no HPACK crate
+//! enforces; encoding by hand with literals that are never indexed, so our encoder keeps no
+//! table that could fall out of step with the peer's, whatever table size it announces.
 //!
 //! Why not `loona-hpack`, which decodes the whole hpack-test-case corpus and rejects what it
 //! must (`../shared/grpc.md`): under h2load (unary Put, 16 connections × 64 streams) half the
