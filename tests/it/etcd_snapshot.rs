@@ -229,6 +229,11 @@ fn an_etcd_snapshot_reads_back_as_etcd_answered() {
         assert_eq!(etcd_status[field].as_u64(), Some(ours), "{field}: etcdctl says {etcd_status}");
     }
     assert_eq!(status.total_size, size - 32);
+    for format in ["simple", "table", "json"] {
+        let etcdctl_says = ctl(&endpoint, &["snapshot", "status", file_arg, "-w", format]);
+        let ours = crate::harness::process::ctl(&endpoint, &["snapshot", "status", file_arg, "-w", format]);
+        assert_eq!(String::from_utf8_lossy(&ours.stdout), etcdctl_says, "raftkvctl snapshot status -w {format}");
+    }
 
     check_kv(&rows["kv"], &expected);
     check_leases(&rows["lease"], &leases, expected.lease_id);
