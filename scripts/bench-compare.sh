@@ -12,6 +12,8 @@
 #   RAFTKV_BIN, RAFTKVCTL_BIN (default $CARGO_TARGET_DIR/release/...), ETCD_BIN (etcd on PATH)
 #   PORT      client port (default 42379; the peer port is PORT+1)
 set -euo pipefail
+# These measurements are of the JSON gateway path, as recorded in docs/performance.md.
+export RAFTKVCTL_GATEWAY=true
 HERE="$(cd "$(dirname "$0")" && pwd)"
 SHARED="$(cd "$HERE/../.." && pwd)/shared/etcd"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv-target}"

@@ -14,6 +14,8 @@
 #   LEAD_SECS (3), SETTLE_SECS (10, a pause after the history), PORT (43379; the peer port is PORT+1), RAFTKV_BIN, RAFTKVCTL_BIN, ETCD_BIN,
 #   SERVERS ("raftkv etcd"), ACTION (compaction | defrag)
 set -euo pipefail
+# These measurements are of the JSON gateway path, as recorded in docs/performance.md.
+export RAFTKVCTL_GATEWAY=true
 HERE="$(cd "$(dirname "$0")" && pwd)"
 SHARED="$(cd "$HERE/../.." && pwd)/shared/etcd"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv-target}"

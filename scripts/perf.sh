@@ -10,6 +10,8 @@
 # Environment: PERF_LOAD (raftkvctl bench arguments; default a 64-connection put load),
 # PERF_FREQ (sampling Hz, default 999), PORT (default 43379; peer port PORT+1).
 set -euo pipefail
+# These measurements are of the JSON gateway path, as recorded in docs/performance.md.
+export RAFTKVCTL_GATEWAY=true
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv-target}"
 OUT="$TARGET/perf"
 PORT="${PORT:-43379}"

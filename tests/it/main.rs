@@ -19,6 +19,7 @@ mod etcd_snapshot;
 mod etcdctl_compat;
 mod failover;
 mod grpc;
+mod grpc_client;
 mod grpc_cluster;
 mod h2_abuse;
 mod history_check;

@@ -8,7 +8,6 @@
 //! key-value calls are answered by the raft or apply thread and encoded back on the loop,
 //! everything else runs on the blocking pool (`raftkv-http-N`).
 
-pub mod client;
 mod codec;
 mod stream;
 
@@ -25,7 +24,7 @@ use crate::{Node, Ticket};
 const STATUS_MESSAGE_MAX: usize = 4096;
 
 /// A call's failure: its gRPC status code and message.
-type Failure = (Code, String);
+pub type Failure = (Code, String);
 
 pub struct Grpc {
     service: Service,
@@ -38,7 +37,7 @@ impl Grpc {
 }
 
 /// A message with gRPC's length prefix (uncompressed).
-fn framed(message: &[u8]) -> Vec<u8> {
+pub fn framed(message: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(5 + message.len());
     body.push(0);
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());
@@ -67,7 +66,7 @@ fn status(code: Code, message: &str) -> Vec<(&'static str, String)> {
 }
 
 /// grpc-go's `encodeGrpcMessage`: bytes outside printable ASCII, and `%`, as `%XX`.
-fn percent_encode(message: &str) -> String {
+pub fn percent_encode(message: &str) -> String {
     let mut cut = message.len().min(STATUS_MESSAGE_MAX);
     while !message.is_char_boundary(cut) {
         cut -= 1;
@@ -117,7 +116,7 @@ fn unary_message(body: &[u8], max: usize) -> Result<&[u8], Failure> {
 /// incomplete. A compressed flag, an unknown one or a length over `max` (etcd's limit on a
 /// received message, [`crate::Config::grpc_message_max`]) is refused as soon as the prefix
 /// is in.
-fn first_message(bytes: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, Failure> {
+pub fn first_message(bytes: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, Failure> {
     let Some((prefix, rest)) = bytes.split_first_chunk::<5>() else { return Ok(None) };
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
     match prefix[0] {

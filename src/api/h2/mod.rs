@@ -9,10 +9,9 @@
 //! owns its socket; a handler answers a unary stream through a [`Done`], a streaming one
 //! through a [`StreamTx`], from any thread. A streaming call's [`Session`] lives on the loop.
 
-pub mod client;
 mod conn;
 pub mod frame;
-mod hpack;
+pub mod hpack;
 mod stream;
 
 pub use conn::{Connection, Event, Request, Response, Settings, BODY_MAX, STREAMS_MAX};

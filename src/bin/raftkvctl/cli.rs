@@ -7,7 +7,7 @@ use super::*;
 #[derive(Parser)]
 #[command(name = "raftkvctl", version, about = "A command line client for raftkv (etcdctl's verbs)")]
 pub(crate) struct Cli {
-    /// gRPC-gateway endpoints (comma-separated).
+    /// Endpoints (comma-separated), spoken to over gRPC (or the gateway with --gateway).
     #[arg(long, global = true, env = "RAFTKVCTL_ENDPOINTS", default_value = "127.0.0.1:2379", value_delimiter = ',')]
     pub(crate) endpoints: Vec<String>,
     /// Output format.
@@ -16,6 +16,9 @@ pub(crate) struct Cli {
     /// Timeout of each request.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub(crate) command_timeout: Duration,
+    /// Speak the JSON gateway (HTTP/1.1) instead of gRPC.
+    #[arg(long, global = true, env = "RAFTKVCTL_GATEWAY")]
+    pub(crate) gateway: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

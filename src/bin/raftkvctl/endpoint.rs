@@ -13,7 +13,7 @@ impl Ctl {
             .iter()
             .flat_map(|e| e.split(','))
             .map(|e| {
-                let client = Client::new(&[e.to_string()], Duration::from_secs(5)).and_then(|c| f(&c));
+                let client = dial(&[e.to_string()], Duration::from_secs(5), self.gateway).and_then(|c| f(&c));
                 // Shown as given, `http://` and all, as etcdctl shows it.
                 (e.to_string(), client)
             })
@@ -100,7 +100,7 @@ impl Ctl {
         let mut hashes = Vec::new();
         for endpoint in endpoints.iter().flat_map(|e| e.split(',')) {
             let request = HashKvRequest { revision: rev };
-            match raftkv::api::grpc::client::call::<_, HashKvResponse>(endpoint, Method::HashKv, &request, timeout) {
+            match raftkv::client::grpc::call::<_, HashKvResponse>(endpoint, Method::HashKv, &request, timeout) {
                 Ok(resp) => hashes.push((endpoint.to_string(), resp)),
                 Err(e) => {
                     eprintln!("Failed to get the hash of endpoint {endpoint} ({})", endpoint_error(&e));

@@ -1,5 +1,5 @@
-//! `raftkvctl`: etcdctl's verbs and output for raftkv (and etcd) members, over the JSON gateway
-//! with the blocking [`raftkv::Client`]. Errors print as `Error: <message>` and exit 1, as
+//! `raftkvctl`: etcdctl's verbs and output for raftkv (and etcd) members, over gRPC (or the
+//! JSON gateway with `--gateway`) with the blocking [`raftkv::Client`]. Errors print as `Error: <message>` and exit 1, as
 //! etcdctl's do.
 
 use std::io::{BufRead, Write};
@@ -31,6 +31,7 @@ use txn_parse::read_txn;
 struct Ctl {
     client: Client,
     format: Format,
+    gateway: bool,
 }
 
 type Outcome = Result<(), CtlError>;
@@ -41,16 +42,25 @@ impl Ctl {
     }
 }
 
+/// A client over gRPC, or the gateway when asked.
+fn dial(endpoints: &[String], timeout: Duration, gateway: bool) -> Result<Client, CtlError> {
+    if gateway {
+        Client::gateway(endpoints, timeout)
+    } else {
+        Client::new(endpoints, timeout)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = match Client::new(&cli.endpoints, cli.command_timeout) {
+    let client = match dial(&cli.endpoints, cli.command_timeout, cli.gateway) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let ctl = Ctl { client, format: cli.write_out };
+    let ctl = Ctl { client, format: cli.write_out, gateway: cli.gateway };
     let outcome = match cli.command {
         Command::Put { key, value, prev_kv, ignore_value, lease } => {
             let value = if ignore_value { Vec::new() } else { value.into_bytes() };
@@ -125,6 +135,7 @@ fn main() -> ExitCode {
                 timeout: cli.command_timeout,
                 target_leader,
                 progress: !json,
+                gateway: cli.gateway,
             };
             let workload = match workload {
                 BenchCommand::Put { key_size, val_size, sequential_keys, key_space_size } => {

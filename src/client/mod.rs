@@ -1,16 +1,30 @@
-//! [`Client`]: a blocking client for raftkv (or etcd) members over the v3 JSON gateway.
+//! [`Client`]: a blocking client for raftkv (or etcd) members, over etcd's gRPC API
+//! ([`Client::new`], as clientv3) or its JSON gateway ([`Client::gateway`]).
 //!
-//! One keep-alive HTTP/1.1 connection, reused across calls and guarded by a mutex (clone a
-//! `Client` per thread for parallel calls). If the current endpoint fails to connect or breaks
-//! the connection, the next one is tried. Errors the server answers with come back as
-//! [`Error::Server`] with etcd's message and gRPC code; `raftkvctl` is built on this.
+//! gRPC: one HTTP/2 connection per endpoint ([`grpc::Channel`] over [`h2::Connection`]) carries
+//! every call and stream of the client and of all its clones at once, from any thread.
+//! Gateway: one keep-alive HTTP/1.1 connection per client, reused across calls and guarded by
+//! a mutex (clone a `Client` per thread for parallel calls). Either way, when the current
+//! endpoint cannot be reached (or answers `Unavailable`) the next one is tried, except that a
+//! call that may already have been applied is never sent again. Errors the server answers with
+//! come back as [`Error::Server`] with etcd's message and gRPC code; `raftkvctl` is built on
+//! this.
+
+pub mod grpc;
+pub mod h2;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use parking_lot::Mutex;
+use prost::Message;
 use sha2::{Digest, Sha256};
+
+use grpc::{Channel, Failed};
 
 use crate::error::Code;
 use crate::jsonpb::msg::{ErrorBody, StreamError, StreamResult};
@@ -59,19 +73,37 @@ pub struct Client {
     /// `host:port` of each endpoint.
     endpoints: Vec<String>,
     timeout: Duration,
-    /// The open connection, the index of its endpoint, and when it last answered.
+    /// The gateway's open connection, the index of its endpoint, and when it last answered.
     conn: Mutex<Option<(usize, BufReader<TcpStream>, Instant)>>,
+    /// gRPC's channels, one per endpoint, shared by every clone; `None` for a gateway client.
+    grpc: Option<Arc<Vec<Channel>>>,
+    /// The endpoint gRPC calls go to first: the last one that answered.
+    current: Arc<AtomicUsize>,
 }
 
 impl Clone for Client {
     fn clone(&self) -> Client {
-        Client { endpoints: self.endpoints.clone(), timeout: self.timeout, conn: Mutex::new(None) }
+        Client {
+            endpoints: self.endpoints.clone(),
+            timeout: self.timeout,
+            conn: Mutex::new(None),
+            grpc: self.grpc.clone(),
+            current: self.current.clone(),
+        }
     }
 }
 
 impl Client {
-    /// A client for `endpoints` (`http://host:port` or `host:port`) with a per-call timeout.
+    /// A gRPC client for `endpoints` (`http://host:port` or `host:port`) with a per-call
+    /// timeout, as etcdctl and clientv3 connect.
     pub fn new(endpoints: &[String], timeout: Duration) -> Result<Client> {
+        let mut client = Client::gateway(endpoints, timeout)?;
+        client.grpc = Some(Arc::new(client.endpoints.iter().map(|e| Channel::new(e, timeout)).collect()));
+        Ok(client)
+    }
+
+    /// A client over the JSON gateway (HTTP/1.1), for where only that is open.
+    pub fn gateway(endpoints: &[String], timeout: Duration) -> Result<Client> {
         let endpoints: Vec<String> = endpoints
             .iter()
             .flat_map(|e| e.split(','))
@@ -81,7 +113,7 @@ impl Client {
         if endpoints.is_empty() {
             return Err(Error::Usage("no endpoints".into()));
         }
-        Ok(Client { endpoints, timeout, conn: Mutex::new(None) })
+        Ok(Client { endpoints, timeout, conn: Mutex::new(None), grpc: None, current: Arc::new(AtomicUsize::new(0)) })
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
@@ -113,8 +145,22 @@ impl Client {
     }
 
     /// One keepalive round trip (the gateway's keepalive stream with a single message).
+    /// One keepalive: a stream of one request and its one answer.
     pub fn lease_keep_alive(&self, req: &LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
-        self.call::<_, StreamResult<LeaseKeepAliveResponse>>(Method::LeaseKeepAlive, req).map(|r| r.0)
+        if self.grpc.is_none() {
+            return self
+                .gateway_call::<_, StreamResult<LeaseKeepAliveResponse>>(Method::LeaseKeepAlive, req)
+                .map(|r| r.0);
+        }
+        let mut answer = None;
+        self.stream(Method::LeaseKeepAlive, req, true, |resp: LeaseKeepAliveResponse| {
+            answer = Some(resp);
+            false
+        })?;
+        answer.ok_or_else(|| Error::Unreachable {
+            endpoint: self.endpoint(),
+            reason: "keepalive stream ended unanswered".into(),
+        })
     }
 
     pub fn lease_time_to_live(&self, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
@@ -129,7 +175,7 @@ impl Client {
     /// returns false or the stream ends.
     pub fn watch(&self, req: &WatchCreateRequest, on_response: impl FnMut(WatchResponse) -> bool) -> Result<()> {
         let create = watch_request::RequestUnion::CreateRequest(req.clone());
-        self.stream(Method::Watch, &WatchRequest { request_union: Some(create) }, on_response)
+        self.stream(Method::Watch, &WatchRequest { request_union: Some(create) }, false, on_response)
     }
 
     /// Downloads the member's snapshot (etcd's `Maintenance.Snapshot`) into `out`: the state,
@@ -140,7 +186,7 @@ impl Client {
         let (mut written, mut hash, mut failed) = (0u64, Sha256::new(), None);
         // The member's last data chunk says no bytes remain; the message after it is the hash.
         let (mut data_done, mut trailer) = (false, None);
-        self.stream(Method::Snapshot, &EmptyRequest {}, |chunk: SnapshotResponse| {
+        self.stream(Method::Snapshot, &EmptyRequest {}, true, |chunk: SnapshotResponse| {
             if data_done {
                 trailer = Some(chunk.blob);
                 return false;
@@ -167,9 +213,48 @@ impl Client {
         Ok(written + trailer.len() as u64)
     }
 
+    /// A stream of `method` opened with `req` (our side ended after it when `end`), every
+    /// answer to `on_response` until it returns false or the stream ends.
+    fn stream<Req: ToJson + Message, Resp: FromJson + Message + Default>(
+        &self,
+        method: Method,
+        req: &Req,
+        end: bool,
+        mut on_response: impl FnMut(Resp) -> bool,
+    ) -> Result<()> {
+        let Some(channels) = &self.grpc else { return self.gateway_stream(method, req, on_response) };
+        let index = self.current.load(Ordering::Relaxed) % channels.len();
+        let mut last = None;
+        // Streams are opened on the first endpoint that takes them; once one answered, a
+        // broken stream is the caller's to reopen (a watch resumes from its revision).
+        for attempt in 0..channels.len() {
+            let channel = &channels[(index + attempt) % channels.len()];
+            let opened = channel.stream(method).and_then(|mut stream| {
+                stream.send(req, end, self.timeout)?;
+                Ok(stream)
+            });
+            let mut stream = match opened {
+                Ok(stream) => stream,
+                Err(e @ Error::Unreachable { .. }) => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.current.store((index + attempt) % channels.len(), Ordering::Relaxed);
+            while let Some(resp) = stream.recv(None)? {
+                if !on_response(resp) {
+                    return Ok(());
+                }
+            }
+            return Ok(());
+        }
+        Err(last.unwrap_or_else(|| Error::Usage("no endpoints".into())))
+    }
+
     /// A gateway stream on its own connection: `req` as the body, then every `{"result":...}`
     /// message to `on_response` until it returns false or the stream ends.
-    fn stream<Req: ToJson, Resp: FromJson + Default>(
+    fn gateway_stream<Req: ToJson, Resp: FromJson + Default>(
         &self,
         method: Method,
         req: &Req,
@@ -268,8 +353,11 @@ impl Client {
 
     /// The endpoint the last call used.
     pub fn endpoint(&self) -> String {
-        let index = self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i);
-        self.endpoints[index].clone()
+        let index = match self.grpc {
+            Some(_) => self.current.load(Ordering::Relaxed),
+            None => self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i),
+        };
+        self.endpoints[index % self.endpoints.len()].clone()
     }
 
     /// Calls `method` through its gateway path with `req` and decodes the answer.
@@ -279,7 +367,52 @@ impl Client {
     /// when repeated): a put, txn, lease grant or the like may have been applied, and sending
     /// it again could apply it twice, so its caller gets [`Error::Unreachable`] saying so, as
     /// clientv3 does not retry such calls either.
-    pub fn call<Req: ToJson, Resp: FromJson>(&self, method: Method, req: &Req) -> Result<Resp> {
+    pub fn call<Req: ToJson + Message, Resp: FromJson + Message + Default>(
+        &self,
+        method: Method,
+        req: &Req,
+    ) -> Result<Resp> {
+        match &self.grpc {
+            Some(channels) => self.grpc_call(channels, method, req),
+            None => self.gateway_call(method, req),
+        }
+    }
+
+    /// A unary call over gRPC, each endpoint once starting with the last that answered.
+    fn grpc_call<Req: Message, Resp: Message + Default>(
+        &self,
+        channels: &[Channel],
+        method: Method,
+        req: &Req,
+    ) -> Result<Resp> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for attempt in 0..channels.len() {
+            let index = (start + attempt) % channels.len();
+            match channels[index].unary(method, req, self.timeout) {
+                Ok(resp) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(Failed { error, sent }) => {
+                    let unavailable = error.code() == Code::Unavailable;
+                    if !unavailable {
+                        return Err(error);
+                    }
+                    if sent && !retry_safe(method) {
+                        let Error::Unreachable { endpoint, reason } = error else { return Err(error) };
+                        let reason =
+                            format!("{reason}; the request was sent and may have been applied, so it is not retried");
+                        return Err(Error::Unreachable { endpoint, reason });
+                    }
+                    last = Some(error);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Usage("no endpoints".into())))
+    }
+
+    fn gateway_call<Req: ToJson, Resp: FromJson>(&self, method: Method, req: &Req) -> Result<Resp> {
         let path = method.gateway_path();
         let path = path.as_str();
         let body = req.to_json();
@@ -523,11 +656,62 @@ mod tests {
         (endpoint, seen)
     }
 
+    /// As [`hanging_up`], for HTTP/2: it reads the preface and frames until a request's last
+    /// DATA frame, counts the request, and hangs up.
+    fn hanging_up_h2() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        crate::thread::spawn("raftkv-test-hangup", move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut preface = [0u8; 24];
+                if stream.read_exact(&mut preface).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut head = [0u8; 9];
+                    if stream.read_exact(&mut head).is_err() {
+                        break;
+                    }
+                    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+                    let mut payload = vec![0u8; len];
+                    if stream.read_exact(&mut payload).is_err() {
+                        break;
+                    }
+                    // DATA with END_STREAM: the request is whole.
+                    if head[3] == 0 && head[4] & 1 != 0 {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+        })
+        .unwrap();
+        (endpoint, seen)
+    }
+
+    #[test]
+    fn a_grpc_write_that_may_have_been_applied_is_not_sent_again() {
+        let (first, first_seen) = hanging_up_h2();
+        let (second, second_seen) = hanging_up_h2();
+        let client = Client::new(&[first, second], Duration::from_secs(5)).unwrap();
+        match client.put(&PutRequest::new("k", "v")) {
+            Err(Error::Unreachable { reason, .. }) => assert!(reason.contains("may have been applied"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((first_seen.load(Ordering::SeqCst), second_seen.load(Ordering::SeqCst)), (1, 0));
+        // A read is safe to repeat: each endpoint once, starting with the current one.
+        assert!(client.range(&RangeRequest::key("k")).is_err());
+        assert_eq!((first_seen.load(Ordering::SeqCst), second_seen.load(Ordering::SeqCst)), (2, 1));
+    }
+
     #[test]
     fn a_write_that_may_have_been_applied_is_not_sent_again() {
         let (first, first_seen) = hanging_up();
         let (second, second_seen) = hanging_up();
-        let client = Client::new(&[first, second], Duration::from_secs(5)).unwrap();
+        let client = Client::gateway(&[first, second], Duration::from_secs(5)).unwrap();
         match client.put(&PutRequest::new("k", "v")) {
             Err(Error::Unreachable { reason, .. }) => assert!(reason.contains("may have been applied"), "{reason}"),
             other => panic!("{other:?}"),

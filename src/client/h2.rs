@@ -1,0 +1,454 @@
+//! HTTP/2 with prior knowledge from the client's side: one [`Connection`] carries many streams
+//! at once, opened from any number of threads (`raftkv::Client`'s gRPC transport, raftkvctl).
+//! Blocking, no runtime, over the same frames and HPACK decoder as the server; requests'
+//! headers are written as the server writes its own (literals never indexed), so no encoder
+//! table is kept.
+//!
+//! Threads: callers write their own frames under the connection's writer lock; one
+//! `raftkv-h2c-read` thread per connection reads every frame, answers what the connection asks
+//! of a client (SETTINGS and PING acks), hands each stream's headers and data to its
+//! [`StreamEvents`] channel (bounded by flow control: the reader gives a window back only for
+//! data it has handed over, and each stream's queue is bounded by its window, see
+//! `STREAM_WINDOW`), and marks the connection broken when the socket or the peer fails, which
+//! ends every open stream with [`Event::Closed`]. Dropping the last [`Connection`] handle shuts
+//! the socket down, which ends the reader.
+//!
+//! Flow control: the send side honours the peer's connection and stream windows (a sender
+//! waits for WINDOW_UPDATE) and its INITIAL_WINDOW_SIZE changes; the receive side announces a
+//! 1 MiB stream window and a 16 MiB connection window and returns them as data is delivered.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use crate::api::h2::frame::{self, flag, kind, setting, Head, Reason};
+pub use crate::api::h2::hpack::Fields;
+use crate::api::h2::hpack::{self, Decoder};
+
+/// Largest header block (headers or trailers) read, before and after decoding.
+const HEADERS_MAX: usize = 64 << 10;
+/// The receive window each stream announces: what one stream may have in flight to us.
+const STREAM_WINDOW: u32 = 1 << 20;
+/// The connection's receive window: what all streams together may have in flight.
+const CONNECTION_WINDOW: u32 = 16 << 20;
+/// Largest frame we accept: the default, which we never raise.
+const FRAME_MAX: usize = frame::MAX_FRAME_SIZE_DEFAULT;
+
+/// What the reader hands a stream.
+#[derive(Debug)]
+pub enum Event {
+    /// A header block (the response headers, then possibly the trailers); `true` if it ended
+    /// the stream.
+    Headers(Fields, bool),
+    /// Body bytes; `true` if they ended the stream.
+    Data(Vec<u8>, bool),
+    /// The peer reset the stream with this error code.
+    Reset(u32),
+    /// The connection failed or went away: no more events will come.
+    Closed(String),
+}
+
+pub type StreamEvents = Receiver<Event>;
+
+/// One client connection, shared by every stream on it.
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    /// Shuts the socket when the last handle goes.
+    _closer: Arc<Closer>,
+}
+
+struct Closer(TcpStream);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+struct Shared {
+    addr: String,
+    writer: Mutex<Writer>,
+    /// Signalled when send windows grow or the connection breaks.
+    window: Condvar,
+    streams: Mutex<HashMap<u32, Sender<Event>>>,
+}
+
+struct Writer {
+    out: TcpStream,
+    next_stream: u32,
+    /// Why the connection can take no new stream (broken, or the peer's GOAWAY), if so.
+    broken: Option<String>,
+    connection_window: i64,
+    stream_windows: HashMap<u32, i64>,
+    /// The peer's SETTINGS_INITIAL_WINDOW_SIZE: each new stream's send window.
+    initial_window: i64,
+    frame_max: usize,
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`) within `timeout` and sends the preface and our settings.
+    pub fn connect(addr: &str, timeout: Duration) -> io::Result<Connection> {
+        let socket = dial(addr, timeout)?;
+        let mut hello = frame::PREFACE.to_vec();
+        frame::settings(&mut hello, &[(setting::ENABLE_PUSH, 0), (setting::INITIAL_WINDOW_SIZE, STREAM_WINDOW)]);
+        frame::window_update(&mut hello, 0, CONNECTION_WINDOW - frame::INITIAL_WINDOW as u32);
+        (&socket).write_all(&hello)?;
+        let reader = socket.try_clone()?;
+        reader.set_read_timeout(None)?;
+        let shared = Arc::new(Shared {
+            addr: addr.to_string(),
+            writer: Mutex::new(Writer {
+                out: socket.try_clone()?,
+                next_stream: 1,
+                broken: None,
+                connection_window: frame::INITIAL_WINDOW,
+                stream_windows: HashMap::new(),
+                initial_window: frame::INITIAL_WINDOW,
+                frame_max: frame::MAX_FRAME_SIZE_DEFAULT,
+            }),
+            window: Condvar::new(),
+            streams: Mutex::new(HashMap::new()),
+        });
+        let for_reader = shared.clone();
+        crate::thread::spawn("raftkv-h2c-read", move || {
+            let why =
+                for_reader.read_loop(reader).err().map_or_else(|| "connection closed".to_string(), |e| e.to_string());
+            for_reader.break_all(&why);
+        })
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Connection { shared, _closer: Arc::new(Closer(socket)) })
+    }
+
+    /// Why the connection takes no new streams, if it does not.
+    pub fn broken(&self) -> Option<String> {
+        self.shared.writer.lock().broken.clone()
+    }
+
+    /// Opens a stream with `headers` (pseudo-headers first); `end` ends our side at once.
+    pub fn open(&self, headers: &[(&str, &str)], end: bool) -> io::Result<(u32, StreamEvents)> {
+        let mut block = Vec::new();
+        hpack::encode(&mut block, headers);
+        // Bounded by flow control: the peer sends a stream at most its window (1 MiB) before we
+        // give any back, and we give back only what the stream's owner took.
+        let (tx, rx) = channel::unbounded();
+        let mut w = self.shared.writer.lock();
+        if let Some(why) = &w.broken {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, why.clone()));
+        }
+        let id = w.next_stream;
+        if id > 0x7fff_ffff - 2 {
+            w.broken = Some("stream ids exhausted".into());
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "stream ids exhausted"));
+        }
+        w.next_stream += 2;
+        let window = w.initial_window;
+        w.stream_windows.insert(id, window);
+        self.shared.streams.lock().insert(id, tx);
+        let mut out = Vec::with_capacity(block.len() + 2 * frame::HEADER_LEN);
+        let flags = if end { flag::END_STREAM } else { 0 };
+        // One HEADERS frame, or HEADERS then CONTINUATION for a block past the frame size.
+        let mut chunks = block.chunks(w.frame_max).peekable();
+        let first = chunks.next().unwrap_or_default();
+        let more = chunks.peek().is_some();
+        frame::write(&mut out, kind::HEADERS, flags | if more { 0 } else { flag::END_HEADERS }, id, first);
+        while let Some(chunk) = chunks.next() {
+            let last = chunks.peek().is_none();
+            frame::write(&mut out, kind::CONTINUATION, if last { flag::END_HEADERS } else { 0 }, id, chunk);
+        }
+        if let Err(e) = w.out.write_all(&out) {
+            w.broken = Some(e.to_string());
+            drop(w);
+            self.shared.forget(id);
+            return Err(e);
+        }
+        Ok((id, rx))
+    }
+
+    /// Sends `data` on stream `id`, waiting (until `deadline`) for send window as needed; `end`
+    /// ends our side of the stream.
+    pub fn send(&self, id: u32, data: &[u8], end: bool, deadline: Instant) -> io::Result<()> {
+        let mut rest = data;
+        loop {
+            let mut w = self.shared.writer.lock();
+            loop {
+                if let Some(why) = &w.broken {
+                    return Err(io::Error::new(io::ErrorKind::NotConnected, why.clone()));
+                }
+                let Some(&stream_window) = w.stream_windows.get(&id) else {
+                    return Err(io::Error::new(io::ErrorKind::NotConnected, "stream closed"));
+                };
+                if rest.is_empty() || stream_window.min(w.connection_window) > 0 {
+                    break;
+                }
+                if self.shared.window.wait_until(&mut w, deadline).timed_out() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no send window before the deadline"));
+                }
+            }
+            let window = w.stream_windows[&id].min(w.connection_window).max(0) as usize;
+            let n = rest.len().min(window).min(w.frame_max);
+            let (chunk, after) = rest.split_at(n);
+            let last = after.is_empty();
+            let mut out = Vec::with_capacity(frame::HEADER_LEN + n);
+            frame::write(&mut out, kind::DATA, if last && end { flag::END_STREAM } else { 0 }, id, chunk);
+            w.connection_window -= n as i64;
+            *w.stream_windows.get_mut(&id).expect("checked above") -= n as i64;
+            if let Err(e) = w.out.write_all(&out) {
+                w.broken = Some(e.to_string());
+                return Err(e);
+            }
+            rest = after;
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Gives `n` bytes of receive window back on stream `id` and the connection: the owner of
+    /// a stream calls it once it has taken data off the stream's channel.
+    pub fn consumed(&self, id: u32, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut out = Vec::with_capacity(2 * (frame::HEADER_LEN + 4));
+        frame::window_update(&mut out, 0, n as u32);
+        if self.shared.streams.lock().contains_key(&id) {
+            frame::window_update(&mut out, id, n as u32);
+        }
+        let mut w = self.shared.writer.lock();
+        if w.broken.is_none() {
+            if let Err(e) = w.out.write_all(&out) {
+                w.broken = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Abandons stream `id` (a cancel or a deadline): the peer is told with RST_STREAM(CANCEL)
+    /// and nothing more is delivered for it.
+    pub fn cancel(&self, id: u32) {
+        let mut out = Vec::new();
+        frame::rst_stream(&mut out, id, Reason::Cancel);
+        {
+            let mut w = self.shared.writer.lock();
+            if w.broken.is_none() {
+                let _ = w.out.write_all(&out);
+            }
+        }
+        self.shared.forget(id);
+    }
+
+    /// Forgets a stream that ended normally.
+    pub fn finished(&self, id: u32) {
+        self.shared.forget(id);
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+}
+
+impl Shared {
+    fn forget(&self, id: u32) {
+        self.streams.lock().remove(&id);
+        self.writer.lock().stream_windows.remove(&id);
+    }
+
+    /// Ends every stream: the connection is gone.
+    fn break_all(&self, why: &str) {
+        {
+            let mut w = self.writer.lock();
+            w.broken.get_or_insert_with(|| why.to_string());
+            w.stream_windows.clear();
+        }
+        self.window.notify_all();
+        for (_, tx) in self.streams.lock().drain() {
+            let _ = tx.send(Event::Closed(why.to_string()));
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.lock().out.write_all(bytes)
+    }
+
+    fn deliver(&self, id: u32, event: Event) {
+        let tx = self.streams.lock().get(&id).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Reads frames until the socket or the peer fails.
+    fn read_loop(&self, mut socket: TcpStream) -> io::Result<()> {
+        let mut decoder = Decoder::new(HEADERS_MAX);
+        // A header block in progress: its stream, whether it ends the stream, its bytes.
+        let mut block: Option<(u32, bool, Vec<u8>)> = None;
+        loop {
+            let (head, payload) = read_frame(&mut socket)?;
+            if let Some((stream, _, _)) = &block {
+                if head.kind != kind::CONTINUATION || head.stream != *stream {
+                    return Err(protocol("a header block interrupted by another frame"));
+                }
+            }
+            match head.kind {
+                kind::SETTINGS if !head.has(flag::ACK) => {
+                    self.apply_settings(&payload)?;
+                    let mut ack = Vec::new();
+                    frame::write(&mut ack, kind::SETTINGS, flag::ACK, 0, &[]);
+                    self.write(&ack)?;
+                }
+                kind::PING if !head.has(flag::ACK) => {
+                    let mut ack = Vec::new();
+                    frame::write(&mut ack, kind::PING, flag::ACK, 0, &payload);
+                    self.write(&ack)?;
+                }
+                kind::GOAWAY => {
+                    let last = if payload.len() >= 8 { frame::u32_at(&payload) } else { 0 };
+                    let debug = String::from_utf8_lossy(payload.get(8..).unwrap_or_default()).into_owned();
+                    let why = format!("the server sent GOAWAY ({debug})");
+                    self.writer.lock().broken.get_or_insert_with(|| why.clone());
+                    // Streams above the last one the server took will never be answered.
+                    let mut streams = self.streams.lock();
+                    for id in streams.keys().copied().filter(|id| *id > last).collect::<Vec<_>>() {
+                        if let Some(tx) = streams.remove(&id) {
+                            let _ = tx.send(Event::Closed(why.clone()));
+                        }
+                    }
+                }
+                kind::WINDOW_UPDATE => {
+                    let increment =
+                        i64::from(frame::u32_at(payload.get(..4).ok_or_else(|| protocol("short WINDOW_UPDATE"))?));
+                    let mut w = self.writer.lock();
+                    if head.stream == 0 {
+                        w.connection_window += increment;
+                    } else if let Some(window) = w.stream_windows.get_mut(&head.stream) {
+                        *window += increment;
+                    }
+                    drop(w);
+                    self.window.notify_all();
+                }
+                kind::RST_STREAM => {
+                    let code = frame::u32_at(payload.get(..4).ok_or_else(|| protocol("short RST_STREAM"))?);
+                    self.deliver(head.stream, Event::Reset(code));
+                    self.forget(head.stream);
+                }
+                kind::HEADERS | kind::CONTINUATION => {
+                    let fragment =
+                        if head.kind == kind::HEADERS { headers_fragment(&head, &payload)? } else { &payload };
+                    let (stream, ends, mut bytes) =
+                        block.take().unwrap_or((head.stream, head.has(flag::END_STREAM), Vec::new()));
+                    bytes.extend_from_slice(fragment);
+                    if bytes.len() > HEADERS_MAX {
+                        return Err(protocol("header block too large"));
+                    }
+                    if !head.has(flag::END_HEADERS) {
+                        block = Some((stream, ends, bytes));
+                        continue;
+                    }
+                    // Decoded even for a stream we abandoned: the HPACK table is the connection's.
+                    let fields = decoder.decode(&bytes).map_err(|_| protocol("undecodable header block"))?;
+                    self.deliver(stream, Event::Headers(fields, ends));
+                }
+                kind::DATA => {
+                    let data = frame::unpad(&head, &payload).ok_or_else(|| protocol("bad padding"))?;
+                    let end = head.has(flag::END_STREAM);
+                    let known = self.streams.lock().contains_key(&head.stream);
+                    if known {
+                        // Padding counts against the window too: give it back at once.
+                        let padding = payload.len() - data.len();
+                        self.deliver(head.stream, Event::Data(data.to_vec(), end));
+                        if padding > 0 {
+                            let mut out = Vec::new();
+                            frame::window_update(&mut out, 0, padding as u32);
+                            self.write(&out)?;
+                        }
+                    } else if !payload.is_empty() {
+                        // An abandoned stream's data: the connection's window must still grow back.
+                        let mut out = Vec::new();
+                        frame::window_update(&mut out, 0, payload.len() as u32);
+                        self.write(&out)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn apply_settings(&self, payload: &[u8]) -> io::Result<()> {
+        if !payload.len().is_multiple_of(6) {
+            return Err(protocol("SETTINGS of a bad length"));
+        }
+        let mut w = self.writer.lock();
+        for entry in payload.chunks(6) {
+            let id = u16::from_be_bytes([entry[0], entry[1]]);
+            let value = frame::u32_at(&entry[2..]);
+            match id {
+                setting::INITIAL_WINDOW_SIZE => {
+                    if i64::from(value) > frame::WINDOW_MAX {
+                        return Err(protocol("INITIAL_WINDOW_SIZE past the maximum"));
+                    }
+                    // RFC 9113 §6.9.2: the change applies to every open stream's window.
+                    let delta = i64::from(value) - w.initial_window;
+                    w.initial_window = i64::from(value);
+                    for window in w.stream_windows.values_mut() {
+                        *window += delta;
+                    }
+                }
+                setting::MAX_FRAME_SIZE => {
+                    if !(frame::MAX_FRAME_SIZE_DEFAULT as u32..=frame::MAX_FRAME_SIZE_LIMIT).contains(&value) {
+                        return Err(protocol("MAX_FRAME_SIZE out of range"));
+                    }
+                    w.frame_max = value as usize;
+                }
+                _ => {}
+            }
+        }
+        drop(w);
+        self.window.notify_all();
+        Ok(())
+    }
+}
+
+fn dial(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::other(format!("{addr}: no address"));
+    for socket in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&socket, timeout) {
+            Ok(conn) => {
+                conn.set_nodelay(true)?;
+                conn.set_write_timeout(Some(timeout))?;
+                return Ok(conn);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn read_frame(conn: &mut TcpStream) -> io::Result<(Head, Vec<u8>)> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    conn.read_exact(&mut header)?;
+    let head = Head::parse(&header).expect("9 bytes");
+    if head.len > FRAME_MAX {
+        return Err(protocol("a frame larger than we allow"));
+    }
+    let mut payload = vec![0u8; head.len];
+    conn.read_exact(&mut payload)?;
+    Ok((head, payload))
+}
+
+/// A HEADERS frame's block fragment, without its padding and priority fields.
+fn headers_fragment<'a>(head: &Head, payload: &'a [u8]) -> io::Result<&'a [u8]> {
+    let unpadded = frame::unpad(head, payload).ok_or_else(|| protocol("bad padding"))?;
+    if head.has(flag::PRIORITY) {
+        return unpadded.get(5..).ok_or_else(|| protocol("short priority"));
+    }
+    Ok(unpadded)
+}
+
+fn protocol(reason: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason.to_string())
+}
