@@ -144,7 +144,6 @@ impl Client {
         self.call(Method::LeaseRevoke, req)
     }
 
-    /// One keepalive round trip (the gateway's keepalive stream with a single message).
     /// One keepalive: a stream of one request and its one answer.
     pub fn lease_keep_alive(&self, req: &LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
         if self.grpc.is_none() {

@@ -26,6 +26,7 @@ mod history_check;
 mod http;
 mod kv_semantics;
 mod lease;
+mod mirror;
 mod restart;
 mod restore;
 mod tidy;

@@ -166,6 +166,19 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
+    /// Makes a mirror at the destination etcd cluster.
+    MakeMirror {
+        destination: String,
+        /// Key-value prefix to mirror.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Destination prefix to mirror a prefix to a different prefix in the destination cluster.
+        #[arg(long)]
+        dest_prefix: Option<String>,
+        /// Mirror key-values to the root of the destination cluster.
+        #[arg(long)]
+        no_dest_prefix: bool,
+    },
     /// Manages etcd node snapshots.
     Snapshot {
         #[command(subcommand)]

@@ -22,6 +22,7 @@ mod endpoint;
 mod kv;
 mod lease;
 mod member;
+mod mirror;
 mod snapshot;
 mod txn_parse;
 
@@ -159,6 +160,9 @@ fn main() -> ExitCode {
         Command::Member { command } => ctl.member(command),
         Command::MoveLeader { target } => ctl.move_leader(&cli.endpoints, &target),
         Command::Snapshot { command } => ctl.snapshot(&cli.endpoints, command),
+        Command::MakeMirror { destination, prefix, dest_prefix, no_dest_prefix } => {
+            ctl.make_mirror(&destination, &prefix, dest_prefix.as_deref(), no_dest_prefix)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
