@@ -143,7 +143,7 @@ impl Node {
 
     /// etcd `Defragment`: RocksDB rewrites every family without what was deleted or
     /// overwritten (a flush, then a manual compaction of the whole key range, in slices with
-    /// [`DEFRAG_PAUSE`] between them, at the compaction threads' low priority), waited for on
+    /// `DEFRAG_PAUSE` (50 ms) between them, at the compaction threads' low priority), waited for on
     /// the calling thread, while the member keeps serving: RocksDB's compactions never block
     /// its readers and writers. Then the quota sees the smaller size at once.
     pub fn defragment(&self) -> Result<DefragmentResponse> {

@@ -7,7 +7,7 @@
 //! the revision itself), leases (their countdown starts again when a leader takes them over),
 //! users and roles, and the compaction state. What it makes new: the cluster and member ids and
 //! the membership, from the flags, bootstrapped exactly as a first start of a new cluster would
-//! ([`super::bootstrap::identity`]), so every member restored from the same file with the same
+//! (`bootstrap::identity`), so every member restored from the same file with the same
 //! `--initial-cluster` holds the same state at the same raft index. What it drops: the old
 //! membership, alarms (they name members of the old cluster) and the raft log.
 //!

@@ -2,8 +2,7 @@
 //! clients speak. `frame` (the wire format), `hpack` (header compression), `conn` (one
 //! connection's state machine: streams, flow control, SETTINGS, PING, GOAWAY, errors),
 //! `stream` (streaming calls' answers and their bound), and the [`Handler`] the gRPC server
-//! implements. [`client`]: the other side, one request per connection, for `raftkvctl`'s
-//! gRPC-only calls.
+//! implements. The client side ([`crate::client::h2`]) uses `frame` and `hpack` too.
 //!
 //! No threads of its own: a connection is driven by the [`crate::api::net`] event loop that
 //! owns its socket; a handler answers a unary stream through a [`Done`], a streaming one
