@@ -29,6 +29,11 @@ impl Writer {
         Writer { quote_int64: false, ..Writer::default() }
     }
 
+    /// Whether this writes etcdctl's `-w json` (Go's encoding/json) rather than jsonpb.
+    pub fn is_etcdctl(&self) -> bool {
+        !self.quote_int64
+    }
+
     fn int(&mut self, v: impl std::fmt::Display) {
         if self.quote_int64 {
             let _ = write!(self.buf, "\"{v}\"");

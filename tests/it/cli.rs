@@ -32,8 +32,9 @@ fn raftkvctl_drives_a_real_member_and_sigterm_stops_it_cleanly() {
     assert_eq!(stdout(&ctl(&e, &["get", "foo"])), "foo\nbar\n");
     assert_eq!(stdout(&ctl(&e, &["get", "foo/", "--prefix", "--print-value-only"])), "1\n2\n");
     assert_eq!(
-        stdout(&ctl(&e, &["get", "foo/", "--prefix", "--keys-only", "--order", "DESCEND", "--sort-by", "key"])),
-        "foo/b\nfoo/a\n"
+        stdout(&ctl(&e, &["get", "foo/", "--prefix", "--keys-only", "--order", "DESCEND", "--sort-by", "KEY"])),
+        "foo/b\n\nfoo/a\n\n",
+        "etcdctl prints an empty value line after each key"
     );
     assert_eq!(stdout(&ctl(&e, &["get", "foo", "--from-key", "--count-only"])), "3\n");
     assert_eq!(stdout(&ctl(&e, &["get", "foo", "--rev", "2"])), "foo\nbar\n");

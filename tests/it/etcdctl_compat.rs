@@ -26,6 +26,7 @@ const SCRIPT: &[(&str, &str)] = &[
     ("get foo --prefix --sort-by=KEY --order=DESCEND", ""),
     ("get foo --prefix --sort-by=MODIFY --order=ASCEND --keys-only", ""),
     ("get foo --rev 2", ""),
+    ("get foo --prefix --hex", ""),
     ("get foo --print-value-only", ""),
     ("get foo --prefix --count-only -w json", ""),
     ("get foo -w json", ""),
@@ -194,16 +195,36 @@ struct Run {
     answers: Vec<String>,
 }
 
-fn run(endpoint: &str, peer_url: &str, dir: &std::path::Path) -> Run {
+/// Which client runs the script.
+#[derive(Clone, Copy, PartialEq)]
+enum Tool {
+    Etcdctl,
+    Raftkvctl,
+}
+
+/// The steps raftkvctl has verbs for (it has no user and role verbs yet, nor `watch -i`), and
+/// answers as etcdctl 3.4 does (`--count-only` is etcdctl 3.5's, which raftkvctl has).
+fn raftkvctl_has(args: &str) -> bool {
+    !["user ", "role ", "auth "].iter().any(|p| args.starts_with(p)) && !args.contains("--count-only")
+}
+
+fn run(tool: Tool, endpoint: &str, peer_url: &str, dir: &std::path::Path) -> Run {
     std::fs::create_dir_all(dir).unwrap();
     let dir_text = dir.to_str().unwrap();
     let mut lease = String::new();
     let mut member = String::new();
     let mut answers = Vec::new();
-    for (args, stdin) in SCRIPT {
+    for (args, stdin) in SCRIPT.iter().filter(|(args, _)| tool == Tool::Etcdctl || raftkvctl_has(args)) {
         let args = args.replace("{lease}", &lease).replace("{member}", &member).replace("{dir}", dir_text);
         let argv: Vec<&str> = args.split(' ').collect();
-        let (code, out, err) = etcdctl(endpoint, &argv, stdin);
+        let (code, out, err) = match tool {
+            Tool::Etcdctl => etcdctl(endpoint, &argv, stdin),
+            Tool::Raftkvctl => {
+                let out = crate::harness::process::ctl_stdin(endpoint, &argv, stdin);
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                (out.status.code(), text(&out.stdout), text(&out.stderr))
+            }
+        };
         if args.starts_with("lease grant") {
             lease = out.split_whitespace().nth(1).unwrap_or_default().to_string();
         }
@@ -222,7 +243,7 @@ fn run(endpoint: &str, peer_url: &str, dir: &std::path::Path) -> Run {
         };
         answers.push(mask(&format!("$ etcdctl {args}\n{out}{err}exit {code:?}\n"), endpoint, peer_url, dir_text));
     }
-    for (args, stdin) in WATCHES {
+    for (args, stdin) in WATCHES.iter().filter(|_| tool == Tool::Etcdctl) {
         let argv: Vec<&str> = args.split(' ').collect();
         let mut watch = Streaming::start(endpoint, &argv);
         for line in stdin.lines() {
@@ -248,8 +269,8 @@ fn etcdctl_answers_raftkv_as_it_answers_etcd() {
     etcd.spawn_binary(ETCD_BIN, &dir.path().join("etcd"));
     etcd.wait_healthy(Duration::from_secs(20));
 
-    let theirs = run(&etcd.endpoint(), &etcd.peer_url(), &dir.path().join("etcd-out"));
-    let ours = run(&raftkv.endpoint(), &raftkv.peer_url(), &dir.path().join("raftkv-out"));
+    let theirs = run(Tool::Etcdctl, &etcd.endpoint(), &etcd.peer_url(), &dir.path().join("etcd-out"));
+    let ours = run(Tool::Etcdctl, &raftkv.endpoint(), &raftkv.peer_url(), &dir.path().join("raftkv-out"));
     let verbose = std::env::var_os("RAFTKV_COMPAT_VERBOSE").is_some();
     let mut differ = Vec::new();
     for (want, got) in theirs.answers.iter().zip(&ours.answers) {
@@ -261,4 +282,33 @@ fn etcdctl_answers_raftkv_as_it_answers_etcd() {
         }
     }
     assert!(differ.is_empty(), "{} of {} answers differ:\n{}", differ.len(), theirs.answers.len(), differ.join("\n"));
+}
+
+/// raftkvctl against raftkv prints what etcdctl prints against etcd, for every step of the
+/// script raftkvctl has a verb for.
+#[test]
+fn raftkvctl_prints_what_etcdctl_prints() {
+    if !std::path::Path::new(ETCD_BIN).exists() {
+        eprintln!("etcd is not installed (apt-get install etcd-server): skipping the side-by-side");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut raftkv = Member::new("compat", dir.path());
+    raftkv.spawn(&dir.path().join("raftkv"), "", &[]);
+    raftkv.wait_healthy(Duration::from_secs(20));
+    let mut etcd = Member::new("compat", dir.path());
+    etcd.spawn_binary(ETCD_BIN, &dir.path().join("etcd"));
+    etcd.wait_healthy(Duration::from_secs(20));
+    let shared = |args: &str| raftkvctl_has(args);
+    let theirs = run(Tool::Etcdctl, &etcd.endpoint(), &etcd.peer_url(), &dir.path().join("etcd-out"));
+    let theirs: Vec<&String> =
+        theirs.answers.iter().filter(|a| shared(a.lines().next().unwrap().trim_start_matches("$ etcdctl "))).collect();
+    let ours = run(Tool::Raftkvctl, &raftkv.endpoint(), &raftkv.peer_url(), &dir.path().join("raftkv-out"));
+    let mut differ = Vec::new();
+    for (want, got) in theirs.iter().zip(&ours.answers) {
+        if *want != got {
+            differ.push(format!("--- etcdctl against etcd\n{want}+++ raftkvctl against raftkv\n{got}"));
+        }
+    }
+    assert!(differ.is_empty(), "{} of {} answers differ:\n{}", differ.len(), theirs.len(), differ.join("\n"));
 }

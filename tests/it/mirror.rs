@@ -50,7 +50,7 @@ fn make_mirror_copies_a_live_etcd_into_raftkv_and_follows_it() {
 
     let raftkv = Gateway::start();
     let dest = raftkv.addr().to_string();
-    let target = Client::new(&[dest.clone()], Duration::from_secs(10)).unwrap();
+    let target = Client::new(std::slice::from_ref(&dest), Duration::from_secs(10)).unwrap();
     let spawn = |command: &mut std::process::Command| {
         Mirror(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("a mirror process"))
     };

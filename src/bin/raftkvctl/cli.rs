@@ -16,6 +16,9 @@ pub(crate) struct Cli {
     /// Timeout of each request.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub(crate) command_timeout: Duration,
+    /// Print byte strings as hex encoded strings.
+    #[arg(long, global = true)]
+    pub(crate) hex: bool,
     /// Speak the JSON gateway (HTTP/1.1) instead of gRPC.
     #[arg(long, global = true, env = "RAFTKVCTL_GATEWAY")]
     pub(crate) gateway: bool,
@@ -31,6 +34,7 @@ pub(crate) enum Format {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "UPPER")]
 pub(crate) enum SortBy {
     Key,
     Version,
@@ -71,7 +75,8 @@ pub(crate) enum Command {
         rev: i64,
         #[arg(long, default_value_t = 0)]
         limit: i64,
-        #[arg(long)]
+        /// Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION (any case, as etcdctl).
+        #[arg(long, ignore_case = true)]
         sort_by: Option<SortBy>,
         #[arg(long)]
         order: Option<Order>,

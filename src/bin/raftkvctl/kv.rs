@@ -10,7 +10,7 @@ impl Ctl {
             _ => {
                 println!("OK");
                 if let Some(prev) = &resp.prev_kv {
-                    self.print_kvs(std::slice::from_ref(prev), false, false);
+                    self.print_kvs(std::slice::from_ref(prev), false);
                 }
             }
         }
@@ -22,7 +22,7 @@ impl Ctl {
         match self.format {
             Format::Json => self.print_json(&resp),
             _ if req.count_only => println!("{}", resp.count),
-            _ => self.print_kvs(&resp.kvs, req.keys_only, value_only),
+            _ => self.print_kvs(&resp.kvs, value_only),
         }
         Ok(())
     }
@@ -33,7 +33,7 @@ impl Ctl {
             Format::Json => self.print_json(&resp),
             _ => {
                 println!("{}", resp.deleted);
-                self.print_kvs(&resp.prev_kvs, false, false);
+                self.print_kvs(&resp.prev_kvs, false);
             }
         }
         Ok(())
@@ -51,7 +51,7 @@ impl Ctl {
             println!();
             match &op.response {
                 Some(Response::ResponsePut(_)) => println!("OK"),
-                Some(Response::ResponseRange(r)) => self.print_kvs(&r.kvs, false, false),
+                Some(Response::ResponseRange(r)) => self.print_kvs(&r.kvs, false),
                 Some(Response::ResponseDeleteRange(d)) => println!("{}", d.deleted),
                 Some(Response::ResponseTxn(_)) | None => {}
             }
@@ -70,10 +70,10 @@ impl Ctl {
                 for e in &resp.events {
                     println!("{}", if e.r#type == EventType::Delete as i32 { "DELETE" } else { "PUT" });
                     if let Some(prev) = &e.prev_kv {
-                        self.print_kvs(std::slice::from_ref(prev), false, false);
+                        self.print_kvs(std::slice::from_ref(prev), false);
                     }
                     if let Some(kv) = &e.kv {
-                        self.print_kvs(std::slice::from_ref(kv), false, false);
+                        self.print_kvs(std::slice::from_ref(kv), false);
                     }
                 }
             }
@@ -98,14 +98,22 @@ impl Ctl {
         Ok(())
     }
 
-    pub(crate) fn print_kvs(&self, kvs: &[KeyValue], keys_only: bool, value_only: bool) {
+    /// etcdctl's `printKV`: the key (unless `value_only`), then the value, always (a keys-only
+    /// answer has empty values, so etcdctl prints an empty line for each); `--hex` as
+    /// `\x66\x6f`.
+    pub(crate) fn print_kvs(&self, kvs: &[KeyValue], value_only: bool) {
+        let text = |bytes: &[u8]| {
+            if self.hex {
+                bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
+            } else {
+                String::from_utf8_lossy(bytes).into_owned()
+            }
+        };
         for kv in kvs {
             if !value_only {
-                println!("{}", String::from_utf8_lossy(&kv.key));
+                println!("{}", text(&kv.key));
             }
-            if !keys_only {
-                println!("{}", String::from_utf8_lossy(&kv.value));
-            }
+            println!("{}", text(&kv.value));
         }
     }
 }

@@ -7,7 +7,10 @@ impl Ctl {
         let json = self.format == Format::Json;
         match command {
             LeaseCommand::Grant { ttl } => {
-                let r = self.client.lease_grant(&LeaseGrantRequest { ttl, id: 0 })?;
+                let r = self
+                    .client
+                    .lease_grant(&LeaseGrantRequest { ttl, id: 0 })
+                    .map_err(|e| CtlError::Usage(format!("failed to grant lease ({e})")))?;
                 if json {
                     self.print_json(&r)
                 } else {
@@ -15,7 +18,10 @@ impl Ctl {
                 }
             }
             LeaseCommand::Revoke { id } => {
-                let r = self.client.lease_revoke(&LeaseRevokeRequest { id })?;
+                let r = self
+                    .client
+                    .lease_revoke(&LeaseRevokeRequest { id })
+                    .map_err(|e| CtlError::Usage(format!("failed to revoke lease ({e})")))?;
                 if json {
                     self.print_json(&r)
                 } else {

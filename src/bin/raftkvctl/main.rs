@@ -33,6 +33,7 @@ struct Ctl {
     client: Client,
     format: Format,
     gateway: bool,
+    hex: bool,
 }
 
 type Outcome = Result<(), CtlError>;
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctl = Ctl { client, format: cli.write_out, gateway: cli.gateway };
+    let ctl = Ctl { client, format: cli.write_out, gateway: cli.gateway, hex: cli.hex };
     let outcome = match cli.command {
         Command::Put { key, value, prev_kv, ignore_value, lease } => {
             let value = if ignore_value { Vec::new() } else { value.into_bytes() };

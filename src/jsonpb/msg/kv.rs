@@ -195,12 +195,22 @@ impl Field for ResponseOneof {
         Ok(())
     }
     fn write(w: &mut Writer, _: &str, value: &Self::T) {
+        let Some(value) = value else { return };
+        // Go's encoding/json (etcdctl's `-w json`) writes the oneof as its Go wrapper:
+        // `"Response":{"ResponseRange":{...}}`; jsonpb writes the member by its proto name.
+        let etcdctl = w.is_etcdctl();
+        if etcdctl {
+            w.begin_field_object("Response");
+        }
+        let name = |proto: &'static str, go: &'static str| if etcdctl { go } else { proto };
         match value {
-            Some(Response::ResponseRange(r)) => object(w, "response_range", r),
-            Some(Response::ResponsePut(r)) => object(w, "response_put", r),
-            Some(Response::ResponseDeleteRange(r)) => object(w, "response_delete_range", r),
-            Some(Response::ResponseTxn(r)) => object(w, "response_txn", r),
-            None => {}
+            Response::ResponseRange(r) => object(w, name("response_range", "ResponseRange"), r),
+            Response::ResponsePut(r) => object(w, name("response_put", "ResponsePut"), r),
+            Response::ResponseDeleteRange(r) => object(w, name("response_delete_range", "ResponseDeleteRange"), r),
+            Response::ResponseTxn(r) => object(w, name("response_txn", "ResponseTxn"), r),
+        }
+        if etcdctl {
+            w.end_object();
         }
     }
 }
