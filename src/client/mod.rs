@@ -97,8 +97,14 @@ impl Client {
     /// A gRPC client for `endpoints` (`http://host:port` or `host:port`) with a per-call
     /// timeout, as etcdctl and clientv3 connect.
     pub fn new(endpoints: &[String], timeout: Duration) -> Result<Client> {
+        Client::with_dial_timeout(endpoints, timeout, timeout)
+    }
+
+    /// A gRPC client whose connections are dialed within `dial_timeout` (etcdctl's
+    /// `--dial-timeout`) and whose calls each take at most `timeout`.
+    pub fn with_dial_timeout(endpoints: &[String], timeout: Duration, dial_timeout: Duration) -> Result<Client> {
         let mut client = Client::gateway(endpoints, timeout)?;
-        client.grpc = Some(Arc::new(client.endpoints.iter().map(|e| Channel::new(e, timeout)).collect()));
+        client.grpc = Some(Arc::new(client.endpoints.iter().map(|e| Channel::new(e, dial_timeout)).collect()));
         Ok(client)
     }
 

@@ -137,7 +137,9 @@ pub fn run(load: &Load, workload: &Workload) -> Result<Report, CtlError> {
 /// etcd's `--target-leader`: the endpoint whose member is the leader.
 fn leader_endpoint(load: &Load) -> Result<String, CtlError> {
     for endpoint in load.endpoints.iter().flat_map(|e| e.split(',')) {
-        let Ok(status) = dial(&[endpoint.to_string()], load.timeout, load.gateway).and_then(|c| c.status()) else {
+        let Ok(status) =
+            dial(&[endpoint.to_string()], load.timeout, load.timeout, load.gateway).and_then(|c| c.status())
+        else {
             continue;
         };
         if status.header.is_some_and(|h| h.member_id == status.leader) {
@@ -160,8 +162,9 @@ fn show_progress(done: &AtomicU64, finished: &AtomicBool, total: u64, start: Ins
 }
 
 fn request_loop(load: &Load, endpoints: &[String], workload: &Workload, done: &AtomicU64) -> Result<Tally, CtlError> {
-    let conns: Vec<Client> =
-        (0..load.conns.max(1)).map(|_| dial(endpoints, load.timeout, load.gateway)).collect::<Result<_, _>>()?;
+    let conns: Vec<Client> = (0..load.conns.max(1))
+        .map(|_| dial(endpoints, load.timeout, load.timeout, load.gateway))
+        .collect::<Result<_, _>>()?;
     let next = AtomicU64::new(0);
     let totals = Mutex::new(Tally::new());
     let start = Instant::now();
@@ -259,14 +262,14 @@ fn watch_latency(
     let origin = Instant::now();
     let created = AtomicUsize::new(0);
     let totals = Mutex::new(Tally::new());
-    let putter = dial(endpoints, load.timeout, load.gateway)?;
+    let putter = dial(endpoints, load.timeout, load.timeout, load.gateway)?;
     std::thread::scope(|s| {
         for w in 0..watchers.max(1) {
             let (sent, created, totals) = (&sent, &created, &totals);
             spawn_named(s, format!("raftkvctl-watcher-{w}"), move || {
                 let mut tally = Tally::new();
                 let req = WatchCreateRequest { key: key.to_vec(), ..Default::default() };
-                let watched = dial(endpoints, load.timeout, load.gateway).and_then(|client| {
+                let watched = dial(endpoints, load.timeout, load.timeout, load.gateway).and_then(|client| {
                     client.watch(&req, |resp| {
                         if resp.created {
                             created.fetch_add(1, Ordering::AcqRel);

@@ -16,6 +16,9 @@ pub(crate) struct Cli {
     /// Timeout of each request.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub(crate) command_timeout: Duration,
+    /// Dial timeout for client connections.
+    #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
+    pub(crate) dial_timeout: Duration,
     /// Print byte strings as hex encoded strings.
     #[arg(long, global = true)]
     pub(crate) hex: bool,

@@ -13,7 +13,8 @@ impl Ctl {
             .iter()
             .flat_map(|e| e.split(','))
             .map(|e| {
-                let client = dial(&[e.to_string()], Duration::from_secs(5), self.gateway).and_then(|c| f(&c));
+                let client =
+                    dial(&[e.to_string()], Duration::from_secs(5), self.dial_timeout, self.gateway).and_then(|c| f(&c));
                 // Shown as given, `http://` and all, as etcdctl shows it.
                 (e.to_string(), client)
             })

@@ -34,6 +34,7 @@ struct Ctl {
     format: Format,
     gateway: bool,
     hex: bool,
+    dial_timeout: Duration,
 }
 
 type Outcome = Result<(), CtlError>;
@@ -44,25 +45,25 @@ impl Ctl {
     }
 }
 
-/// A client over gRPC, or the gateway when asked.
-fn dial(endpoints: &[String], timeout: Duration, gateway: bool) -> Result<Client, CtlError> {
+/// A client over gRPC (connections dialed within `dial_timeout`), or the gateway when asked.
+fn dial(endpoints: &[String], timeout: Duration, dial_timeout: Duration, gateway: bool) -> Result<Client, CtlError> {
     if gateway {
         Client::gateway(endpoints, timeout)
     } else {
-        Client::new(endpoints, timeout)
+        Client::with_dial_timeout(endpoints, timeout, dial_timeout)
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = match dial(&cli.endpoints, cli.command_timeout, cli.gateway) {
+    let client = match dial(&cli.endpoints, cli.command_timeout, cli.dial_timeout, cli.gateway) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let ctl = Ctl { client, format: cli.write_out, gateway: cli.gateway, hex: cli.hex };
+    let ctl = Ctl { client, format: cli.write_out, gateway: cli.gateway, hex: cli.hex, dial_timeout: cli.dial_timeout };
     let outcome = match cli.command {
         Command::Put { key, value, prev_kv, ignore_value, lease } => {
             let value = if ignore_value { Vec::new() } else { value.into_bytes() };

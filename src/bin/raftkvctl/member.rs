@@ -87,7 +87,7 @@ impl Ctl {
         let Some((endpoint, leader_id)) = leader else {
             return Err(CtlError::Usage(format!("no leader endpoint given at {endpoints:?}")));
         };
-        let client = dial(&[endpoint], Duration::from_secs(30), self.gateway)?;
+        let client = dial(&[endpoint], Duration::from_secs(30), self.dial_timeout, self.gateway)?;
         let resp = client.move_leader(&MoveLeaderRequest { target_id: target })?;
         if self.format == Format::Json {
             self.print_json(&resp);

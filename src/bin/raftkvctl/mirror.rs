@@ -29,7 +29,7 @@ impl Ctl {
             _ if no_dest_prefix => String::new(),
             _ => prefix.to_string(),
         };
-        let dest = dial(&[destination.to_string()], Duration::from_secs(30), self.gateway)?;
+        let dest = dial(&[destination.to_string()], Duration::from_secs(30), self.dial_timeout, self.gateway)?;
         let rename = |key: &[u8]| -> Vec<u8> {
             // Go's strings.Replace(key, prefix, dest, 1): an empty prefix puts dest in front.
             match key.windows(prefix.len().max(1)).position(|w| !prefix.is_empty() && w == prefix.as_bytes()) {
