@@ -297,3 +297,37 @@ fn endpoint_hashkv_prints_what_etcdctl_prints() {
     let err = String::from_utf8_lossy(&got.stderr);
     assert!(err.starts_with("Failed to get the hash of endpoint 127.0.0.1:1 (context deadline exceeded: "), "{err}");
 }
+
+/// `check perf` with etcdctl's small model (150 writes/s from 50 clients), shortened to 5 s:
+/// a member on this machine passes it with etcdctl's lines, leaves no keys behind, and an
+/// unknown model or a prefix with keys is refused as etcdctl refuses them.
+#[test]
+fn check_perf_passes_with_etcdctls_verdict_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::new("check-perf", dir.path());
+    start(&mut m, &dir.path().join("data"));
+    let e = m.endpoint();
+    let run = |args: &[&str]| {
+        crate::harness::process::ctl_command(&e, args).env("RAFTKVCTL_CHECK_PERF_SECS", "5").output().unwrap()
+    };
+    let out = run(&["check", "perf", "--auto-compact"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("Compacting with revision "), "{text}");
+    assert!(lines[2].starts_with("PASS: Throughput is "), "{text}");
+    assert!(lines[3].starts_with("PASS: Slowest request took ") && lines[3].ends_with('s'), "{text}");
+    assert!(lines[4].starts_with("PASS: Stddev is "), "{text}");
+    assert_eq!(lines[5], "PASS");
+    assert_eq!(stdout(&ctl(&e, &["get", "/etcdctl-check-perf/", "--prefix", "--count-only"])), "0\n");
+
+    let refused = run(&["check", "perf", "--load", "huge"]);
+    assert_eq!(String::from_utf8_lossy(&refused.stderr), "Error: unknown load option huge\n");
+    stdout(&ctl(&e, &["put", "/etcdctl-check-perf/x", "1"]));
+    let refused = run(&["check", "perf"]);
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        "Error: prefix \"/etcdctl-check-perf/\" has keys. Delete with etcdctl del --prefix /etcdctl-check-perf/ first\n"
+    );
+    m.kill();
+}

@@ -28,6 +28,8 @@ pub enum Workload {
         val_size: usize,
         sequential: bool,
         key_space: u64,
+        /// Written before each key (`check perf` writes under its own prefix).
+        prefix: Vec<u8>,
     },
     /// A txn of `ops` puts on consecutive keys (etcd's `txn-put --txn-ops`).
     TxnPut {
@@ -214,9 +216,13 @@ fn request_loop(load: &Load, endpoints: &[String], workload: &Workload, done: &A
 
 fn one_request(client: &Client, workload: &Workload, n: u64, value: &[u8], lease: i64) -> Result<(), CtlError> {
     match workload {
-        Workload::Put { key_size, sequential, key_space, .. } => {
+        Workload::Put { key_size, sequential, key_space, prefix, .. } => {
             let k = if *sequential { n % key_space.max(&1) } else { spread(n) % key_space.max(&1) };
-            let req = PutRequest { key: key(k, *key_size), value: value.to_vec(), ..Default::default() };
+            let req = PutRequest {
+                key: [&prefix[..], &key(k, *key_size)].concat(),
+                value: value.to_vec(),
+                ..Default::default()
+            };
             client.put(&req).map(|_| ())
         }
         Workload::TxnPut { key_size, key_space, ops, .. } => {

@@ -174,6 +174,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
+    /// Commands for checking properties of the etcd cluster.
+    Check {
+        #[command(subcommand)]
+        command: CheckCommand,
+    },
     /// Makes a mirror at the destination etcd cluster.
     MakeMirror {
         destination: String,
@@ -191,6 +196,26 @@ pub(crate) enum Command {
     Snapshot {
         #[command(subcommand)]
         command: SnapshotCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CheckCommand {
+    /// Check the performance of the etcd cluster.
+    Perf {
+        /// The performance check's workload model. Accepted workloads: s(small), m(medium),
+        /// l(large), xl(xLarge).
+        #[arg(long, default_value = "s")]
+        load: String,
+        /// The prefix for writing the performance check's keys.
+        #[arg(long, default_value = "/etcdctl-check-perf/")]
+        prefix: String,
+        /// Compact storage with last revision after test is finished.
+        #[arg(long)]
+        auto_compact: bool,
+        /// Defragment storage after test is finished.
+        #[arg(long)]
+        auto_defrag: bool,
     },
 }
 

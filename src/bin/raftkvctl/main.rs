@@ -17,6 +17,7 @@ use raftkv::service::Method;
 use raftkv::Client;
 
 mod bench;
+mod check;
 mod cli;
 mod endpoint;
 mod kv;
@@ -141,9 +142,13 @@ fn main() -> ExitCode {
                 gateway: cli.gateway,
             };
             let workload = match workload {
-                BenchCommand::Put { key_size, val_size, sequential_keys, key_space_size } => {
-                    bench::Workload::Put { key_size, val_size, sequential: sequential_keys, key_space: key_space_size }
-                }
+                BenchCommand::Put { key_size, val_size, sequential_keys, key_space_size } => bench::Workload::Put {
+                    key_size,
+                    val_size,
+                    sequential: sequential_keys,
+                    key_space: key_space_size,
+                    prefix: Vec::new(),
+                },
                 BenchCommand::Range { key, end, consistency } => bench::Workload::Range {
                     key: key.into_bytes(),
                     range_end: end.map(String::into_bytes).unwrap_or_default(),
@@ -162,6 +167,9 @@ fn main() -> ExitCode {
         Command::Member { command } => ctl.member(command),
         Command::MoveLeader { target } => ctl.move_leader(&cli.endpoints, &target),
         Command::Snapshot { command } => ctl.snapshot(&cli.endpoints, command),
+        Command::Check { command: CheckCommand::Perf { load, prefix, auto_compact, auto_defrag } } => {
+            ctl.check_perf(&cli.endpoints, &load, &prefix, auto_compact, auto_defrag)
+        }
         Command::MakeMirror { destination, prefix, dest_prefix, no_dest_prefix } => {
             ctl.make_mirror(&destination, &prefix, dest_prefix.as_deref(), no_dest_prefix)
         }
