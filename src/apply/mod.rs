@@ -177,6 +177,11 @@ pub struct Applier {
     peers_changed: AtomicBool,
     /// Set when this member applied its own removal: it stops after the batch.
     removed: AtomicBool,
+    /// Set by a failed apply: the memory may no longer match the disk (a snapshot written but
+    /// not reloaded, a batch half made), so nothing more is applied until the member restarts
+    /// from disk. Jobs already queued behind the failed one would otherwise write their
+    /// entries, and a newer applied index, over state they never saw.
+    failed: AtomicBool,
 }
 
 /// Requests applied in the current batch, answered once the batch is written.
@@ -184,12 +189,30 @@ type Outcomes = Vec<(u64, Result<Response>)>;
 
 impl Applier {
     pub fn new(ctx: ApplyContext, progress: Arc<Mutex<Progress>>, progress_tx: Sender<ApplyProgress>) -> Applier {
-        Applier { ctx, progress, progress_tx, peers_changed: AtomicBool::new(false), removed: AtomicBool::new(false) }
+        Applier {
+            ctx,
+            progress,
+            progress_tx,
+            peers_changed: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        }
     }
 
     /// Installs `snapshot` if any, then applies `entries` (consecutive, in log order). An
     /// error is fatal for the member.
     pub fn apply(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        let applied = self.apply_entries(snapshot, entries);
+        if applied.is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
+        applied
+    }
+
+    fn apply_entries(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
         if let Some(meta) = snapshot {
             self.install_snapshot(meta)?;
         }
