@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::h2::{self, Done, Expiry, Reason, Request, Response, Session, StreamTx};
 use crate::error::Code;
-use crate::service::{self, Answer, Responder, Rpc, Service, RPCS};
-use crate::{Node, Ticket};
+use crate::service::{self, Answer, Responder, Rpc, Service, Waiting, RPCS};
+use crate::Ticket;
 
 /// `grpc-message` is cut to this: clients bound the trailers they accept (gRPC's C core to
 /// 16 KiB), and etcd's own messages are far shorter.
@@ -32,8 +32,8 @@ pub struct Grpc {
 }
 
 impl Grpc {
-    pub fn new(node: Node) -> Arc<Grpc> {
-        Arc::new(Grpc { service: Service::new(node) })
+    pub fn new(service: Service) -> Arc<Grpc> {
+        Arc::new(Grpc { service })
     }
 }
 
@@ -101,6 +101,11 @@ impl Responder for GrpcResponder {
 
     fn blocking(self: Box<Self>, work: Answer) {
         self.0.spawn_blocking(move || encode(work()));
+    }
+
+    fn waiting(self: Box<Self>, work: Waiting) {
+        let cancel = self.0.cancel();
+        self.0.spawn_blocking(move || encode(work(cancel)));
     }
 }
 
@@ -242,7 +247,7 @@ impl h2::Handler for Grpc {
 
     fn open(&self, req: Request, tx: StreamTx) -> Option<Box<dyn Session>> {
         match self.route(&req) {
-            Ok((rpc, deadline)) => stream::open(self.service.node(), rpc.method, &req, deadline, tx),
+            Ok((rpc, deadline)) => stream::open(&self.service, rpc.method, &req, deadline, tx),
             Err(Refusal::Reset) => {
                 tx.reset(Reason::ProtocolError);
                 None
@@ -296,6 +301,7 @@ pub fn fuzz_one(input: &[u8]) {
                     while let Ok(Some((message, len))) = first_message(buffer, MAX) {
                         let _ = crate::pb::WatchRequest::decode(message);
                         let _ = crate::pb::LeaseKeepAliveRequest::decode(message);
+                        let _ = crate::pb::LeaderRequest::decode(message);
                         buffer.drain(..len);
                     }
                     if end {
