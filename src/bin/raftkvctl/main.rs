@@ -18,6 +18,7 @@ use raftkv::Client;
 
 mod bench;
 mod cli;
+mod concurrency;
 mod endpoint;
 mod kv;
 mod lease;
@@ -148,6 +149,8 @@ fn main() -> ExitCode {
         Command::Member { command } => ctl.member(command),
         Command::MoveLeader { target } => ctl.move_leader(&cli.endpoints, &target),
         Command::Snapshot { command } => ctl.snapshot(&cli.endpoints, command),
+        Command::Lock { ttl, args } => ctl.lock(&args, ttl),
+        Command::Elect { listen, args } => ctl.elect(&args, listen),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
