@@ -176,8 +176,11 @@ mod tests {
         }
     }
 
+    /// The (header revision, value) of each leader a sink was given.
+    type Record = Arc<Mutex<Vec<(i64, String)>>>;
+
     /// A sink that records what it is given, refusing while `full` is set.
-    fn recorder() -> (ObserveSink, Arc<Mutex<Vec<(i64, String)>>>, Arc<Mutex<bool>>) {
+    fn recorder() -> (ObserveSink, Record, Arc<Mutex<bool>>) {
         let (seen, full) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(false)));
         let (record, refuse) = (seen.clone(), full.clone());
         let sink: ObserveSink = Box::new(move |observed| {

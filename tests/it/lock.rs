@@ -212,7 +212,7 @@ fn a_killed_lock_holder_loses_the_lock_after_its_ttl_and_a_stopped_one_unlocks()
     let service = Service::new(node.clone());
 
     let (mut holder, _out, key) = holding_ctl(&endpoint, "proc", "2");
-    assert_eq!(queued(&node, "proc"), [key.clone()]);
+    assert_eq!(queued(&node, "proc"), std::slice::from_ref(&key));
     let mine = grant(&node, 60);
     let (rx, thread) = {
         let service = service.clone();

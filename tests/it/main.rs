@@ -27,6 +27,7 @@ mod http;
 mod kv_semantics;
 mod lease;
 mod lock;
+mod lock_compat;
 mod restart;
 mod restore;
 mod tidy;
