@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::h2::{self, Done, Expiry, Reason, Request, Response, Session, StreamTx};
 use crate::error::Code;
-use crate::service::{self, Answer, Responder, Rpc, Service, Waiting, RPCS};
+use crate::service::{self, Answer, Responder, Rpc, Runs, Service, Waiting, RPCS};
 use crate::Ticket;
 
 /// `grpc-message` is cut to this: clients bound the trailers they accept (gRPC's C core to
@@ -155,8 +155,9 @@ fn timeout(value: &str) -> Option<Duration> {
 }
 
 /// Gives up on a call at the earlier of the client's deadline and the call's own: the
-/// client's is DeadlineExceeded, the call's the error its [`Ticket`] names.
-fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>) -> Option<Expiry> {
+/// client's is `context deadline exceeded` with `code` (DeadlineExceeded, except for the
+/// calls that wait, see [`deadline_code`]), the call's the error its [`Ticket`] names.
+fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>, code: Code) -> Option<Expiry> {
     let client_first = match (&ticket, client_deadline) {
         (Some(ticket), Some(at)) => at < ticket.deadline(),
         (None, Some(_)) => true,
@@ -164,11 +165,21 @@ fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>) -> Option<Ex
     };
     if client_first {
         let at = client_deadline?;
-        let answer = Box::new(|| answer(Err((Code::DeadlineExceeded, "context deadline exceeded".into()))));
+        let answer = Box::new(move || answer(Err((code, "context deadline exceeded".into()))));
         return Some(Expiry { at, answer });
     }
     let ticket = ticket?;
     Some(Expiry { at: ticket.deadline(), answer: Box::new(move || answer(Err(error(ticket.expire())))) })
+}
+
+/// The code of a call's answer at the client's deadline. etcd's lock and election recipes
+/// return their context's error as a plain Go error, which grpc-go answers as Unknown (a real
+/// etcd 3.4.23 answers a `Lock` past its `grpc-timeout` with status 2).
+fn deadline_code(rpc: &Rpc) -> Code {
+    match rpc.runs {
+        Runs::Waits => Code::Unknown,
+        Runs::Loop | Runs::Pool => Code::DeadlineExceeded,
+    }
 }
 
 /// Whether `path` is one of etcd's streaming calls.
@@ -231,7 +242,7 @@ impl h2::Handler for Grpc {
             }
         };
         let ticket = self.service.call(request, Box::new(GrpcResponder(done)));
-        expiry(ticket, client_deadline)
+        expiry(ticket, client_deadline, deadline_code(rpc))
     }
 
     fn settings(&self) -> h2::Settings {
