@@ -2,8 +2,9 @@
 //! whichever protocol they wait on (the library's `Service`, the gateway through
 //! `raftkv::Client`, gRPC through raftkv's gRPC client); a holder's lease revoked or expired
 //! hands it on; a waiter that leaves (canceled, disconnected, past its gRPC deadline) takes
-//! its key with it; a `raftkvctl lock` process killed with SIGKILL loses the lock once its
-//! session's TTL runs out, and one stopped with SIGTERM unlocks at once.
+//! its key with it, and so does one whose member stops (answered `server stopped` at once); a
+//! `raftkvctl lock` process killed with SIGKILL loses the lock once its session's TTL runs
+//! out, and one stopped with SIGTERM unlocks at once.
 
 use std::io::{BufRead, BufReader};
 use std::process::{ChildStdout, Stdio};
@@ -191,6 +192,30 @@ fn a_waiter_that_leaves_takes_its_key_with_it() {
     let next = grant(&node, 60);
     let got = service.lock(lock_request("left", next), &Cancel::never()).unwrap();
     assert_eq!(String::from_utf8_lossy(&got.key), key_of("left", next));
+
+    // A member stopping answers its waiters (rather than dropping them after its grace), and
+    // they leave the queue before the member goes.
+    let (watch_tx, deleted) = channel::unbounded();
+    let create = WatchCreateRequest { key: b"left/".to_vec(), range_end: b"left0".to_vec(), ..Default::default() };
+    let watch = node.watch(create).unwrap();
+    let responses = watch.responses.clone();
+    let deletes = std::thread::Builder::new().name("raftkv-test-deletes".into()).spawn(move || {
+        for resp in responses {
+            for event in resp.events.iter().filter(|e| e.r#type == EventType::Delete as i32) {
+                let _ = watch_tx.send(String::from_utf8_lossy(&event.kv.as_ref().unwrap().key).into_owned());
+            }
+        }
+    });
+    deletes.unwrap();
+    let last = grant(&node, 60);
+    let mut conn = Conn::open(gw.addr(), SOON).unwrap();
+    let body = format!(r#"{{"name":"bGVmdA==","lease":"{last}"}}"#);
+    conn.request("POST", "/v3/lock/lock", &[], body.as_bytes()).unwrap();
+    assert!(eventually(SOON, || queued(&node, "left").len() == 2));
+    gw.member.stop().unwrap();
+    let reply = conn.read_reply().unwrap();
+    assert_eq!((reply.status, reply.text().contains("etcdserver: server stopped")), (503, true), "{}", reply.text());
+    assert_eq!(deleted.recv_timeout(SOON).unwrap(), key_of("left", last));
 }
 
 /// `raftkvctl lock --ttl <ttl> <name>` holding the lock: the process (its output still
