@@ -9,7 +9,7 @@
 //! and the calls that wait for other clients (`Lock`, `Campaign`) get a [`Cancel`] that
 //! fires when their caller leaves. The calls themselves, with etcd's checks and rules, are
 //! [`Node`]'s, except etcd's lock and election services, which are recipes over them
-//! ([`lock`], [`election`], [`observe`] on [`recipes`]). The streams (watch, lease
+//! ([`lock`], [`election`], [`observe`] on `recipes`). The streams (watch, lease
 //! keepalive, observe) are sessions of their adapters over [`Node`]'s stream calls.
 
 pub mod election;
