@@ -244,6 +244,27 @@ pub enum Error {
     #[error("the member has been permanently removed from the cluster")]
     MemberRemoved,
 
+    /// An election's `Proclaim` (or a `Campaign` that had to proclaim its new value) whose
+    /// leader key is not held at its revision (etcd's `concurrency.ErrElectionNotLeader`).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// An election's `Leader` while nobody campaigns (`concurrency.ErrElectionNoLeader`).
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// `Proclaim` or `Resign` without its leader key (`v3election.ErrMissingLeaderKey`).
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    /// A waiting call (`Lock`, `Campaign`) whose caller went away: its client hung up, reset
+    /// the stream or reached its deadline (Go's `context.Canceled`, as grpc-go reports it).
+    #[error("context canceled")]
+    Canceled,
+    /// An error of a key-value or lease call the lock and election services made on this
+    /// member, as etcd passes it on: etcd's services call their own server through an
+    /// in-process client, which turns etcd's errors into plain Go errors, so they reach the
+    /// caller with etcd's message and gRPC's `Unknown` code (the gateway's 500, code 2).
+    #[error("{0}")]
+    Relayed(Box<Error>),
+
     /// A peer's own error for a call this member made to it (the leader's for a forwarded
     /// lease keepalive or time-to-live, any member's for HashKV): its etcd message and gRPC
     /// code, passed on as they are.
@@ -337,6 +358,9 @@ impl Error {
             | PeerUnreachable { .. } => Code::Unavailable,
             // Not in etcd's error map, so its gRPC layer answers them as Unknown.
             ProposalDropped | LeaderTransferTimeout => Code::Unknown,
+            // Plain Go errors of etcd's lock and election services.
+            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | Relayed(_) => Code::Unknown,
+            Canceled => Code::Canceled,
             Unimplemented(_) => Code::Unimplemented,
             Decode { .. } | Corrupt | DataInconsistency { .. } => Code::DataLoss,
             Config(_) | Restore(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
@@ -421,6 +445,16 @@ mod tests {
             (Error::BadLeaderTransferee, "etcdserver: bad leader transferee", FailedPrecondition),
             (Error::LeaderTransferTimeout, "etcdserver: request timed out, leader transfer took too long", Unknown),
             (Error::NotSupportedForLearner, "etcdserver: rpc not supported for learner", Unavailable),
+            // The lock and election services' own (`concurrency/election.go`,
+            // `v3election/election.go`), and etcd's errors as they relay them: the gateway
+            // answers `{"error":"etcdserver: requested lease not found",...,"code":2}` to a
+            // lock on an unknown lease.
+            (Error::ElectionNotLeader, "election: not leader", Unknown),
+            (Error::ElectionNoLeader, "election: no leader", Unknown),
+            (Error::MissingLeaderKey, "\"leader\" field must be provided", Unknown),
+            (Error::Relayed(Box::new(Error::LeaseNotFound)), "etcdserver: requested lease not found", Unknown),
+            (Error::Relayed(Box::new(Error::EmptyKey)), "etcdserver: key is not provided", Unknown),
+            (Error::Canceled, "context canceled", Canceled),
         ];
         for (error, message, code) in table {
             assert_eq!((error.to_string().as_str(), error.code()), (message, code), "{error:?}");

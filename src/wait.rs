@@ -1,5 +1,7 @@
 //! [`Wait`]: the registry of callers waiting on a proposal, keyed by request id (etcd's `wait`),
-//! and [`Reply`], the answer-once half every waiting caller hands to another thread.
+//! and [`Reply`], the answer-once half every waiting caller hands to another thread; and
+//! [`Cancel`], what a call that waits for other clients (a lock, an election) hears when its
+//! own caller goes away.
 //!
 //! A caller registers a [`Reply`] before proposing; the apply thread triggers the id with the
 //! result once the entry is applied (only the proposing member has a registration; other
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crossbeam::channel::{self, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::Error;
@@ -93,6 +96,62 @@ pub fn oneshot<T: Send + 'static>() -> (Reply<T>, Arc<Waiter<T>>) {
         answer.ready.notify_one();
     });
     (reply, waiter)
+}
+
+/// The caller of a waiting call has gone (its client hung up, reset its stream, or passed its
+/// deadline) or the server is stopping: the call should give up and clean up after itself.
+/// A channel, so that a waiter can `select!` on it beside what it waits for.
+pub struct Cancel {
+    rx: Receiver<()>,
+}
+
+/// The caller's side of a [`Cancel`]: dropping it cancels (the caller went away);
+/// [`CancelTx::stop`] cancels because the server stops.
+pub struct CancelTx {
+    tx: Sender<()>,
+}
+
+impl Cancel {
+    pub fn new() -> (CancelTx, Cancel) {
+        let (tx, rx) = channel::bounded(1);
+        (CancelTx { tx }, Cancel { rx })
+    }
+
+    /// A cancel that never fires, for a caller that waits as long as it takes.
+    pub fn never() -> Cancel {
+        Cancel { rx: channel::never() }
+    }
+
+    /// Ready once the call is canceled (for `select!`); then give [`Cancel::error`] what it
+    /// received.
+    pub fn receiver(&self) -> &Receiver<()> {
+        &self.rx
+    }
+
+    /// Why the call was canceled, from what [`Cancel::receiver`] gave: the server stopping
+    /// (a message) or the caller leaving (the sender dropped).
+    pub fn error(&self, received: std::result::Result<(), channel::RecvError>) -> Error {
+        match received {
+            Ok(()) => Error::Stopped,
+            Err(_) => Error::Canceled,
+        }
+    }
+
+    /// The cancellation, if it has happened.
+    pub fn check(&self) -> Outcome<()> {
+        match self.rx.try_recv() {
+            Ok(()) => Err(Error::Stopped),
+            Err(channel::TryRecvError::Disconnected) => Err(Error::Canceled),
+            Err(channel::TryRecvError::Empty) => Ok(()),
+        }
+    }
+}
+
+impl CancelTx {
+    /// Cancels because the server stops: the call answers `etcdserver: server stopped`.
+    pub fn stop(self) {
+        let _ = self.tx.try_send(());
+    }
 }
 
 pub struct Wait<T> {
@@ -192,6 +251,19 @@ mod tests {
             .unwrap();
         assert_eq!(waiter.wait_until(soon()).unwrap().unwrap(), 9);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_cancel_says_whether_its_caller_left_or_the_server_stops() {
+        let (tx, cancel) = Cancel::new();
+        assert!(cancel.check().is_ok());
+        drop(tx);
+        assert!(matches!(cancel.check(), Err(Error::Canceled)));
+        assert!(matches!(cancel.error(cancel.receiver().recv()), Error::Canceled));
+        let (tx, cancel) = Cancel::new();
+        tx.stop();
+        assert!(matches!(cancel.error(cancel.receiver().recv()), Error::Stopped));
+        assert!(Cancel::never().check().is_ok());
     }
 
     #[test]

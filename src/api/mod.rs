@@ -12,12 +12,17 @@ pub mod net;
 
 use std::net::TcpListener;
 
+use crate::service::{Service, WAITING_CALLS_MAX};
 use crate::{Node, Result};
-use net::{Handlers, HttpServer};
+use net::{Handlers, HttpServer, POOL_MAX};
+
+// Waiting calls must leave pool threads to the calls that block only briefly.
+const _: () = assert!(WAITING_CALLS_MAX < POOL_MAX);
 
 /// Serves etcd's gRPC API and its JSON gateway for `node` on `listener` until the returned
-/// server is stopped.
+/// server is stopped. Both protocols share one [`Service`], as they share the server's pool.
 pub fn serve(listener: TcpListener, node: Node) -> Result<HttpServer> {
-    let handlers = Handlers { http1: gateway::Gateway::new(node.clone()), h2: grpc::Grpc::new(node) };
+    let service = Service::new(node);
+    let handlers = Handlers { http1: gateway::Gateway::new(service.clone()), h2: grpc::Grpc::new(service) };
     HttpServer::start(listener, handlers)
 }

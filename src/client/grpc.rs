@@ -85,7 +85,20 @@ impl Channel {
         request: &Req,
         timeout: Duration,
     ) -> std::result::Result<Resp, Failed> {
-        let deadline = Instant::now() + timeout;
+        self.unary_past_deadline(method, request, timeout, timeout)
+    }
+
+    /// As [`Channel::unary`], but waiting `wait` for the answer of a call whose `grpc-timeout`
+    /// is `timeout`: how a test sees what a server answers when the deadline it was given
+    /// passes (a client's own deadline usually ends the call first, as in grpc-go).
+    pub fn unary_past_deadline<Req: Message, Resp: Message + Default>(
+        &self,
+        method: Method,
+        request: &Req,
+        timeout: Duration,
+        wait: Duration,
+    ) -> std::result::Result<Resp, Failed> {
+        let deadline = Instant::now() + wait;
         let not_sent = |error| Failed { error, sent: false };
         let (conn, id, events) = self.open(method, Some(timeout), false).map_err(not_sent)?;
         let mut call = Call::new(self, conn, id, events);

@@ -8,7 +8,8 @@
 //! endpoint cannot be reached (or answers `Unavailable`) the next one is tried, except that a
 //! call that may already have been applied is never sent again. Errors the server answers with
 //! come back as [`Error::Server`] with etcd's message and gRPC code; `raftkvctl` is built on
-//! this.
+//! this. Streams (watch, observe, snapshot) and the calls that wait for other clients (lock,
+//! campaign) run without a deadline on the answer; closing them ends them on the server.
 
 pub mod grpc;
 pub mod h2;
@@ -31,6 +32,7 @@ use crate::jsonpb::msg::{ErrorBody, StreamError, StreamResult};
 use crate::jsonpb::{FromJson, ToJson};
 use crate::pb::*;
 use crate::service::Method;
+use crate::wait::Cancel;
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,9 @@ pub enum Error {
     /// The call could not be made as asked (no endpoints, a bad argument).
     #[error("{0}")]
     Usage(String),
+    /// A waiting call given up by its caller (Go's `context.Canceled`, as etcdctl prints it).
+    #[error("context canceled")]
+    Canceled,
 }
 
 impl From<crate::Error> for Error {
@@ -60,6 +65,7 @@ impl Error {
             Error::Server { code, .. } => *code,
             Error::Unreachable { .. } => Code::Unavailable,
             Error::Usage(_) => Code::InvalidArgument,
+            Error::Canceled => Code::Canceled,
         }
     }
 }
@@ -68,6 +74,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Largest response body accepted.
 const RESPONSE_MAX: usize = 64 << 20;
+/// How often a waiting call looks at its [`Cancel`] while no answer comes.
+const CANCEL_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Client {
     /// `host:port` of each endpoint.
@@ -183,6 +191,68 @@ impl Client {
         self.stream(Method::Watch, &WatchRequest { request_union: Some(create) }, false, on_response)
     }
 
+    /// Takes a lock (etcd's `Lock`), waiting while others hold it; `cancel` gives up (the
+    /// server then deletes this caller's place in the queue).
+    pub fn lock(&self, req: &LockRequest, cancel: &Cancel) -> Result<LockResponse> {
+        self.call_waiting(Method::Lock, req, cancel)
+    }
+
+    pub fn unlock(&self, req: &UnlockRequest) -> Result<UnlockResponse> {
+        self.call(Method::Unlock, req)
+    }
+
+    /// Campaigns in an election (etcd's `Campaign`) until elected; `cancel` gives up (the
+    /// server then resigns the candidate).
+    pub fn campaign(&self, req: &CampaignRequest, cancel: &Cancel) -> Result<CampaignResponse> {
+        self.call_waiting(Method::Campaign, req, cancel)
+    }
+
+    pub fn proclaim(&self, req: &ProclaimRequest) -> Result<ProclaimResponse> {
+        self.call(Method::Proclaim, req)
+    }
+
+    pub fn leader(&self, req: &LeaderRequest) -> Result<LeaderResponse> {
+        self.call(Method::Leader, req)
+    }
+
+    pub fn resign(&self, req: &ResignRequest) -> Result<ResignResponse> {
+        self.call(Method::Resign, req)
+    }
+
+    /// Observes an election on its own connection: `on_response` gets the leader and each
+    /// change of it until it returns false or the stream ends.
+    pub fn observe(&self, req: &LeaderRequest, on_response: impl FnMut(LeaderResponse) -> bool) -> Result<()> {
+        self.stream(Method::Observe, req, true, on_response)
+    }
+
+    /// A call that waits for other clients, on a connection of its own with no deadline on its
+    /// answer, until it is answered or `cancel` fires: the connection is then closed, which is
+    /// how the server learns that its caller left. Sent once: it queues the caller.
+    fn call_waiting<Req: ToJson, Resp: FromJson>(&self, method: Method, req: &Req, cancel: &Cancel) -> Result<Resp> {
+        let endpoint = self.endpoint();
+        let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
+        let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i))?;
+        let mut stream = BufReader::new(stream);
+        send(stream.get_mut(), &endpoint, &method.gateway_path(), req.to_json().as_bytes())
+            .map_err(|e| unreachable(e.to_string()))?;
+        // The answer comes all at once when the call ends; until then, look at the cancel.
+        stream.get_ref().set_read_timeout(Some(CANCEL_POLL_INTERVAL)).map_err(|e| unreachable(e.to_string()))?;
+        loop {
+            match stream.get_ref().peek(&mut [0]) {
+                Ok(0) => return Err(unreachable("connection closed".into())),
+                Ok(_) => break,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    cancel.check().map_err(|_| Error::Canceled)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(unreachable(e.to_string())),
+            }
+        }
+        stream.get_ref().set_read_timeout(Some(self.timeout)).map_err(|e| unreachable(e.to_string()))?;
+        let (status, body, _) = answer(&mut stream).map_err(unreachable)?;
+        decode(status, &body, &endpoint)
+    }
+
     /// Downloads the member's snapshot (etcd's `Maintenance.Snapshot`) into `out`: the state,
     /// then its SHA-256, which is checked here. Returns the bytes written.
     pub fn snapshot(&self, out: &mut dyn Write) -> Result<u64> {
@@ -272,14 +342,7 @@ impl Client {
         // Streams are long-lived: no read timeout.
         stream.set_read_timeout(None).map_err(|e| unreachable(e.to_string()))?;
         let mut stream = BufReader::new(stream);
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Length: {}\r\n\r\n",
-            method.gateway_path(),
-            body.len()
-        );
-        let out = stream.get_mut();
-        out.write_all(head.as_bytes())
-            .and_then(|_| out.write_all(body.as_bytes()))
+        send(stream.get_mut(), &endpoint, &method.gateway_path(), body.as_bytes())
             .map_err(|e| unreachable(e.to_string()))?;
         let status = read_line(&mut stream).map_err(unreachable)?;
         while !read_line(&mut stream).map_err(unreachable)?.is_empty() {}
@@ -532,6 +595,7 @@ fn retry_safe(method: Method) -> bool {
             | AuthRoleGet
             | AuthRoleList
             | HealthCheck
+            | Leader
     )
 }
 
@@ -554,13 +618,18 @@ fn exchange(
     path: &str,
     body: &[u8],
 ) -> std::result::Result<(u16, Vec<u8>, bool), Exchange> {
+    send(stream.get_mut(), host, path, body).map_err(|e| Exchange::NotSent(e.to_string()))?;
+    answer(stream).map_err(Exchange::Sent)
+}
+
+/// Writes one request.
+fn send(out: &mut TcpStream, host: &str, path: &str, body: &[u8]) -> std::io::Result<()> {
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    let out = stream.get_mut();
-    out.write_all(head.as_bytes()).and_then(|_| out.write_all(body)).map_err(|e| Exchange::NotSent(e.to_string()))?;
-    answer(stream).map_err(Exchange::Sent)
+    out.write_all(head.as_bytes())?;
+    out.write_all(body)
 }
 
 /// Reads one HTTP/1.1 answer: status, body, and whether the connection stays open.

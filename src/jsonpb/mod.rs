@@ -52,6 +52,10 @@ pub fn fuzz_one(body: &[u8]) {
     round_trip::<AlarmRequest>(body);
     round_trip::<WatchRequest>(body);
     round_trip::<TxnResponse>(body);
+    round_trip::<LockRequest>(body);
+    round_trip::<CampaignRequest>(body);
+    round_trip::<ProclaimRequest>(body);
+    round_trip::<LeaderResponse>(body);
     let mut decoder = Decoder::new(body);
     while let Ok(Some(raw)) = decoder.next_value() {
         let _ = LeaseKeepAliveRequest::from_value(Value::new(raw), 0);

@@ -249,6 +249,12 @@ impl Node {
         outcome
     }
 
+    /// Whether the member has stopped (its calls answer `etcdserver: server stopped`): for
+    /// callers that wait on something else, such as a watch, which stopping does not end.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.proposer.is_stopped()
+    }
+
     /// Proposes `request` and waits for the outcome of applying it.
     fn propose(&self, origin: Origin, request: Request) -> Result<Response> {
         wait_on(|reply| self.propose_response(origin, request, reply))

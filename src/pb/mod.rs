@@ -1,9 +1,9 @@
 //! The protobuf messages raftkv reads and writes, one file per format, because each has its
 //! own compatibility rule: [`etcd`]'s wire types (etcd's, never changed; its Auth service in
-//! [`auth`]), gRPC's [`health`] checks (gRPC's, never changed), the raft log
-//! [`entry`] payload (applied by later versions), on-disk [`records`] (opened by later
-//! versions), the [`peer`] protocol (spoken between adjacent versions). All are re-exported
-//! here, with helpers for building requests.
+//! [`auth`], its lock and election services in [`concurrency`]), gRPC's [`health`] checks
+//! (gRPC's, never changed), the raft log [`entry`] payload (applied by later versions),
+//! on-disk [`records`] (opened by later versions), the [`peer`] protocol (spoken between
+//! adjacent versions). All are re-exported here, with helpers for building requests.
 //!
 //! Enums are stored as `i32` as protobuf does; prost generates typed getters (`sort_order()`)
 //! and setters (`set_sort_order()`) for them.
@@ -11,6 +11,7 @@
 //! Nothing here runs on a thread of its own; the types are plain data.
 
 pub mod auth;
+pub mod concurrency;
 pub mod entry;
 pub mod etcd;
 pub mod health;
@@ -18,6 +19,7 @@ pub mod peer;
 pub mod records;
 
 pub use auth::*;
+pub use concurrency::*;
 pub use entry::*;
 pub use etcd::*;
 pub use health::*;

@@ -71,6 +71,11 @@ impl Proposer {
         Proposer { ids, request_tx, wait, raft, applied, request_timeout, max_request_bytes }
     }
 
+    /// Whether the member stopped: every call is answered `etcdserver: server stopped`.
+    pub fn is_stopped(&self) -> bool {
+        self.wait.is_closed()
+    }
+
     /// When a request started now gives up.
     pub fn deadline(&self) -> Instant {
         Instant::now() + self.request_timeout

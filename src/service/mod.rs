@@ -5,18 +5,35 @@
 //! Where a call runs is decided here from the RPC table: the key-value calls start on the
 //! adapter's thread without blocking and are answered by the raft or apply thread, whose
 //! answer the responder moves back to the adapter's thread for the cheap last step (a local
-//! read, encoding); every other call runs where blocking is allowed (the responder's pool).
-//! The calls themselves, with etcd's checks and rules, are [`Node`]'s. The streams (watch,
-//! lease keepalive) are sessions of their adapters over [`Node`]'s stream calls.
+//! read, encoding); every other call runs where blocking is allowed (the responder's pool),
+//! and the calls that wait for other clients (`Lock`, `Campaign`) get a [`Cancel`] that
+//! fires when their caller leaves. The calls themselves, with etcd's checks and rules, are
+//! [`Node`]'s, except etcd's lock and election services, which are recipes over them
+//! ([`lock`], [`election`], [`observe`] on `recipes`). The streams (watch, lease
+//! keepalive, observe) are sessions of their adapters over [`Node`]'s stream calls.
 
+pub mod election;
+pub mod lock;
+pub mod observe;
+mod recipes;
 pub mod rpc;
 pub mod watch;
 
-use crate::pb::*;
-use crate::wait::Reply;
-use crate::{Node, Result, Ticket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-pub use rpc::{Kind, Method, Rpc, RPCS};
+use crate::pb::*;
+use crate::wait::{Cancel, Reply};
+use crate::{Error, Node, Result, Ticket};
+
+pub use rpc::{Kind, Method, Rpc, Runs, RPCS};
+
+/// Waiting calls (`Lock`, `Campaign`) in progress at once on one [`Service`], each holding a
+/// pool thread until it is answered or its caller leaves: half of the HTTP server's pool
+/// (`api::net::POOL_MAX`, 1024), so that a pile of contended locks never takes the threads
+/// of the calls that block only briefly. More are refused with `etcdserver: too many
+/// requests`.
+pub const WAITING_CALLS_MAX: usize = 512;
 
 macro_rules! calls {
     ($($method:ident($request:ty) -> $response:ty;)*) => {
@@ -85,7 +102,13 @@ macro_rules! for_each_unary {
                 AuthRoleList,
                 AuthRoleDelete,
                 AuthRoleGrantPermission,
-                AuthRoleRevokePermission
+                AuthRoleRevokePermission,
+                Lock,
+                Unlock,
+                Campaign,
+                Proclaim,
+                Leader,
+                Resign
             ],
             grpc: [HashKv, HealthCheck]
         }
@@ -130,10 +153,18 @@ calls! {
     AuthRoleGrantPermission(AuthRoleGrantPermissionRequest) -> AuthHeaderResponse;
     AuthRoleRevokePermission(AuthRoleRevokePermissionRequest) -> AuthHeaderResponse;
     HealthCheck(HealthCheckRequest) -> HealthCheckResponse;
+    Lock(LockRequest) -> LockResponse;
+    Unlock(UnlockRequest) -> UnlockResponse;
+    Campaign(CampaignRequest) -> CampaignResponse;
+    Proclaim(ProclaimRequest) -> ProclaimResponse;
+    Leader(LeaderRequest) -> LeaderResponse;
+    Resign(ResignRequest) -> ResignResponse;
 }
 
 /// The answer to a call, owed to its adapter.
 pub type Answer = Box<dyn FnOnce() -> Result<Response> + Send>;
+/// A call that waits for other clients, given up when its [`Cancel`] fires.
+pub type Waiting = Box<dyn FnOnce(Cancel) -> Result<Response> + Send>;
 
 /// How an adapter receives a call's answer.
 pub trait Responder: Send + 'static {
@@ -142,16 +173,23 @@ pub trait Responder: Send + 'static {
     fn later(self: Box<Self>, answer: Answer);
     /// Runs `work` where blocking is allowed and sends its outcome.
     fn blocking(self: Box<Self>, work: Answer);
+    /// Runs `work` where blocking is allowed, with the [`Cancel`] of its caller leaving, and
+    /// sends its outcome.
+    fn waiting(self: Box<Self>, work: Waiting);
 }
 
+/// etcd's calls for one set of adapters (the gateway and gRPC of one listener share one, and
+/// with it the bound on waiting calls).
 #[derive(Clone)]
 pub struct Service {
     node: Node,
+    /// Waiting calls in progress (at most [`WAITING_CALLS_MAX`]).
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Service {
     pub fn new(node: Node) -> Service {
-        Service { node }
+        Service { node, waiting: Arc::new(AtomicUsize::new(0)) }
     }
 
     pub fn node(&self) -> &Node {
@@ -162,10 +200,18 @@ impl Service {
     /// on raft, whose deadline the adapter enforces; `None` when the answer is already on its
     /// way or the call blocks on the pool, where the node's own deadline bounds it.
     pub fn call(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
-        if request.method().rpc().blocking {
-            let service = self.clone();
-            responder.blocking(Box::new(move || service.blocking(request)));
-            return None;
+        match request.method().rpc().runs {
+            Runs::Pool => {
+                let service = self.clone();
+                responder.blocking(Box::new(move || service.blocking(request)));
+                return None;
+            }
+            Runs::Waits => {
+                let service = self.clone();
+                responder.waiting(Box::new(move |cancel| service.waiting(request, &cancel)));
+                return None;
+            }
+            Runs::Loop => {}
         }
         let node = &self.node;
         match request {
@@ -247,10 +293,45 @@ impl Service {
                 Response::AuthRoleRevokePermission(node.role_revoke_permission(&req)?)
             }
             Request::HealthCheck(req) => Response::HealthCheck(node.health_check(&req)?),
+            Request::Unlock(req) => Response::Unlock(self.unlock(req)?),
+            Request::Proclaim(req) => Response::Proclaim(self.proclaim(req)?),
+            Request::Leader(req) => Response::Leader(self.leader(req)?),
+            Request::Resign(req) => Response::Resign(self.resign(req)?),
             Request::Range(_) | Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_) => {
                 unreachable!("key-value calls do not block")
             }
+            Request::Lock(_) | Request::Campaign(_) => unreachable!("waiting calls get a cancel"),
         })
+    }
+
+    /// The calls that wait for other clients, on the responder's pool, at most
+    /// [`WAITING_CALLS_MAX`] at once.
+    fn waiting(&self, request: Request, cancel: &Cancel) -> Result<Response> {
+        self.node.refuse_learner()?;
+        let _slot = WaitingSlot::take(&self.waiting)?;
+        Ok(match request {
+            Request::Lock(req) => Response::Lock(self.lock(req, cancel)?),
+            Request::Campaign(req) => Response::Campaign(self.campaign(req, cancel)?),
+            other => unreachable!("{:?} does not wait", other.method()),
+        })
+    }
+}
+
+/// One of the [`WAITING_CALLS_MAX`] waiting calls, given back when dropped.
+struct WaitingSlot<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingSlot<'a> {
+    fn take(count: &'a AtomicUsize) -> Result<WaitingSlot<'a>> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < WAITING_CALLS_MAX).then_some(n + 1))
+            .map_err(|_| Error::TooManyRequests)?;
+        Ok(WaitingSlot(count))
+    }
+}
+
+impl Drop for WaitingSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

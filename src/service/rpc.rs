@@ -1,6 +1,6 @@
-//! The one table of etcd's RPCs: each method with its gRPC path, its gateway paths and its
-//! shape. The gateway's router, the coming gRPC router and the client read it, so a path is
-//! written once.
+//! The one table of etcd's RPCs: each method with its gRPC path, its gateway paths, its shape
+//! and where it runs. The gateway's router, the gRPC router and the client read it, so a path
+//! is written once.
 
 /// An etcd v3 call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +45,13 @@ pub enum Method {
     AuthRoleGrantPermission,
     AuthRoleRevokePermission,
     HealthCheck,
+    Lock,
+    Unlock,
+    Campaign,
+    Proclaim,
+    Leader,
+    Observe,
+    Resign,
 }
 
 /// How a call's messages flow.
@@ -54,8 +61,21 @@ pub enum Kind {
     Unary,
     /// Requests and responses in both directions (watch, lease keepalive).
     Bidi,
-    /// One request, a stream of responses (snapshot).
+    /// One request, a stream of responses (snapshot, an election's observers).
     ServerStream,
+}
+
+/// Where a call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runs {
+    /// On the adapter's thread without blocking, answered by the raft or apply thread: the
+    /// key-value calls.
+    Loop,
+    /// On a pool, blocking at most the member's request timeout.
+    Pool,
+    /// On a pool, for as long as other clients take (a lock's holder, an election's leader),
+    /// so until its caller leaves: the adapter hands it a [`crate::wait::Cancel`].
+    Waits,
 }
 
 impl Kind {
@@ -73,72 +93,77 @@ pub struct Rpc {
     /// call served over gRPC only.
     pub gateway: &'static [&'static str],
     pub kind: Kind,
-    /// Whether the call may block its thread (it then runs on a pool): every call except the
-    /// key-value ones, which start without blocking and are answered by the raft or apply
-    /// thread.
-    pub blocking: bool,
+    pub runs: Runs,
 }
 
-const fn unary(method: Method, grpc: &'static str, gateway: &'static [&'static str], blocking: bool) -> Rpc {
-    Rpc { method, grpc, gateway, kind: Kind::Unary, blocking }
+const fn unary(method: Method, grpc: &'static str, gateway: &'static [&'static str], runs: Runs) -> Rpc {
+    Rpc { method, grpc, gateway, kind: Kind::Unary, runs }
 }
 
 const fn bidi(method: Method, grpc: &'static str, gateway: &'static [&'static str]) -> Rpc {
-    Rpc { method, grpc, gateway, kind: Kind::Bidi, blocking: true }
+    Rpc { method, grpc, gateway, kind: Kind::Bidi, runs: Runs::Pool }
+}
+
+const fn server_stream(method: Method, grpc: &'static str, gateway: &'static [&'static str]) -> Rpc {
+    Rpc { method, grpc, gateway, kind: Kind::ServerStream, runs: Runs::Pool }
 }
 
 use Method::*;
+use Runs::{Loop, Pool, Waits};
 
 pub static RPCS: &[Rpc] = &[
-    unary(Range, "/etcdserverpb.KV/Range", &["kv/range"], false),
-    unary(Put, "/etcdserverpb.KV/Put", &["kv/put"], false),
-    unary(DeleteRange, "/etcdserverpb.KV/DeleteRange", &["kv/deleterange"], false),
-    unary(Txn, "/etcdserverpb.KV/Txn", &["kv/txn"], false),
-    unary(Compact, "/etcdserverpb.KV/Compact", &["kv/compaction"], true),
+    unary(Range, "/etcdserverpb.KV/Range", &["kv/range"], Loop),
+    unary(Put, "/etcdserverpb.KV/Put", &["kv/put"], Loop),
+    unary(DeleteRange, "/etcdserverpb.KV/DeleteRange", &["kv/deleterange"], Loop),
+    unary(Txn, "/etcdserverpb.KV/Txn", &["kv/txn"], Loop),
+    unary(Compact, "/etcdserverpb.KV/Compact", &["kv/compaction"], Pool),
     bidi(Watch, "/etcdserverpb.Watch/Watch", &["watch"]),
-    unary(LeaseGrant, "/etcdserverpb.Lease/LeaseGrant", &["lease/grant"], true),
-    unary(LeaseRevoke, "/etcdserverpb.Lease/LeaseRevoke", &["lease/revoke", "kv/lease/revoke"], true),
+    unary(LeaseGrant, "/etcdserverpb.Lease/LeaseGrant", &["lease/grant"], Pool),
+    unary(LeaseRevoke, "/etcdserverpb.Lease/LeaseRevoke", &["lease/revoke", "kv/lease/revoke"], Pool),
     bidi(LeaseKeepAlive, "/etcdserverpb.Lease/LeaseKeepAlive", &["lease/keepalive"]),
-    unary(LeaseTimeToLive, "/etcdserverpb.Lease/LeaseTimeToLive", &["lease/timetolive", "kv/lease/timetolive"], true),
-    unary(LeaseLeases, "/etcdserverpb.Lease/LeaseLeases", &["lease/leases", "kv/lease/leases"], true),
-    unary(MemberAdd, "/etcdserverpb.Cluster/MemberAdd", &["cluster/member/add"], true),
-    unary(MemberRemove, "/etcdserverpb.Cluster/MemberRemove", &["cluster/member/remove"], true),
-    unary(MemberUpdate, "/etcdserverpb.Cluster/MemberUpdate", &["cluster/member/update"], true),
-    unary(MemberList, "/etcdserverpb.Cluster/MemberList", &["cluster/member/list"], true),
-    unary(MemberPromote, "/etcdserverpb.Cluster/MemberPromote", &["cluster/member/promote"], true),
-    unary(Alarm, "/etcdserverpb.Maintenance/Alarm", &["maintenance/alarm"], true),
-    unary(Status, "/etcdserverpb.Maintenance/Status", &["maintenance/status"], true),
-    unary(Defragment, "/etcdserverpb.Maintenance/Defragment", &["maintenance/defragment"], true),
-    unary(Hash, "/etcdserverpb.Maintenance/Hash", &["maintenance/hash"], true),
-    Rpc {
-        method: Snapshot,
-        grpc: "/etcdserverpb.Maintenance/Snapshot",
-        gateway: &["maintenance/snapshot"],
-        kind: Kind::ServerStream,
-        blocking: true,
-    },
+    unary(LeaseTimeToLive, "/etcdserverpb.Lease/LeaseTimeToLive", &["lease/timetolive", "kv/lease/timetolive"], Pool),
+    unary(LeaseLeases, "/etcdserverpb.Lease/LeaseLeases", &["lease/leases", "kv/lease/leases"], Pool),
+    unary(MemberAdd, "/etcdserverpb.Cluster/MemberAdd", &["cluster/member/add"], Pool),
+    unary(MemberRemove, "/etcdserverpb.Cluster/MemberRemove", &["cluster/member/remove"], Pool),
+    unary(MemberUpdate, "/etcdserverpb.Cluster/MemberUpdate", &["cluster/member/update"], Pool),
+    unary(MemberList, "/etcdserverpb.Cluster/MemberList", &["cluster/member/list"], Pool),
+    unary(MemberPromote, "/etcdserverpb.Cluster/MemberPromote", &["cluster/member/promote"], Pool),
+    unary(Alarm, "/etcdserverpb.Maintenance/Alarm", &["maintenance/alarm"], Pool),
+    unary(Status, "/etcdserverpb.Maintenance/Status", &["maintenance/status"], Pool),
+    unary(Defragment, "/etcdserverpb.Maintenance/Defragment", &["maintenance/defragment"], Pool),
+    unary(Hash, "/etcdserverpb.Maintenance/Hash", &["maintenance/hash"], Pool),
+    server_stream(Snapshot, "/etcdserverpb.Maintenance/Snapshot", &["maintenance/snapshot"]),
     // No gateway path: etcd 3.4's gateway gives HashKV Hash's, where Hash is found first
     // (3.5.10 moved it to `maintenance/hashkv`, etcd #16490).
-    unary(HashKv, "/etcdserverpb.Maintenance/HashKV", &[], true),
-    unary(MoveLeader, "/etcdserverpb.Maintenance/MoveLeader", &["maintenance/transfer-leadership"], true),
-    unary(AuthEnable, "/etcdserverpb.Auth/AuthEnable", &["auth/enable"], true),
-    unary(AuthDisable, "/etcdserverpb.Auth/AuthDisable", &["auth/disable"], true),
-    unary(Authenticate, "/etcdserverpb.Auth/Authenticate", &["auth/authenticate"], true),
-    unary(AuthUserAdd, "/etcdserverpb.Auth/UserAdd", &["auth/user/add"], true),
-    unary(AuthUserGet, "/etcdserverpb.Auth/UserGet", &["auth/user/get"], true),
-    unary(AuthUserList, "/etcdserverpb.Auth/UserList", &["auth/user/list"], true),
-    unary(AuthUserDelete, "/etcdserverpb.Auth/UserDelete", &["auth/user/delete"], true),
-    unary(AuthUserChangePassword, "/etcdserverpb.Auth/UserChangePassword", &["auth/user/changepw"], true),
-    unary(AuthUserGrantRole, "/etcdserverpb.Auth/UserGrantRole", &["auth/user/grant"], true),
-    unary(AuthUserRevokeRole, "/etcdserverpb.Auth/UserRevokeRole", &["auth/user/revoke"], true),
-    unary(AuthRoleAdd, "/etcdserverpb.Auth/RoleAdd", &["auth/role/add"], true),
-    unary(AuthRoleGet, "/etcdserverpb.Auth/RoleGet", &["auth/role/get"], true),
-    unary(AuthRoleList, "/etcdserverpb.Auth/RoleList", &["auth/role/list"], true),
-    unary(AuthRoleDelete, "/etcdserverpb.Auth/RoleDelete", &["auth/role/delete"], true),
-    unary(AuthRoleGrantPermission, "/etcdserverpb.Auth/RoleGrantPermission", &["auth/role/grant"], true),
-    unary(AuthRoleRevokePermission, "/etcdserverpb.Auth/RoleRevokePermission", &["auth/role/revoke"], true),
+    unary(HashKv, "/etcdserverpb.Maintenance/HashKV", &[], Pool),
+    unary(MoveLeader, "/etcdserverpb.Maintenance/MoveLeader", &["maintenance/transfer-leadership"], Pool),
+    unary(AuthEnable, "/etcdserverpb.Auth/AuthEnable", &["auth/enable"], Pool),
+    unary(AuthDisable, "/etcdserverpb.Auth/AuthDisable", &["auth/disable"], Pool),
+    unary(Authenticate, "/etcdserverpb.Auth/Authenticate", &["auth/authenticate"], Pool),
+    unary(AuthUserAdd, "/etcdserverpb.Auth/UserAdd", &["auth/user/add"], Pool),
+    unary(AuthUserGet, "/etcdserverpb.Auth/UserGet", &["auth/user/get"], Pool),
+    unary(AuthUserList, "/etcdserverpb.Auth/UserList", &["auth/user/list"], Pool),
+    unary(AuthUserDelete, "/etcdserverpb.Auth/UserDelete", &["auth/user/delete"], Pool),
+    unary(AuthUserChangePassword, "/etcdserverpb.Auth/UserChangePassword", &["auth/user/changepw"], Pool),
+    unary(AuthUserGrantRole, "/etcdserverpb.Auth/UserGrantRole", &["auth/user/grant"], Pool),
+    unary(AuthUserRevokeRole, "/etcdserverpb.Auth/UserRevokeRole", &["auth/user/revoke"], Pool),
+    unary(AuthRoleAdd, "/etcdserverpb.Auth/RoleAdd", &["auth/role/add"], Pool),
+    unary(AuthRoleGet, "/etcdserverpb.Auth/RoleGet", &["auth/role/get"], Pool),
+    unary(AuthRoleList, "/etcdserverpb.Auth/RoleList", &["auth/role/list"], Pool),
+    unary(AuthRoleDelete, "/etcdserverpb.Auth/RoleDelete", &["auth/role/delete"], Pool),
+    unary(AuthRoleGrantPermission, "/etcdserverpb.Auth/RoleGrantPermission", &["auth/role/grant"], Pool),
+    unary(AuthRoleRevokePermission, "/etcdserverpb.Auth/RoleRevokePermission", &["auth/role/revoke"], Pool),
     // gRPC's own health service, which etcd registers beside its API (no gateway path).
-    unary(HealthCheck, "/grpc.health.v1.Health/Check", &[], true),
+    unary(HealthCheck, "/grpc.health.v1.Health/Check", &[], Pool),
+    // etcd's concurrency services (`v3lockpb`, `v3electionpb`), registered beside its API on
+    // the client port and in its gateway.
+    unary(Lock, "/v3lockpb.Lock/Lock", &["lock/lock"], Waits),
+    unary(Unlock, "/v3lockpb.Lock/Unlock", &["lock/unlock"], Pool),
+    unary(Campaign, "/v3electionpb.Election/Campaign", &["election/campaign"], Waits),
+    unary(Proclaim, "/v3electionpb.Election/Proclaim", &["election/proclaim"], Pool),
+    unary(Leader, "/v3electionpb.Election/Leader", &["election/leader"], Pool),
+    server_stream(Observe, "/v3electionpb.Election/Observe", &["election/observe"]),
+    unary(Resign, "/v3electionpb.Election/Resign", &["election/resign"], Pool),
 ];
 
 impl Method {
@@ -173,6 +198,8 @@ mod tests {
             }
         }
         assert_eq!(by_gateway_path("/v3beta/kv/lease/revoke").map(|r| r.method), Some(LeaseRevoke));
+        // etcd 3.4 serves `/v3beta/` as `/v3/` for every gateway path (`embed/serve.go`).
+        assert_eq!(by_gateway_path("/v3beta/election/observe").map(|r| r.method), Some(Observe));
         assert_eq!(by_gateway_path("/v3/kv/range/").map(|r| r.method), None);
         assert_eq!(Range.gateway_path(), "/v3/kv/range");
     }

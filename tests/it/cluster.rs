@@ -244,6 +244,9 @@ fn call(service: &raftkv::service::Service, request: service::Request) -> raftkv
         fn blocking(self: Box<Self>, work: service::Answer) {
             let _ = self.0.send(work());
         }
+        fn waiting(self: Box<Self>, work: service::Waiting) {
+            let _ = self.0.send(work(raftkv::wait::Cancel::never()));
+        }
     }
     let (tx, rx) = std::sync::mpsc::channel();
     service.call(request, Box::new(Inline(tx)));
@@ -297,7 +300,8 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
     assert!(matches!(learner.user_list(), Err(Error::NotSupportedForLearner)));
     let health = learner.health_check(&HealthCheckRequest::default());
     assert!(matches!(health, Err(Error::NotSupportedForLearner)), "{health:?}");
-    // Through the service both protocols use: member, lease, alarm and maintenance calls too.
+    // Through the service both protocols use: member, lease, alarm, maintenance, lock and
+    // election calls too.
     let service = raftkv::service::Service::new(learner.clone());
     let refused = [
         service::Request::MemberList(EmptyRequest::default()),
@@ -306,6 +310,10 @@ fn members_are_added_as_learners_promoted_and_removed_while_serving() {
         service::Request::Alarm(AlarmRequest::default()),
         service::Request::Defragment(EmptyRequest::default()),
         service::Request::MoveLeader(MoveLeaderRequest::default()),
+        service::Request::Lock(LockRequest::default()),
+        service::Request::Unlock(UnlockRequest::default()),
+        service::Request::Campaign(CampaignRequest::default()),
+        service::Request::Leader(LeaderRequest::default()),
     ];
     for request in refused {
         let outcome = call(&service, request);

@@ -124,7 +124,7 @@ const WATCHES: &[(&str, &str)] =
 
 /// Masks what differs between any two servers: ids (hex or decimal), the servers' ports and
 /// paths, sizes, timings, raft indexes and terms.
-fn mask(text: &str, endpoint: &str, peer_url: &str, dir: &str) -> String {
+pub(crate) fn mask(text: &str, endpoint: &str, peer_url: &str, dir: &str) -> String {
     let port = endpoint.rsplit(':').next().unwrap();
     let text = text.replace(dir, "DIR").replace(peer_url, "PEER").replace(endpoint, "ENDPOINT");
     let text = text.replace(&format!(":{port}"), ":PORT");

@@ -1,14 +1,17 @@
 //! Hostile HTTP/2 clients against a real `raftkv` process: garbage after the preface, frames
 //! over the size limit, a header block that never ends, HPACK past the table, 100,000 streams
 //! opened and reset at once (CVE-2023-44487), a watch stream that never reads, and broken
-//! gRPC messages. Each gets an HTTP/2 or gRPC error, and the member keeps serving others.
+//! gRPC messages. Each gets an HTTP/2 or gRPC error, and the member keeps serving others. And
+//! the reset a gRPC client sends to cancel a call: a waiting lock's ends it, key and all.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use prost::Message;
 use raftkv::api::h2::frame::{self, flag, kind, setting, Head, Reason, HEADER_LEN, PREFACE};
-use raftkv::pb::PutRequest;
+use raftkv::pb::{LeaseGrantRequest, LockRequest, PutRequest, RangeRequest};
+use raftkv::wait::Cancel;
 
 use super::grpc::{etcdctl, watchers};
 use crate::harness::process::Member;
@@ -238,4 +241,44 @@ fn a_watch_stream_that_never_reads_does_not_hold_up_writes() {
         assert!(Instant::now() < deadline, "the watcher outlived its connection");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_reset_lock_stream_leaves_the_queue_and_its_connection_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::new("reset", dir.path());
+    m.spawn(&dir.path().join("data"), "", &[]);
+    m.wait_healthy(Duration::from_secs(20));
+    let client = m.client();
+    let lease = || client.lease_grant(&LeaseGrantRequest { ttl: 60, id: 0 }).unwrap().id;
+    let holder = LockRequest { name: b"rst".to_vec(), lease: lease() };
+    client.lock(&holder, &Cancel::never()).unwrap();
+    let queued = || client.range(&RangeRequest::prefix("rst/")).unwrap().kvs.len();
+
+    // A second lock waits on stream 1, then the client resets it (grpc-go's cancel).
+    let waiter = LockRequest { name: b"rst".to_vec(), lease: lease() }.encode_to_vec();
+    let mut body = vec![0];
+    body.extend_from_slice(&(waiter.len() as u32).to_be_bytes());
+    body.extend_from_slice(&waiter);
+    let mut raw = Raw::open(&m.endpoint(), &[]);
+    let mut out = headers_frame(1, false, "/v3lockpb.Lock/Lock");
+    frame::write(&mut out, kind::DATA, flag::END_STREAM, 1, &body);
+    raw.send(&out);
+    assert!(crate::harness::eventually(Duration::from_secs(10), || queued() == 2));
+    let mut reset = Vec::new();
+    frame::write(&mut reset, kind::RST_STREAM, 0, 1, &(Reason::Cancel as u32).to_be_bytes());
+    raw.send(&reset);
+    assert!(crate::harness::eventually(Duration::from_secs(10), || queued() == 1), "the reset waiter's key stays");
+
+    // The connection goes on: a lock of another name on stream 3 is answered.
+    let other = LockRequest { name: b"other".to_vec(), lease: lease() }.encode_to_vec();
+    let mut body = vec![0];
+    body.extend_from_slice(&(other.len() as u32).to_be_bytes());
+    body.extend_from_slice(&other);
+    let mut out = headers_frame(3, false, "/v3lockpb.Lock/Lock");
+    frame::write(&mut out, kind::DATA, flag::END_STREAM, 3, &body);
+    raw.send(&out);
+    let frames = raw.frames(Duration::from_secs(5));
+    assert_eq!(grpc_status(&frames, 3).as_deref(), Some("0"));
+    assert_eq!(grpc_status(&frames, 1), None, "a reset stream is not answered");
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::http1::{self, Done, Expiry, Request, Response};
 use crate::jsonpb::{FromJson, ToJson};
-use crate::service::{self, Answer, Kind, Method, Responder, Service};
+use crate::service::{self, Answer, Kind, Method, Responder, Service, Waiting};
 use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 use crate::{Node, Ticket};
 use errors::{decode_error, outcome, server_error};
@@ -27,8 +27,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(node: Node) -> Arc<Gateway> {
-        Arc::new(Gateway { service: Service::new(node) })
+    pub fn new(service: Service) -> Arc<Gateway> {
+        Arc::new(Gateway { service })
     }
 
     fn node(&self) -> &Node {
@@ -55,7 +55,9 @@ macro_rules! codec {
         fn decode_request(method: Method, body: &[u8], max: usize) -> std::result::Result<service::Request, Response> {
             Ok(match method {
                 $(Method::$method => service::Request::$method(decode(body, max)?),)*
-                Method::Watch | Method::LeaseKeepAlive | Method::Snapshot => unreachable!("streams are not unary"),
+                Method::Watch | Method::LeaseKeepAlive | Method::Snapshot | Method::Observe => {
+                    unreachable!("streams are not unary")
+                }
                 $(Method::$grpc)|* => unreachable!("{method:?} has no gateway path"),
             })
         }
@@ -85,6 +87,11 @@ impl Responder for GatewayResponder {
 
     fn blocking(self: Box<Self>, work: Answer) {
         self.0.spawn_blocking(move || encode(work()));
+    }
+
+    fn waiting(self: Box<Self>, work: Waiting) {
+        let cancel = self.0.cancel();
+        self.0.spawn_blocking(move || encode(work(cancel)));
     }
 }
 
@@ -141,11 +148,17 @@ impl http1::Handler for Gateway {
             return None;
         }
         if rpc.kind == Kind::ServerStream {
-            let node = self.node().clone();
-            let max = node.config().grpc_message_max();
-            done.spawn_blocking(move || match decode::<crate::pb::EmptyRequest>(&req.body, max) {
-                Ok(_) => streams::snapshot(&node),
-                Err(refused) => refused,
+            let service = self.service.clone();
+            let max = service.node().config().grpc_message_max();
+            done.spawn_blocking(move || match rpc.method {
+                Method::Observe => match decode(&req.body, max) {
+                    Ok(req) => streams::observe(&service, req),
+                    Err(refused) => refused,
+                },
+                _ => match decode::<crate::pb::EmptyRequest>(&req.body, max) {
+                    Ok(_) => streams::snapshot(service.node()),
+                    Err(refused) => refused,
+                },
             });
             return None;
         }

@@ -8,14 +8,17 @@ use crate::jsonpb::msg::stream_result;
 use crate::jsonpb::{Decoder, FromJson, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::pb::{LeaseKeepAliveRequest, WatchRequest};
+use crate::pb::{LeaderRequest, LeaseKeepAliveRequest, WatchRequest};
+use crate::service::observe::{Observed, Observer};
 use crate::service::watch::{BatchSink, WatchSession};
+use crate::service::Service;
 use crate::watch::SinkError;
 use crate::Node;
 
 use super::errors::{grpc_headers, server_error, stream_error, stream_message_error};
 
-/// Messages buffered per watch stream; beyond it the stream's watchers catch up from disk.
+/// Messages buffered per watch or observe stream; beyond it the stream's watchers catch up
+/// from disk.
 const WATCH_STREAM_QUEUE_MAX: usize = 1024;
 /// Chunks (32 KiB each) buffered per snapshot download: the reader waits for a slow client.
 const SNAPSHOT_QUEUE_MAX: usize = 8;
@@ -44,6 +47,15 @@ fn stream_requests<T: FromJson>(body: &[u8]) -> std::result::Result<Vec<T>, Resp
     }
 }
 
+/// Queues one chunk of a stream's messages without waiting: a full queue makes the watcher
+/// behind it catch up later.
+fn queue(tx: &crossbeam::channel::Sender<Vec<u8>>, chunk: Vec<u8>) -> Result<(), SinkError> {
+    tx.try_send(chunk).map_err(|e| match e {
+        crossbeam::channel::TrySendError::Full(_) => SinkError::Full,
+        crossbeam::channel::TrySendError::Disconnected(_) => SinkError::Closed,
+    })
+}
+
 /// A watch stream: the body's create/cancel/progress requests are applied in order; the
 /// response streams `{"result":...}` messages until the client disconnects, which cancels
 /// the stream's watchers.
@@ -56,11 +68,7 @@ pub fn watch(node: &Node, body: &[u8]) -> Response {
     let sink_tx = tx.clone();
     let mut session = WatchSession::new(node.clone(), move || -> BatchSink {
         let tx = sink_tx.clone();
-        Box::new(move |responses| match tx.try_send(responses.iter().flat_map(stream_result).collect()) {
-            Ok(()) => Ok(()),
-            Err(crossbeam::channel::TrySendError::Full(_)) => Err(SinkError::Full),
-            Err(crossbeam::channel::TrySendError::Disconnected(_)) => Err(SinkError::Closed),
-        })
+        Box::new(move |responses| queue(&tx, responses.iter().flat_map(stream_result).collect()))
     });
     for req in requests {
         session.request(req);
@@ -72,6 +80,32 @@ pub fn watch(node: &Node, body: &[u8]) -> Response {
         // Holding `tx` keeps the stream open until the client leaves, as etcd's does; the
         // session's watches are canceled when it does.
         on_close: Some(Box::new(move || drop((session, tx)))),
+    }
+}
+
+/// An election's observer: `{"result":...}` messages of its leaders until the client leaves
+/// (which stops the observer), or until its watch is canceled (the stream then ends).
+pub fn observe(service: &Service, req: LeaderRequest) -> Response {
+    let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(WATCH_STREAM_QUEUE_MAX);
+    // The sink holds the only sender: the stream ends when the observer lets go of it.
+    let mut tx = Some(tx);
+    let sink = Box::new(move |observed| {
+        let Observed::Leaders(leaders) = observed else {
+            tx = None;
+            return Err(SinkError::Closed);
+        };
+        let Some(sender) = &tx else { return Err(SinkError::Closed) };
+        queue(sender, leaders.iter().flat_map(stream_result).collect())
+    });
+    let observer: Observer = match service.observe(req, sink) {
+        Ok(observer) => observer,
+        Err(e) => return server_error(&e.to_string(), e.code()),
+    };
+    Response::Stream {
+        status: 200,
+        headers: grpc_headers(),
+        messages,
+        on_close: Some(Box::new(move || drop(observer))),
     }
 }
 

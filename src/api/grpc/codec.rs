@@ -18,7 +18,9 @@ macro_rules! codec {
         pub fn decode_request(method: Method, message: &[u8]) -> Result<service::Request, (Code, String)> {
             Ok(match method {
                 $(Method::$method => service::Request::$method(decode(message)?),)*
-                Method::Watch | Method::LeaseKeepAlive | Method::Snapshot => unreachable!("streams are not unary"),
+                Method::Watch | Method::LeaseKeepAlive | Method::Snapshot | Method::Observe => {
+                    unreachable!("streams are not unary")
+                }
             })
         }
 

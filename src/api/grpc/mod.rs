@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::h2::{self, Done, Expiry, Reason, Request, Response, Session, StreamTx};
 use crate::error::Code;
-use crate::service::{self, Answer, Responder, Rpc, Service, RPCS};
-use crate::{Node, Ticket};
+use crate::service::{self, Answer, Responder, Rpc, Runs, Service, Waiting, RPCS};
+use crate::Ticket;
 
 /// `grpc-message` is cut to this: clients bound the trailers they accept (gRPC's C core to
 /// 16 KiB), and etcd's own messages are far shorter.
@@ -31,8 +31,8 @@ pub struct Grpc {
 }
 
 impl Grpc {
-    pub fn new(node: Node) -> Arc<Grpc> {
-        Arc::new(Grpc { service: Service::new(node) })
+    pub fn new(service: Service) -> Arc<Grpc> {
+        Arc::new(Grpc { service })
     }
 }
 
@@ -101,6 +101,11 @@ impl Responder for GrpcResponder {
     fn blocking(self: Box<Self>, work: Answer) {
         self.0.spawn_blocking(move || encode(work()));
     }
+
+    fn waiting(self: Box<Self>, work: Waiting) {
+        let cancel = self.0.cancel();
+        self.0.spawn_blocking(move || encode(work(cancel)));
+    }
 }
 
 /// The one message of a unary call's body, checked as grpc-go's `recvMsg` checks it.
@@ -149,8 +154,9 @@ fn timeout(value: &str) -> Option<Duration> {
 }
 
 /// Gives up on a call at the earlier of the client's deadline and the call's own: the
-/// client's is DeadlineExceeded, the call's the error its [`Ticket`] names.
-fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>) -> Option<Expiry> {
+/// client's is `context deadline exceeded` with `code` (DeadlineExceeded, except for the
+/// calls that wait, see [`deadline_code`]), the call's the error its [`Ticket`] names.
+fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>, code: Code) -> Option<Expiry> {
     let client_first = match (&ticket, client_deadline) {
         (Some(ticket), Some(at)) => at < ticket.deadline(),
         (None, Some(_)) => true,
@@ -158,11 +164,21 @@ fn expiry(ticket: Option<Ticket>, client_deadline: Option<Instant>) -> Option<Ex
     };
     if client_first {
         let at = client_deadline?;
-        let answer = Box::new(|| answer(Err((Code::DeadlineExceeded, "context deadline exceeded".into()))));
+        let answer = Box::new(move || answer(Err((code, "context deadline exceeded".into()))));
         return Some(Expiry { at, answer });
     }
     let ticket = ticket?;
     Some(Expiry { at: ticket.deadline(), answer: Box::new(move || answer(Err(error(ticket.expire())))) })
+}
+
+/// The code of a call's answer at the client's deadline. etcd's lock and election recipes
+/// return their context's error as a plain Go error, which grpc-go answers as Unknown (a real
+/// etcd 3.4.23 answers a `Lock` past its `grpc-timeout` with status 2).
+fn deadline_code(rpc: &Rpc) -> Code {
+    match rpc.runs {
+        Runs::Waits => Code::Unknown,
+        Runs::Loop | Runs::Pool => Code::DeadlineExceeded,
+    }
 }
 
 /// Whether `path` is one of etcd's streaming calls.
@@ -225,7 +241,7 @@ impl h2::Handler for Grpc {
             }
         };
         let ticket = self.service.call(request, Box::new(GrpcResponder(done)));
-        expiry(ticket, client_deadline)
+        expiry(ticket, client_deadline, deadline_code(rpc))
     }
 
     fn settings(&self) -> h2::Settings {
@@ -241,7 +257,7 @@ impl h2::Handler for Grpc {
 
     fn open(&self, req: Request, tx: StreamTx) -> Option<Box<dyn Session>> {
         match self.route(&req) {
-            Ok((rpc, deadline)) => stream::open(self.service.node(), rpc.method, &req, deadline, tx),
+            Ok((rpc, deadline)) => stream::open(&self.service, rpc.method, &req, deadline, tx),
             Err(Refusal::Reset) => {
                 tx.reset(Reason::ProtocolError);
                 None
@@ -295,6 +311,7 @@ pub fn fuzz_one(input: &[u8]) {
                     while let Ok(Some((message, len))) = first_message(buffer, MAX) {
                         let _ = crate::pb::WatchRequest::decode(message);
                         let _ = crate::pb::LeaseKeepAliveRequest::decode(message);
+                        let _ = crate::pb::LeaderRequest::decode(message);
                         buffer.drain(..len);
                     }
                     if end {

@@ -1,11 +1,13 @@
-//! etcd's streaming calls over gRPC: Watch and LeaseKeepAlive (both directions) and
-//! Maintenance.Snapshot (the server's side), as sessions on the HTTP/2 stream.
+//! etcd's streaming calls over gRPC: Watch and LeaseKeepAlive (both directions),
+//! Maintenance.Snapshot and Election.Observe (the server's side), as sessions on the HTTP/2
+//! stream.
 //!
 //! Threads: a session lives on its connection's event loop (`raftkv-httpio-N`), which feeds
 //! it the client's messages. Watch requests are handled there (registering a watcher does not
 //! block) and the watchers' responses are sent by the apply and watch-sync threads; lease
-//! renewals (which may be forwarded to the leader) and the snapshot run on the blocking pool,
-//! one job at a time per stream so answers keep the requests' order. Answers go back through
+//! renewals (which may be forwarded to the leader), the snapshot and an observer's first read
+//! run on the blocking pool, one job at a time per stream so answers keep the requests' order;
+//! an observer's later answers come from the apply and watch-sync threads, as a watch's. Answers go back through
 //! the stream's [`StreamTx`], bounded per stream ([`crate::api::h2::STREAM_QUEUE_MAX`]).
 
 use std::collections::VecDeque;
@@ -18,9 +20,11 @@ use prost::Message;
 use super::{error, first_message, framed, headers, status, Failure};
 use crate::api::h2::{Request, SendError, Session, StreamTx};
 use crate::error::Code;
-use crate::pb::{LeaseKeepAliveRequest, WatchRequest};
+use crate::pb::{LeaderRequest, LeaseKeepAliveRequest, WatchRequest};
+use crate::service::observe::{Observed, Observer};
 use crate::service::rpc::Method;
 use crate::service::watch::{BatchSink, WatchSession};
+use crate::service::Service;
 use crate::watch::SinkError;
 use crate::Node;
 
@@ -34,12 +38,13 @@ const NO_LEADER_TIMEOUTS: u32 = 3;
 /// Starts the streaming call `method`, or refuses it through `tx` as etcd's stream
 /// interceptor does (a learner; no leader when the client requires one).
 pub(super) fn open(
-    node: &Node,
+    service: &Service,
     method: Method,
     req: &Request,
     deadline: Option<Instant>,
     tx: StreamTx,
 ) -> Option<Box<dyn Session>> {
+    let node = service.node();
     // Sent with the first message, or with the status if none comes (trailers only).
     tx.headers(headers());
     let require_leader = req.field("hasleader") == Some("true");
@@ -54,6 +59,7 @@ pub(super) fn open(
         Method::Watch => Box::new(WatchStream::new(node, base)),
         Method::LeaseKeepAlive => Box::new(KeepAliveStream::new(node, base)),
         Method::Snapshot => Box::new(SnapshotStream { node: node.clone(), base }),
+        Method::Observe => Box::new(ObserveStream { service: service.clone(), base, observer: Arc::default() }),
         other => unreachable!("{other:?} is not a stream"),
     })
 }
@@ -298,6 +304,26 @@ impl KeepAliveWork {
     }
 }
 
+/// A server-streaming call's one request, once the client ended its side: `None` until then,
+/// or after ending the stream as grpc-go does when the client sent none or more than one.
+fn only_request<T: Message + Default>(base: &mut Base, data: &[u8], end: bool) -> Option<T> {
+    let mut requests = base.take::<T>(data, end);
+    if base.ended || !end {
+        return None;
+    }
+    if requests.len() != 1 {
+        let why = if requests.is_empty() {
+            "EOF"
+        } else {
+            "grpc: client streaming protocol violation: get <nil>, want <EOF>"
+        };
+        base.end(Err((Code::Internal, why.into())));
+        return None;
+    }
+    base.ended = true;
+    requests.pop()
+}
+
 /// Maintenance.Snapshot: after the client's one request, the pool streams the member's
 /// consistent snapshot in etcd's 32 KiB chunks, then its SHA-256, then OK.
 struct SnapshotStream {
@@ -307,19 +333,9 @@ struct SnapshotStream {
 
 impl Session for SnapshotStream {
     fn data(&mut self, data: &[u8], end: bool) {
-        let requests = self.base.take::<crate::pb::EmptyRequest>(data, end);
-        if self.base.ended || !end {
+        if only_request::<crate::pb::EmptyRequest>(&mut self.base, data, end).is_none() {
             return;
         }
-        if requests.len() != 1 {
-            let why = if requests.is_empty() {
-                "EOF"
-            } else {
-                "grpc: client streaming protocol violation: get <nil>, want <EOF>"
-            };
-            return self.base.end(Err((Code::Internal, why.into())));
-        }
-        self.base.ended = true;
         let (node, tx) = (self.node.clone(), self.base.tx.clone());
         let started = self.base.tx.spawn_blocking(move || {
             let outcome = node.snapshot(&mut |chunk| tx.send_blocking(framed(&chunk.encode_to_vec())).is_ok());
@@ -332,5 +348,77 @@ impl Session for SnapshotStream {
 
     fn stop(&mut self) {
         self.base.stop();
+    }
+}
+
+/// Election.Observe: after the client's one request, a pool job reads the election and starts
+/// the [`Observer`], whose answers then come from the watch's threads. The session keeps the
+/// observer, so the stream ending stops it.
+struct ObserveStream {
+    service: Service,
+    base: Base,
+    observer: Arc<Mutex<ObserverSlot>>,
+}
+
+/// The running observer, once its job has started it.
+#[derive(Default)]
+struct ObserverSlot {
+    observer: Option<Observer>,
+    /// The session was dropped: a job that finishes after its stream ended stops the
+    /// observer it started at once.
+    gone: bool,
+}
+
+impl Session for ObserveStream {
+    fn data(&mut self, data: &[u8], end: bool) {
+        let Some(req) = only_request::<LeaderRequest>(&mut self.base, data, end) else { return };
+        let (service, tx, slot) = (self.service.clone(), self.base.tx.clone(), self.observer.clone());
+        let started = self.base.tx.spawn_blocking(move || {
+            let sink_tx = tx.clone();
+            let sink = Box::new(move |observed| match observed {
+                Observed::Leaders(leaders) => {
+                    let bytes = leaders.iter().flat_map(|resp| framed(&resp.encode_to_vec())).collect();
+                    sink_tx.send(bytes).map_err(|e| match e {
+                        SendError::Full => SinkError::Full,
+                        SendError::Closed => SinkError::Closed,
+                    })
+                }
+                Observed::Ended => {
+                    finish(&sink_tx, Ok(()));
+                    Err(SinkError::Closed)
+                }
+            });
+            match service.observe(req, sink) {
+                Ok(observer) => {
+                    let mut slot = slot.lock();
+                    if !slot.gone {
+                        slot.observer = Some(observer);
+                    }
+                }
+                Err(e) => finish(&tx, Err(error(e))),
+            }
+        });
+        if !started {
+            finish(&self.base.tx, Err(error(crate::Error::TooManyRequests)));
+        }
+    }
+
+    fn tick(&mut self) {
+        self.base.tick();
+    }
+
+    fn stop(&mut self) {
+        self.base.stop();
+    }
+}
+
+impl Drop for ObserveStream {
+    fn drop(&mut self) {
+        let observer = {
+            let mut slot = self.observer.lock();
+            slot.gone = true;
+            slot.observer.take()
+        };
+        drop(observer);
     }
 }

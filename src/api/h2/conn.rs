@@ -247,6 +247,12 @@ impl Connection {
         self.streams.len()
     }
 
+    /// Whether unary stream `id` was handed on and still waits for its answer (neither
+    /// answered nor reset by the client).
+    pub fn awaits_answer(&self, id: u32) -> bool {
+        self.streams.get(&id).is_some_and(|s| matches!(s.state, State::Waiting))
+    }
+
     /// Stops taking streams (GOAWAY with the last stream id, NO_ERROR); those in flight finish.
     pub fn go_away(&mut self) {
         if !self.draining && !self.failed {

@@ -62,6 +62,9 @@ struct Conn {
     h2_expiries: HashMap<u32, Expiry<h2::Response>>,
     /// The sessions of the HTTP/2 streaming calls in progress.
     h2_sessions: HashMap<u32, Box<dyn h2::Session>>,
+    /// The cancels of the HTTP/2 streams whose calls wait (see [`Done::cancel`]): dropped
+    /// when the stream is answered or reset, or with the connection.
+    h2_cancels: HashMap<u32, CancelTx>,
     state: State,
     /// The peer closed its side (or the connection failed): no more requests will come.
     eof: bool,
@@ -75,8 +78,15 @@ struct Conn {
 enum State {
     /// Receiving a request.
     Reading,
-    /// The handler has the request.
-    Waiting { version: (u8, u8), close: bool, echo_close: bool, expiry: Option<Expiry<http1::Response>> },
+    /// The handler has the request. A waiting call's `cancel` is dropped when the request is
+    /// answered or expires, or when the client closes its side.
+    Waiting {
+        version: (u8, u8),
+        close: bool,
+        echo_close: bool,
+        expiry: Option<Expiry<http1::Response>>,
+        cancel: Option<CancelTx>,
+    },
 }
 
 impl EventLoop {
@@ -204,8 +214,17 @@ impl EventLoop {
                 for session in conn.h2_sessions.values_mut() {
                     unpanicked(|| session.stop());
                 }
+                // Waiting calls give up now (`server stopped`) rather than at the grace's end.
+                for (_, cancel) in conn.h2_cancels.drain() {
+                    cancel.stop();
+                }
                 self.flush_h2(i);
                 continue;
+            }
+            if let Some(State::Waiting { cancel, .. }) = self.conns[i].as_mut().map(|c| &mut c.state) {
+                if let Some(cancel) = cancel.take() {
+                    cancel.stop();
+                }
             }
             let between = self.conns[i]
                 .as_ref()
@@ -269,6 +288,7 @@ impl EventLoop {
             h2: None,
             h2_expiries: HashMap::new(),
             h2_sessions: HashMap::new(),
+            h2_cancels: HashMap::new(),
             state: State::Reading,
             eof: false,
             paused: false,
@@ -344,6 +364,13 @@ impl EventLoop {
         if conn.h2.is_some() {
             return self.advance_h2(i);
         }
+        // A client that closed its side while its call waits has left, as Go's server takes
+        // it (its background read cancels the request's context at EOF).
+        if let State::Waiting { cancel, .. } = &mut conn.state {
+            if conn.eof {
+                drop(cancel.take());
+            }
+        }
         if !matches!(conn.state, State::Reading) || conn.written < conn.output.len() || conn.closing {
             return;
         }
@@ -393,6 +420,7 @@ impl EventLoop {
                     close: head.close,
                     echo_close: head.echo_close,
                     expiry: None,
+                    cancel: None,
                 };
                 let to = To { conn: i, generation, stream: 0 };
                 let done = Done::new(self.mailbox.clone(), to, self.pool.clone());
@@ -420,9 +448,31 @@ impl EventLoop {
                 Post::Http1 { to, answer } => self.answer(to.conn, to.generation, answer),
                 Post::H2 { to, answer } => self.answer_h2(to, answer),
                 Post::H2Part { to, part } => self.send_h2(to, part),
+                Post::Cancel { to, tx } => self.hold_cancel(to, tx),
             }
         }
         self.flush_dirty();
+    }
+
+    /// Keeps a waiting call's cancel while its request is in flight; a request that ended
+    /// meanwhile (or a client already gone) drops it at once, which cancels the call.
+    fn hold_cancel(&mut self, to: To, tx: CancelTx) {
+        if self.stopping.load(Ordering::Acquire) {
+            return tx.stop();
+        }
+        let Some(conn) = self.conns.get_mut(to.conn).and_then(Option::as_mut) else { return };
+        if conn.generation != to.generation || conn.eof {
+            return;
+        }
+        if to.stream != 0 {
+            if conn.h2.as_ref().is_some_and(|h2| h2.awaits_answer(to.stream)) {
+                conn.h2_cancels.insert(to.stream, tx);
+            }
+            return;
+        }
+        if let State::Waiting { cancel, .. } = &mut conn.state {
+            *cancel = Some(tx);
+        }
     }
 
     fn flush_dirty(&mut self) {
@@ -577,8 +627,14 @@ impl EventLoop {
                     }
                     continue;
                 }
-                // A reset stream's work goes on; its answer is dropped when it comes.
-                h2::Event::Reset(_) => continue,
+                // A reset stream's work goes on, unless it waits (its cancel fires); its answer
+                // is dropped when it comes.
+                h2::Event::Reset(stream) => {
+                    if let Some(conn) = self.conns[i].as_mut() {
+                        conn.h2_cancels.remove(&stream);
+                    }
+                    continue;
+                }
             };
             if let Some(expiry) = done {
                 self.expiries.push(Reverse((expiry.at, i, generation, stream)));
@@ -602,6 +658,7 @@ impl EventLoop {
             return;
         }
         conn.h2_expiries.remove(&to.stream);
+        conn.h2_cancels.remove(&to.stream);
         let response = match answer {
             Answer::Ready(response) => response,
             Answer::Later(answer) => unpanicked(answer).unwrap_or(h2::Response::Reset(h2::Reason::InternalError)),

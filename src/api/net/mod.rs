@@ -36,6 +36,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::{h2, http1};
+use crate::wait::{Cancel, CancelTx};
 use crate::{Error, Result};
 
 mod event_loop;
@@ -131,6 +132,20 @@ impl<R: Deliver> Done<R> {
     /// last step of a request answered from another thread (encoding, a local read).
     pub fn respond_with(self, answer: impl FnOnce() -> R + Send + 'static) {
         self.post(Answer::Later(Box::new(answer)));
+    }
+
+    /// The [`Cancel`] of a call that waits for other clients: it fires when the client leaves
+    /// (closes or half-closes its HTTP/1.1 connection, resets its HTTP/2 stream, or its
+    /// connection fails), when the request's [`Expiry`] answers it, or when the server stops.
+    /// Go's servers cancel a request's context on the same events.
+    pub fn cancel(&self) -> Cancel {
+        let (tx, cancel) = Cancel::new();
+        // Posted before the answer can be (the work has not started): the loop holds it from
+        // then until the request ends.
+        if let Some((mailbox, to)) = &self.to {
+            mailbox.post(Post::Cancel { to: *to, tx });
+        }
+        cancel
     }
 
     /// Answers with what `work` makes on a pool thread, for handlers that block.
@@ -257,6 +272,11 @@ pub enum Post {
     H2Part {
         to: To,
         part: h2::Part,
+    },
+    /// A waiting call's cancel, held by its request's connection until the request ends.
+    Cancel {
+        to: To,
+        tx: CancelTx,
     },
     /// A connection accepted by loop 0 for this loop.
     Conn(mio::net::TcpStream),

@@ -192,6 +192,22 @@ pub(crate) enum Command {
         #[arg(long)]
         no_dest_prefix: bool,
     },
+    /// Acquires a named lock (etcdctl's `lock <lockname> [exec-command arg1 arg2 ...]`).
+    Lock {
+        /// Timeout for session.
+        #[arg(long, default_value_t = 10)]
+        ttl: i64,
+        /// The lock's name, then the command to run while holding it (after `--` if it has
+        /// flags of its own, as with etcdctl).
+        args: Vec<String>,
+    },
+    /// Observes and participates in leader election (`elect <election-name> [proposal]`).
+    Elect {
+        /// Observation mode.
+        #[arg(short = 'l', long)]
+        listen: bool,
+        args: Vec<String>,
+    },
     /// Manages etcd node snapshots.
     Snapshot {
         #[command(subcommand)]

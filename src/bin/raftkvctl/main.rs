@@ -19,6 +19,7 @@ use raftkv::Client;
 mod bench;
 mod check;
 mod cli;
+mod concurrency;
 mod endpoint;
 mod kv;
 mod lease;
@@ -30,6 +31,7 @@ mod txn_parse;
 use cli::*;
 use txn_parse::read_txn;
 
+#[derive(Clone)]
 struct Ctl {
     client: Client,
     format: Format,
@@ -173,6 +175,8 @@ fn main() -> ExitCode {
         Command::MakeMirror { destination, prefix, dest_prefix, no_dest_prefix } => {
             ctl.make_mirror(&destination, &prefix, dest_prefix.as_deref(), no_dest_prefix)
         }
+        Command::Lock { ttl, args } => ctl.lock(&args, ttl),
+        Command::Elect { listen, args } => ctl.elect(&args, listen),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

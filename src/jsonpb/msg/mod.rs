@@ -262,9 +262,11 @@ fn oneof_field<T>(v: Value, go_type: &str) -> Result<Option<T>> {
 
 mod auth;
 mod cluster;
+mod election;
 mod envelope;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod watch;
 
