@@ -252,7 +252,9 @@ fn cli_script(tool: &dyn Fn(&[&str]) -> Command, endpoint: &str) -> String {
     let waiter = Running::start(&mut tool(&["lock", "c-hold"]));
     assert!(eventually(SOON, || queued("c-hold/") == 2));
     out.push_str(&format!("waiter: {}", waiter.stop()));
-    assert!(eventually(SOON, || queued("c-hold/") == 1), "the waiter's key stays");
+    // Generous: under a fully loaded machine (CI beside other runs) the waiter's exit, the
+    // member noticing its connection close and the delete can take seconds.
+    assert!(eventually(3 * SOON, || queued("c-hold/") == 1), "the waiter's key stays");
     out.push_str(&format!("holder: {}", holder.stop()));
     out.push_str(&format!("left: {}\n", queued("c-hold/")));
 
