@@ -83,6 +83,11 @@ pub struct Config {
     /// The database size at which NOSPACE is raised (`--quota-backend-bytes`): 0 is etcd's
     /// 2 GiB default, a negative value disables the quota.
     pub quota_backend_bytes: i64,
+    /// Serves the fault control endpoints (`/debug/failpoints`, `/debug/partition`) on the
+    /// client port, for tests of real processes (the `raftkv` binary sets it from
+    /// `RAFTKV_DEBUG_CONTROL=1`). Off by default, and never for production: whoever reaches
+    /// the port can stall, cut off or crash the member.
+    pub debug_control: bool,
 }
 
 /// `--initial-cluster-state`.
@@ -129,6 +134,7 @@ impl Config {
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
             quota_backend_bytes: 0,
+            debug_control: false,
         }
     }
 

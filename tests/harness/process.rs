@@ -75,6 +75,8 @@ pub struct Member {
     pub peer_port: u16,
     /// Its stderr, appended to across restarts.
     pub log: PathBuf,
+    /// Environment set for every start (e.g. `RAFTKV_DEBUG_CONTROL`).
+    pub env: Vec<(&'static str, String)>,
     process: Option<Process>,
 }
 
@@ -86,6 +88,7 @@ impl Member {
             client_port: super::free_port(),
             peer_port: super::free_port(),
             log: dir.join(format!("{name}.log")),
+            env: Vec::new(),
             process: None,
         }
     }
@@ -113,6 +116,7 @@ impl Member {
             .arg(data_dir)
             .args(extra)
             .env("RAFTKV_LOG_LEVEL", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -158,6 +162,22 @@ impl Member {
 
     pub fn kill(&mut self) {
         self.process.take().expect("member running").kill();
+    }
+
+    /// Whether its process has exited on its own (a crash, an abort, a fatal error); reaps it.
+    pub fn exited(&mut self) -> bool {
+        let exited = self.process.as_mut().is_some_and(|p| !p.alive());
+        if exited {
+            self.process = None;
+        }
+        exited
+    }
+
+    /// A call to its test control endpoints (`RAFTKV_DEBUG_CONTROL=1`, `src/api/gateway/debug.rs`).
+    pub fn control(&self, method: &str, target: &str, body: &str) -> std::io::Result<super::http::Reply> {
+        let mut conn = super::http::Conn::open(self.endpoint(), Duration::from_secs(5))?;
+        conn.request(method, target, &["Connection: close"], body.as_bytes())?;
+        conn.read_reply()
     }
 
     pub fn terminate(&mut self) -> ExitStatus {

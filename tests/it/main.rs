@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod compaction;
 mod crash;
+mod debug_control;
 mod etcd_snapshot;
 mod etcdctl_compat;
 mod failover;
