@@ -71,8 +71,9 @@ pub struct Committed {
     pub through: i64,
 }
 
-/// The committed events of `ops` linearized in `order` (a [`super::Verdict::Linearizable`]'s).
-pub fn committed(ops: &[Operation], order: &[usize]) -> Committed {
+/// The committed events of `ops` run from `start` and linearized in `order` (a
+/// [`super::Verdict::Linearizable`]'s).
+pub fn committed(start: &State, ops: &[Operation], order: &[usize]) -> Committed {
     let model = Model { revisions: Revisions::Exact };
     let through = ops
         .iter()
@@ -82,7 +83,7 @@ pub fn committed(ops: &[Operation], order: &[usize]) -> Committed {
         })
         .max()
         .unwrap_or(0);
-    let mut state = State::default();
+    let mut state = start.clone();
     // Whether each key's current value was written by a known outcome.
     let mut known_writer: HashMap<Bytes, bool> = HashMap::new();
     let mut events = Vec::new();

@@ -28,8 +28,10 @@ fn history() -> (Vec<Operation>, Committed) {
             op(0, 10 * i as u64, 10 * i as u64 + 5, request.clone(), outcome)
         })
         .collect();
-    let Verdict::Linearizable { order } = check(&ops, std::time::Duration::from_secs(5)) else { panic!() };
-    let committed = committed(&ops, &order);
+    let Verdict::Linearizable { order } = check(&State::default(), &ops, std::time::Duration::from_secs(5)) else {
+        panic!()
+    };
+    let committed = committed(&State::default(), &ops, &order);
     (ops, committed)
 }
 
@@ -156,7 +158,7 @@ fn a_watch_resolves_an_unknown_put_it_saw() {
     let (mut ops, committed) = history();
     ops[2].outcome = Outcome::Unknown;
     ops[2].complete_ns = NEVER;
-    let mut history = History { ops, watches: vec![honest(&committed, 1)] };
+    let mut history = History { ops, watches: vec![honest(&committed, 1)], ..History::default() };
     resolve(&mut history);
     assert_eq!(history.ops[2].outcome, Outcome::Ok { revision: Some(4), response: Response::Kv(KvResult::Put) });
 }
