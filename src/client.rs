@@ -129,7 +129,20 @@ impl Client {
     /// returns false or the stream ends.
     pub fn watch(&self, req: &WatchCreateRequest, on_response: impl FnMut(WatchResponse) -> bool) -> Result<()> {
         let create = watch_request::RequestUnion::CreateRequest(req.clone());
-        self.stream(Method::Watch, &WatchRequest { request_union: Some(create) }, on_response)
+        self.watch_requests(&[WatchRequest { request_union: Some(create) }], on_response)
+    }
+
+    /// A watch stream whose request body carries `requests` in order (creates, cancels,
+    /// progress requests), as etcd's gateway takes a stream body. The gateway reads the body
+    /// whole before it answers, so these are the only requests the stream gets: a progress
+    /// request goes in with the create it follows.
+    pub fn watch_requests(
+        &self,
+        requests: &[WatchRequest],
+        on_response: impl FnMut(WatchResponse) -> bool,
+    ) -> Result<()> {
+        let body: Vec<String> = requests.iter().map(ToJson::to_json).collect();
+        self.stream(Method::Watch, body.join("\n"), on_response)
     }
 
     /// Downloads the member's snapshot (etcd's `Maintenance.Snapshot`) into `out`: the state,
@@ -140,7 +153,7 @@ impl Client {
         let (mut written, mut hash, mut failed) = (0u64, Sha256::new(), None);
         // The member's last data chunk says no bytes remain; the message after it is the hash.
         let (mut data_done, mut trailer) = (false, None);
-        self.stream(Method::Snapshot, &EmptyRequest {}, |chunk: SnapshotResponse| {
+        self.stream(Method::Snapshot, EmptyRequest {}.to_json(), |chunk: SnapshotResponse| {
             if data_done {
                 trailer = Some(chunk.blob);
                 return false;
@@ -169,13 +182,14 @@ impl Client {
 
     /// A gateway stream on its own connection: `req` as the body, then every `{"result":...}`
     /// message to `on_response` until it returns false or the stream ends.
-    fn stream<Req: ToJson, Resp: FromJson + Default>(
+    /// Sends `body` (the stream's request messages) and hands every response message to
+    /// `on_response` until it returns false or the stream ends.
+    fn stream<Resp: FromJson + Default>(
         &self,
         method: Method,
-        req: &Req,
+        body: String,
         mut on_response: impl FnMut(Resp) -> bool,
     ) -> Result<()> {
-        let body = req.to_json();
         let endpoint = self.endpoint();
         let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
         let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i))?;
