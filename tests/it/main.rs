@@ -27,5 +27,6 @@ mod kv_semantics;
 mod lease;
 mod restart;
 mod restore;
+mod soak;
 mod tidy;
 mod watch;
