@@ -36,6 +36,9 @@ pub struct WatchSpec {
     /// Ends its stream after this long and resumes from the next revision, as a Kubernetes
     /// reflector's watch timeout does.
     pub restart_after: Option<Duration>,
+    /// Every other restart waits this long first, as a slow client would: long enough for
+    /// the compactor to pass its revision now and then, so the relist path runs too.
+    pub slow_restart: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -100,7 +103,12 @@ pub fn watch(
                 at += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Ended::Restart => stats.restarts += 1,
+            Ended::Restart => {
+                stats.restarts += 1;
+                if stats.restarts % 2 == 0 {
+                    std::thread::sleep(spec.slow_restart);
+                }
+            }
             Ended::Compacted => {
                 stats.relists += 1;
                 next_start = relist(spec, recorder, &client);

@@ -44,8 +44,39 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// A random fault, by weight.
-    pub fn draw(rng: &mut StdRng) -> Fault {
+    /// Every fault with its short name (what `RAFTKV_SOAK_FAULTS` lists).
+    pub const ALL: [(&'static str, Fault); 9] = [
+        ("kill", Fault::Kill),
+        ("pause", Fault::Pause),
+        ("partition", Fault::Partition("both")),
+        ("partition-out", Fault::Partition("out")),
+        ("partition-in", Fault::Partition("in")),
+        ("stall", Fault::FsyncStall),
+        ("crash", Fault::CrashAt),
+        ("snapshot", Fault::SnapshotCrash),
+        ("membership", Fault::Membership),
+    ];
+
+    /// The faults a comma-separated list of short names allows (all if it is empty).
+    pub fn allowed(names: &str) -> Vec<Fault> {
+        let names: Vec<&str> = names.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+        for name in &names {
+            assert!(Fault::ALL.iter().any(|(n, _)| n == name), "unknown fault {name:?}; known: {:?}", Fault::ALL);
+        }
+        Fault::ALL.iter().filter(|(n, _)| names.is_empty() || names.contains(n)).map(|(_, f)| *f).collect()
+    }
+
+    /// A random fault among `allowed`, by weight.
+    pub fn draw(rng: &mut StdRng, allowed: &[Fault]) -> Fault {
+        loop {
+            let fault = Fault::weighted(rng);
+            if allowed.contains(&fault) {
+                return fault;
+            }
+        }
+    }
+
+    fn weighted(rng: &mut StdRng) -> Fault {
         match rng.gen_range(0..100) {
             0..=17 => Fault::Kill,
             18..=31 => Fault::Pause,

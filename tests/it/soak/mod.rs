@@ -4,7 +4,9 @@
 //! never expire early. docs/reliability.md describes what it injects and how to replay.
 //!
 //! It runs `RAFTKV_SOAK_SECONDS` (60 by default: the short run of `make test`; `make soak`
-//! sets `SOAK_MINUTES`) with the schedule drawn from `RAFTKV_SOAK_SEED` (random, printed).
+//! sets `SOAK_MINUTES`) with the schedule drawn from `RAFTKV_SOAK_SEED` (random, printed),
+//! among the faults `RAFTKV_SOAK_FAULTS` names (`kill,pause,...`, see `Fault::ALL`; all by
+//! default), each segment checked within `RAFTKV_SOAK_CHECK_SECONDS` (120).
 //! It lives in the integration binary beside the checker and harness it uses (as
 //! `crash.rs` does, with its rounds in a variable), not in a binary of its own that would
 //! compile both again and run the checker's unit tests twice.
@@ -60,6 +62,7 @@ struct Settings {
     run: Duration,
     seed: u64,
     check_limit: Duration,
+    faults: Vec<Fault>,
 }
 
 fn settings() -> Settings {
@@ -72,6 +75,7 @@ fn settings() -> Settings {
         run: Duration::from_secs(var("RAFTKV_SOAK_SECONDS").unwrap_or(60)),
         seed,
         check_limit: Duration::from_secs(var("RAFTKV_SOAK_CHECK_SECONDS").unwrap_or(120)),
+        faults: Fault::allowed(&std::env::var("RAFTKV_SOAK_FAULTS").unwrap_or_default()),
     }
 }
 
@@ -80,13 +84,21 @@ fn settings() -> Settings {
 /// seconds).
 fn watch_specs() -> [WatchSpec; 2] {
     [
-        WatchSpec { client: CLIENTS, key: ROOT, end: ROOT_END, prev_kv: true, restart_after: None },
+        WatchSpec {
+            client: CLIENTS,
+            key: ROOT,
+            end: ROOT_END,
+            prev_kv: true,
+            restart_after: None,
+            slow_restart: Duration::ZERO,
+        },
         WatchSpec {
             client: CLIENTS + 1,
             key: "s/registry/pods/",
             end: "s/registry/pods0",
             prev_kv: false,
             restart_after: Some(Duration::from_secs(4)),
+            slow_restart: Duration::from_secs(3),
         },
     ]
 }
@@ -95,6 +107,7 @@ fn watch_specs() -> [WatchSpec; 2] {
 fn faults_keep_linearizability_the_watch_guarantees_and_every_acknowledged_write() {
     let settings = settings();
     eprintln!("soak: seed {} for {:?} (RAFTKV_SOAK_SEED, RAFTKV_SOAK_SECONDS)", settings.seed, settings.run);
+    assert!(!settings.faults.is_empty(), "RAFTKV_SOAK_FAULTS allows no fault");
     let dir = tempfile::Builder::new().prefix("raftkv-soak-").tempdir().unwrap();
     let mut cluster = SoakCluster::start(dir.path());
     let endpoints = cluster.endpoints();
@@ -111,6 +124,7 @@ fn faults_keep_linearizability_the_watch_guarantees_and_every_acknowledged_write
         alive: BTreeSet::new(),
         learners: 0,
         lease_ttl,
+        faults: settings.faults.clone(),
     };
     let stop = AtomicBool::new(false);
     let began = Instant::now();
@@ -162,12 +176,14 @@ struct Run {
     alive: BTreeSet<i64>,
     learners: usize,
     lease_ttl: i64,
+    /// The faults the schedule draws from (`RAFTKV_SOAK_FAULTS`, all by default).
+    faults: Vec<Fault>,
 }
 
 impl Run {
     /// Runs one segment with one fault and cuts it.
     fn segment(&mut self, cluster: &mut SoakCluster, index: usize, report: &mut Report) -> Result<Segment, String> {
-        let fault = Fault::draw(&mut self.rng);
+        let fault = Fault::draw(&mut self.rng, &self.faults);
         let recorder = Recorder::default();
         let (stop, abort, end_revision) = (AtomicBool::new(false), AtomicBool::new(false), AtomicI64::new(0));
         let endpoints = cluster.endpoints();
