@@ -177,6 +177,8 @@ pub struct Applier {
     peers_changed: AtomicBool,
     /// Set when this member applied its own removal: it stops after the batch.
     removed: AtomicBool,
+    /// Set by the first failed batch: nothing is applied after it (see [`Applier::apply`]).
+    failed: AtomicBool,
 }
 
 /// Requests applied in the current batch, answered once the batch is written.
@@ -184,12 +186,34 @@ type Outcomes = Vec<(u64, Result<Response>)>;
 
 impl Applier {
     pub fn new(ctx: ApplyContext, progress: Arc<Mutex<Progress>>, progress_tx: Sender<ApplyProgress>) -> Applier {
-        Applier { ctx, progress, progress_tx, peers_changed: AtomicBool::new(false), removed: AtomicBool::new(false) }
+        Applier {
+            ctx,
+            progress,
+            progress_tx,
+            peers_changed: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        }
     }
 
     /// Installs `snapshot` if any, then applies `entries` (consecutive, in log order). An
-    /// error is fatal for the member.
+    /// error is fatal for the member, and every batch after it is dropped unapplied: the
+    /// member is stopping, and a later batch would move the applied index past the snapshot
+    /// or entries that failed, so the restart that must redo them would skip them (a follower
+    /// whose snapshot install failed came back at the cluster's applied index with none of the
+    /// snapshot's data).
     pub fn apply(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let outcome = self.apply_batch(snapshot, entries);
+        if outcome.is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
+        outcome
+    }
+
+    fn apply_batch(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
         if let Some(meta) = snapshot {
             self.install_snapshot(meta)?;
         }
