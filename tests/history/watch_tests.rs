@@ -133,6 +133,17 @@ fn a_resumed_watch_that_skips_its_first_event_breaks_resumable() {
     assert!(verdicts.contains(&Guarantee::Resumable), "{verdicts:?}");
 }
 
+/// A resumed watch whose first revision is a txn's may deliver its events in the txn's order,
+/// which need not be the model's (key order).
+#[test]
+fn a_resumed_watch_may_start_with_any_event_of_its_first_revision() {
+    let (_, committed) = history();
+    let mut watch = honest(&committed, 6);
+    watch.responses[1].events.reverse();
+    assert_eq!(watch.responses[1].events[0].kv.key, b("w/c"), "the txn's second key first");
+    assert!(broken(watch, &committed).is_empty());
+}
+
 #[test]
 fn a_wrong_prev_kv_breaks_prev_kv() {
     let (_, committed) = history();
