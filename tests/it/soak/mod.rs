@@ -57,6 +57,7 @@ const KEEPER_TTL: i64 = 5;
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
 const WATCHES_END_WITHIN: Duration = Duration::from_secs(30);
 const CUT_CALL_WITHIN: Duration = Duration::from_secs(30);
+const HASHES_AGREE_WITHIN: Duration = Duration::from_secs(20);
 
 struct Settings {
     run: Duration,
@@ -304,23 +305,37 @@ fn until_answered(mut call: impl FnMut() -> Outcome) -> Result<(i64, Response), 
 }
 
 /// Every member's HashKV at `revision` (a gRPC-only call: etcd's gateway maps it to Hash's
-/// path, so raftkv's gateway has none either).
+/// path, so raftkv's gateway has none either). Hashes compare only at one compact revision (a
+/// hash covers the revisions after it), and the compactor runs on through the cut, so until
+/// every member answers the same one the call is repeated.
 fn hashes_agree(cluster: &SoakCluster, revision: i64) -> Result<(), String> {
     let request = HashKvRequest { revision }.encode_to_vec();
-    let mut hashes: Vec<(String, HashKvResponse)> = Vec::new();
-    for m in &cluster.members[..MEMBERS] {
-        let (trailers, message) = crate::grpc::grpc_call(&m.endpoint(), "/etcdserverpb.Maintenance/HashKV", &request);
-        let answer = message.get(5..).and_then(|body| HashKvResponse::decode(body).ok());
-        let answer = answer.ok_or_else(|| format!("{}: HashKV failed: {}", m.name, trailers.trim()))?;
-        hashes.push((m.name.clone(), answer));
+    let deadline = Instant::now() + HASHES_AGREE_WITHIN;
+    loop {
+        let mut hashes: Vec<(String, HashKvResponse)> = Vec::new();
+        for m in &cluster.members[..MEMBERS] {
+            let (trailers, message) =
+                crate::grpc::grpc_call(&m.endpoint(), "/etcdserverpb.Maintenance/HashKV", &request);
+            let answer = message.get(5..).and_then(|body| HashKvResponse::decode(body).ok());
+            let answer = answer.ok_or_else(|| format!("{}: HashKV failed: {}", m.name, trailers.trim()))?;
+            hashes.push((m.name.clone(), answer));
+        }
+        let all = || {
+            let each = hashes.iter().map(|(m, h)| format!("{m}: {:x} (compacted at {})", h.hash, h.compact_revision));
+            each.collect::<Vec<_>>().join(", ")
+        };
+        let compacted = hashes[0].1.compact_revision;
+        if hashes.iter().all(|(_, h)| h.compact_revision == compacted) {
+            if hashes.iter().any(|(_, h)| h.hash != hashes[0].1.hash) {
+                return Err(format!("HashKV at revision {revision} differs: {}", all()));
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("HashKV at revision {revision}: compact revisions never agreed: {}", all()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let first = (hashes[0].1.hash, hashes[0].1.compact_revision);
-    if hashes.iter().any(|(_, h)| (h.hash, h.compact_revision) != first) {
-        let all: Vec<String> =
-            hashes.iter().map(|(m, h)| format!("{m}: {:x} (compacted at {})", h.hash, h.compact_revision)).collect();
-        return Err(format!("HashKV at revision {revision} differs: {}", all.join(", ")));
-    }
-    Ok(())
 }
 
 /// After the last cut: every acknowledged ledger write is on every member.
