@@ -32,8 +32,13 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
-# Long crash/fault runs that do not belong in `make test`.
+# Long crash/fault runs that do not belong in `make test`: the fault-injection soak
+# (tests/it/soak/, docs/reliability.md) for SOAK_MINUTES (`make test` runs it for one minute;
+# RAFTKV_SOAK_SEED=<seed> replays a schedule), then 50 SIGKILL crash rounds and a follower
+# catching up by snapshot after 50,000 writes.
+SOAK_MINUTES ?= 20
 soak: deps
+	RAFTKV_SOAK_SECONDS=$$(( $(SOAK_MINUTES) * 60 )) cargo test --release --test it soak:: -- --nocapture
 	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test it crash:: -- --nocapture
 	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test it cluster::follower_behind -- --nocapture
 

@@ -90,6 +90,11 @@ pub struct Config {
     /// How often the leader compares every member's HashKV with its own and raises CORRUPT on
     /// a difference (`--experimental-corrupt-check-time`); zero, etcd's default, never.
     pub corrupt_check_time: Duration,
+    /// Serves the fault control endpoints (`/debug/failpoints`, `/debug/partition`) on the
+    /// client port, for tests of real processes (the `raftkv` binary sets it from
+    /// `RAFTKV_DEBUG_CONTROL=1`). Off by default, and never for production: whoever reaches
+    /// the port can stall, cut off or crash the member.
+    pub debug_control: bool,
 }
 
 /// `--initial-cluster-state`.
@@ -138,6 +143,7 @@ impl Config {
             quota_backend_bytes: 0,
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,
+            debug_control: false,
         }
     }
 

@@ -302,6 +302,10 @@ pub enum Error {
     /// A thread could not be started.
     #[error("spawn thread {name}: {source}")]
     Spawn { name: String, source: std::io::Error },
+    /// A thread the member cannot run without panicked (a bug): the member stops rather than
+    /// stay up without it, answering nothing.
+    #[error("thread {thread} panicked: {message}")]
+    Panicked { thread: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -363,13 +367,18 @@ impl Error {
             Canceled => Code::Canceled,
             Unimplemented(_) => Code::Unimplemented,
             Decode { .. } | Corrupt | DataInconsistency { .. } => Code::DataLoss,
-            Config(_) | Restore(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } => Code::Unknown,
+            Config(_) | Restore(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } | Panicked { .. } => {
+                Code::Unknown
+            }
         }
     }
 
     /// True for the errors that mean "this member cannot go on" rather than "this request failed".
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Error::Storage(_) | Error::Raft(_) | Error::Decode { .. } | Error::Spawn { .. })
+        matches!(
+            self,
+            Error::Storage(_) | Error::Raft(_) | Error::Decode { .. } | Error::Spawn { .. } | Error::Panicked { .. }
+        )
     }
 }
 

@@ -113,6 +113,30 @@ fn insert(name: &str, armed: Armed) {
     ANY_ARMED.store(true, Ordering::Release);
 }
 
+/// The armed points, each with what it is armed with in [`set`]'s syntax (`2*sleep(2000)`),
+/// by name.
+pub fn armed() -> Vec<(String, String)> {
+    let armed = ARMED.lock();
+    let mut out: Vec<(String, String)> =
+        armed.iter().flatten().map(|(name, point)| (name.clone(), point.to_string())).collect();
+    out.sort();
+    out
+}
+
+impl std::fmt::Display for Armed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(n) = self.remaining {
+            write!(f, "{n}*")?;
+        }
+        match self.action {
+            Action::Error => f.write_str("error"),
+            Action::Panic => f.write_str("panic"),
+            Action::Abort => f.write_str("abort"),
+            Action::Sleep(d) => write!(f, "sleep({})", d.as_millis()),
+        }
+    }
+}
+
 pub fn disarm(name: &str) {
     let mut armed = ARMED.lock();
     if let Some(map) = armed.as_mut() {
@@ -168,6 +192,9 @@ mod tests {
         assert_eq!(parsed(" 2*sleep(2000) "), Ok((Action::Sleep(Duration::from_secs(2)), Some(2))));
         assert_eq!(parsed("1*abort"), Ok((Action::Abort, Some(1))));
         assert_eq!(parsed("panic"), Ok((Action::Panic, None)));
+        for spec in ["error", "2*sleep(2000)", "1*abort", "panic"] {
+            assert_eq!(parse(spec).unwrap().to_string(), spec, "what GET /debug/failpoints shows");
+        }
         for (spec, want) in [
             ("x*error", "bad count"),
             ("0*error", "bad count"),

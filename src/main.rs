@@ -119,6 +119,18 @@ fn duration(s: &str) -> Result<Duration, String> {
     raftkv::compactor::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 5s or 10m"))
 }
 
+/// `RAFTKV_DEBUG_CONTROL=1` turns on the test fault control endpoints
+/// ([`Config::debug_control`]). An environment variable rather than a flag, as
+/// `RAFTKV_FAILPOINTS` is: only tests set it. A value other than 1 or 0 fails the start, so a
+/// test never runs believing the endpoints there when they are not.
+fn debug_control() -> Result<bool, String> {
+    match std::env::var("RAFTKV_DEBUG_CONTROL").as_deref() {
+        Err(_) | Ok("0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(other) => Err(format!("RAFTKV_DEBUG_CONTROL={other:?}: want 1 (on) or 0")),
+    }
+}
+
 impl Args {
     fn config(&self) -> Result<Config, String> {
         let initial_cluster_state = match self.initial_cluster_state.as_str() {
@@ -156,6 +168,7 @@ impl Args {
         cfg.quota_backend_bytes = self.quota_backend_bytes;
         cfg.initial_corrupt_check = self.experimental_initial_corrupt_check;
         cfg.corrupt_check_time = self.experimental_corrupt_check_time;
+        cfg.debug_control = debug_control()?;
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }

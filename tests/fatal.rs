@@ -93,11 +93,36 @@ fn failed_install_stops_only_that_member(point: &str) {
     assert_eq!(get(cluster.node(lagging), "k399").unwrap().value, b"v");
 }
 
+/// A panic on the raft or the apply thread stops the member with the panic reported, as a
+/// failed write does; before, a member whose apply thread died stayed up answering nothing
+/// (the soak found it), and one whose raft thread died stopped as if cleanly.
+fn panic_stops_the_member(point: &str, thread: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path());
+    assert_eq!(put(&node, "before", "1"), 2);
+    failpoint::set(point, "1*panic").unwrap();
+    let failed = node.put(raftkv::pb::PutRequest::new("during", "x"));
+    assert!(matches!(failed, Err(Error::Stopped | Error::Timeout)), "{point}: {failed:?}");
+    match node.stop() {
+        Err(e @ Error::Panicked { .. }) => {
+            assert_eq!(e.to_string(), format!("thread {thread} panicked: failpoint {point}: panic"))
+        }
+        other => panic!("{point}: stop returned {other:?}"),
+    }
+    drop(node);
+    let node = start(dir.path());
+    assert_eq!(get(&node, "before").unwrap().value, b"1");
+    put(&node, "after-restart", "ok");
+    node.stop().unwrap();
+}
+
 /// One test, so the process-wide fault points never touch another test's member.
 #[test]
 fn failed_writes_stop_the_member_cleanly() {
     fatal_write_stops_the_member("raft_before_save");
     fatal_write_stops_the_member("apply_before_commit");
+    panic_stops_the_member("raft_after_save", "raftkv-raft");
+    panic_stops_the_member("apply_after_commit", "raftkv-apply");
     failed_removal_stops_the_member("compaction_before_batch");
     failed_removal_stops_the_member("compaction_after_batch");
     failed_install_stops_only_that_member("snapshot_before_install");

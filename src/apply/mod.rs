@@ -177,10 +177,7 @@ pub struct Applier {
     peers_changed: AtomicBool,
     /// Set when this member applied its own removal: it stops after the batch.
     removed: AtomicBool,
-    /// Set by a failed apply: the memory may no longer match the disk (a snapshot written but
-    /// not reloaded, a batch half made), so nothing more is applied until the member restarts
-    /// from disk. Jobs already queued behind the failed one would otherwise write their
-    /// entries, and a newer applied index, over state they never saw.
+    /// Set by the first failed batch: nothing is applied after it (see [`Applier::apply`]).
     failed: AtomicBool,
 }
 
@@ -200,19 +197,23 @@ impl Applier {
     }
 
     /// Installs `snapshot` if any, then applies `entries` (consecutive, in log order). An
-    /// error is fatal for the member.
+    /// error is fatal for the member, and every batch after it is dropped unapplied: the
+    /// member is stopping, and a later batch would move the applied index past the snapshot
+    /// or entries that failed, so the restart that must redo them would skip them (a follower
+    /// whose snapshot install failed came back at the cluster's applied index with none of the
+    /// snapshot's data).
     pub fn apply(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
-            return Err(Error::Stopped);
+            return Ok(());
         }
-        let applied = self.apply_entries(snapshot, entries);
-        if applied.is_err() {
+        let outcome = self.apply_batch(snapshot, entries);
+        if outcome.is_err() {
             self.failed.store(true, Ordering::Release);
         }
-        applied
+        outcome
     }
 
-    fn apply_entries(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
+    fn apply_batch(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
         if let Some(meta) = snapshot {
             self.install_snapshot(meta)?;
         }

@@ -166,7 +166,7 @@ impl Client {
                 .map(|r| r.0);
         }
         let mut answer = None;
-        self.stream(Method::LeaseKeepAlive, req, true, |resp: LeaseKeepAliveResponse| {
+        self.stream(Method::LeaseKeepAlive, std::slice::from_ref(req), true, |resp: LeaseKeepAliveResponse| {
             answer = Some(resp);
             false
         })?;
@@ -188,7 +188,19 @@ impl Client {
     /// returns false or the stream ends.
     pub fn watch(&self, req: &WatchCreateRequest, on_response: impl FnMut(WatchResponse) -> bool) -> Result<()> {
         let create = watch_request::RequestUnion::CreateRequest(req.clone());
-        self.stream(Method::Watch, &WatchRequest { request_union: Some(create) }, false, on_response)
+        self.watch_requests(&[WatchRequest { request_union: Some(create) }], on_response)
+    }
+
+    /// A watch stream opened with `requests` in order (creates, cancels, progress requests).
+    /// Over the gateway they are the whole request body (the gateway reads it before it
+    /// answers), so a progress request goes in with the create it follows; over gRPC they are
+    /// the stream's first messages.
+    pub fn watch_requests(
+        &self,
+        requests: &[WatchRequest],
+        on_response: impl FnMut(WatchResponse) -> bool,
+    ) -> Result<()> {
+        self.stream(Method::Watch, requests, false, on_response)
     }
 
     /// Takes a lock (etcd's `Lock`), waiting while others hold it; `cancel` gives up (the
@@ -222,7 +234,7 @@ impl Client {
     /// Observes an election on its own connection: `on_response` gets the leader and each
     /// change of it until it returns false or the stream ends.
     pub fn observe(&self, req: &LeaderRequest, on_response: impl FnMut(LeaderResponse) -> bool) -> Result<()> {
-        self.stream(Method::Observe, req, true, on_response)
+        self.stream(Method::Observe, std::slice::from_ref(req), true, on_response)
     }
 
     /// A call that waits for other clients, on a connection of its own with no deadline on its
@@ -261,7 +273,7 @@ impl Client {
         let (mut written, mut hash, mut failed) = (0u64, Sha256::new(), None);
         // The member's last data chunk says no bytes remain; the message after it is the hash.
         let (mut data_done, mut trailer) = (false, None);
-        self.stream(Method::Snapshot, &EmptyRequest {}, true, |chunk: SnapshotResponse| {
+        self.stream(Method::Snapshot, &[EmptyRequest {}], true, |chunk: SnapshotResponse| {
             if data_done {
                 trailer = Some(chunk.blob);
                 return false;
@@ -288,16 +300,19 @@ impl Client {
         Ok(written + trailer.len() as u64)
     }
 
-    /// A stream of `method` opened with `req` (our side ended after it when `end`), every
-    /// answer to `on_response` until it returns false or the stream ends.
+    /// A stream of `method` opened with `requests` (our side ended after them when `end`),
+    /// every answer to `on_response` until it returns false or the stream ends.
     fn stream<Req: ToJson + Message, Resp: FromJson + Message + Default>(
         &self,
         method: Method,
-        req: &Req,
+        requests: &[Req],
         end: bool,
         mut on_response: impl FnMut(Resp) -> bool,
     ) -> Result<()> {
-        let Some(channels) = &self.grpc else { return self.gateway_stream(method, req, on_response) };
+        let Some(channels) = &self.grpc else {
+            let body: Vec<String> = requests.iter().map(ToJson::to_json).collect();
+            return self.gateway_stream(method, body.join("\n"), on_response);
+        };
         let index = self.current.load(Ordering::Relaxed) % channels.len();
         let mut last = None;
         // Streams are opened on the first endpoint that takes them; once one answered, a
@@ -305,7 +320,9 @@ impl Client {
         for attempt in 0..channels.len() {
             let channel = &channels[(index + attempt) % channels.len()];
             let opened = channel.stream(method).and_then(|mut stream| {
-                stream.send(req, end, self.timeout)?;
+                for (i, req) in requests.iter().enumerate() {
+                    stream.send(req, end && i + 1 == requests.len(), self.timeout)?;
+                }
                 Ok(stream)
             });
             let mut stream = match opened {
@@ -327,15 +344,14 @@ impl Client {
         Err(last.unwrap_or_else(|| Error::Usage("no endpoints".into())))
     }
 
-    /// A gateway stream on its own connection: `req` as the body, then every `{"result":...}`
+    /// A gateway stream on its own connection: `body` as the request, then every `{"result":...}`
     /// message to `on_response` until it returns false or the stream ends.
-    fn gateway_stream<Req: ToJson, Resp: FromJson + Default>(
+    fn gateway_stream<Resp: FromJson + Default>(
         &self,
         method: Method,
-        req: &Req,
+        body: String,
         mut on_response: impl FnMut(Resp) -> bool,
     ) -> Result<()> {
-        let body = req.to_json();
         let endpoint = self.endpoint();
         let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
         let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i))?;

@@ -309,11 +309,12 @@ impl Node {
         &self.inner.cfg
     }
 
-    /// Test hook (fault injection): drops all peer traffic between this member and `peers`,
-    /// as a network partition would, until [`Node::heal_partition`].
+    /// Test hook (fault injection): drops the peer traffic between this member and `peers` in
+    /// `direction` (to them, from them, or both: a network partition), until
+    /// [`Node::heal_partition`].
     #[doc(hidden)]
-    pub fn partition_from(&self, peers: &[u64]) {
-        self.inner.transport.isolate(peers);
+    pub fn partition_from(&self, peers: &[u64], direction: crate::transport::Direction) {
+        self.inner.transport.isolate(peers, direction);
     }
 
     #[doc(hidden)]

@@ -25,11 +25,13 @@ impl Node {
         Ok(watch)
     }
 
-    /// The header of a progress notification: at the revision every synced watcher has had
-    /// all events of, so no event of an earlier revision can follow it.
-    pub fn watch_progress_header(&self) -> Option<ResponseHeader> {
+    /// Answers a stream's progress request through `sink`: a notification at the revision
+    /// every synced watcher has had all events of, sent once all of `watches` (the stream's)
+    /// are synced, so no event of an earlier revision can follow it on the stream.
+    pub fn request_watch_progress<'a>(&self, watches: impl Iterator<Item = &'a Watch>, sink: Sink) {
         let inner = &self.inner;
-        inner.identity.header_at(inner.watches.progress_revision())
+        let ids = watches.filter_map(|w| w.id).collect();
+        inner.watches.request_progress(ids, sink, &|h| inner.identity.fill_header(h));
     }
 
     /// Starts a watch whose responses go to `sink` (the gateway's and gRPC's streams); the

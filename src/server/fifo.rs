@@ -10,9 +10,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crossbeam::channel::Sender;
 use parking_lot::{Condvar, Mutex};
 
-use crate::Result;
+use crate::{Error, Result};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -39,10 +40,11 @@ pub struct Fifo {
 }
 
 impl Fifo {
-    pub fn start(name: &str) -> Result<Fifo> {
+    /// Starts the thread; a job's panic goes to `fatal_tx` (see [`crate::thread::spawn_vital`]).
+    pub fn start(name: &str, fatal_tx: Sender<Error>) -> Result<Fifo> {
         let queue = Arc::new(Queue::default());
         let jobs = queue.clone();
-        let thread = crate::thread::spawn(name, move || loop {
+        let thread = crate::thread::spawn_vital(name, fatal_tx, move || loop {
             let job = {
                 let mut state = jobs.state.lock();
                 loop {
@@ -99,7 +101,7 @@ mod tests {
 
     #[test]
     fn jobs_run_in_submit_order_on_the_named_thread() {
-        let mut fifo = Fifo::start("raftkv-test-fifo").unwrap();
+        let mut fifo = Fifo::start("raftkv-test-fifo", channel::bounded(1).0).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         for i in 0..1000 {
             let seen = seen.clone();
@@ -114,5 +116,17 @@ mod tests {
         fifo.stop();
         fifo.stop();
         assert_eq!(*seen.lock(), (0..1000).collect::<Vec<_>>());
+    }
+
+    /// A job that panics ends the thread, and the member hears why (it then stops).
+    #[test]
+    fn a_panicking_job_is_reported_as_fatal() {
+        let (fatal_tx, fatal_rx) = channel::bounded(1);
+        let mut fifo = Fifo::start("raftkv-test-fifo", fatal_tx).unwrap();
+        fifo.schedule(|| panic!("boom"));
+        let reported = fatal_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("a fatal error");
+        assert_eq!(reported.to_string(), "thread raftkv-test-fifo panicked: boom");
+        assert!(reported.is_fatal());
+        fifo.stop();
     }
 }

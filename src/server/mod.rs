@@ -69,6 +69,9 @@ const EXPIRED_LEASE_QUEUE_MAX: usize = 16;
 /// transport's readers stop reading and TCP pushes back on the senders.
 const PEER_EVENT_QUEUE_MAX: usize = 4096;
 
+/// How long the run loop waits for the raft thread's report once its channels closed.
+const RAFT_EXIT_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The handles a [`crate::Node`] is made of: what its calls read, and how they propose.
 pub struct NodeParts {
     pub cfg: Config,
@@ -141,8 +144,14 @@ impl Server {
             select! {
                 recv(self.apply_rx) -> apply => match apply {
                     Ok(apply) => self.on_apply(apply),
-                    // The raft thread is gone; its error (if any) is on the error channel.
-                    Err(_) => break self.error_rx.try_recv().map_or(Ok(()), Err),
+                    // The raft thread is gone, which it never is before shutdown unless it
+                    // failed: its error is on the error channel, or a panic's report is about
+                    // to be (its channels close as it unwinds, before the report is sent).
+                    Err(_) => {
+                        break Err(self.error_rx.recv_timeout(RAFT_EXIT_REPORT_WAIT).unwrap_or_else(|_| {
+                            Error::Panicked { thread: "raftkv-raft".into(), message: "ended without a report".into() }
+                        }))
+                    }
                 },
                 recv(self.expired_rx) -> ids => {
                     if let Ok(ids) = ids {

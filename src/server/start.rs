@@ -31,7 +31,7 @@ use crate::raft::storage::RaftStorage;
 use crate::raft::RaftStatus;
 use crate::snapshot::SnapshotFiles;
 use crate::storage::{self, meta, Db};
-use crate::thread::spawn;
+use crate::thread::spawn_vital;
 use crate::transport::Transport;
 use crate::wait::Wait;
 use crate::watch::WatchHub;
@@ -255,12 +255,16 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
             catchup_entries: cfg.snapshot_catchup_entries,
         },
     );
-    let raft = Worker { stop_tx: raft_stop_tx, thread: spawn("raftkv-raft", move || node.run())? };
+    // A panic on any of these threads stops the member (spawn_vital); the raft thread's
+    // reports its own errors on the same channel.
+    let fatal_tx = ch.error.0.clone();
+    let raft =
+        Worker { stop_tx: raft_stop_tx, thread: spawn_vital("raftkv-raft", fatal_tx.clone(), move || node.run())? };
     let lessor_worker = {
         let (stop_tx, stop_rx) = channel::bounded(1);
         let (lessor, proposer, expired_tx) = (lessor.clone(), proposer.clone(), ch.expired.0);
         let checkpoint_interval = cfg.lease_checkpoint_interval();
-        let thread = spawn("raftkv-lessor", move || {
+        let thread = spawn_vital("raftkv-lessor", fatal_tx.clone(), move || {
             lease::run(&lessor, checkpoint_interval, &expired_tx, &stop_rx, |checkpoints| {
                 proposer.propose_nowait(Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }))
             })
@@ -273,7 +277,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
         Some(mode) => {
             let (stop_tx, stop_rx) = channel::bounded(1);
             let (gate, store, proposer) = (compactor_gate.clone(), store.clone(), proposer.clone());
-            let thread = spawn("raftkv-compactor", move || {
+            let thread = spawn_vital("raftkv-compactor", fatal_tx.clone(), move || {
                 compactor::run(
                     mode,
                     &gate,
@@ -301,27 +305,28 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
     } else {
         let (stop_tx, stop_rx) = channel::bounded(1);
         let (checker, interval) = (checker.clone(), cfg.corrupt_check_time);
-        let thread = spawn("raftkv-corrupt-check", move || checker.run(interval, &stop_rx))?;
+        let thread = spawn_vital("raftkv-corrupt-check", fatal_tx.clone(), move || checker.run(interval, &stop_rx))?;
         Some(Worker { stop_tx, thread })
     };
     let watch_sync = {
         let (stop_tx, stop_rx) = channel::bounded(1);
         let (watches, store, identity) = (watches.clone(), store.clone(), identity.clone());
-        let thread =
-            spawn("raftkv-watch-sync", move || watches.run_sync(&store, &stop_rx, &|h| identity.fill_header(h)))?;
+        let thread = spawn_vital("raftkv-watch-sync", fatal_tx.clone(), move || {
+            watches.run_sync(&store, &stop_rx, &|h| identity.fill_header(h))
+        })?;
         Worker { stop_tx, thread }
     };
     let removal = {
         let (stop_tx, stop_rx) = channel::bounded(1);
         let (store, error_tx) = (store.clone(), ch.error.0.clone());
         let pace = RemovalPace { batch_rows_max: cfg.compaction_batch_limit, pause: cfg.compaction_sleep_interval };
-        let thread = spawn("raftkv-kv-compact", move || {
+        let thread = spawn_vital("raftkv-kv-compact", fatal_tx.clone(), move || {
             // Fatal, as a failed apply write: the run loop stops the member.
             store.run_removal(pace, &stop_rx, |e| drop(error_tx.try_send(e)))
         })?;
         Worker { stop_tx, thread }
     };
-    let fifo = Fifo::start("raftkv-apply")?;
+    let fifo = Fifo::start("raftkv-apply", fatal_tx)?;
     let apply_ctx = ApplyContext {
         identity: identity.clone(),
         db: db.clone(),

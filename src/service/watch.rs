@@ -56,8 +56,8 @@ impl WatchSession {
                 });
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                let header = self.node.watch_progress_header();
-                self.send(WatchResponse { header, watch_id: -1, ..Default::default() });
+                let mut sink = (self.sink)();
+                self.node.request_watch_progress(self.watches.values(), Box::new(move |resp| sink(vec![resp])));
             }
             Some(RequestUnion::CancelRequest(_)) | None => {}
         }

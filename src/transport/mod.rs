@@ -16,8 +16,9 @@
 //! - [`Transport::call_direct`] runs on its caller's thread: one request on a connection of
 //!   its own, answered on it by the peer's `raftkv-peer-rx` (the corruption checks' HashKV).
 //!
-//! Tests can cut this member off from chosen peers ([`Transport::isolate`]): frames to and
-//! from them are dropped as if the network lost them.
+//! Tests can cut this member off from chosen peers ([`Transport::isolate`]): frames to them,
+//! from them or both are dropped as if the network lost them (one way only is how a link that
+//! loses a direction, or a leader that can send but never hears back, is staged).
 
 pub mod frame;
 
@@ -80,6 +81,23 @@ pub trait PeerServices: Send + Sync {
     fn membership(&self) -> MembershipRecord;
 }
 
+/// Which frames a test partition drops (fault injection), seen from this member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Frames this member sends to the peer.
+    Out,
+    /// Frames the peer sends to this member.
+    In,
+    Both,
+}
+
+/// The peers a test cut off, per direction.
+#[derive(Default)]
+struct Isolation {
+    out: HashSet<u64>,
+    inbound: HashSet<u64>,
+}
+
 enum Outbound {
     Raft(Message),
     Frame(Kind, Vec<u8>),
@@ -100,8 +118,8 @@ pub struct Transport {
     peers: Mutex<HashMap<u64, Peer>>,
     /// Members allowed to connect: the current members other than this one.
     known: RwLock<HashSet<u64>>,
-    /// Fault injection: peers whose frames are dropped both ways.
-    isolated: RwLock<HashSet<u64>>,
+    /// Fault injection: peers whose frames are dropped, by direction.
+    isolated: RwLock<Isolation>,
     pending: Mutex<HashMap<u64, Sender<PeerResponse>>>,
     next_request: AtomicU64,
     stopped: AtomicBool,
@@ -131,7 +149,7 @@ impl Transport {
             services,
             peers: Mutex::new(HashMap::new()),
             known: RwLock::new(HashSet::new()),
-            isolated: RwLock::new(HashSet::new()),
+            isolated: RwLock::new(Isolation::default()),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             stopped: AtomicBool::new(false),
@@ -243,7 +261,7 @@ impl Transport {
     /// when `to` is down. Takes at most the dial, the hello and `timeout` for the answer.
     pub fn call_direct(&self, to: u64, request: &PeerRequest, timeout: Duration) -> Result<PeerResponse> {
         let unreachable = |reason: String| Error::PeerUnreachable { peer: to, reason };
-        if self.is_isolated(to) {
+        if self.drops_to(to) {
             return Err(unreachable("cut off by the test partition".into()));
         }
         let urls =
@@ -261,17 +279,27 @@ impl Transport {
         answered.map_err(|e| unreachable(e.to_string()))
     }
 
-    /// Test hook: drops every frame to and from `peers` until [`Transport::heal`].
-    pub fn isolate(&self, peers: &[u64]) {
-        self.isolated.write().extend(peers.iter().copied());
+    /// Test hook: drops every frame to `peers`, from them, or both, until [`Transport::heal`].
+    pub fn isolate(&self, peers: &[u64], direction: Direction) {
+        let mut isolated = self.isolated.write();
+        if direction != Direction::In {
+            isolated.out.extend(peers.iter().copied());
+        }
+        if direction != Direction::Out {
+            isolated.inbound.extend(peers.iter().copied());
+        }
     }
 
     pub fn heal(&self) {
-        self.isolated.write().clear();
+        *self.isolated.write() = Isolation::default();
     }
 
-    fn is_isolated(&self, peer: u64) -> bool {
-        self.isolated.read().contains(&peer)
+    fn drops_to(&self, peer: u64) -> bool {
+        self.isolated.read().out.contains(&peer)
+    }
+
+    fn drops_from(&self, peer: u64) -> bool {
+        self.isolated.read().inbound.contains(&peer)
     }
 
     /// Stops every thread of the transport and waits for them.
@@ -340,7 +368,7 @@ impl Transport {
         let mut down_since: Option<Instant> = None;
         while let Ok(first) = rx.recv() {
             let batch: Vec<Outbound> = std::iter::once(first).chain(rx.try_iter().take(WRITE_BATCH_MAX - 1)).collect();
-            if self.is_isolated(to) {
+            if self.drops_to(to) {
                 continue;
             }
             if conn.is_none() {
@@ -407,7 +435,7 @@ impl Transport {
     }
 
     fn stream_snapshot(&self, to: u64, urls: &[String], msg: &Message, path: &std::path::Path) -> std::io::Result<()> {
-        if self.is_isolated(to) {
+        if self.drops_to(to) {
             return Err(std::io::Error::other("isolated"));
         }
         let stream = self.dial(to, urls, Purpose::Snapshot)?;
@@ -502,6 +530,8 @@ impl Transport {
         // during elections); closing it frees this thread, and the sender redials when needed.
         stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
         match hello.purpose {
+            // As lost on the way: the sender hears no ack and reports the snapshot failed.
+            Purpose::Snapshot if self.drops_from(hello.from) => Err(std::io::Error::other("isolated")),
             Purpose::Snapshot => self.receive_snapshot(hello.from, &mut r, stream),
             Purpose::Call => self.answer_call(hello.from, &mut r, stream),
             _ => self.receive_stream(hello.from, &mut r),
@@ -533,7 +563,7 @@ impl Transport {
             if self.stopped.load(Ordering::Acquire) {
                 return Ok(());
             }
-            if self.is_isolated(from) {
+            if self.drops_from(from) {
                 continue;
             }
             // A member removed while connected is cut off here; its redial hears why.
@@ -576,7 +606,7 @@ impl Transport {
         if kind != Kind::Request {
             return Err(invalid(format!("a call starts with {kind:?}")));
         }
-        if self.is_isolated(from) {
+        if self.drops_from(from) {
             return Ok(());
         }
         frame::write_frame(&mut stream.try_clone()?, Kind::Response, &self.answer(from, &payload)?)

@@ -114,6 +114,14 @@ struct HubState {
     /// The revision of the last batch handed to synced watchers: what a progress notification
     /// may claim (the store's own revision moves before the batch reaches the hub).
     notified: i64,
+    /// Progress requests waiting for their stream's watchers to catch up.
+    pending_progress: Vec<PendingProgress>,
+}
+
+/// A stream's progress request that came while some of its watchers (`ids`) were behind.
+struct PendingProgress {
+    ids: Vec<u64>,
+    sink: Sink,
 }
 
 impl HubState {
@@ -142,6 +150,11 @@ impl HubState {
             self.ranges.remove(&id);
         }
         true
+    }
+
+    /// Whether every one of `ids` still watching is synced.
+    fn all_synced(&self, ids: &[u64]) -> bool {
+        ids.iter().all(|id| self.watchers.get(id).is_none_or(|w| w.synced))
     }
 
     /// The changes each watcher may want, by watcher id (filters and start revisions are
@@ -188,10 +201,19 @@ impl WatchHub {
         WatchHub { state, wake_tx, wake_rx, progress_interval }
     }
 
-    /// The revision every synced watcher has seen all events up to: the header of a progress
-    /// notification, which must never precede events of its revision.
-    pub fn progress_revision(&self) -> i64 {
-        self.state.lock().notified
+    /// A stream's progress request (etcd 3.4.24's `RequestProgressAll`): answered through
+    /// `sink` at the revision every synced watcher has seen, once all of the stream's watchers
+    /// (`ids`) are synced: at once if they are, else when the sync thread has caught the last
+    /// of them up. Answering while one is behind would put the notification before events
+    /// of its revision that watcher has still to deliver (etcd 3.4.23 does, etcd #15220; the
+    /// soak's bookmark check found raftkv doing the same).
+    pub fn request_progress(&self, ids: Vec<u64>, mut sink: Sink, fill: &dyn Fn(&mut Option<ResponseHeader>)) {
+        let mut state = self.state.lock();
+        if state.all_synced(&ids) {
+            let _ = sink(progress_response(state.notified, fill));
+        } else {
+            state.pending_progress.push(PendingProgress { ids, sink });
+        }
     }
 
     /// Registers a watcher starting at `start_rev` (0 = after the current revision) and sends
@@ -320,10 +342,25 @@ impl WatchHub {
             if let Err(e) = self.sync_round(store, fill) {
                 log::error!("watch: catch-up failed: {e}");
             }
+            self.answer_pending_progress(fill);
             if Instant::now() >= next_progress {
                 next_progress = Instant::now() + self.progress_interval;
                 self.progress_round(fill);
             }
+        }
+    }
+
+    /// Answers the progress requests whose watchers are all synced now.
+    fn answer_pending_progress(&self, fill: &dyn Fn(&mut Option<ResponseHeader>)) {
+        let mut state = self.state.lock();
+        if state.pending_progress.is_empty() {
+            return;
+        }
+        let (ready, waiting) =
+            std::mem::take(&mut state.pending_progress).into_iter().partition(|p| state.all_synced(&p.ids));
+        state.pending_progress = waiting;
+        for mut pending in ready {
+            let _ = (pending.sink)(progress_response(state.notified, fill));
         }
     }
 
@@ -419,6 +456,13 @@ impl WatchHub {
         }
         Ok(())
     }
+}
+
+/// The answer to a stream's progress request: not any one watcher's (id -1, as etcd's).
+fn progress_response(revision: i64, fill: &dyn Fn(&mut Option<ResponseHeader>)) -> WatchResponse {
+    let mut resp = WatchResponse { header: header(revision), watch_id: -1, ..Default::default() };
+    fill(&mut resp.header);
+    resp
 }
 
 /// The events a watcher gets from `changes`, with its filters and `prev_kv`.

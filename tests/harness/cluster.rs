@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use raftkv::transport::Direction;
 use raftkv::{Config, Node};
 
 pub struct Cluster {
@@ -83,9 +84,9 @@ impl Cluster {
     pub fn isolate(&self, i: usize) {
         let id = self.node(i).member_id();
         let others: Vec<u64> = self.running().filter(|(j, _)| *j != i).map(|(_, n)| n.member_id()).collect();
-        self.node(i).partition_from(&others);
+        self.node(i).partition_from(&others, Direction::Both);
         for (_, node) in self.running().filter(|(j, _)| *j != i) {
-            node.partition_from(&[id]);
+            node.partition_from(&[id], Direction::Both);
         }
     }
 

@@ -30,11 +30,17 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, SIGTERM...).
+    pub fn signal(&mut self, signal: i32) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on our own child's pid, which `child` has not reaped.
+        assert_eq!(unsafe { kill(pid, signal) }, 0, "signal {signal} to {pid}");
+    }
+
     /// SIGTERM, then the exit status once it exits (within 20 s).
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id() as i32;
-        // SAFETY: kill(2) on our own child's pid, which `child` has not reaped.
-        assert_eq!(unsafe { kill(pid, SIGTERM) }, 0, "SIGTERM to {pid}");
+        self.signal(SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the child") {
@@ -55,6 +61,9 @@ impl Drop for Process {
 }
 
 const SIGTERM: i32 = 15;
+/// Freezes a process (it cannot catch it), as a long GC pause or a descheduled VM would.
+pub const SIGSTOP: i32 = 19;
+pub const SIGCONT: i32 = 18;
 
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
@@ -75,6 +84,11 @@ pub struct Member {
     pub peer_port: u16,
     /// Its stderr, appended to across restarts.
     pub log: PathBuf,
+    /// Environment set for every start (e.g. `RAFTKV_DEBUG_CONTROL`).
+    pub env: Vec<(&'static str, String)>,
+    /// The `raftkv` binary it runs: this build's, or a copy a long test made so that a
+    /// concurrent build replacing the file never changes what a restart runs.
+    pub binary: PathBuf,
     process: Option<Process>,
 }
 
@@ -86,6 +100,8 @@ impl Member {
             client_port: super::free_port(),
             peer_port: super::free_port(),
             log: dir.join(format!("{name}.log")),
+            env: Vec::new(),
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_raftkv")),
             process: None,
         }
     }
@@ -104,7 +120,7 @@ impl Member {
         assert!(self.process.is_none(), "{} already runs", self.name);
         let (peer, client) = (self.peer_url(), format!("http://127.0.0.1:{}", self.client_port));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_raftkv"));
+        let mut command = Command::new(&self.binary);
         command
             .args(["--name", &self.name, "--listen-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
@@ -113,6 +129,7 @@ impl Member {
             .arg(data_dir)
             .args(extra)
             .env("RAFTKV_LOG_LEVEL", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -158,6 +175,27 @@ impl Member {
 
     pub fn kill(&mut self) {
         self.process.take().expect("member running").kill();
+    }
+
+    /// Sends `signal` to the running member (SIGSTOP, SIGCONT).
+    pub fn signal(&mut self, signal: i32) {
+        self.process.as_mut().expect("member running").signal(signal);
+    }
+
+    /// Whether its process has exited on its own (a crash, an abort, a fatal error); reaps it.
+    pub fn exited(&mut self) -> bool {
+        let exited = self.process.as_mut().is_some_and(|p| !p.alive());
+        if exited {
+            self.process = None;
+        }
+        exited
+    }
+
+    /// A call to its test control endpoints (`RAFTKV_DEBUG_CONTROL=1`, `src/api/gateway/debug.rs`).
+    pub fn control(&self, method: &str, target: &str, body: &str) -> std::io::Result<super::http::Reply> {
+        let mut conn = super::http::Conn::open(self.endpoint(), Duration::from_secs(5))?;
+        conn.request(method, target, &["Connection: close"], body.as_bytes())?;
+        conn.read_reply()
     }
 
     pub fn terminate(&mut self) -> ExitStatus {

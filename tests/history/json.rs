@@ -1,4 +1,5 @@
 //! A history as JSON lines, to save a failing run and replay it later: one object a line,
+//! `{"start": …}` (only for a segment that does not start from an empty store) then
 //! `{"op": …}` or `{"watch": …}`. Keys and values are strings when they are UTF-8 (what tests
 //! write), else arrays of bytes. Hand-written over `serde_json::Value`: the record types stay
 //! free of serde.
@@ -12,6 +13,11 @@ use super::record::*;
 
 pub fn save(history: &History, path: &Path) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    if history.start != Start::default() {
+        let start = &history.start;
+        let kvs: Vec<Value> = start.kvs.iter().map(kv_to_json).collect();
+        writeln!(out, "{}", json!({ "start": { "revision": start.revision, "kvs": kvs, "leases": start.leases } }))?;
+    }
     for op in &history.ops {
         writeln!(out, "{}", json!({ "op": op_to_json(op) }))?;
     }
@@ -31,12 +37,14 @@ pub fn load(path: &Path) -> Result<History, String> {
         }
         let at = |e: String| format!("{}:{}: {e}", path.display(), n + 1);
         let v: Value = serde_json::from_str(&line).map_err(|e| at(e.to_string()))?;
-        if let Some(op) = v.get("op") {
+        if let Some(start) = v.get("start") {
+            history.start = start_from_json(start).map_err(at)?;
+        } else if let Some(op) = v.get("op") {
             history.ops.push(op_from_json(op).map_err(at)?);
         } else if let Some(watch) = v.get("watch") {
             history.watches.push(watch_from_json(watch).map_err(at)?);
         } else {
-            return Err(at("neither an op nor a watch".into()));
+            return Err(at("neither a start, an op nor a watch".into()));
         }
     }
     Ok(history)
@@ -109,6 +117,15 @@ fn kv_from_json(v: &Value) -> Parsed<Kv> {
         mod_revision: int(v, "mod")?,
         version: int(v, "version")?,
         lease: int(v, "lease")?,
+    })
+}
+
+fn start_from_json(v: &Value) -> Parsed<Start> {
+    let leases = list(v, "leases")?.iter().map(|l| l.as_i64().ok_or_else(|| format!("bad lease id in {v}")));
+    Ok(Start {
+        revision: int(v, "revision")?,
+        kvs: list(v, "kvs")?.iter().map(kv_from_json).collect::<Parsed<_>>()?,
+        leases: leases.collect::<Parsed<_>>()?,
     })
 }
 

@@ -87,30 +87,30 @@ pub fn describe(op: &Operation) -> String {
     format!("c{} [{} → {} ms] {} ⇒ {}", op.client, ms(op.invoke_ns), ms(op.complete_ns), op.request, op.outcome)
 }
 
-/// Checks `ops` within `limit`.
-pub fn check(ops: &[Operation], limit: Duration) -> Verdict {
+/// Checks `ops`, run on a store in state `start`, within `limit`.
+pub fn check(start: &State, ops: &[Operation], limit: Duration) -> Verdict {
     let deadline = Instant::now() + limit;
     // An unknown outcome of an op that cannot write tells nothing and constrains nothing.
     let kept: Vec<usize> =
         (0..ops.len()).filter(|&i| ops[i].outcome != Outcome::Unknown || ops[i].may_write()).collect();
-    let groups = partitions(ops, &kept);
+    let groups = partitions(start, ops, &kept);
     if groups.len() > 1 {
         for (name, members) in &groups {
             if members.iter().any(|&i| ops[i].outcome == Outcome::Unknown) {
                 continue;
             }
-            match search(ops, members, Revisions::Projected, deadline) {
+            match search(start, ops, members, Revisions::Projected, deadline) {
                 Search::Linearized(_) => {}
                 Search::Stuck(best) => {
-                    return Verdict::Violation(Box::new(report(ops, members, name, Revisions::Projected, best)))
+                    return Verdict::Violation(Box::new(report(start, ops, members, name, Revisions::Projected, best)))
                 }
                 Search::TimedOut => return Verdict::TimedOut { partition: name.clone() },
             }
         }
     }
-    match search(ops, &kept, Revisions::Exact, deadline) {
+    match search(start, ops, &kept, Revisions::Exact, deadline) {
         Search::Linearized(order) => Verdict::Linearizable { order },
-        Search::Stuck(best) => Verdict::Violation(Box::new(report(ops, &kept, "all", Revisions::Exact, best))),
+        Search::Stuck(best) => Verdict::Violation(Box::new(report(start, ops, &kept, "all", Revisions::Exact, best))),
         Search::TimedOut => Verdict::TimedOut { partition: "all".into() },
     }
 }
@@ -166,8 +166,10 @@ fn touches(op: &Operation, known_keys: &BTreeSet<Bytes>) -> Vec<Resource> {
     }
 }
 
-/// The connected groups of `members` (by shared resources), each named by its resources.
-fn partitions(ops: &[Operation], members: &[usize]) -> Vec<(String, Vec<usize>)> {
+/// The connected groups of `members` (by shared resources), each named by its resources. The
+/// keys of `start` count as written (a range sees them), and each leased one is joined to its
+/// lease (a revoke deletes it).
+fn partitions(start: &State, ops: &[Operation], members: &[usize]) -> Vec<(String, Vec<usize>)> {
     let kv_ops = members.iter().flat_map(|&i| match &ops[i].request {
         Request::Kv(op) => vec![op],
         Request::Txn { success, failure, .. } => success.iter().chain(failure).collect(),
@@ -178,6 +180,7 @@ fn partitions(ops: &[Operation], members: &[usize]) -> Vec<(String, Vec<usize>)>
             KvOp::Put { key, .. } => Some(key.clone()),
             _ => None,
         })
+        .chain(start.keys.keys().cloned())
         .collect();
     // Union-find over resources.
     let mut index: HashMap<Resource, usize> = HashMap::new();
@@ -189,9 +192,8 @@ fn partitions(ops: &[Operation], members: &[usize]) -> Vec<(String, Vec<usize>)>
         }
         x
     }
-    let mut first_resource = Vec::with_capacity(members.len());
-    for &i in members {
-        let ids: Vec<usize> = touches(&ops[i], &known_keys)
+    let mut join = |resources: Vec<Resource>| -> usize {
+        let ids: Vec<usize> = resources
             .into_iter()
             .map(|r| {
                 *index.entry(r).or_insert_with(|| {
@@ -204,8 +206,12 @@ fn partitions(ops: &[Operation], members: &[usize]) -> Vec<(String, Vec<usize>)>
             let (a, b) = (root(&mut parent, ids[0]), root(&mut parent, id));
             parent[a] = b;
         }
-        first_resource.push(ids[0]);
+        ids[0]
+    };
+    for (key, state) in start.keys.iter().filter(|(_, k)| k.lease != 0) {
+        join(vec![Resource::Key(key.clone()), Resource::Lease(state.lease)]);
     }
+    let first_resource: Vec<usize> = members.iter().map(|&i| join(touches(&ops[i], &known_keys))).collect();
     let mut names: HashMap<usize, BTreeSet<Resource>> = HashMap::new();
     for (resource, &id) in &index {
         names.entry(root(&mut parent, id)).or_default().insert(resource.clone());
@@ -231,8 +237,8 @@ enum Search {
 /// How often (in search steps) the clock is read.
 const DEADLINE_CHECK_STEPS: u64 = 4096;
 
-/// The WGL search over `ops[members]` (see the module docs).
-fn search(ops: &[Operation], members: &[usize], revisions: Revisions, deadline: Instant) -> Search {
+/// The WGL search over `ops[members]` from `start` (see the module docs).
+fn search(start: &State, ops: &[Operation], members: &[usize], revisions: Revisions, deadline: Instant) -> Search {
     let model = Model { revisions };
     let n = members.len();
     // Entries 1..=2n between a head (0) and a tail (2n+1): (time, is_return, op).
@@ -272,7 +278,7 @@ fn search(ops: &[Operation], members: &[usize], revisions: Revisions, deadline: 
     // The lifted calls, each with the state before it and whether it was tried among the
     // unknown outcomes (where the walk resumes after undoing it).
     let mut stack: Vec<(usize, State, bool)> = Vec::new();
-    let mut state = State::default();
+    let mut state = start.clone();
     let mut best: Vec<usize> = Vec::new();
     let (mut entry, mut trying_unknown) = (next[head], false);
     let mut steps = 0u64;
@@ -320,12 +326,19 @@ fn search(ops: &[Operation], members: &[usize], revisions: Revisions, deadline: 
     Search::Linearized(stack.iter().map(|(e, _, _)| members[slot_of(*e)]).collect())
 }
 
-/// The report of a stuck search over `ops[members]`, whose longest prefix was `best`.
-fn report(ops: &[Operation], members: &[usize], partition: &str, revisions: Revisions, best: Vec<usize>) -> Report {
+/// The report of a stuck search over `ops[members]` from `start`, whose longest prefix was `best`.
+fn report(
+    start: &State,
+    ops: &[Operation],
+    members: &[usize],
+    partition: &str,
+    revisions: Revisions,
+    best: Vec<usize>,
+) -> Report {
     let local: HashMap<usize, usize> = members.iter().enumerate().map(|(slot, &i)| (i, slot)).collect();
     let group: Vec<Operation> = members.iter().map(|&i| ops[i].clone()).collect();
     let model = Model { revisions };
-    let mut state = State::default();
+    let mut state = start.clone();
     for &i in &best {
         state = model.step(&state, &ops[i]).expect("the prefix linearized");
     }

@@ -64,9 +64,12 @@ impl Checked {
 pub fn check(history: &mut History, limit: Duration) -> Checked {
     let started = Instant::now();
     watch::resolve(history);
-    let linearizability = linearize::check(&history.ops, limit);
+    let start = model::State::from(&history.start);
+    let linearizability = linearize::check(&start, &history.ops, limit);
     let watch_violations = match &linearizability {
-        Verdict::Linearizable { order } => watch::validate(&history.watches, &watch::committed(&history.ops, order)),
+        Verdict::Linearizable { order } => {
+            watch::validate(&history.watches, &watch::committed(&start, &history.ops, order))
+        }
         _ => Vec::new(),
     };
     Checked { linearizability, watch_violations, took: started.elapsed() }

@@ -42,6 +42,23 @@ impl Default for State {
     }
 }
 
+impl From<&Start> for State {
+    fn from(start: &Start) -> State {
+        let key = |kv: &Kv| KeyState {
+            value: kv.value.clone(),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
+        };
+        State {
+            revision: start.revision,
+            keys: start.kvs.iter().map(|kv| (kv.key.clone(), key(kv))).collect(),
+            leases: start.leases.iter().copied().collect(),
+        }
+    }
+}
+
 impl State {
     pub fn kv(&self, key: &[u8]) -> Option<Kv> {
         self.keys.get(key).map(|k| Kv {

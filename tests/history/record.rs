@@ -236,9 +236,27 @@ impl WatchRecord {
     }
 }
 
-/// Everything recorded in one run.
+/// The store a history starts from: empty for a whole run. A long run (the soak) is checked in
+/// segments cut where nothing was in flight, each starting from what a read of every key saw
+/// at its cut, with the leases alive then.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Start {
+    pub revision: i64,
+    pub kvs: Vec<Kv>,
+    pub leases: Vec<i64>,
+}
+
+impl Default for Start {
+    /// An empty store: etcd's revision starts at 1.
+    fn default() -> Start {
+        Start { revision: 1, kvs: Vec::new(), leases: Vec::new() }
+    }
+}
+
+/// Everything recorded in one run, or one segment of it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
+    pub start: Start,
     /// In invocation order.
     pub ops: Vec<Operation>,
     pub watches: Vec<WatchRecord>,
@@ -279,7 +297,7 @@ impl Recorder {
     pub fn into_history(self) -> History {
         let mut ops = self.ops.into_inner();
         ops.sort_by_key(|op| op.invoke_ns);
-        History { ops, watches: self.watches.into_inner() }
+        History { start: Start::default(), ops, watches: self.watches.into_inner() }
     }
 }
 

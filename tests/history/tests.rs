@@ -64,7 +64,7 @@ pub fn op(client: usize, invoke: u64, complete: u64, request: Request, outcome: 
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn accepted(ops: &[Operation]) -> bool {
-    match check(ops, LIMIT) {
+    match check(&State::default(), ops, LIMIT) {
         Verdict::Linearizable { .. } => true,
         Verdict::Violation(report) => {
             eprintln!("{report}");
@@ -75,7 +75,7 @@ fn accepted(ops: &[Operation]) -> bool {
 }
 
 fn rejected(ops: &[Operation]) -> bool {
-    match check(ops, LIMIT) {
+    match check(&State::default(), ops, LIMIT) {
         Verdict::Violation(report) => {
             eprintln!("{report}");
             true
@@ -296,6 +296,50 @@ fn leases_attach_keys_and_revoke_deletes_them() {
     assert!(rejected(&attached_to_nothing));
 }
 
+/// A segment of a longer run starts where the read at its cut left the store.
+fn segment(ops: &[Operation]) -> Verdict {
+    let start = Start {
+        revision: 10,
+        kvs: vec![kv("s/a", "0", 4, 8, 2), Kv { lease: 7, ..kv("s/b", "0", 9, 9, 1) }],
+        leases: vec![7],
+    };
+    check(&State::from(&start), ops, LIMIT)
+}
+
+#[test]
+fn a_segment_is_checked_from_its_start() {
+    let ops = [
+        op(0, 0, 1, get("s/a"), read(10, &[("s/a", "0", 4, 8, 2)])),
+        op(1, 2, 3, put("s/a", "1"), wrote(11)),
+        op(0, 4, 5, get("s/a"), read(11, &[("s/a", "1", 4, 11, 3)])),
+    ];
+    assert!(matches!(segment(&ops), Verdict::Linearizable { .. }));
+    // From an empty store the same answers are impossible.
+    assert!(rejected(&ops));
+    let mut stale = ops.to_vec();
+    stale[2].outcome = read(11, &[("s/a", "0", 4, 8, 2)]);
+    assert!(matches!(segment(&stale), Verdict::Violation(_)));
+}
+
+/// A range sees, and a revoke deletes, keys that only the start holds: the groups checked
+/// alone must join them, or a correct history looks wrong.
+#[test]
+fn keys_of_the_start_join_the_ranges_and_revokes_that_touch_them() {
+    let prefix = Request::Kv(KvOp::Range { key: b("s/"), end: b("s0"), limit: 0 });
+    let revoked = Outcome::Ok { revision: Some(12), response: Response::LeaseRevoke };
+    let ops = [
+        op(0, 0, 1, delete("s/a"), deleted(11, 1)),
+        op(1, 2, 3, Request::LeaseRevoke { id: 7 }, revoked),
+        op(2, 4, 5, prefix, read(12, &[])),
+        op(2, 6, 7, get("s/b"), read(12, &[])),
+        op(3, 8, 9, put("s/c", "1"), wrote(13)),
+    ];
+    assert!(matches!(segment(&ops), Verdict::Linearizable { .. }), "{:?}", segment(&ops));
+    let mut kept = ops.to_vec();
+    kept[3].outcome = read(12, &[("s/b", "0", 9, 9, 1)]);
+    assert!(matches!(segment(&kept), Verdict::Violation(_)));
+}
+
 #[test]
 fn a_violation_reports_its_partition_prefix_and_refused_ops() {
     let ops = [
@@ -305,7 +349,7 @@ fn a_violation_reports_its_partition_prefix_and_refused_ops() {
         op(0, 6, 7, get("a"), read(4, &[("a", "1", 2, 2, 1)])),
         op(2, 8, 9, get("b"), read(4, &[("b", "1", 3, 3, 1)])),
     ];
-    let Verdict::Violation(report) = check(&ops, LIMIT) else { panic!("not rejected") };
+    let Verdict::Violation(report) = check(&State::default(), &ops, LIMIT) else { panic!("not rejected") };
     let text = report.to_string();
     assert_eq!(report.partition, "{b}", "{text}");
     assert_eq!(report.prefix.len(), 2, "{text}");
@@ -318,7 +362,7 @@ fn the_time_bound_ends_a_hopeless_search() {
     // 20 concurrent unknown puts and a read nobody could have caused: every subset is tried.
     let mut ops: Vec<Operation> = (0..20).map(|i| op(i, 0, 0, put(&format!("k{i}"), "1"), Outcome::Unknown)).collect();
     ops.push(op(99, 1, 2, get("k0"), read(21, &[("k0", "never", 2, 2, 1)])));
-    assert!(matches!(check(&ops, Duration::from_millis(50)), Verdict::TimedOut { .. }));
+    assert!(matches!(check(&State::default(), &ops, Duration::from_millis(50)), Verdict::TimedOut { .. }));
 }
 
 #[test]
@@ -326,6 +370,7 @@ fn a_history_survives_a_json_round_trip() {
     let path = tempfile::NamedTempFile::new().unwrap();
     let txn = cas("a", "1", "2");
     let history = History {
+        start: Start::default(),
         ops: vec![
             op(0, 0, 1, put_leased("a", "1", 7), wrote(2)),
             op(
@@ -367,6 +412,7 @@ fn a_history_survives_a_json_round_trip() {
     };
     let mut odd = history.clone();
     odd.ops[0].request = Request::Kv(KvOp::Put { key: vec![0xff, 0], value: b("v"), lease: 0 });
+    odd.start = Start { revision: 9, kvs: vec![Kv { lease: 7, ..kv("a", "0", 2, 9, 3) }], leases: vec![7] };
     for h in [history, odd] {
         super::json::save(&h, path.path()).unwrap();
         assert_eq!(super::json::load(path.path()).unwrap(), h);

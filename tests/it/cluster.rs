@@ -10,6 +10,7 @@ use crate::harness::{eventually, free_port, http};
 use raftkv::config::ClusterState;
 use raftkv::pb::*;
 use raftkv::transport::frame::Verdict;
+use raftkv::transport::Direction;
 use raftkv::{service, Error, Node};
 
 fn put(node: &Node, key: &str, value: &str) -> Result<PutResponse, Error> {
@@ -132,6 +133,31 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_moves_on() {
     assert_eq!(get(cluster.node(old), "during", false).unwrap(), Some(b"majority".to_vec()));
     assert_ne!(cluster.node(old).leader_id(), 0);
     assert!(cluster.running().all(|(_, n)| n.leader_id() == new || n.leader_id() != 0));
+    cluster.wait_converged(Duration::from_secs(10));
+}
+
+/// One-way loss: a leader whose frames never leave is replaced, although it still hears the
+/// others (it learns the new term from them and follows); a leader that hears nobody steps
+/// down (check quorum) although its heartbeats still arrive.
+#[test]
+fn a_leader_that_cannot_send_or_cannot_hear_is_replaced() {
+    let cluster = Cluster::start(3, |cfg| cfg.request_timeout_ms = 1_500);
+    for direction in [Direction::Out, Direction::In] {
+        let old = cluster.wait_for_leader(Duration::from_secs(10));
+        let old_id = cluster.node(old).member_id();
+        let others: Vec<u64> = cluster.running().filter(|(i, _)| *i != old).map(|(_, n)| n.member_id()).collect();
+        cluster.node(old).partition_from(&others, direction);
+        let replaced = || {
+            let leaders: Vec<u64> = cluster.running().filter(|(i, _)| *i != old).map(|(_, n)| n.leader_id()).collect();
+            leaders[0] != 0 && leaders[0] != old_id && leaders.iter().all(|l| *l == leaders[0])
+        };
+        assert!(eventually(Duration::from_secs(10), replaced), "{direction:?}: the leader was never replaced");
+        let write = put(cluster.node(old), "cut", "off");
+        assert!(write.is_err(), "{direction:?}: a cut-off leader committed a write: {write:?}");
+        cluster.heal();
+        cluster.wait_for_leader(Duration::from_secs(10));
+        put(cluster.node(old), "healed", "yes").expect("a write through the old leader after the heal");
+    }
     cluster.wait_converged(Duration::from_secs(10));
 }
 

@@ -203,7 +203,7 @@ fn etcdctl_watches_keeps_leases_alive_and_saves_snapshots_over_grpc_streams() {
 
 /// `curl --http2-prior-knowledge` as a bare gRPC client, for a call etcdctl never makes: the
 /// answer's trailers and its message bytes.
-fn grpc_call(endpoint: &str, path: &str, message: &[u8]) -> (String, Vec<u8>) {
+pub(crate) fn grpc_call(endpoint: &str, path: &str, message: &[u8]) -> (String, Vec<u8>) {
     use std::io::Write;
     let mut body = vec![0];
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());

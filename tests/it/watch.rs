@@ -247,3 +247,37 @@ fn progress_notify_watchers_hear_the_revision_each_quiet_interval() {
     assert!(plain.responses.recv_timeout(Duration::from_millis(600)).is_err(), "no progress without progress_notify");
     node.stop().unwrap();
 }
+
+/// A progress request on a stream whose watcher is still catching up from disk is answered
+/// only once it has delivered everything up to the notification's revision (etcd 3.4.24's
+/// rule; answering at once, as 3.4.23 does, broke the soak's bookmark check).
+#[test]
+fn a_progress_request_waits_for_the_streams_lagging_watcher() {
+    let gw = Gateway::start();
+    // More than one catch-up read's worth, so the watcher is behind for several rounds.
+    let writes = 2500;
+    for i in 0..writes {
+        put(&gw.node, &format!("k/{i:05}"), "v");
+    }
+    let body = r#"{"create_request":{"key":"ay8=","range_end":"azA=","start_revision":"2"}}
+{"progress_request":{}}"#;
+    let mut conn = http::Conn::open(gw.addr(), Duration::from_secs(10)).unwrap();
+    conn.request("POST", "/v3/watch", &[], body.as_bytes()).unwrap();
+    let mut reply = conn.read_head().unwrap();
+    let (mut events, mut pending) = (0, Vec::new());
+    let progress = 'read: loop {
+        pending.extend(conn.read_chunk(&mut reply).unwrap().expect("the stream goes on"));
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let message: Vec<u8> = pending.drain(..=end).collect();
+            let result = serde_json::from_slice::<serde_json::Value>(&message).unwrap()["result"].take();
+            match result["events"].as_array() {
+                Some(e) => events += e.len(),
+                None if result["created"] != true => break 'read result,
+                None => {}
+            }
+        }
+    };
+    assert_eq!(events, writes, "every event before the notification: {progress}");
+    assert_eq!(progress["header"]["revision"], (writes as i64 + 1).to_string());
+    assert_eq!(progress["watch_id"], "-1");
+}

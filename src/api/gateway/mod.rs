@@ -2,13 +2,14 @@
 //! [`Service`]: routes from the RPC table, request bodies read as jsonpb reads them, answers
 //! and etcd's error bodies written as the gateway writes them (`errors`), the watch,
 //! keepalive and snapshot streams (`streams`), and the non-RPC endpoints (`/version`, `/metrics`, the
-//! probes of [`health`]).
+//! probes of [`health`], and for tests only the fault control of `debug`).
 //!
 //! Threads: a call starts on the HTTP event loop that read it (`raftkv-httpio-N`). The
 //! key-value calls never block it: their answer comes from the raft or apply thread and is
 //! encoded (or read) back on the loop. Everything else runs on the blocking pool
 //! (`raftkv-http-N`).
 
+mod debug;
 mod errors;
 pub mod health;
 mod streams;
@@ -134,6 +135,10 @@ impl http1::Handler for Gateway {
             path if health::is_probe(path) => {
                 let node = self.node().clone();
                 done.spawn_blocking(move || health::answer(&node, &req.method, &req.path, &req.query));
+                return None;
+            }
+            path if self.node().config().debug_control && debug::is_control(path) => {
+                done.respond(debug::answer(self.node(), &req));
                 return None;
             }
             _ => {}

@@ -15,6 +15,7 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        204 => "No Content",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -82,7 +83,11 @@ pub(in crate::api) fn write_response(
             for (k, v) in sorted_headers(headers) {
                 let _ = write!(out, "{k}: {v}\r\n");
             }
-            let _ = write!(out, "Date: {}\r\nContent-Length: {}\r\n", http_date(), body.len());
+            let _ = write!(out, "Date: {}\r\n", http_date());
+            // A 204 has no body and, as Go writes it, no length (RFC 9110 forbids one).
+            if status != 204 {
+                let _ = write!(out, "Content-Length: {}\r\n", body.len());
+            }
             if sniffed {
                 out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
             }
