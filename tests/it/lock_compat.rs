@@ -224,6 +224,9 @@ impl Running {
         let status = self.process.terminate();
         let mut err = String::new();
         self.process.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        // etcdctl's own log lines (a retried call's warning, when timing makes one) carry
+        // times and ids: only its answer counts.
+        let err: String = err.lines().filter(|l| !l.starts_with('{')).map(|l| format!("{l}\n")).collect();
         format!("{err}exit {:?}\n", status.code())
     }
 }
