@@ -299,10 +299,11 @@ fn endpoint_hashkv_prints_what_etcdctl_prints() {
 }
 
 /// `check perf` with etcdctl's small model (150 writes/s from 50 clients), shortened to 5 s:
-/// a member on this machine passes it with etcdctl's lines, leaves no keys behind, and an
-/// unknown model or a prefix with keys is refused as etcdctl refuses them.
+/// etcdctl's lines in etcdctl's order and the exit code that goes with the verdict (which
+/// depends on the machine, so either is accepted: speed is never asserted in tests), no keys
+/// left behind, and an unknown model or a prefix with keys refused as etcdctl refuses them.
 #[test]
-fn check_perf_passes_with_etcdctls_verdict_lines() {
+fn check_perf_prints_etcdctls_verdict_lines() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = Member::new("check-perf", dir.path());
     start(&mut m, &dir.path().join("data"));
@@ -312,13 +313,17 @@ fn check_perf_passes_with_etcdctls_verdict_lines() {
     };
     let out = run(&["check", "perf", "--auto-compact"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
     assert!(lines[0].starts_with("Compacting with revision "), "{text}");
-    assert!(lines[2].starts_with("PASS: Throughput is "), "{text}");
-    assert!(lines[3].starts_with("PASS: Slowest request took ") && lines[3].ends_with('s'), "{text}");
-    assert!(lines[4].starts_with("PASS: Stddev is "), "{text}");
-    assert_eq!(lines[5], "PASS");
+    assert!(lines[1].starts_with("Compacted with revision "), "{text}");
+    let either = |line: &str, pass: &str, fail: &str| line.starts_with(pass) || line.starts_with(fail);
+    assert!(either(lines[2], "PASS: Throughput is ", "FAIL: Throughput too low: "), "{text}");
+    assert!(either(lines[3], "PASS: Slowest request took ", "Slowest request took too long: "), "{text}");
+    assert!(either(lines[4], "PASS: Stddev is ", "Stddev too high: "), "{text}");
+    let passed = lines[2..5].iter().all(|l| l.starts_with("PASS"));
+    assert_eq!(lines[5], if passed { "PASS" } else { "FAIL" }, "{text}");
+    assert_eq!(out.status.success(), passed, "{text}");
     assert_eq!(stdout(&ctl(&e, &["get", "/etcdctl-check-perf/", "--prefix", "--count-only"])), "0\n");
 
     let refused = run(&["check", "perf", "--load", "huge"]);

@@ -255,11 +255,12 @@ fn run(tool: Tool, endpoint: &str, peer_url: &str, dir: &std::path::Path) -> Run
     Run { answers }
 }
 
-#[test]
-fn etcdctl_answers_raftkv_as_it_answers_etcd() {
+/// A fresh raftkv member and a fresh etcd 3.4, healthy, in one temp dir; `None` (with a
+/// note) when etcd is not installed.
+fn fresh_pair() -> Option<(tempfile::TempDir, Member, Member)> {
     if !std::path::Path::new(ETCD_BIN).exists() {
         eprintln!("etcd is not installed (apt-get install etcd-server): skipping the side-by-side");
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let mut raftkv = Member::new("compat", dir.path());
@@ -268,6 +269,12 @@ fn etcdctl_answers_raftkv_as_it_answers_etcd() {
     let mut etcd = Member::new("compat", dir.path());
     etcd.spawn_binary(ETCD_BIN, &dir.path().join("etcd"));
     etcd.wait_healthy(Duration::from_secs(20));
+    Some((dir, raftkv, etcd))
+}
+
+#[test]
+fn etcdctl_answers_raftkv_as_it_answers_etcd() {
+    let Some((dir, raftkv, etcd)) = fresh_pair() else { return };
 
     let theirs = run(Tool::Etcdctl, &etcd.endpoint(), &etcd.peer_url(), &dir.path().join("etcd-out"));
     let ours = run(Tool::Etcdctl, &raftkv.endpoint(), &raftkv.peer_url(), &dir.path().join("raftkv-out"));
@@ -288,17 +295,7 @@ fn etcdctl_answers_raftkv_as_it_answers_etcd() {
 /// script raftkvctl has a verb for.
 #[test]
 fn raftkvctl_prints_what_etcdctl_prints() {
-    if !std::path::Path::new(ETCD_BIN).exists() {
-        eprintln!("etcd is not installed (apt-get install etcd-server): skipping the side-by-side");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut raftkv = Member::new("compat", dir.path());
-    raftkv.spawn(&dir.path().join("raftkv"), "", &[]);
-    raftkv.wait_healthy(Duration::from_secs(20));
-    let mut etcd = Member::new("compat", dir.path());
-    etcd.spawn_binary(ETCD_BIN, &dir.path().join("etcd"));
-    etcd.wait_healthy(Duration::from_secs(20));
+    let Some((dir, raftkv, etcd)) = fresh_pair() else { return };
     let shared = |args: &str| raftkvctl_has(args);
     let theirs = run(Tool::Etcdctl, &etcd.endpoint(), &etcd.peer_url(), &dir.path().join("etcd-out"));
     let theirs: Vec<&String> =
