@@ -146,11 +146,7 @@ struct Call<'a> {
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        if self.ended {
-            self.conn.finished(self.id);
-        } else {
-            self.conn.cancel(self.id);
-        }
+        self.conn.close(self.id, &self.events, !self.ended);
     }
 }
 

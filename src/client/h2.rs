@@ -228,23 +228,28 @@ impl Connection {
         }
     }
 
-    /// Abandons stream `id` (a cancel or a deadline): the peer is told with RST_STREAM(CANCEL)
-    /// and nothing more is delivered for it.
-    pub fn cancel(&self, id: u32) {
+    /// Closes stream `id` on our side: `reset` (a cancel or a deadline) tells the peer with
+    /// RST_STREAM(CANCEL). Nothing more is delivered for it, and the data it was handed but
+    /// never took off `events` gives its connection window back, which would otherwise be lost
+    /// to every later stream on the connection.
+    pub fn close(&self, id: u32, events: &StreamEvents, reset: bool) {
+        // Forgotten first: the reader then gives back the window of anything arriving later.
+        self.shared.forget(id);
         let mut out = Vec::new();
-        frame::rst_stream(&mut out, id, Reason::Cancel);
-        {
-            let mut w = self.shared.writer.lock();
-            if w.broken.is_none() {
-                let _ = w.out.write_all(&out);
+        if reset {
+            frame::rst_stream(&mut out, id, Reason::Cancel);
+        }
+        let untaken: usize =
+            events.try_iter().map(|e| if let Event::Data(bytes, _) = e { bytes.len() } else { 0 }).sum();
+        if untaken > 0 {
+            frame::window_update(&mut out, 0, untaken as u32);
+        }
+        let mut w = self.shared.writer.lock();
+        if !out.is_empty() && w.broken.is_none() {
+            if let Err(e) = w.out.write_all(&out) {
+                w.broken = Some(e.to_string());
             }
         }
-        self.shared.forget(id);
-    }
-
-    /// Forgets a stream that ended normally.
-    pub fn finished(&self, id: u32) {
-        self.shared.forget(id);
     }
 
     pub fn addr(&self) -> &str {

@@ -31,10 +31,15 @@ impl Ctl {
         };
         let dest = dial(&[destination.to_string()], Duration::from_secs(30), self.dial_timeout, self.gateway)?;
         let rename = |key: &[u8]| -> Vec<u8> {
-            // Go's strings.Replace(key, prefix, dest, 1): an empty prefix puts dest in front.
-            match key.windows(prefix.len().max(1)).position(|w| !prefix.is_empty() && w == prefix.as_bytes()) {
+            // Go's strings.Replace(key, prefix, dest, 1): the first occurrence (an empty prefix
+            // occurs at 0, so dest goes in front).
+            let at = if prefix.is_empty() {
+                Some(0)
+            } else {
+                key.windows(prefix.len()).position(|w| w == prefix.as_bytes())
+            };
+            match at {
                 Some(at) => [&key[..at], dest_prefix.as_bytes(), &key[at + prefix.len()..]].concat(),
-                None if prefix.is_empty() => [dest_prefix.as_bytes(), key].concat(),
                 None => key.to_vec(),
             }
         };
