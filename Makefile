@@ -40,7 +40,7 @@ SOAK_MINUTES ?= 20
 soak: deps
 	RAFTKV_SOAK_SECONDS=$$(( $(SOAK_MINUTES) * 60 )) cargo test --release --test it soak:: -- --nocapture
 	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test it crash:: -- --nocapture
-	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test it cluster::follower_behind -- --nocapture
+	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test it cluster::a_follower_behind_a_compacted_log -- --nocapture
 
 # The gateway against real etcd 3.4 (needs etcd-server): the differential fuzzer over
 # COMPAT_SEEDS seeds × COMPAT_OPS requests (about 2.5 minutes a seed), then the 140-step
