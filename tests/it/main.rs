@@ -16,6 +16,7 @@ mod compaction;
 mod corrupt;
 mod crash;
 mod debug_control;
+mod disk_full;
 mod election;
 mod etcd_snapshot;
 mod etcdctl_compat;
