@@ -83,10 +83,8 @@ impl Node {
             ("raftkv_rocksdb_block_cache_bytes", "gauge", "RocksDB block cache in use.", block_cache.to_string()),
             ("raftkv_rocksdb_memtable_bytes", "gauge", "RocksDB memtables, all families.", memtables.to_string()),
         ];
-        let mut text: String = metrics
-            .iter()
-            .map(|(name, kind, help, value)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"))
-            .collect();
+        let mut text: String =
+            metrics.iter().map(|(name, kind, help, value)| series_text(name, kind, help, value)).collect();
         let (pause, total, removed) = inner.store.removal_metrics();
         for (name, help, histogram) in [
             (
@@ -103,9 +101,8 @@ impl Node {
             text.push_str(&histogram_text(name, help, &histogram));
         }
         let name = "etcd_debugging_mvcc_db_compaction_keys_total";
-        text.push_str(&format!(
-            "# HELP {name} Total number of db keys compacted.\n# TYPE {name} counter\n{name} {removed}\n"
-        ));
+        text.push_str(&series_text(name, "counter", "Total number of db keys compacted.", &removed.to_string()));
+        text.push_str(&process_text());
         text
     }
 
@@ -249,4 +246,66 @@ fn histogram_text(name: &str, help: &str, h: &crate::mvcc::HistogramSnapshot) ->
         h.count, h.sum_ms, h.count
     ));
     text
+}
+
+/// The process collector's series, as Prometheus' Go client writes them for etcd (etcdctl's
+/// `check datascale` reads `process_resident_memory_bytes`), from `/proc/self`. A series
+/// whose file cannot be read is left out rather than reported as 0.
+fn process_text() -> String {
+    // USER_HZ: fixed at 100 in the Linux ABI, whatever the kernel's tick.
+    const TICKS: f64 = 100.0;
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let status_kib = |status: &str, field: &str| {
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        line[field.len()..].split_whitespace().next()?.parse::<u64>().ok().map(|kib| kib * 1024)
+    };
+    let mut series: Vec<(&str, &str, &str, String)> = Vec::new();
+    // /proc/self/stat: the fields after the command's closing parenthesis, from field 3 on.
+    let stat = read("/proc/self/stat");
+    let fields: Vec<&str> = stat
+        .as_deref()
+        .and_then(|s| s.rsplit_once(')'))
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+        let cpu = format!("{}", (utime + stime) / TICKS);
+        series.push(("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", cpu));
+    }
+    let limits = read("/proc/self/limits");
+    let max_fds = limits.as_deref().and_then(|l| {
+        let line = l.lines().find(|l| l.starts_with("Max open files"))?;
+        line["Max open files".len()..].split_whitespace().next()?.parse::<u64>().ok()
+    });
+    if let Some(max) = max_fds {
+        series.push(("process_max_fds", "gauge", "Maximum number of open file descriptors.", max.to_string()));
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        // Less the one read_dir holds open.
+        let open = fds.count().saturating_sub(1);
+        series.push(("process_open_fds", "gauge", "Number of open file descriptors.", open.to_string()));
+    }
+    let status = read("/proc/self/status").unwrap_or_default();
+    if let Some(rss) = status_kib(&status, "VmRSS:") {
+        series.push(("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss.to_string()));
+    }
+    let boot =
+        read("/proc/stat").and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok()));
+    if let (Some(boot), Some(started)) = (boot, field(22)) {
+        let start = format!("{}", boot + started / TICKS);
+        series.push((
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            start,
+        ));
+    }
+    if let Some(vsize) = status_kib(&status, "VmSize:") {
+        series.push(("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vsize.to_string()));
+    }
+    series.iter().map(|(name, kind, help, value)| series_text(name, kind, help, value)).collect()
+}
+
+/// One series without labels in Prometheus' text format, with its help and type.
+fn series_text(name: &str, kind: &str, help: &str, value: &str) -> String {
+    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
 }

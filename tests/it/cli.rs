@@ -336,3 +336,36 @@ fn check_perf_prints_etcdctls_verdict_lines() {
     );
     m.kill();
 }
+
+/// `check datascale` with etcdctl's small model (10,000 pairs of 1 KiB from 50 clients):
+/// raftkvctl and etcdctl itself, run against the same member, print the same lines (the
+/// memory figure aside: it is the member's RSS growth) and leave no keys behind; an unknown
+/// model is refused as etcdctl refuses it.
+#[test]
+fn check_datascale_reads_the_members_memory_as_etcdctl_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::new("check-datascale", dir.path());
+    start(&mut m, &dir.path().join("data"));
+    let e = m.endpoint();
+    // The lines that are not progress bars (etcdctl's draws on stdout with carriage returns),
+    // the figure masked.
+    let verdict = |out: &str| -> Vec<String> {
+        let lines = out.split(['\r', '\n']).map(str::trim).filter(|l| l.starts_with("Start") || l.starts_with("PASS"));
+        lines.map(|l| l.split(" : ").next().unwrap().to_string()).collect()
+    };
+    let ours = stdout(&ctl(&e, &["check", "datascale"]));
+    let (code, theirs, err) = crate::grpc::etcdctl(&e, &["check", "datascale"], "");
+    assert_eq!(code, Some(0), "etcdctl check datascale: {err}\n{theirs}");
+    let want = [
+        "Start data scale check for work load [10000 key-value pairs, 1024 bytes per key-value, 50 concurrent clients].",
+        "PASS: Approximate system memory used",
+    ];
+    assert_eq!(verdict(&ours), want, "{ours}");
+    assert_eq!(verdict(&theirs), want, "{theirs}");
+    let figure = ours.rsplit(" : ").next().unwrap();
+    assert!(figure.trim().trim_end_matches(" MB.").parse::<f64>().is_ok(), "{ours}");
+    assert_eq!(stdout(&ctl(&e, &["get", "/etcdctl-check-datascale/", "--prefix", "--count-only"])), "0\n");
+    let refused = ctl(&e, &["check", "datascale", "--load", "huge"]);
+    assert_eq!(String::from_utf8_lossy(&refused.stderr), "Error: unknown load option huge\n");
+    m.kill();
+}

@@ -1,13 +1,22 @@
-//! `check perf`, as etcdctl 3.4's: puts of 1 KiB values under `--prefix` from `clients`
-//! connections at `limit` writes/s for 60 s (the `--load` model), then the prefix deleted and
-//! the verdict: PASS when throughput is over 90% of the rate, the slowest put under 500 ms and
-//! the standard deviation under 100 ms, with etcdctl's lines and exit code.
+//! `check perf` and `check datascale`, as etcdctl 3.4's.
+//!
+//! - perf: puts of 1 KiB values under `--prefix` from `clients` connections at `limit`
+//!   writes/s for 60 s (the `--load` model), then the prefix deleted and the verdict: PASS
+//!   when throughput is over 90% of the rate, the slowest put under 500 ms and the standard
+//!   deviation under 100 ms.
+//! - datascale: `limit` puts of a 512-byte key and a 512-byte value under `--prefix` from
+//!   `clients` connections as fast as they go, then the prefix deleted; the verdict is the
+//!   growth of the first endpoint's `process_resident_memory_bytes` (its `/metrics`).
+//!
+//! Both print etcdctl's lines and exit as it does.
 
-use super::bench::{self, Load, Workload};
+use std::io::{Read as _, Write as _};
+
+use super::bench::{self, Load, Report, Workload};
 use super::*;
 
-/// etcdctl's models: (writes/s, clients).
-fn model(load: &str) -> Option<(u64, usize)> {
+/// etcdctl's perf models: (writes/s, clients).
+fn perf_model(load: &str) -> Option<(u64, usize)> {
     match load {
         "s" | "small" => Some((150, 50)),
         "m" | "medium" => Some((1000, 200)),
@@ -17,32 +26,39 @@ fn model(load: &str) -> Option<(u64, usize)> {
     }
 }
 
+/// etcdctl's datascale models: (key-value pairs, clients); every pair is 1,024 bytes.
+fn datascale_model(load: &str) -> Option<(u64, usize)> {
+    match load {
+        "s" | "small" => Some((10_000, 50)),
+        "m" | "medium" => Some((100_000, 200)),
+        "l" | "large" => Some((1_000_000, 500)),
+        "xl" | "xLarge" => Some((3_000_000, 1000)),
+        _ => None,
+    }
+}
+
 /// etcdctl's run length; `RAFTKVCTL_CHECK_PERF_SECS` shortens it for raftkv's own tests.
 fn duration_secs() -> u64 {
     std::env::var("RAFTKVCTL_CHECK_PERF_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)
 }
 
+/// The options both checks take after their load.
+pub(crate) struct Check<'a> {
+    pub endpoints: &'a [String],
+    pub prefix: &'a str,
+    pub auto_compact: bool,
+    pub auto_defrag: bool,
+}
+
 impl Ctl {
-    pub(crate) fn check_perf(
-        &self,
-        endpoints: &[String],
-        load: &str,
-        prefix: &str,
-        auto_compact: bool,
-        auto_defrag: bool,
-    ) -> Outcome {
-        let Some((limit, clients)) = model(load) else {
+    pub(crate) fn check_perf(&self, check: &Check, load: &str) -> Outcome {
+        let Some((limit, clients)) = perf_model(load) else {
             return Err(CtlError::Usage(format!("unknown load option {load}")));
         };
-        let existing = self.client.range(&RangeRequest { limit: 1, ..RangeRequest::prefix(prefix) })?;
-        if !existing.kvs.is_empty() {
-            return Err(CtlError::Usage(format!(
-                "prefix {prefix:?} has keys. Delete with etcdctl del --prefix {prefix} first"
-            )));
-        }
+        self.refuse_used_prefix(check.prefix)?;
         let secs = duration_secs();
         let run = Load {
-            endpoints: endpoints.to_vec(),
+            endpoints: check.endpoints.to_vec(),
             conns: clients,
             clients,
             total: limit * secs,
@@ -57,31 +73,13 @@ impl Ctl {
             val_size: 1024,
             sequential: false,
             key_space: u64::MAX,
-            prefix: prefix.as_bytes().to_vec(),
+            prefix: check.prefix.as_bytes().to_vec(),
         };
         let report = bench::run(&run, &workload)?;
-        let deleted = self.client.delete_range(&DeleteRangeRequest::prefix(prefix))?;
-        if auto_compact {
-            let revision = deleted.header.map_or(0, |h| h.revision);
-            println!("Compacting with revision {revision}");
-            self.client.compact(&CompactionRequest { revision, physical: true })?;
-            println!("Compacted with revision {revision}");
-        }
-        if auto_defrag {
-            for endpoint in endpoints.iter().flat_map(|e| e.split(',')) {
-                println!("Defragmenting {endpoint:?}");
-                dial(&[endpoint.to_string()], Duration::from_secs(30), self.dial_timeout, self.gateway)?
-                    .defragment()?;
-                println!("Defragmented {endpoint:?}");
-            }
-        }
+        self.clean_up(check)?;
 
         let mut ok = true;
-        if !report.errors.is_empty() {
-            println!("FAIL: too many errors");
-            for (error, n) in &report.errors {
-                println!("FAIL: ERROR({error}) -> {n}");
-            }
+        if !print_errors(&report) {
             ok = false;
         }
         let rps = report.requests_per_sec();
@@ -113,4 +111,120 @@ impl Ctl {
             Err(CtlError::Usage("check perf failed".into()))
         }
     }
+
+    pub(crate) fn check_datascale(&self, check: &Check, load: &str) -> Outcome {
+        let Some((limit, clients)) = datascale_model(load) else {
+            return Err(CtlError::Usage(format!("unknown load option {load}")));
+        };
+        self.refuse_used_prefix(check.prefix)?;
+        let first = check.endpoints.iter().flat_map(|e| e.split(',')).next().unwrap_or_default();
+        let Some(before) = resident_bytes(first) else {
+            println!("FAIL: Could not read process_resident_memory_bytes before the put operations.");
+            return Err(CtlError::Usage("check datascale failed".into()));
+        };
+        println!(
+            "Start data scale check for work load [{limit} key-value pairs, 1024 bytes per key-value, {clients} concurrent clients]."
+        );
+        let run = Load {
+            endpoints: check.endpoints.to_vec(),
+            conns: clients,
+            clients,
+            total: limit,
+            rate: 0,
+            // etcdctl puts without a deadline; a minute is far past any healthy answer.
+            timeout: Duration::from_secs(60),
+            target_leader: false,
+            progress: true,
+            gateway: self.gateway,
+        };
+        let workload = Workload::Put {
+            key_size: 512,
+            val_size: 512,
+            sequential: false,
+            key_space: u64::MAX,
+            prefix: check.prefix.as_bytes().to_vec(),
+        };
+        let report = bench::run(&run, &workload)?;
+        let Some(after) = resident_bytes(first) else {
+            println!("FAIL: Could not read process_resident_memory_bytes after the put operations.");
+            return Err(CtlError::Usage("check datascale failed".into()));
+        };
+        self.clean_up(check)?;
+        if !print_errors(&report) {
+            return Err(CtlError::Usage("check datascale failed".into()));
+        }
+        let used = (after - before) / (1024.0 * 1024.0);
+        println!("PASS: Approximate system memory used : {used:.2} MB.");
+        Ok(())
+    }
+
+    /// etcdctl refuses to run a check over keys it did not write.
+    fn refuse_used_prefix(&self, prefix: &str) -> Outcome {
+        let existing = self.client.range(&RangeRequest { limit: 1, ..RangeRequest::prefix(prefix) })?;
+        if !existing.kvs.is_empty() {
+            return Err(CtlError::Usage(format!(
+                "prefix {prefix:?} has keys. Delete with etcdctl del --prefix {prefix} first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes what the check wrote, then compacts and defragments if asked.
+    fn clean_up(&self, check: &Check) -> Outcome {
+        let deleted = self.client.delete_range(&DeleteRangeRequest::prefix(check.prefix))?;
+        if check.auto_compact {
+            let revision = deleted.header.map_or(0, |h| h.revision);
+            println!("Compacting with revision {revision}");
+            self.client.compact(&CompactionRequest { revision, physical: true })?;
+            println!("Compacted with revision {revision}");
+        }
+        if check.auto_defrag {
+            for endpoint in check.endpoints.iter().flat_map(|e| e.split(',')) {
+                println!("Defragmenting {endpoint:?}");
+                dial(&[endpoint.to_string()], Duration::from_secs(30), self.dial_timeout, self.gateway)?
+                    .defragment()?;
+                println!("Defragmented {endpoint:?}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// etcdctl's lines for the calls that failed; whether there were none.
+fn print_errors(report: &Report) -> bool {
+    if report.errors.is_empty() {
+        return true;
+    }
+    println!("FAIL: too many errors");
+    for (error, n) in &report.errors {
+        println!("FAIL: ERROR({error}) -> {n}");
+    }
+    false
+}
+
+/// The endpoint's `process_resident_memory_bytes`, read from its `/metrics` over HTTP/1.1
+/// as etcdctl reads it (it says why when it cannot, and the check fails).
+fn resident_bytes(endpoint: &str) -> Option<f64> {
+    const KEY: &str = "process_resident_memory_bytes";
+    let host = endpoint.trim_start_matches("http://");
+    let fetch = || -> std::io::Result<String> {
+        let mut conn = std::net::TcpStream::connect(host)?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(conn, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text)?;
+        Ok(text)
+    };
+    let text = match fetch() {
+        Ok(text) => text,
+        Err(e) => {
+            println!("fetch error: {e}");
+            return None;
+        }
+    };
+    let value = text.lines().find_map(|l| l.strip_prefix(KEY)).and_then(|v| v.trim().parse().ok());
+    if value.is_none() {
+        println!("could not find: {KEY}");
+    }
+    value
 }

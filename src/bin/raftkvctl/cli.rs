@@ -233,6 +233,22 @@ pub(crate) enum CheckCommand {
         #[arg(long)]
         auto_defrag: bool,
     },
+    /// Check the memory usage of holding data for different workloads on a given server endpoint.
+    Datascale {
+        /// The datascale check's workload model. Accepted workloads: s(small), m(medium),
+        /// l(large), xl(xLarge).
+        #[arg(long, default_value = "s")]
+        load: String,
+        /// The prefix for writing the datascale check's keys.
+        #[arg(long, default_value = "/etcdctl-check-datascale/")]
+        prefix: String,
+        /// Compact storage with last revision after test is finished.
+        #[arg(long)]
+        auto_compact: bool,
+        /// Defragment storage after test is finished.
+        #[arg(long)]
+        auto_defrag: bool,
+    },
 }
 
 #[derive(Subcommand)]

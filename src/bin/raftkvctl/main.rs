@@ -169,8 +169,11 @@ fn main() -> ExitCode {
         Command::Member { command } => ctl.member(command),
         Command::MoveLeader { target } => ctl.move_leader(&cli.endpoints, &target),
         Command::Snapshot { command } => ctl.snapshot(&cli.endpoints, command),
-        Command::Check { command: CheckCommand::Perf { load, prefix, auto_compact, auto_defrag } } => {
-            ctl.check_perf(&cli.endpoints, &load, &prefix, auto_compact, auto_defrag)
+        Command::Check { command: CheckCommand::Perf { load, prefix, auto_compact, auto_defrag } } => ctl
+            .check_perf(&check::Check { endpoints: &cli.endpoints, prefix: &prefix, auto_compact, auto_defrag }, &load),
+        Command::Check { command: CheckCommand::Datascale { load, prefix, auto_compact, auto_defrag } } => {
+            let check = check::Check { endpoints: &cli.endpoints, prefix: &prefix, auto_compact, auto_defrag };
+            ctl.check_datascale(&check, &load)
         }
         Command::MakeMirror { destination, prefix, dest_prefix, no_dest_prefix } => {
             ctl.make_mirror(&destination, &prefix, dest_prefix.as_deref(), no_dest_prefix)
