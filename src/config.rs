@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::tls::TlsInfo;
 use crate::{Error, Result};
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
@@ -95,6 +96,10 @@ pub struct Config {
     /// `RAFTKV_DEBUG_CONTROL=1`). Off by default, and never for production: whoever reaches
     /// the port can stall, cut off or crash the member.
     pub debug_control: bool,
+    /// TLS of the `https://` client URLs (`--cert-file --key-file --trusted-ca-file
+    /// --client-cert-auth --auto-tls`, with the shared `--tls-min-version --tls-max-version
+    /// --cipher-suites --self-signed-cert-validity`). `http://` URLs ignore it, as in etcd.
+    pub client_tls: TlsInfo,
 }
 
 /// `--initial-cluster-state`.
@@ -144,6 +149,7 @@ impl Config {
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,
             debug_control: false,
+            client_tls: TlsInfo::default(),
         }
     }
 
@@ -215,6 +221,22 @@ impl Config {
         }
         if self.compaction_batch_limit == 0 {
             return fail("--experimental-compaction-batch-limit must be > 0".into());
+        }
+        // Until the peer transport speaks TLS, a plaintext listener behind an `https://` peer
+        // URL would mislead every member.
+        if let Some(url) =
+            self.listen_peer_urls.iter().chain(&self.initial_advertise_peer_urls).find(|u| u.starts_with("https://"))
+        {
+            return fail(format!("peer url {url}: peer TLS is not supported yet; use http://"));
+        }
+        self.client_tls.validate("--").map_err(Error::Config)?;
+        let tls = &self.client_tls;
+        if let Some(url) = self.listen_client_urls.iter().find(|u| u.starts_with("https://")) {
+            if tls.is_empty() && !tls.auto_tls {
+                return fail(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
+                ));
+            }
         }
         Ok(())
     }
@@ -331,13 +353,13 @@ pub fn url_addr(url: &str) -> std::io::Result<std::vec::IntoIter<SocketAddr>> {
     rest.trim_end_matches('/').to_socket_addrs()
 }
 
-/// A listener for `url` given to `flag`. Only `http://`: nothing serves TLS yet, and a
-/// plaintext listener behind an `https://` URL would mislead every client.
+/// A listener for `url` given to `flag`: `http://host:port`, or `https://` (the caller serves
+/// TLS on it).
 pub fn bind(flag: &str, url: &str) -> Result<TcpListener> {
-    let addr = url
-        .strip_prefix("http://")
-        .and_then(|_| url_addr(url).ok()?.next())
-        .ok_or_else(|| Error::Config(format!("{flag} {url:?}: want http://host:port")))?;
+    let addr = (url.starts_with("http://") || url.starts_with("https://"))
+        .then(|| url_addr(url).ok()?.next())
+        .flatten()
+        .ok_or_else(|| Error::Config(format!("{flag} {url:?}: want http://host:port or https://host:port")))?;
     TcpListener::bind(addr).map_err(|e| Error::Config(format!("listen tcp {addr}: {e}")))
 }
 
@@ -375,6 +397,9 @@ mod tests {
             (|c| c.lease_checkpoint_interval_ms = 0, "lease checkpoint interval"),
             (|c| c.request_timeout_ms = 0, "request timeout"),
             (|c| c.compaction_batch_limit = 0, "--experimental-compaction-batch-limit"),
+            (|c| c.listen_client_urls = vec!["https://127.0.0.1:2379".into()], "must be provided for client url"),
+            (|c| c.client_tls.client_cert_auth = true, "--client-cert-auth needs --trusted-ca-file"),
+            (|c| c.listen_peer_urls = vec!["https://127.0.0.1:2380".into()], "peer TLS is not supported yet"),
         ];
         for (breaks, names) in cases {
             let mut cfg = Config::default();
