@@ -35,4 +35,5 @@ mod restart;
 mod restore;
 mod soak;
 mod tidy;
+mod tls;
 mod watch;
