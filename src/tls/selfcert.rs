@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
 
 use super::TlsInfo;
 use crate::{Error, Result};
@@ -28,6 +28,8 @@ pub fn self_cert(info: &mut TlsInfo, dir: &Path, hosts: &[String], client_auth: 
             .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
             .collect();
         let mut params = CertificateParams::new(names).map_err(|e| failed("bad host name", &e))?;
+        // etcd's subject: the organization alone (rcgen would add a common name).
+        params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::OrganizationName, "etcd");
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now;
