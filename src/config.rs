@@ -100,6 +100,10 @@ pub struct Config {
     /// --client-cert-auth --auto-tls`, with the shared `--tls-min-version --tls-max-version
     /// --cipher-suites --self-signed-cert-validity`). `http://` URLs ignore it, as in etcd.
     pub client_tls: TlsInfo,
+    /// TLS of the peer port and of this member's connections to `https://` peer URLs
+    /// (`--peer-cert-file --peer-key-file --peer-trusted-ca-file --peer-client-cert-auth
+    /// --peer-auto-tls --peer-cert-allowed-cn`, and the shared settings).
+    pub peer_tls: TlsInfo,
 }
 
 /// `--initial-cluster-state`.
@@ -150,6 +154,7 @@ impl Config {
             corrupt_check_time: Duration::ZERO,
             debug_control: false,
             client_tls: TlsInfo::default(),
+            peer_tls: TlsInfo::default(),
         }
     }
 
@@ -222,14 +227,16 @@ impl Config {
         if self.compaction_batch_limit == 0 {
             return fail("--experimental-compaction-batch-limit must be > 0".into());
         }
-        // Until the peer transport speaks TLS, a plaintext listener behind an `https://` peer
-        // URL would mislead every member.
-        if let Some(url) =
-            self.listen_peer_urls.iter().chain(&self.initial_advertise_peer_urls).find(|u| u.starts_with("https://"))
-        {
-            return fail(format!("peer url {url}: peer TLS is not supported yet; use http://"));
-        }
         self.client_tls.validate("--").map_err(Error::Config)?;
+        self.peer_tls.validate("--peer-").map_err(Error::Config)?;
+        let peer = &self.peer_tls;
+        if let Some(url) = self.listen_peer_urls.iter().find(|u| u.starts_with("https://")) {
+            if peer.is_empty() && !peer.auto_tls {
+                return fail(format!(
+                    "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {url} with HTTPS scheme"
+                ));
+            }
+        }
         let tls = &self.client_tls;
         if let Some(url) = self.listen_client_urls.iter().find(|u| u.starts_with("https://")) {
             if tls.is_empty() && !tls.auto_tls {
@@ -399,7 +406,8 @@ mod tests {
             (|c| c.compaction_batch_limit = 0, "--experimental-compaction-batch-limit"),
             (|c| c.listen_client_urls = vec!["https://127.0.0.1:2379".into()], "must be provided for client url"),
             (|c| c.client_tls.client_cert_auth = true, "--client-cert-auth needs --trusted-ca-file"),
-            (|c| c.listen_peer_urls = vec!["https://127.0.0.1:2380".into()], "peer TLS is not supported yet"),
+            (|c| c.listen_peer_urls = vec!["https://127.0.0.1:2380".into()], "--peer-cert-file, --peer-key-file"),
+            (|c| c.peer_tls.allowed_cn = Some("m".into()), "--peer-cert-allowed-cn needs --peer-trusted-ca-file"),
         ];
         for (breaks, names) in cases {
             let mut cfg = Config::default();

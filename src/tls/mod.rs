@@ -12,6 +12,7 @@
 //! `--cipher-suites` takes Go's names and restricts the TLS 1.2 suites; TLS 1.3's suites are
 //! not configurable in Go either, and stay all enabled (their names are accepted and ignored).
 
+mod allowed_cn;
 mod selfcert;
 mod stream;
 
@@ -92,6 +93,8 @@ pub struct TlsInfo {
     pub cipher_suites: Vec<String>,
     /// See [`HANDSHAKE_TIMEOUT_DEFAULT`]; not a flag of etcd's (tests shorten it).
     pub handshake_timeout: Duration,
+    /// The common name a client certificate must carry (`--peer-cert-allowed-cn`).
+    pub allowed_cn: Option<String>,
 }
 
 impl Default for TlsInfo {
@@ -107,6 +110,7 @@ impl Default for TlsInfo {
             max_version: None,
             cipher_suites: Vec::new(),
             handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
+            allowed_cn: None,
         }
     }
 }
@@ -130,6 +134,11 @@ impl TlsInfo {
         if self.client_cert_auth && self.trusted_ca_file.is_none() {
             return Err(format!(
                 "{flags}client-cert-auth needs {flags}trusted-ca-file: client certificates are verified against it"
+            ));
+        }
+        if self.allowed_cn.is_some() && self.trusted_ca_file.is_none() {
+            return Err(format!(
+                "{flags}cert-allowed-cn needs {flags}trusted-ca-file: only verified certificates are looked at"
             ));
         }
         if self.auto_tls && self.self_signed_cert_validity_years == 0 {
@@ -294,9 +303,12 @@ impl ServerTls {
             // etcd: a trusted CA file, or --client-cert-auth, requires a verified client
             // certificate (`tls.RequireAndVerifyClientCert`).
             Some(ca) => {
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider)
+                let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider)
                     .build()
                     .map_err(|e| tls_error("unusable CA file", ca, e))?;
+                if let Some(cn) = &info.allowed_cn {
+                    verifier = Arc::new(allowed_cn::AllowedCn { inner: verifier, cn: cn.clone() });
+                }
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),

@@ -31,6 +31,7 @@ mod lease;
 mod lock;
 mod lock_compat;
 mod mirror;
+mod peer_tls;
 mod restart;
 mod restore;
 mod soak;

@@ -24,14 +24,14 @@ use super::harness::{self, process};
 const SOON: Duration = Duration::from_secs(5);
 
 /// A CA that signs the certificates of one test.
-struct Ca {
+pub(crate) struct Ca {
     params: CertificateParams,
     key: KeyPair,
-    pem: String,
+    pub(crate) pem: String,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -43,14 +43,18 @@ impl Ca {
 
     /// A leaf certificate for `names`, `client` or server use, valid for a day from
     /// `from_days_ago` days back (2: expired yesterday).
-    fn issue(&self, cn: &str, names: &[&str], client: bool, from_days_ago: i64) -> (String, String) {
+    pub(crate) fn issue(&self, cn: &str, names: &[&str], client: bool, from_days_ago: i64) -> (String, String) {
         let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(from_days_ago);
         params.not_after = params.not_before + time::Duration::days(1);
-        params.extended_key_usages =
-            vec![if client { ExtendedKeyUsagePurpose::ClientAuth } else { ExtendedKeyUsagePurpose::ServerAuth }];
+        // A peer's certificate serves and dials: a "server" one is good for both.
+        params.extended_key_usages = if client {
+            vec![ExtendedKeyUsagePurpose::ClientAuth]
+        } else {
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+        };
         let key = KeyPair::generate().unwrap();
         let issuer = Issuer::from_params(&self.params, &self.key);
         (params.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
@@ -58,7 +62,7 @@ impl Ca {
 }
 
 /// PEM files in `dir`: `<name>.pem` and `<name>-key.pem`.
-fn write_pair(dir: &Path, name: &str, (cert, key): (String, String)) -> (PathBuf, PathBuf) {
+pub(crate) fn write_pair(dir: &Path, name: &str, (cert, key): (String, String)) -> (PathBuf, PathBuf) {
     let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
     std::fs::write(&cert_path, cert).unwrap();
     std::fs::write(&key_path, key).unwrap();
@@ -68,8 +72,8 @@ fn write_pair(dir: &Path, name: &str, (cert, key): (String, String)) -> (PathBuf
 /// The files of one test: a CA, the member's certificate and a good client's.
 struct Pki {
     dir: tempfile::TempDir,
-    ca: Ca,
-    ca_file: PathBuf,
+    pub(crate) ca: Ca,
+    pub(crate) ca_file: PathBuf,
     server: (PathBuf, PathBuf),
     client: (PathBuf, PathBuf),
 }
