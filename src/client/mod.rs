@@ -494,6 +494,15 @@ impl Client {
         self.call(Method::Hash, &EmptyRequest {})
     }
 
+    /// HashKV (etcd's `Maintenance.HashKV`), over gRPC only: etcd 3.4's gateway has no path
+    /// for it.
+    pub fn hash_kv(&self, req: &HashKvRequest) -> Result<HashKvResponse> {
+        match &self.grpc {
+            Some(channels) => self.grpc_call(channels, Method::HashKv, req),
+            None => Err(Error::Usage("HashKV is served over gRPC only".into())),
+        }
+    }
+
     /// The endpoint the last call used.
     pub fn endpoint(&self) -> String {
         let index = match self.grpc {

@@ -320,6 +320,8 @@ fn raftkvctl_and_etcdctl_speak_tls_with_client_certificates() {
         };
         assert_eq!(run(&["put", "ctl", "tls"]), "OK\n");
         assert_eq!(run(&["get", "ctl"]), "ctl\ntls\n");
+        // HashKV is gRPC's only, --gateway or not.
+        assert!(run(&["endpoint", "hashkv"]).starts_with(&format!("{endpoint}, ")));
     }
     let refused =
         process::ctl_command(&endpoint, &["--cacert", pki.ca_file.to_str().unwrap(), "get", "ctl"]).output().unwrap();

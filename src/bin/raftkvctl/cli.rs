@@ -347,7 +347,8 @@ pub(crate) enum BenchCommand {
     WatchLatency {
         #[arg(long, default_value_t = 10)]
         watchers: usize,
-        #[arg(long, default_value = "watchkey")]
+        /// The key watched and put (`--key` is the TLS key file, as in etcd's benchmark).
+        #[arg(long = "watch-key", default_value = "watchkey")]
         key: String,
         #[arg(long, default_value_t = 32)]
         val_size: usize,

@@ -13,7 +13,6 @@ use raftkv::pb::compare::TargetUnion;
 use raftkv::pb::request_op::Request;
 use raftkv::pb::response_op::Response;
 use raftkv::pb::*;
-use raftkv::service::Method;
 use raftkv::Client;
 
 mod bench;
