@@ -1,11 +1,14 @@
 //! TLS between members: `https://` peer URLs with certificates of one CA and
-//! `--peer-client-cert-auth` form a cluster that replicates; a member whose certificate is
-//! another CA's, or lacks the `--peer-cert-allowed-cn` name, never joins: its connections are
-//! refused before its hello, so it cannot send raft messages, and the others keep serving.
+//! `--peer-client-cert-auth` form a cluster that replicates, and a member that fell behind
+//! catches up by a snapshot streamed over TLS; a member whose certificate is another CA's, or
+//! lacks the `--peer-cert-allowed-cn` name, never joins (neither in the initial cluster nor by
+//! `member add`): its connections are refused before its hello, so it cannot send raft
+//! messages, and the others keep serving.
 
 use std::path::Path;
 use std::time::Duration;
 
+use raftkv::config::ClusterState;
 use raftkv::pb::*;
 use raftkv::tls::TlsInfo;
 use raftkv::{Config, Node};
@@ -58,8 +61,14 @@ fn members_with_certificates_of_the_trusted_ca_form_a_cluster() {
     let ca = Ca::new("peer CA");
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.pem).unwrap();
-    let cfgs = configs(dir.path(), |i| peer_tls(dir.path(), &format!("m{i}"), &ca, "member", &ca_file, Some("member")));
-    let nodes: Vec<Node> = cfgs.into_iter().map(|cfg| Node::start(cfg).expect("start member")).collect();
+    let mut cfgs =
+        configs(dir.path(), |i| peer_tls(dir.path(), &format!("m{i}"), &ca, "member", &ca_file, Some("member")));
+    for cfg in &mut cfgs {
+        // Snapshots early, and a short log behind them, so a member that was down needs one.
+        cfg.snapshot_count = 20;
+        cfg.snapshot_catchup_entries = 5;
+    }
+    let mut nodes: Vec<Node> = cfgs.iter().map(|cfg| Node::start(cfg.clone()).expect("start member")).collect();
     assert!(
         harness::eventually(Duration::from_secs(20), || {
             let leader = nodes[0].leader_id();
@@ -70,8 +79,60 @@ fn members_with_certificates_of_the_trusted_ca_form_a_cluster() {
     put(&nodes[1], "over/tls");
     assert!(harness::eventually(Duration::from_secs(10), || nodes.iter().all(|n| has(n, "over/tls"))));
     // A linearizable read on a follower takes a ReadIndex round through the leader.
-    let follower = nodes.iter().find(|n| n.leader_id() != n.member_id()).unwrap();
-    assert_eq!(follower.range(RangeRequest::key("over/tls")).unwrap().count, 1);
+    let follower = nodes.iter().position(|n| n.leader_id() != n.member_id()).unwrap();
+    assert_eq!(nodes[follower].range(RangeRequest::key("over/tls")).unwrap().count, 1);
+
+    // The follower misses 100 writes, more than the leader keeps in its log: it catches up
+    // from a snapshot file streamed over TLS.
+    // Dropped, not only stopped: its RocksDB closes with the last handle.
+    let stopped = nodes.remove(follower);
+    stopped.stop().unwrap();
+    drop(stopped);
+    for i in 0..100 {
+        put(&nodes[0], &format!("while/down/{i}"));
+    }
+    nodes.insert(follower, Node::start(cfgs[follower].clone()).expect("restart the follower"));
+    assert!(
+        harness::eventually(Duration::from_secs(20), || has(&nodes[follower], "while/down/99")),
+        "the restarted follower never caught up over TLS"
+    );
+    for node in nodes {
+        node.stop().unwrap();
+    }
+}
+
+#[test]
+fn a_member_added_with_a_foreign_certificate_cannot_join() {
+    harness::init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("peer CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let cfgs = configs(dir.path(), |i| peer_tls(dir.path(), &format!("m{i}"), &ca, "member", &ca_file, None));
+    let nodes: Vec<Node> = cfgs.iter().map(|cfg| Node::start(cfg.clone()).expect("start member")).collect();
+    assert!(harness::eventually(Duration::from_secs(20), || nodes[0].leader_id() != 0));
+    let port = harness::free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    nodes[0].member_add(MemberAddRequest { peer_urls: vec![url.clone()], is_learner: true }).expect("member add");
+    let mut initial: Vec<String> =
+        cfgs.iter().map(|c| format!("{}={}", c.name, c.initial_advertise_peer_urls[0])).collect();
+    initial.push(format!("m3={url}"));
+    let mut joiner = member_config(dir.path(), "m3", port, &initial.join(","));
+    joiner.listen_peer_urls = vec![url.clone()];
+    joiner.initial_advertise_peer_urls = vec![url];
+    joiner.initial_cluster_state = ClusterState::Existing;
+    // Trusts the cluster's CA, so it could check the others; its own certificate is foreign.
+    let other = Ca::new("a foreign CA");
+    joiner.peer_tls = TlsInfo {
+        trusted_ca_file: Some(ca_file.clone()),
+        ..peer_tls(dir.path(), "m3", &other, "member", &ca_file, None)
+    };
+    let joined = Node::start(joiner);
+    assert!(joined.is_err(), "a member with a foreign certificate joined");
+    let err = joined.err().unwrap().to_string();
+    assert!(err.contains("cannot fetch the cluster"), "{err}");
+    put(&nodes[1], "still/serving");
+    assert!(harness::eventually(Duration::from_secs(10), || has(&nodes[2], "still/serving")));
     for node in nodes {
         node.stop().unwrap();
     }
