@@ -5,7 +5,7 @@
 //! `member add`): its connections are refused before its hello, so it cannot send raft
 //! messages, and the others keep serving.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raftkv::config::ClusterState;
@@ -45,6 +45,16 @@ fn peer_tls(dir: &Path, name: &str, ca: &Ca, cn: &str, trusted: &Path, allowed_c
     }
 }
 
+/// A temp dir with the cluster's CA in `ca.pem`.
+fn peer_ca() -> (tempfile::TempDir, Ca, PathBuf) {
+    harness::init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("peer CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    (dir, ca, ca_file)
+}
+
 fn put(node: &Node, key: &str) {
     node.put(PutRequest::new(key, "v")).expect("put");
 }
@@ -56,11 +66,7 @@ fn has(node: &Node, key: &str) -> bool {
 
 #[test]
 fn members_with_certificates_of_the_trusted_ca_form_a_cluster() {
-    harness::init_logs();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("peer CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let (dir, ca, ca_file) = peer_ca();
     let mut cfgs =
         configs(dir.path(), |i| peer_tls(dir.path(), &format!("m{i}"), &ca, "member", &ca_file, Some("member")));
     for cfg in &mut cfgs {
@@ -103,11 +109,7 @@ fn members_with_certificates_of_the_trusted_ca_form_a_cluster() {
 
 #[test]
 fn a_member_added_with_a_foreign_certificate_cannot_join() {
-    harness::init_logs();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("peer CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let (dir, ca, ca_file) = peer_ca();
     let cfgs = configs(dir.path(), |i| peer_tls(dir.path(), &format!("m{i}"), &ca, "member", &ca_file, None));
     let nodes: Vec<Node> = cfgs.iter().map(|cfg| Node::start(cfg.clone()).expect("start member")).collect();
     assert!(harness::eventually(Duration::from_secs(20), || nodes[0].leader_id() != 0));
@@ -140,15 +142,11 @@ fn a_member_added_with_a_foreign_certificate_cannot_join() {
 
 #[test]
 fn a_member_without_a_good_certificate_never_joins() {
-    harness::init_logs();
     let other = Ca::new("a foreign CA");
     // m2's certificate is another CA's (and m2 trusts only that CA), or it is the right CA's
     // but not named as --peer-cert-allowed-cn says.
     for foreign_ca in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::new("peer CA");
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, &ca.pem).unwrap();
+        let (dir, ca, ca_file) = peer_ca();
         let other_file = dir.path().join("other.pem");
         std::fs::write(&other_file, &other.pem).unwrap();
         let cfgs = configs(dir.path(), |i| match (i, foreign_ca) {

@@ -126,6 +126,15 @@ fn tls_member(data: &Path, tls: TlsInfo) -> (Member, String) {
     (member, endpoint)
 }
 
+/// A fresh PKI and a member serving with it (client certificates required): the PKI, the
+/// data dir, the member, its `https://` endpoint.
+fn served() -> (Pki, tempfile::TempDir, Member, String) {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().unwrap();
+    let (member, endpoint) = tls_member(data.path(), pki.member_tls());
+    (pki, data, member, endpoint)
+}
+
 fn grpc(endpoint: &str, tls: &ClientTlsInfo) -> Client {
     Client::new(&[endpoint.to_string()], SOON).unwrap().with_tls(tls).unwrap()
 }
@@ -145,9 +154,7 @@ fn value(client: &Client, key: &str) -> Vec<u8> {
 
 #[test]
 fn grpc_and_the_gateway_serve_clients_with_certificates() {
-    let pki = Pki::new();
-    let data = tempfile::tempdir().unwrap();
-    let (member, endpoint) = tls_member(data.path(), pki.member_tls());
+    let (pki, _data, member, endpoint) = served();
     let tls = pki.client_tls(Some(&pki.client));
     let (over_grpc, over_gateway) = (grpc(&endpoint, &tls), gateway(&endpoint, &tls));
     put(&over_grpc, "via/grpc", "1").expect("put over gRPC and TLS");
@@ -182,9 +189,7 @@ fn grpc_and_the_gateway_serve_clients_with_certificates() {
 
 #[test]
 fn clients_without_a_good_certificate_are_refused_and_the_member_keeps_serving() {
-    let pki = Pki::new();
-    let data = tempfile::tempdir().unwrap();
-    let (member, endpoint) = tls_member(data.path(), pki.member_tls());
+    let (pki, _data, member, endpoint) = served();
     let other = Ca::new("another CA");
     let foreign = write_pair(pki.path(), "foreign", other.issue("client", &[], true, 0));
     let expired = write_pair(pki.path(), "expired", pki.ca.issue("client", &[], true, 2));
@@ -236,9 +241,7 @@ fn closed_within(addr: &str, send: &[u8], limit: Duration) -> bool {
 
 #[test]
 fn garbage_records_and_handshakes_that_never_finish_are_closed() {
-    let pki = Pki::new();
-    let data = tempfile::tempdir().unwrap();
-    let (member, endpoint) = tls_member(data.path(), pki.member_tls());
+    let (pki, _data, member, endpoint) = served();
     let addr = endpoint.trim_start_matches("https://").to_string();
     // Nothing at all, and half a ClientHello: closed at the handshake timeout (1 s here).
     assert!(closed_within(&addr, b"", Duration::from_secs(10)), "a silent client was never closed");
@@ -267,9 +270,7 @@ fn garbage_records_and_handshakes_that_never_finish_are_closed() {
 
 #[test]
 fn renewed_certificate_files_serve_the_next_handshake() {
-    let pki = Pki::new();
-    let data = tempfile::tempdir().unwrap();
-    let (member, endpoint) = tls_member(data.path(), pki.member_tls());
+    let (pki, _data, member, endpoint) = served();
     let good = pki.client_tls(Some(&pki.client));
     put(&gateway(&endpoint, &good), "before", "renewal").unwrap();
     // The member's files now hold a certificate (and a trusted CA) of a new CA.
@@ -293,9 +294,7 @@ fn renewed_certificate_files_serve_the_next_handshake() {
 
 #[test]
 fn raftkvctl_and_etcdctl_speak_tls_with_client_certificates() {
-    let pki = Pki::new();
-    let data = tempfile::tempdir().unwrap();
-    let (member, endpoint) = tls_member(data.path(), pki.member_tls());
+    let (pki, _data, member, endpoint) = served();
     let files = |cert: &Path, key: &Path| {
         vec![
             "--cacert".to_string(),
