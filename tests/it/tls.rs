@@ -341,10 +341,15 @@ fn auto_tls_serves_a_self_signed_certificate_and_logs_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let port = harness::free_port();
     let url = format!("https://127.0.0.1:{port}");
+    // The peer port too (`--peer-auto-tls`), as a real process parses those flags.
+    let peer = format!("https://127.0.0.1:{}", harness::free_port());
     let log = dir.path().join("member.log");
     let mut member = process::Process::spawn(
-        process::raftkv()
+        std::process::Command::new(env!("CARGO_BIN_EXE_raftkv"))
             .args(["--name", "auto", "--listen-client-urls", &url, "--advertise-client-urls", &url, "--auto-tls"])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--peer-auto-tls"])
+            .args(["--initial-cluster", &format!("auto={peer}")])
+            .stdin(std::process::Stdio::null())
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .stderr(std::fs::File::create(&log).unwrap()),
@@ -360,6 +365,7 @@ fn auto_tls_serves_a_self_signed_certificate_and_logs_refusals() {
     let out = ctl(&["--insecure-skip-tls-verify", "--gateway", "get", "auto"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "auto\ntls\n");
     assert!(dir.path().join("data/fixtures/client/cert.pem").exists());
+    assert!(dir.path().join("data/fixtures/peer/cert.pem").exists());
     // A self-signed certificate is not trusted unless verification is skipped.
     assert!(!ctl(&["get", "auto"]).status.success());
     // Plaintext to the TLS port: refused with one line in the member's log; it keeps serving.
