@@ -375,10 +375,16 @@ const SYSTEM_CA_FILES: [&str; 4] = [
     "/etc/pki/tls/cacert.pem",
 ];
 
-/// The dialing side of TLS: one rustls config for every connection of a client.
+/// The dialing side of TLS: one rustls config for every connection of a client, built again
+/// when its files change (a stat of each per connection), as etcd's `GetClientCertificate`
+/// reads them per handshake: a member's renewed peer certificate is shown from its next
+/// dial on, before the old one expires.
 #[derive(Clone)]
 pub struct ClientTls {
-    config: Arc<ClientConfig>,
+    info: ClientTlsInfo,
+    alpn: Vec<Vec<u8>>,
+    /// Protects the config new connections use and the file stamps it was built from.
+    current: Arc<Mutex<(Vec<Stamp>, Arc<ClientConfig>)>>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -390,6 +396,17 @@ impl std::fmt::Debug for ClientTls {
 impl ClientTls {
     /// A client config offering `alpn`; errors name the file at fault.
     pub fn new(info: &ClientTlsInfo, alpn: &[&[u8]]) -> Result<ClientTls> {
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let stamps = ClientTls::stamps(info);
+        let config = ClientTls::build(info, &alpn)?;
+        Ok(ClientTls { info: info.clone(), alpn, current: Arc::new(Mutex::new((stamps, config))) })
+    }
+
+    fn stamps(info: &ClientTlsInfo) -> Vec<Stamp> {
+        [&info.ca_file, &info.cert_file, &info.key_file].into_iter().flatten().map(|p| stamp(p)).collect()
+    }
+
+    fn build(info: &ClientTlsInfo, alpn: &[Vec<u8>]) -> Result<Arc<ClientConfig>> {
         let provider = provider(&[]).map_err(Error::Tls)?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
@@ -418,15 +435,34 @@ impl ClientTls {
             (None, None) => builder.with_no_client_auth(),
             _ => return Err(Error::Tls("--cert and --key must be given together".into())),
         };
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(ClientTls { config: Arc::new(config) })
+        config.alpn_protocols = alpn.to_vec();
+        Ok(Arc::new(config))
     }
 
-    /// The same config offering `alpn` instead.
+    /// The same files offering `alpn` instead.
     pub fn with_alpn(&self, alpn: &[&[u8]]) -> ClientTls {
-        let mut config = (*self.config).clone();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        ClientTls { config: Arc::new(config) }
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let (stamps, config) = self.current.lock().clone();
+        let mut config = (*config).clone();
+        config.alpn_protocols = alpn.clone();
+        ClientTls { info: self.info.clone(), alpn, current: Arc::new(Mutex::new((stamps, Arc::new(config)))) }
+    }
+
+    /// The config for a new connection, built again if a file changed since the last one; a
+    /// file that cannot be used now keeps the previous config, logged.
+    fn config(&self) -> Arc<ClientConfig> {
+        let stamps = ClientTls::stamps(&self.info);
+        let mut current = self.current.lock();
+        if current.0 != stamps {
+            match ClientTls::build(&self.info, &self.alpn) {
+                Ok(config) => *current = (stamps, config),
+                Err(e) => {
+                    log::warn!("tls: failed to reload client certificates, keeping the previous ones: {e}");
+                    current.0 = stamps;
+                }
+            }
+        }
+        current.1.clone()
     }
 
     /// A client session to `host` (a name or an IP address, checked against the server's
@@ -435,7 +471,7 @@ impl ClientTls {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("server name {host:?}: {e}")))?;
-        rustls::ClientConnection::new(self.config.clone(), name).map_err(std::io::Error::other)
+        rustls::ClientConnection::new(self.config(), name).map_err(std::io::Error::other)
     }
 
     /// Completes the handshake on `tcp`, connected to `addr` (`host:port`, whose host the
@@ -489,6 +525,34 @@ impl ServerCertVerifier for AnyServerCert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_config_is_built_again_when_its_files_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().self_signed(&key).unwrap();
+            std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+            std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+        };
+        write("first");
+        let info = ClientTlsInfo {
+            ca_file: Some(dir.path().join("cert.pem")),
+            cert_file: Some(dir.path().join("cert.pem")),
+            key_file: Some(dir.path().join("key.pem")),
+            insecure_skip_verify: false,
+        };
+        let tls = ClientTls::new(&info, &[b"h2"]).unwrap();
+        let first = tls.config();
+        assert!(Arc::ptr_eq(&first, &tls.config()), "rebuilt with nothing changed");
+        write("a-longer-second-name");
+        let second = tls.config();
+        assert!(!Arc::ptr_eq(&first, &second), "not rebuilt after the files changed");
+        assert_eq!(second.alpn_protocols, vec![b"h2".to_vec()]);
+        // A broken file keeps the last good config.
+        std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+        assert!(Arc::ptr_eq(&second, &tls.config()));
+    }
 
     #[test]
     fn versions_and_suites_follow_etcds_rules() {
