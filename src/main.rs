@@ -147,6 +147,10 @@ struct Args {
     #[arg(long, env = "RAFTKV_PEER_AUTO_TLS", action = clap::ArgAction::Set, num_args = 0..=1,
         require_equals = true, default_value_t = false, default_missing_value = "true")]
     peer_auto_tls: bool,
+    /// Skip verification of SAN field in client certificate for peer connections.
+    #[arg(long, env = "RAFTKV_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", action = clap::ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    experimental_peer_skip_client_san_verification: bool,
     /// Allowed CN for inter peer authentication.
     #[arg(long, env = "RAFTKV_PEER_CERT_ALLOWED_CN")]
     peer_cert_allowed_cn: Option<String>,
@@ -211,6 +215,7 @@ impl Args {
             client_cert_auth: self.peer_client_cert_auth,
             auto_tls: self.peer_auto_tls,
             allowed_cn: self.peer_cert_allowed_cn.clone().filter(|cn| !cn.is_empty()),
+            skip_client_san_verify: self.experimental_peer_skip_client_san_verification,
             ..shared
         })
     }

@@ -12,9 +12,9 @@
 //! `--cipher-suites` takes Go's names and restricts the TLS 1.2 suites; TLS 1.3's suites are
 //! not configurable in Go either, and stay all enabled (their names are accepted and ignored).
 
-mod allowed_cn;
 mod selfcert;
 mod stream;
+mod x509;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 
 pub use selfcert::self_cert;
 pub use stream::Stream;
+pub use x509::check_client_san;
 
 use crate::{Error, Result};
 
@@ -95,6 +96,9 @@ pub struct TlsInfo {
     pub handshake_timeout: Duration,
     /// The common name a client certificate must carry (`--peer-cert-allowed-cn`).
     pub allowed_cn: Option<String>,
+    /// Skip the peer port's check of a client certificate's SANs against the address it
+    /// connects from (`--experimental-peer-skip-client-san-verification`).
+    pub skip_client_san_verify: bool,
 }
 
 impl Default for TlsInfo {
@@ -111,6 +115,7 @@ impl Default for TlsInfo {
             cipher_suites: Vec::new(),
             handshake_timeout: HANDSHAKE_TIMEOUT_DEFAULT,
             allowed_cn: None,
+            skip_client_san_verify: false,
         }
     }
 }
@@ -307,7 +312,7 @@ impl ServerTls {
                     .build()
                     .map_err(|e| tls_error("unusable CA file", ca, e))?;
                 if let Some(cn) = &info.allowed_cn {
-                    verifier = Arc::new(allowed_cn::AllowedCn { inner: verifier, cn: cn.clone() });
+                    verifier = Arc::new(x509::AllowedCn { inner: verifier, cn: cn.clone() });
                 }
                 builder.with_client_cert_verifier(verifier)
             }

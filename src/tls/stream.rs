@@ -64,6 +64,12 @@ impl Stream {
         self.tls.is_some()
     }
 
+    /// The peer's leaf certificate (DER), once a TLS handshake showed one.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        let session = self.tls.as_ref()?.lock();
+        session.peer_certificates()?.first().map(|cert| cert.to_vec())
+    }
+
     /// Whether the peer has closed its side or sent something unasked, looked at without
     /// blocking: for a kept-alive connection before reuse, and a stream that only writes.
     /// TLS records that carry no data (session tickets) are taken in on the way.

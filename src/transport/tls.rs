@@ -19,6 +19,9 @@ pub struct PeerTls {
     /// `None` when this member's peer listener is plaintext (it may still dial `https://`).
     server: Option<Arc<ServerTls>>,
     client: ClientTls,
+    /// Check a client certificate's SANs against the address it connects from (etcd 3.4's
+    /// default on the peer listener).
+    check_san: bool,
 }
 
 impl PeerTls {
@@ -54,15 +57,22 @@ impl PeerTls {
             },
             &[],
         )?;
-        Ok(Some(PeerTls { server, client }))
+        Ok(Some(PeerTls { server, client, check_san: !info.skip_client_san_verify }))
     }
 
     /// The accepting side's handshake on a new connection (plain when the listener is).
     pub(super) fn accept(tls: Option<&PeerTls>, tcp: TcpStream) -> io::Result<Stream> {
         match tls.and_then(|t| t.server.as_ref()) {
             Some(server) => {
+                let remote = tcp.peer_addr()?.ip();
                 let session = server.accept().map_err(io::Error::other)?;
-                Stream::handshake(tcp, rustls::Connection::Server(session))
+                let stream = Stream::handshake(tcp, rustls::Connection::Server(session))?;
+                let checked = match stream.peer_certificate() {
+                    Some(cert) if tls.is_some_and(|t| t.check_san) => tls::check_client_san(&cert, remote),
+                    _ => Ok(()),
+                };
+                checked.map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+                Ok(stream)
             }
             None => Ok(Stream::plain(tcp)),
         }

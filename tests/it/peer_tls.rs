@@ -16,14 +16,20 @@ use raftkv::{Config, Node};
 use super::harness::{self, cluster::member_config};
 use super::tls::{write_pair, Ca};
 
-/// Three members' configs on https peer URLs, member `i`'s TLS from `tls(i)`.
+/// Three members' configs on https peer URLs on 127.0.0.1, member `i`'s TLS from `tls(i)`.
 fn configs(dir: &Path, tls: impl Fn(usize) -> TlsInfo) -> Vec<Config> {
+    configs_on(dir, ["127.0.0.1"; 3], tls)
+}
+
+/// The same with member `i`'s peer URL on `hosts[i]` (a loopback address).
+fn configs_on(dir: &Path, hosts: [&str; 3], tls: impl Fn(usize) -> TlsInfo) -> Vec<Config> {
     let ports: Vec<u16> = (0..3).map(|_| harness::free_port()).collect();
-    let initial: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("m{i}=https://127.0.0.1:{p}")).collect();
+    let initial: Vec<String> =
+        ports.iter().enumerate().map(|(i, p)| format!("m{i}=https://{}:{p}", hosts[i])).collect();
     (0..3)
         .map(|i| {
             let mut cfg = member_config(dir, &format!("m{i}"), ports[i], &initial.join(","));
-            let url = format!("https://127.0.0.1:{}", ports[i]);
+            let url = format!("https://{}:{}", hosts[i], ports[i]);
             cfg.listen_peer_urls = vec![url.clone()];
             cfg.initial_advertise_peer_urls = vec![url];
             cfg.peer_tls = tls(i);
@@ -34,7 +40,20 @@ fn configs(dir: &Path, tls: impl Fn(usize) -> TlsInfo) -> Vec<Config> {
 
 /// A peer TLS setup: a certificate of `ca` for 127.0.0.1 named `cn`, trusting `trusted`.
 fn peer_tls(dir: &Path, name: &str, ca: &Ca, cn: &str, trusted: &Path, allowed_cn: Option<&str>) -> TlsInfo {
-    let (cert_file, key_file) = write_pair(dir, name, ca.issue(cn, &["127.0.0.1"], false, 0));
+    peer_tls_for(dir, name, ca, cn, "127.0.0.1", trusted, allowed_cn)
+}
+
+/// The same for the address `san`.
+fn peer_tls_for(
+    dir: &Path,
+    name: &str,
+    ca: &Ca,
+    cn: &str,
+    san: &str,
+    trusted: &Path,
+    allowed_cn: Option<&str>,
+) -> TlsInfo {
+    let (cert_file, key_file) = write_pair(dir, name, ca.issue(cn, &[san], false, 0));
     TlsInfo {
         cert_file,
         key_file,
@@ -143,15 +162,19 @@ fn a_member_added_with_a_foreign_certificate_cannot_join() {
 #[test]
 fn a_member_without_a_good_certificate_never_joins() {
     let other = Ca::new("a foreign CA");
-    // m2's certificate is another CA's (and m2 trusts only that CA), or it is the right CA's
-    // but not named as --peer-cert-allowed-cn says.
-    for foreign_ca in [true, false] {
+    // m2's certificate is another CA's (and m2 trusts only that CA); or the right CA's but
+    // not named as --peer-cert-allowed-cn says; or the right CA's for m2's own address,
+    // 127.0.0.3, while m2 dials from 127.0.0.1 (etcd's SAN check on the peer listener).
+    for case in ["foreign CA", "wrong CN", "wrong SAN"] {
+        let foreign_ca = case == "foreign CA";
         let (dir, ca, ca_file) = peer_ca();
         let other_file = dir.path().join("other.pem");
         std::fs::write(&other_file, &other.pem).unwrap();
-        let cfgs = configs(dir.path(), |i| match (i, foreign_ca) {
-            (2, true) => peer_tls(dir.path(), "m2", &other, "member", &other_file, Some("member")),
-            (2, false) => peer_tls(dir.path(), "m2", &ca, "intruder", &ca_file, Some("member")),
+        let m2_host = if case == "wrong SAN" { "127.0.0.3" } else { "127.0.0.1" };
+        let cfgs = configs_on(dir.path(), ["127.0.0.1", "127.0.0.1", m2_host], |i| match (i, case) {
+            (2, "foreign CA") => peer_tls(dir.path(), "m2", &other, "member", &other_file, Some("member")),
+            (2, "wrong CN") => peer_tls(dir.path(), "m2", &ca, "intruder", &ca_file, Some("member")),
+            (2, _) => peer_tls_for(dir.path(), "m2", &ca, "member", m2_host, &ca_file, Some("member")),
             _ => peer_tls(dir.path(), &format!("m{i}"), &ca, "member", &ca_file, Some("member")),
         });
         let nodes: Vec<Node> = cfgs.into_iter().map(|cfg| Node::start(cfg).expect("start member")).collect();
@@ -160,7 +183,7 @@ fn a_member_without_a_good_certificate_never_joins() {
                 let leader = nodes[0].leader_id();
                 leader != 0 && nodes[1].leader_id() == leader
             }),
-            "m0 and m1 elect no leader"
+            "m0 and m1 elect no leader ({case})"
         );
         put(&nodes[0], "good/members");
         assert!(harness::eventually(Duration::from_secs(10), || has(&nodes[1], "good/members")));
@@ -168,7 +191,7 @@ fn a_member_without_a_good_certificate_never_joins() {
         // answers it, and the leader never counts it as caught up.
         std::thread::sleep(Duration::from_secs(3));
         let leader = nodes.iter().find(|n| n.leader_id() == n.member_id()).expect("a leader");
-        assert_ne!(leader.member_id(), nodes[2].member_id(), "the refused member leads");
+        assert_ne!(leader.member_id(), nodes[2].member_id(), "the refused member leads ({case})");
         if foreign_ca {
             // Neither side can reach the other: m2 saw nothing of the cluster.
             assert!(!has(&nodes[2], "good/members"), "m2 got the data (foreign_ca={foreign_ca})");
