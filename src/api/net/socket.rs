@@ -43,7 +43,7 @@ impl Socket {
         loop {
             // An empty slice tells rustls the socket ended.
             session.read_tls(&mut records)?;
-            session.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let state = session.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             // Taken out between records: rustls refuses input while its plaintext buffer is full.
             match session.reader().read_to_end(input) {
                 Ok(_) => {}
@@ -51,6 +51,11 @@ impl Socket {
                 // The client's socket ended without close_notify: an end of input like any other.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
                 Err(e) => return Err(e),
+            }
+            // A close_notify ends the client's input as its socket's end would (what it sent
+            // before is in `input`).
+            if state.peer_has_closed() {
+                return Ok(0);
             }
             if records.is_empty() {
                 return Ok(n);
