@@ -8,6 +8,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -29,13 +30,40 @@ impl Stream {
         Stream { tcp, tls: None, stash: Vec::new(), stash_at: 0 }
     }
 
-    /// Runs the handshake of `session` on `tcp` (bounded by the socket's timeouts), for a
-    /// client or for a server connection handed over from an event loop.
+    /// Runs the handshake of `session` on `tcp`, for a client or for a peer's connection. The
+    /// socket's read timeout bounds the whole handshake, not each read: a peer trickling a
+    /// byte at a time must not hold the thread for ever.
     pub fn handshake(tcp: TcpStream, mut session: rustls::Connection) -> io::Result<Stream> {
+        let budget = tcp.read_timeout()?;
+        let deadline = budget.map(|b| Instant::now() + b);
         let mut socket = &tcp;
         while session.is_handshaking() {
-            session.complete_io(&mut socket).map_err(handshake_error)?;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timeout"));
+                }
+                tcp.set_read_timeout(Some(left))?;
+            }
+            // One read at a time (rustls's `complete_io` would loop to the end on its own).
+            while session.wants_write() {
+                session.write_tls(&mut socket)?;
+            }
+            if session.wants_read() {
+                if session.read_tls(&mut socket).map_err(handshake_error)? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed during the TLS handshake",
+                    ));
+                }
+                if let Err(e) = session.process_new_packets() {
+                    // The alert rustls queued tells the peer why.
+                    let _ = flush(&mut session, &tcp);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
         }
+        tcp.set_read_timeout(budget)?;
         // What the handshake's last flight left to send (a client's Finished).
         while session.wants_write() {
             session.write_tls(&mut socket)?;

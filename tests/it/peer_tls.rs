@@ -14,7 +14,7 @@ use raftkv::tls::TlsInfo;
 use raftkv::{Config, Node};
 
 use super::harness::{self, cluster::member_config};
-use super::tls::{write_pair, Ca};
+use super::tls::{closed_within, write_pair, Ca};
 
 /// Three members' configs on https peer URLs on 127.0.0.1, member `i`'s TLS from `tls(i)`.
 fn configs(dir: &Path, tls: impl Fn(usize) -> TlsInfo) -> Vec<Config> {
@@ -106,6 +106,34 @@ fn members_with_certificates_of_the_trusted_ca_form_a_cluster() {
     // A linearizable read on a follower takes a ReadIndex round through the leader.
     let follower = nodes.iter().position(|n| n.leader_id() != n.member_id()).unwrap();
     assert_eq!(nodes[follower].range(RangeRequest::key("over/tls")).unwrap().count, 1);
+
+    // Plaintext, garbage and a handshake trickled a byte at a time to a peer port: closed
+    // (the trickle within the hello timeout, 5 s, as a whole), and the cluster serves on.
+    let peer_addr = cfgs[0].listen_peer_urls[0].trim_start_matches("https://").to_string();
+    let hello = b"\x00\x00\x00\x10raftkv-hello-not-tls";
+    assert!(closed_within(&peer_addr, hello, Duration::from_secs(10)), "plaintext to the TLS peer port");
+    let mut trickle = std::net::TcpStream::connect(&peer_addr).unwrap();
+    let started = std::time::Instant::now();
+    let client_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    let mut closed = false;
+    for byte in client_hello.iter().cycle().take(40) {
+        std::thread::sleep(Duration::from_millis(400));
+        if std::io::Write::write_all(&mut trickle, &[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut probe = [0u8; 1];
+        trickle.set_nonblocking(true).unwrap();
+        let read = std::io::Read::read(&mut trickle, &mut probe);
+        trickle.set_nonblocking(false).unwrap();
+        if matches!(read, Ok(0)) || matches!(&read, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a trickled handshake held the peer port for {:?}", started.elapsed());
+    put(&nodes[0], "after/garbage");
+    assert!(harness::eventually(Duration::from_secs(10), || nodes.iter().all(|n| has(n, "after/garbage"))));
 
     // The follower misses 100 writes, more than the leader keeps in its log: it catches up
     // from a snapshot file streamed over TLS.

@@ -220,7 +220,7 @@ fn clients_without_a_good_certificate_are_refused_and_the_member_keeps_serving()
 
 /// Raw bytes to the TLS port: the connection ends (the member's answer, if any, is an alert)
 /// within `limit`.
-fn closed_within(addr: &str, send: &[u8], limit: Duration) -> bool {
+pub(crate) fn closed_within(addr: &str, send: &[u8], limit: Duration) -> bool {
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(limit)).unwrap();
     let _ = conn.write_all(send);
