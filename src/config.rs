@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::tls::TlsInfo;
 use crate::{Error, Result};
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
@@ -95,6 +96,14 @@ pub struct Config {
     /// `RAFTKV_DEBUG_CONTROL=1`). Off by default, and never for production: whoever reaches
     /// the port can stall, cut off or crash the member.
     pub debug_control: bool,
+    /// TLS of the `https://` client URLs (`--cert-file --key-file --trusted-ca-file
+    /// --client-cert-auth --auto-tls`, with the shared `--tls-min-version --tls-max-version
+    /// --cipher-suites --self-signed-cert-validity`). `http://` URLs ignore it, as in etcd.
+    pub client_tls: TlsInfo,
+    /// TLS of the peer port and of this member's connections to `https://` peer URLs
+    /// (`--peer-cert-file --peer-key-file --peer-trusted-ca-file --peer-client-cert-auth
+    /// --peer-auto-tls --peer-cert-allowed-cn`, and the shared settings).
+    pub peer_tls: TlsInfo,
 }
 
 /// `--initial-cluster-state`.
@@ -144,6 +153,8 @@ impl Config {
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,
             debug_control: false,
+            client_tls: TlsInfo::default(),
+            peer_tls: TlsInfo::default(),
         }
     }
 
@@ -215,6 +226,24 @@ impl Config {
         }
         if self.compaction_batch_limit == 0 {
             return fail("--experimental-compaction-batch-limit must be > 0".into());
+        }
+        self.client_tls.validate("--").map_err(Error::Config)?;
+        self.peer_tls.validate("--peer-").map_err(Error::Config)?;
+        let peer = &self.peer_tls;
+        if let Some(url) = self.listen_peer_urls.iter().find(|u| u.starts_with("https://")) {
+            if peer.is_empty() && !peer.auto_tls {
+                return fail(format!(
+                    "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {url} with HTTPS scheme"
+                ));
+            }
+        }
+        let tls = &self.client_tls;
+        if let Some(url) = self.listen_client_urls.iter().find(|u| u.starts_with("https://")) {
+            if tls.is_empty() && !tls.auto_tls {
+                return fail(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
+                ));
+            }
         }
         Ok(())
     }
@@ -331,13 +360,13 @@ pub fn url_addr(url: &str) -> std::io::Result<std::vec::IntoIter<SocketAddr>> {
     rest.trim_end_matches('/').to_socket_addrs()
 }
 
-/// A listener for `url` given to `flag`. Only `http://`: nothing serves TLS yet, and a
-/// plaintext listener behind an `https://` URL would mislead every client.
+/// A listener for `url` given to `flag`: `http://host:port`, or `https://` (the caller serves
+/// TLS on it).
 pub fn bind(flag: &str, url: &str) -> Result<TcpListener> {
-    let addr = url
-        .strip_prefix("http://")
-        .and_then(|_| url_addr(url).ok()?.next())
-        .ok_or_else(|| Error::Config(format!("{flag} {url:?}: want http://host:port")))?;
+    let addr = (url.starts_with("http://") || url.starts_with("https://"))
+        .then(|| url_addr(url).ok()?.next())
+        .flatten()
+        .ok_or_else(|| Error::Config(format!("{flag} {url:?}: want http://host:port or https://host:port")))?;
     TcpListener::bind(addr).map_err(|e| Error::Config(format!("listen tcp {addr}: {e}")))
 }
 
@@ -375,6 +404,10 @@ mod tests {
             (|c| c.lease_checkpoint_interval_ms = 0, "lease checkpoint interval"),
             (|c| c.request_timeout_ms = 0, "request timeout"),
             (|c| c.compaction_batch_limit = 0, "--experimental-compaction-batch-limit"),
+            (|c| c.listen_client_urls = vec!["https://127.0.0.1:2379".into()], "must be provided for client url"),
+            (|c| c.client_tls.client_cert_auth = true, "--client-cert-auth needs --trusted-ca-file"),
+            (|c| c.listen_peer_urls = vec!["https://127.0.0.1:2380".into()], "--peer-cert-file, --peer-key-file"),
+            (|c| c.peer_tls.allowed_cn = Some("m".into()), "--peer-cert-allowed-cn needs --peer-trusted-ca-file"),
         ];
         for (breaks, names) in cases {
             let mut cfg = Config::default();

@@ -3,7 +3,8 @@
 //! raftkv all get the same one.
 //!
 //! Start: bind every `--listen-client-urls` socket first (a port in use fails before the data
-//! dir is touched), open the member, then serve the gateway on each socket.
+//! dir is touched) and load the TLS certificate of the `https://` ones (generated with
+//! `--auto-tls`), open the member, then serve the gateway on each socket.
 //! Shutdown: stop the client listeners first (no new request reaches a member that is going
 //! away; their event loops, pool and stream threads are joined), then the member itself.
 //!
@@ -16,7 +17,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::api::net::HttpServer;
+use crate::tls::{ServerTls, CLIENT_PORT_ALPN};
 use crate::{Config, Node, Result, Server};
+
+/// A client listener: its URL, its socket, and its TLS for an `https://` URL.
+type Listener = (String, TcpListener, Option<Arc<ServerTls>>);
 
 /// A member and the gateway on its client listeners. Cheap to clone: clones share the member,
 /// and any of them stops it.
@@ -44,12 +49,12 @@ impl Member {
         Member::serve(Node::start(cfg)?, listeners, None)
     }
 
-    fn serve(node: Node, listeners: Vec<(String, TcpListener)>, server: Option<Server>) -> Result<Member> {
+    fn serve(node: Node, listeners: Vec<Listener>, server: Option<Server>) -> Result<Member> {
         let mut clients = Vec::with_capacity(listeners.len());
         let mut addrs = Vec::with_capacity(listeners.len());
-        for (url, listener) in listeners {
+        for (url, listener, tls) in listeners {
             // On an error the servers already started stop as `clients` drops.
-            let served = crate::api::serve(listener, node.clone())?;
+            let served = crate::api::serve(listener, node.clone(), tls)?;
             log::info!("raftkv: serving client requests on {url} ({})", served.local_addr());
             addrs.push(served.local_addr());
             clients.push(served);
@@ -98,9 +103,40 @@ impl Member {
     }
 }
 
-fn bind_clients(cfg: &Config) -> Result<Vec<(String, TcpListener)>> {
+fn bind_clients(cfg: &Config) -> Result<Vec<Listener>> {
+    let secure = cfg.listen_client_urls.iter().any(|u| u.starts_with("https://"));
+    let tls = if secure { Some(client_tls(cfg)?) } else { None };
     cfg.listen_client_urls
         .iter()
-        .map(|url| Ok((url.clone(), crate::config::bind("--listen-client-urls", url)?)))
+        .map(|url| {
+            let listener = crate::config::bind("--listen-client-urls", url)?;
+            if url.starts_with("http://") && !cfg.client_tls.is_empty() {
+                log::warn!("scheme is HTTP while key and cert files are present; ignoring key and cert files ({url})");
+            }
+            let tls = if url.starts_with("https://") { tls.clone() } else { None };
+            Ok((url.clone(), listener, tls))
+        })
         .collect()
+}
+
+/// The client port's TLS, shared by its `https://` listeners: the given certificate, or with
+/// `--auto-tls` and none given, a self-signed one in `<data-dir>/fixtures/client` for the
+/// listen URLs' hosts (etcd's `ClientSelfCert`).
+fn client_tls(cfg: &Config) -> Result<Arc<ServerTls>> {
+    let mut info = cfg.client_tls.clone();
+    if info.auto_tls {
+        if info.is_empty() {
+            let hosts: Vec<String> = cfg
+                .listen_client_urls
+                .iter()
+                .map(|u| {
+                    u.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string()
+                })
+                .collect();
+            crate::tls::self_cert(&mut info, &cfg.data_dir.join("fixtures").join("client"), &hosts, false)?;
+        } else {
+            log::warn!("ignoring client auto TLS since certs given");
+        }
+    }
+    ServerTls::new(&info, &CLIENT_PORT_ALPN)
 }

@@ -284,6 +284,9 @@ pub enum Error {
     /// The configuration cannot work; the message says which setting and why.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A TLS setting, certificate or key cannot be used; the message names the file or flag.
+    #[error("tls: {0}")]
+    Tls(String),
     /// `snapshot restore` refused its file or flags; the message is etcdctl's.
     #[error("{0}")]
     Restore(String),
@@ -367,9 +370,14 @@ impl Error {
             Canceled => Code::Canceled,
             Unimplemented(_) => Code::Unimplemented,
             Decode { .. } | Corrupt | DataInconsistency { .. } => Code::DataLoss,
-            Config(_) | Restore(_) | DataDir { .. } | Storage(_) | Raft(_) | Spawn { .. } | Panicked { .. } => {
-                Code::Unknown
-            }
+            Config(_)
+            | Tls(_)
+            | Restore(_)
+            | DataDir { .. }
+            | Storage(_)
+            | Raft(_)
+            | Spawn { .. }
+            | Panicked { .. } => Code::Unknown,
         }
     }
 

@@ -77,6 +77,7 @@ pub mod service;
 pub mod snapshot;
 pub mod storage;
 pub mod thread;
+pub mod tls;
 pub mod transport;
 pub mod version;
 pub mod wait;

@@ -68,7 +68,7 @@ fn a_gateway_on_a_cluster_leaves_no_thread_behind() {
     let leader = cluster.wait_for_leader(Duration::from_secs(10));
     let follower = (leader + 1) % 3;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut gateway = raftkv::api::serve(listener, cluster.node(follower).clone()).unwrap();
+    let mut gateway = raftkv::api::serve(listener, cluster.node(follower).clone(), None).unwrap();
     // Streams held open at stop: a watch, and a keepalive (forwarded to the leader).
     let lease = cluster.node(leader).lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).unwrap().id;
     let mut streams = Vec::new();

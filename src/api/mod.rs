@@ -11,8 +11,10 @@ pub mod http1;
 pub mod net;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use crate::service::{Service, WAITING_CALLS_MAX};
+use crate::tls::ServerTls;
 use crate::{Node, Result};
 use net::{Handlers, HttpServer, POOL_MAX};
 
@@ -20,9 +22,10 @@ use net::{Handlers, HttpServer, POOL_MAX};
 const _: () = assert!(WAITING_CALLS_MAX < POOL_MAX);
 
 /// Serves etcd's gRPC API and its JSON gateway for `node` on `listener` until the returned
-/// server is stopped. Both protocols share one [`Service`], as they share the server's pool.
-pub fn serve(listener: TcpListener, node: Node) -> Result<HttpServer> {
+/// server is stopped, over TLS when `tls` is given. Both protocols share one [`Service`], as
+/// they share the server's pool.
+pub fn serve(listener: TcpListener, node: Node, tls: Option<Arc<ServerTls>>) -> Result<HttpServer> {
     let service = Service::new(node);
     let handlers = Handlers { http1: gateway::Gateway::new(service.clone()), h2: grpc::Grpc::new(service) };
-    HttpServer::start(listener, handlers)
+    HttpServer::start(listener, handlers, tls)
 }

@@ -16,6 +16,7 @@ use super::{Error, Result};
 use crate::api::grpc::{first_message, framed};
 use crate::error::Code;
 use crate::service::Method;
+use crate::tls::ClientTls;
 
 /// Largest message accepted from a server: etcd's client default (`MaxCallRecvMsgSize`,
 /// math.MaxInt32) is unbounded in practice; this keeps a broken server from exhausting memory.
@@ -26,13 +27,22 @@ pub struct Channel {
     /// `host:port`.
     addr: String,
     dial_timeout: Duration,
+    /// TLS for an `https://` endpoint (ALPN `h2`).
+    tls: Option<ClientTls>,
     conn: Mutex<Option<Connection>>,
 }
 
 impl Channel {
+    /// A plaintext channel to `endpoint` (`host:port` or `http://host:port`).
     pub fn new(endpoint: &str, dial_timeout: Duration) -> Channel {
-        let addr = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
-        Channel { addr, dial_timeout, conn: Mutex::new(None) }
+        Channel::with_tls(endpoint, dial_timeout, None)
+    }
+
+    /// A channel to `endpoint`, over TLS when `tls` is given (`https://` is stripped too).
+    pub fn with_tls(endpoint: &str, dial_timeout: Duration, tls: Option<ClientTls>) -> Channel {
+        let addr = endpoint.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+        let tls = tls.map(|t| t.with_alpn(&[b"h2"]));
+        Channel { addr: addr.to_string(), dial_timeout, tls, conn: Mutex::new(None) }
     }
 
     pub fn addr(&self) -> &str {
@@ -48,7 +58,7 @@ impl Channel {
         if let Some(c) = conn.as_ref().filter(|c| c.broken().is_none()) {
             return Ok(c.clone());
         }
-        let c = Connection::connect(&self.addr, self.dial_timeout)
+        let c = Connection::connect(&self.addr, self.dial_timeout, self.tls.as_ref())
             .map_err(|e| self.unreachable(format!("dial tcp {}: {e}", self.addr)))?;
         *conn = Some(c.clone());
         Ok(c)
@@ -61,7 +71,7 @@ impl Channel {
         let grpc_timeout = timeout.map(|t| format!("{}m", t.as_millis().clamp(1, 99_999_999)));
         let mut headers = vec![
             (":method", "POST"),
-            (":scheme", "http"),
+            (":scheme", if self.tls.is_some() { "https" } else { "http" }),
             (":path", method.rpc().grpc),
             (":authority", self.addr.as_str()),
             ("content-type", "application/grpc"),

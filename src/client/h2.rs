@@ -16,10 +16,14 @@
 //! Flow control: the send side honours the peer's connection and stream windows (a sender
 //! waits for WINDOW_UPDATE) and its INITIAL_WINDOW_SIZE changes; the receive side announces a
 //! 1 MiB stream window and a 16 MiB connection window and returns them as data is delivered.
+//!
+//! TLS (`https://` endpoints): the handshake runs in [`Connection::connect`], offering ALPN
+//! `h2`; then the reader and the writers share the session through [`crate::tls::Stream`]
+//! handles (the writer lock is taken before the session's, never the other way round).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +33,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::api::h2::frame::{self, flag, kind, setting, Head, Reason};
 pub use crate::api::h2::hpack::Fields;
 use crate::api::h2::hpack::{self, Decoder};
+use crate::tls::{ClientTls, Stream};
 
 /// Largest header block (headers or trailers) read, before and after decoding.
 const HEADERS_MAX: usize = 64 << 10;
@@ -63,11 +68,11 @@ pub struct Connection {
     _closer: Arc<Closer>,
 }
 
-struct Closer(TcpStream);
+struct Closer(Stream);
 
 impl Drop for Closer {
     fn drop(&mut self) {
-        let _ = self.0.shutdown(Shutdown::Both);
+        self.0.close();
     }
 }
 
@@ -80,7 +85,7 @@ struct Shared {
 }
 
 struct Writer {
-    out: TcpStream,
+    out: Stream,
     next_stream: u32,
     /// Why the connection can take no new stream (broken, or the peer's GOAWAY), if so.
     broken: Option<String>,
@@ -92,15 +97,23 @@ struct Writer {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) within `timeout` and sends the preface and our settings.
-    pub fn connect(addr: &str, timeout: Duration) -> io::Result<Connection> {
-        let socket = dial(addr, timeout)?;
+    /// Connects to `addr` (`host:port`) within `timeout`, over TLS when `tls` is given (the
+    /// handshake within `timeout` too), and sends the preface and our settings.
+    pub fn connect(addr: &str, timeout: Duration, tls: Option<&ClientTls>) -> io::Result<Connection> {
+        let tcp = dial(addr, timeout)?;
+        let socket = match tls {
+            Some(tls) => {
+                tcp.set_read_timeout(Some(timeout))?;
+                tls.connect(tcp, addr)?
+            }
+            None => Stream::plain(tcp),
+        };
         let mut hello = frame::PREFACE.to_vec();
         frame::settings(&mut hello, &[(setting::ENABLE_PUSH, 0), (setting::INITIAL_WINDOW_SIZE, STREAM_WINDOW)]);
         frame::window_update(&mut hello, 0, CONNECTION_WINDOW - frame::INITIAL_WINDOW as u32);
         (&socket).write_all(&hello)?;
         let reader = socket.try_clone()?;
-        reader.set_read_timeout(None)?;
+        reader.tcp().set_read_timeout(None)?;
         let shared = Arc::new(Shared {
             addr: addr.to_string(),
             writer: Mutex::new(Writer {
@@ -288,7 +301,7 @@ impl Shared {
     }
 
     /// Reads frames until the socket or the peer fails.
-    fn read_loop(&self, mut socket: TcpStream) -> io::Result<()> {
+    fn read_loop(&self, mut socket: Stream) -> io::Result<()> {
         let mut decoder = Decoder::new(HEADERS_MAX);
         // A header block in progress: its stream, whether it ends the stream, its bytes.
         let mut block: Option<(u32, bool, Vec<u8>)> = None;
@@ -433,7 +446,7 @@ fn dial(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
     Err(last)
 }
 
-fn read_frame(conn: &mut TcpStream) -> io::Result<(Head, Vec<u8>)> {
+fn read_frame(conn: &mut Stream) -> io::Result<(Head, Vec<u8>)> {
     let mut header = [0u8; frame::HEADER_LEN];
     conn.read_exact(&mut header)?;
     let head = Head::parse(&header).expect("9 bytes");

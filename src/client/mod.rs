@@ -10,12 +10,19 @@
 //! come back as [`Error::Server`] with etcd's message and gRPC code; `raftkvctl` is built on
 //! this. Streams (watch, observe, snapshot) and the calls that wait for other clients (lock,
 //! campaign) run without a deadline on the answer; closing them ends them on the server.
+//!
+//! TLS: `https://` endpoints (and scheme-less ones once [`Client::with_tls`] gave a config)
+//! are dialed over TLS, ALPN `h2` for gRPC and `http/1.1` for the gateway, as etcdctl does
+//! with `--cacert --cert --key --insecure-skip-tls-verify`; without a config an `https://`
+//! endpoint is verified against the system's CA bundle.
 
 pub mod grpc;
 pub mod h2;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+
+use crate::tls::{ClientTls, ClientTlsInfo, Stream};
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,9 +87,17 @@ const CANCEL_POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct Client {
     /// `host:port` of each endpoint.
     endpoints: Vec<String>,
+    /// Whether each endpoint is dialed over TLS.
+    secure: Vec<bool>,
+    /// Endpoints given with no scheme: TLS once a config is given, as etcdctl's flags do.
+    bare: Vec<bool>,
+    /// The TLS of the secure endpoints, offering `http/1.1` (gRPC's channels keep their own).
+    tls: Option<ClientTls>,
     timeout: Duration,
+    /// gRPC's connection dial timeout (etcdctl's `--dial-timeout`).
+    dial_timeout: Duration,
     /// The gateway's open connection, the index of its endpoint, and when it last answered.
-    conn: Mutex<Option<(usize, BufReader<TcpStream>, Instant)>>,
+    conn: Mutex<Option<(usize, BufReader<Stream>, Instant)>>,
     /// gRPC's channels, one per endpoint, shared by every clone; `None` for a gateway client.
     grpc: Option<Arc<Vec<Channel>>>,
     /// The endpoint gRPC calls go to first: the last one that answered.
@@ -93,7 +108,11 @@ impl Clone for Client {
     fn clone(&self) -> Client {
         Client {
             endpoints: self.endpoints.clone(),
+            secure: self.secure.clone(),
+            bare: self.bare.clone(),
+            tls: self.tls.clone(),
             timeout: self.timeout,
+            dial_timeout: self.dial_timeout,
             conn: Mutex::new(None),
             grpc: self.grpc.clone(),
             current: self.current.clone(),
@@ -112,22 +131,61 @@ impl Client {
     /// `--dial-timeout`) and whose calls each take at most `timeout`.
     pub fn with_dial_timeout(endpoints: &[String], timeout: Duration, dial_timeout: Duration) -> Result<Client> {
         let mut client = Client::gateway(endpoints, timeout)?;
-        client.grpc = Some(Arc::new(client.endpoints.iter().map(|e| Channel::new(e, dial_timeout)).collect()));
+        client.dial_timeout = dial_timeout;
+        client.channels();
         Ok(client)
     }
 
     /// A client over the JSON gateway (HTTP/1.1), for where only that is open.
     pub fn gateway(endpoints: &[String], timeout: Duration) -> Result<Client> {
-        let endpoints: Vec<String> = endpoints
-            .iter()
-            .flat_map(|e| e.split(','))
-            .map(|e| e.trim().trim_start_matches("http://").trim_end_matches('/').to_string())
-            .filter(|e| !e.is_empty())
-            .collect();
+        let endpoints: Vec<&str> =
+            endpoints.iter().flat_map(|e| e.split(',')).map(str::trim).filter(|e| !e.is_empty()).collect();
         if endpoints.is_empty() {
             return Err(Error::Usage("no endpoints".into()));
         }
-        Ok(Client { endpoints, timeout, conn: Mutex::new(None), grpc: None, current: Arc::new(AtomicUsize::new(0)) })
+        let secure: Vec<bool> = endpoints.iter().map(|e| e.starts_with("https://")).collect();
+        let bare = endpoints.iter().map(|e| !e.starts_with("https://") && !e.starts_with("http://")).collect();
+        let tls = match secure.contains(&true) {
+            true => Some(ClientTls::new(&ClientTlsInfo::default(), &[b"http/1.1"]).map_err(tls_usage)?),
+            false => None,
+        };
+        let endpoints = endpoints
+            .iter()
+            .map(|e| e.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_string())
+            .collect();
+        Ok(Client {
+            endpoints,
+            secure,
+            bare,
+            tls,
+            timeout,
+            dial_timeout: timeout,
+            conn: Mutex::new(None),
+            grpc: None,
+            current: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The same client with TLS set up from `info` (etcdctl's `--cacert --cert --key
+    /// --insecure-skip-tls-verify`): for `https://` endpoints and for those given without a
+    /// scheme; `http://` ones stay plaintext.
+    pub fn with_tls(mut self, info: &ClientTlsInfo) -> Result<Client> {
+        self.tls = Some(ClientTls::new(info, &[b"http/1.1"]).map_err(tls_usage)?);
+        for (secure, bare) in self.secure.iter_mut().zip(&self.bare) {
+            *secure |= *bare;
+        }
+        if self.grpc.is_some() {
+            self.channels();
+        }
+        Ok(self)
+    }
+
+    /// gRPC's channels, one per endpoint, with their TLS.
+    fn channels(&mut self) {
+        let channels = self.endpoints.iter().zip(&self.secure).map(|(endpoint, secure)| {
+            Channel::with_tls(endpoint, self.dial_timeout, self.tls.clone().filter(|_| *secure))
+        });
+        self.grpc = Some(Arc::new(channels.collect()));
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
@@ -247,11 +305,12 @@ impl Client {
         let mut stream = BufReader::new(stream);
         send(stream.get_mut(), &endpoint, &method.gateway_path(), req.to_json().as_bytes())
             .map_err(|e| unreachable(e.to_string()))?;
-        // The answer comes all at once when the call ends; until then, look at the cancel.
-        stream.get_ref().set_read_timeout(Some(CANCEL_POLL_INTERVAL)).map_err(|e| unreachable(e.to_string()))?;
+        // The answer comes all at once when the call ends; until then, look at the cancel. A
+        // read that times out loses nothing (a TLS session keeps a partial record).
+        stream.get_ref().tcp().set_read_timeout(Some(CANCEL_POLL_INTERVAL)).map_err(|e| unreachable(e.to_string()))?;
         loop {
-            match stream.get_ref().peek(&mut [0]) {
-                Ok(0) => return Err(unreachable("connection closed".into())),
+            match stream.fill_buf() {
+                Ok([]) => return Err(unreachable("connection closed".into())),
                 Ok(_) => break,
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     cancel.check().map_err(|_| Error::Canceled)?;
@@ -260,7 +319,7 @@ impl Client {
                 Err(e) => return Err(unreachable(e.to_string())),
             }
         }
-        stream.get_ref().set_read_timeout(Some(self.timeout)).map_err(|e| unreachable(e.to_string()))?;
+        stream.get_ref().tcp().set_read_timeout(Some(self.timeout)).map_err(|e| unreachable(e.to_string()))?;
         let (status, body, _) = answer(&mut stream).map_err(unreachable)?;
         decode(status, &body, &endpoint)
     }
@@ -356,7 +415,7 @@ impl Client {
         let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
         let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i))?;
         // Streams are long-lived: no read timeout.
-        stream.set_read_timeout(None).map_err(|e| unreachable(e.to_string()))?;
+        stream.tcp().set_read_timeout(None).map_err(|e| unreachable(e.to_string()))?;
         let mut stream = BufReader::new(stream);
         send(stream.get_mut(), &endpoint, &method.gateway_path(), body.as_bytes())
             .map_err(|e| unreachable(e.to_string()))?;
@@ -435,6 +494,15 @@ impl Client {
         self.call(Method::Hash, &EmptyRequest {})
     }
 
+    /// HashKV (etcd's `Maintenance.HashKV`), over gRPC only: etcd 3.4's gateway has no path
+    /// for it.
+    pub fn hash_kv(&self, req: &HashKvRequest) -> Result<HashKvResponse> {
+        match &self.grpc {
+            Some(channels) => self.grpc_call(channels, Method::HashKv, req),
+            None => Err(Error::Usage("HashKV is served over gRPC only".into())),
+        }
+    }
+
     /// The endpoint the last call used.
     pub fn endpoint(&self) -> String {
         let index = match self.grpc {
@@ -511,8 +579,8 @@ impl Client {
             // request would be lost with it, unknowably for a write. Servers close idle
             // connections only, so one that answered just now is not probed (three syscalls a
             // call would weigh on the load tool).
-            let reused = conn.as_ref().is_some_and(|(i, stream, answered)| {
-                *i == index && (answered.elapsed() < PROBE_AFTER_IDLE || still_open(stream.get_ref()))
+            let reused = conn.as_mut().is_some_and(|(i, stream, answered)| {
+                *i == index && (answered.elapsed() < PROBE_AFTER_IDLE || still_open(stream))
             });
             if !reused {
                 *conn = None;
@@ -553,7 +621,7 @@ impl Client {
             .unwrap_or_else(|| Error::Unreachable { endpoint: self.endpoints.join(","), reason: "no endpoint".into() }))
     }
 
-    fn connect(&self, index: usize) -> Result<TcpStream> {
+    fn connect(&self, index: usize) -> Result<Stream> {
         let endpoint = &self.endpoints[index];
         let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
         let addr = endpoint
@@ -566,7 +634,10 @@ impl Client {
         stream.set_read_timeout(Some(self.timeout)).map_err(|e| unreachable(e.to_string()))?;
         stream.set_write_timeout(Some(self.timeout)).map_err(|e| unreachable(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        match self.tls.as_ref().filter(|_| self.secure[index]) {
+            Some(tls) => tls.connect(stream, endpoint).map_err(|e| unreachable(format!("tls: {e}"))),
+            None => Ok(Stream::plain(stream)),
+        }
     }
 }
 
@@ -619,17 +690,18 @@ fn retry_safe(method: Method) -> bool {
 const PROBE_AFTER_IDLE: Duration = Duration::from_millis(100);
 
 /// Whether a kept-alive connection is still open: the server has neither closed it nor sent
-/// anything unasked (a peek that would block means open and quiet).
-fn still_open(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return false;
-    }
-    let open = matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-    stream.set_nonblocking(false).is_ok() && open
+/// anything unasked (a read that would block means open and quiet).
+fn still_open(stream: &mut BufReader<Stream>) -> bool {
+    stream.buffer().is_empty() && !stream.get_mut().peer_closed_or_spoke()
+}
+
+/// A TLS setting the client cannot use, as its caller's mistake.
+fn tls_usage(e: crate::Error) -> Error {
+    Error::Usage(e.to_string())
 }
 
 fn exchange(
-    stream: &mut BufReader<TcpStream>,
+    stream: &mut BufReader<Stream>,
     host: &str,
     path: &str,
     body: &[u8],
@@ -639,17 +711,19 @@ fn exchange(
 }
 
 /// Writes one request.
-fn send(out: &mut TcpStream, host: &str, path: &str, body: &[u8]) -> std::io::Result<()> {
+fn send(out: &mut Stream, host: &str, path: &str, body: &[u8]) -> std::io::Result<()> {
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    out.write_all(head.as_bytes())?;
-    out.write_all(body)
+    // One write: one TLS record, one segment.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    out.write_all(&request)
 }
 
 /// Reads one HTTP/1.1 answer: status, body, and whether the connection stays open.
-fn answer(stream: &mut BufReader<TcpStream>) -> std::result::Result<(u16, Vec<u8>, bool), String> {
+fn answer(stream: &mut BufReader<Stream>) -> std::result::Result<(u16, Vec<u8>, bool), String> {
     let line = read_line(stream)?;
     let status: u16 =
         line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
@@ -698,7 +772,7 @@ fn answer(stream: &mut BufReader<TcpStream>) -> std::result::Result<(u16, Vec<u8
     Ok((status, body, keep_alive))
 }
 
-fn read_line(stream: &mut BufReader<TcpStream>) -> std::result::Result<String, String> {
+fn read_line(stream: &mut BufReader<Stream>) -> std::result::Result<String, String> {
     let mut line = String::new();
     match stream.read_line(&mut line) {
         Ok(0) => Err("connection closed".into()),

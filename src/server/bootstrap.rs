@@ -59,7 +59,8 @@ pub(super) fn identity(cfg: &Config, db: &Db, raft_storage: &mut RaftStorage) ->
                 .filter(|(name, _)| *name != cfg.name)
                 .flat_map(|(_, urls)| urls)
                 .collect();
-            let (cluster_id, record) = crate::transport::query_membership(&others)?;
+            let tls = crate::transport::PeerTls::from_config(cfg)?;
+            let (cluster_id, record) = crate::transport::query_membership(&others, tls.as_ref())?;
             let membership = Membership::from_record(record);
             let me = membership.members().into_iter().find(|m| {
                 let mut urls = m.peer_urls.clone();

@@ -227,8 +227,16 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
         None => None,
         Some(url) => Some(crate::config::bind("--listen-peer-urls", url)?),
     };
-    let transport =
-        Transport::start(member_id, cluster_id, listener, ch.peer.0.clone(), snapshots.clone(), peer_service.clone())?;
+    let tls = crate::transport::PeerTls::from_config(&cfg)?;
+    let transport = Transport::start(
+        member_id,
+        cluster_id,
+        listener,
+        ch.peer.0.clone(),
+        snapshots.clone(),
+        peer_service.clone(),
+        tls,
+    )?;
     follow_membership(&transport, &membership.read());
 
     let fail_request = {

@@ -16,11 +16,18 @@
 //! - [`Transport::call_direct`] runs on its caller's thread: one request on a connection of
 //!   its own, answered on it by the peer's `raftkv-peer-rx` (the corruption checks' HashKV).
 //!
+//! TLS (`tls.rs`): with `https://` peer URLs every connection is TLS; the accepting side
+//! handshakes on its `raftkv-peer-rx` thread within the hello timeout, before the hello is
+//! read, so a member without a certificate the trusted CA signed never gets to send a frame.
+//!
 //! Tests can cut this member off from chosen peers ([`Transport::isolate`]): frames to them,
 //! from them or both are dropped as if the network lost them (one way only is how a link that
 //! loses a direction, or a leader that can send but never hears back, is staged).
 
 pub mod frame;
+mod tls;
+
+pub use tls::PeerTls;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -40,6 +47,7 @@ use crate::config::url_addr;
 use crate::pb::{MembershipRecord, PeerRequest, PeerResponse};
 use crate::snapshot::SnapshotFiles;
 use crate::thread::spawn;
+use crate::tls::Stream;
 use crate::{Error, Result};
 use frame::{Hello, Kind, Purpose, Verdict};
 
@@ -128,6 +136,8 @@ pub struct Transport {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Accepted connections, shut down at stop so their readers return.
     accepted: Mutex<Vec<TcpStream>>,
+    /// Peer TLS, when this member's peer URLs (or its peers') are `https://`.
+    tls: Option<PeerTls>,
 }
 
 impl Transport {
@@ -139,6 +149,7 @@ impl Transport {
         events: Sender<PeerEvent>,
         snapshots: Arc<SnapshotFiles>,
         services: Arc<dyn PeerServices>,
+        tls: Option<PeerTls>,
     ) -> Result<Arc<Transport>> {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let transport = Arc::new(Transport {
@@ -156,6 +167,7 @@ impl Transport {
             local_addr,
             threads: Mutex::new(Vec::new()),
             accepted: Mutex::new(Vec::new()),
+            tls,
         });
         if let Some(listener) = listener {
             let t = transport.clone();
@@ -268,7 +280,7 @@ impl Transport {
             self.peers.lock().get(&to).map(|p| p.urls.clone()).ok_or_else(|| unreachable("not a peer".into()))?;
         let answered = (|| -> std::io::Result<PeerResponse> {
             let mut stream = self.dial(to, &urls, Purpose::Call)?;
-            stream.set_read_timeout(Some(timeout))?;
+            stream.tcp().set_read_timeout(Some(timeout))?;
             // One call per connection: the id only keeps the frame the stream's `Request`.
             frame::write_frame(&mut stream, Kind::Request, &frame::with_u64(0, &request.encode_to_vec()))?;
             match frame::read_frame(&mut stream)? {
@@ -327,7 +339,7 @@ impl Transport {
 
     // ---- Outgoing ----
 
-    fn dial(&self, to: u64, urls: &[String], purpose: Purpose) -> std::io::Result<TcpStream> {
+    fn dial(&self, to: u64, urls: &[String], purpose: Purpose) -> std::io::Result<Stream> {
         let mut last_err = std::io::Error::other("no peer URL");
         for url in urls {
             let addrs = match url_addr(url) {
@@ -339,11 +351,18 @@ impl Transport {
             };
             for addr in addrs {
                 match TcpStream::connect_timeout(&addr, DIAL_TIMEOUT) {
-                    Ok(mut stream) => {
-                        stream.set_nodelay(true)?;
-                        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                    Ok(tcp) => {
+                        tcp.set_nodelay(true)?;
+                        tcp.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                        tcp.set_read_timeout(Some(HELLO_TIMEOUT))?;
+                        let mut stream = match PeerTls::connect(self.tls.as_ref(), tcp, url) {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                last_err = std::io::Error::new(e.kind(), format!("tls: {e}"));
+                                continue;
+                            }
+                        };
                         Hello { cluster_id: self.cluster_id, from: self.me, to, purpose }.write(&mut stream)?;
-                        stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
                         return match Verdict::read(&mut stream)? {
                             Verdict::Welcome => Ok(stream),
                             Verdict::Removed => {
@@ -362,7 +381,7 @@ impl Transport {
     }
 
     fn write_loop(&self, to: u64, urls: Vec<String>, rx: Receiver<Outbound>) {
-        let mut conn: Option<BufWriter<TcpStream>> = None;
+        let mut conn: Option<BufWriter<Stream>> = None;
         let mut backoff = BACKOFF_MIN;
         let mut retry_at = Instant::now();
         let mut down_since: Option<Instant> = None;
@@ -439,7 +458,7 @@ impl Transport {
             return Err(std::io::Error::other("isolated"));
         }
         let stream = self.dial(to, urls, Purpose::Snapshot)?;
-        stream.set_read_timeout(Some(SNAPSHOT_ACK_TIMEOUT))?;
+        stream.tcp().set_read_timeout(Some(SNAPSHOT_ACK_TIMEOUT))?;
         let mut w = BufWriter::new(stream.try_clone()?);
         frame::write_frame(&mut w, Kind::Raft, &msg.write_to_bytes().map_err(std::io::Error::other)?)?;
         let mut file = std::fs::File::open(path)?;
@@ -488,8 +507,21 @@ impl Transport {
         }
     }
 
-    fn serve(&self, stream: TcpStream) {
-        let peer_addr = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+    fn serve(&self, tcp: TcpStream) {
+        let peer_addr = tcp.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+        let outcome = tcp
+            .set_read_timeout(Some(HELLO_TIMEOUT))
+            .and_then(|()| tcp.set_write_timeout(Some(WRITE_TIMEOUT)))
+            .and_then(|()| tcp.try_clone());
+        let stream = match outcome.and_then(|tcp| PeerTls::accept(self.tls.as_ref(), tcp)) {
+            Ok(stream) => stream,
+            Err(e) => {
+                // etcd's `HandshakeFailure` log line.
+                log::warn!("peer transport: rejected connection from {peer_addr:?} (error {:?})", e.to_string());
+                let _ = tcp.shutdown(Shutdown::Both);
+                return self.forget_accepted(&tcp);
+            }
+        };
         if let Err(e) = self.serve_connection(&stream) {
             use std::io::ErrorKind::{TimedOut, UnexpectedEof, WouldBlock};
             if matches!(e.kind(), UnexpectedEof | WouldBlock | TimedOut) || self.stopped.load(Ordering::Acquire) {
@@ -498,16 +530,18 @@ impl Transport {
                 log::warn!("peer transport: connection from {peer_addr} refused or closed: {e}");
             }
         }
-        let _ = stream.shutdown(Shutdown::Both);
-        if let Ok(local) = stream.local_addr() {
-            let remote = stream.peer_addr().ok();
+        stream.close();
+        self.forget_accepted(&tcp);
+    }
+
+    fn forget_accepted(&self, tcp: &TcpStream) {
+        if let Ok(local) = tcp.local_addr() {
+            let remote = tcp.peer_addr().ok();
             self.accepted.lock().retain(|s| s.local_addr().ok() != Some(local) || s.peer_addr().ok() != remote);
         }
     }
 
-    fn serve_connection(&self, stream: &TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
-        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    fn serve_connection(&self, stream: &Stream) -> std::io::Result<()> {
         let mut r = BufReader::with_capacity(64 << 10, stream.try_clone()?);
         let hello = Hello::read(&mut r)?;
         if hello.purpose == Purpose::Query {
@@ -528,7 +562,7 @@ impl Transport {
         }
         // A connection silent this long is dead or unused (followers talk to each other only
         // during elections); closing it frees this thread, and the sender redials when needed.
-        stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+        stream.tcp().set_read_timeout(Some(IDLE_TIMEOUT))?;
         match hello.purpose {
             // As lost on the way: the sender hears no ack and reports the snapshot failed.
             Purpose::Snapshot if self.drops_from(hello.from) => Err(std::io::Error::other("isolated")),
@@ -601,7 +635,7 @@ impl Transport {
     }
 
     /// A [`Purpose::Call`] connection: one request, its answer back on the connection, closed.
-    fn answer_call(&self, from: u64, r: &mut impl Read, stream: &TcpStream) -> std::io::Result<()> {
+    fn answer_call(&self, from: u64, r: &mut impl Read, stream: &Stream) -> std::io::Result<()> {
         let (kind, payload) = frame::read_frame(r)?;
         if kind != Kind::Request {
             return Err(invalid(format!("a call starts with {kind:?}")));
@@ -620,7 +654,7 @@ impl Transport {
         Ok(msg)
     }
 
-    fn receive_snapshot(&self, from: u64, r: &mut impl Read, stream: &TcpStream) -> std::io::Result<()> {
+    fn receive_snapshot(&self, from: u64, r: &mut impl Read, stream: &Stream) -> std::io::Result<()> {
         let (kind, payload) = frame::read_frame(r)?;
         let msg = match kind {
             Kind::Raft => self.decode_message(from, &payload)?,
@@ -669,13 +703,15 @@ impl Transport {
 
 /// Asks the members at `urls` for the cluster id and membership: how a member started with
 /// `--initial-cluster-state existing` learns the cluster it was added to.
-pub fn query_membership(urls: &[String]) -> Result<(u64, MembershipRecord)> {
+pub fn query_membership(urls: &[String], tls: Option<&PeerTls>) -> Result<(u64, MembershipRecord)> {
     let mut last = String::from("no peer URLs in --initial-cluster");
     for url in urls {
         let outcome = (|| -> std::io::Result<(u64, MembershipRecord)> {
             let addr = url_addr(url)?.next().ok_or_else(|| std::io::Error::other("no address"))?;
-            let mut stream = TcpStream::connect_timeout(&addr, DIAL_TIMEOUT)?;
-            stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
+            let tcp = TcpStream::connect_timeout(&addr, DIAL_TIMEOUT)?;
+            tcp.set_read_timeout(Some(HELLO_TIMEOUT))?;
+            tcp.set_write_timeout(Some(HELLO_TIMEOUT))?;
+            let mut stream = PeerTls::connect(tls, tcp, url)?;
             Hello { cluster_id: 0, from: 0, to: 0, purpose: Purpose::Query }.write(&mut stream)?;
             match frame::read_frame(&mut stream)? {
                 (Kind::Membership, payload) => {

@@ -110,7 +110,8 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_moves_on() {
     assert_eq!(health(cluster.node(others[0])), ServingStatus::Serving as i32);
     // Through the gateway the same calls end in etcd's errors at the request timeout: the
     // event loop gives up on them, nothing hangs.
-    let gateway = raftkv::api::serve(TcpListener::bind("127.0.0.1:0").unwrap(), cluster.node(old).clone()).unwrap();
+    let gateway =
+        raftkv::api::serve(TcpListener::bind("127.0.0.1:0").unwrap(), cluster.node(old).clone(), None).unwrap();
     for (path, body) in [
         ("/v3/kv/put", r#"{"key":"ZHVyaW5n","value":"bWlub3JpdHk="}"#),
         ("/v3/kv/range", r#"{"key":"ZHVyaW5n"}"#),

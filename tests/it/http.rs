@@ -413,7 +413,7 @@ impl raftkv::api::h2::Handler for NoH2 {
 /// An HTTP server on a free port with `handler` for HTTP/1.1.
 fn serve(handler: std::sync::Arc<dyn raftkv::api::http1::Handler>) -> HttpServer {
     let handlers = Handlers { http1: handler, h2: std::sync::Arc::new(NoH2) };
-    HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handlers).unwrap()
+    HttpServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), handlers, None).unwrap()
 }
 
 /// A handler that streams whatever the test feeds it.

@@ -12,7 +12,6 @@
 //! byte-level comparisons with etcd only differ where behaviour does.
 
 use std::io::{self, Write};
-use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 
 use crossbeam::channel::{self, select, Receiver};

@@ -138,7 +138,7 @@ pub(in crate::api) fn write_response(
 /// Writes a [`Response::Stream`] until its sender is dropped, the client goes away, or the
 /// server stops.
 pub(in crate::api) fn write_stream(
-    w: &mut io::BufWriter<TcpStream>,
+    w: &mut io::BufWriter<crate::tls::Stream>,
     version: (u8, u8),
     status: u16,
     headers: Vec<(&'static str, String)>,
@@ -169,7 +169,7 @@ pub(in crate::api) fn write_stream(
             },
             recv(stop_rx) -> _ => return Ok(()),
             recv(hangup_check) -> _ => {
-                if peer_closed(w.get_ref()) {
+                if w.get_mut().peer_closed() {
                     return Ok(());
                 }
             }
@@ -200,20 +200,6 @@ fn message_chunks(out: &mut Vec<u8>, message: &[u8]) {
         out.extend_from_slice(part);
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// Whether the client has closed its end (a read would return end-of-file).
-fn peer_closed(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let closed = match stream.peek(&mut [0u8; 1]) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    };
-    let _ = stream.set_nonblocking(false);
-    closed
 }
 
 /// A `text/plain` answer like Go's `http.Error` (used for 404, 405 and malformed requests).

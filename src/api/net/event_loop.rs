@@ -1,7 +1,9 @@
 //! One epoll event loop (`raftkv-httpio-N`): its connections, their requests (in order on an
 //! HTTP/1.1 connection, side by side on an HTTP/2 one), the answers posted back to it, and
-//! the deadlines of requests in flight.
+//! the deadlines of requests in flight. On a TLS port every connection's handshake and
+//! records run here too (see `socket.rs`), bounded by the handshake timeout.
 
+use super::socket::Socket;
 use super::*;
 use crate::api::h2::frame::PREFACE;
 use crate::api::http1::parse::{parse, Head, Parsed};
@@ -41,10 +43,16 @@ pub(super) struct EventLoop {
     streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
     stopping: Arc<AtomicBool>,
     stop_rx: Receiver<()>,
+    /// The port's TLS, if it is a TLS port: each connection gets a session from it.
+    tls: Option<Arc<ServerTls>>,
 }
 
 struct Conn {
-    stream: mio::net::TcpStream,
+    socket: Socket,
+    /// Where the client is, for the log line of a refused handshake.
+    peer: Option<std::net::SocketAddr>,
+    /// When a TLS handshake still under way is given up.
+    handshake_by: Option<Instant>,
     /// Bytes read and not yet parsed into a request.
     input: Vec<u8>,
     /// The head of the request being received, once complete.
@@ -100,7 +108,7 @@ impl EventLoop {
         if let Some(listener) = &mut listener {
             poll.registry().register(listener, LISTENER, Interest::READABLE)?;
         }
-        let Shared { mailboxes, handlers, pool, streams, stopping, stop_rx } = shared;
+        let Shared { mailboxes, handlers, pool, streams, stopping, stop_rx, tls } = shared;
         Ok(EventLoop {
             poll,
             listener,
@@ -120,6 +128,7 @@ impl EventLoop {
             streams,
             stopping,
             stop_rx,
+            tls,
         })
     }
 
@@ -278,8 +287,26 @@ impl EventLoop {
             self.free.push(slot);
             return;
         }
+        let peer = stream.peer_addr().ok();
+        let (socket, handshake_by) = match &self.tls {
+            None => (Socket::Plain(stream), None),
+            Some(tls) => match tls.accept() {
+                Ok(session) => {
+                    let by = Instant::now() + tls.handshake_timeout();
+                    (Socket::Tls { tcp: stream, session: Box::new(session) }, Some(by))
+                }
+                Err(e) => {
+                    log::warn!("http: {e}; closing a new connection");
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    self.free.push(slot);
+                    return;
+                }
+            },
+        };
         self.conns[slot] = Some(Conn {
-            stream,
+            socket,
+            peer,
+            handshake_by,
             input: Vec::new(),
             head: None,
             output: Vec::new(),
@@ -300,7 +327,8 @@ impl EventLoop {
 
     fn close(&mut self, i: usize) {
         if let Some(mut conn) = self.conns.get_mut(i).and_then(Option::take) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+            conn.socket.close_notify();
+            let _ = self.poll.registry().deregister(conn.socket.tcp());
             self.free.push(i);
             self.live -= 1;
         }
@@ -311,26 +339,42 @@ impl EventLoop {
     /// after it raises a new event. (Skipping the `EAGAIN` read saves a syscall per request.)
     /// A peer's end of input may have come with the event being handled, so `to_end` reads
     /// until it is seen.
+    /// On a TLS port the records read are decrypted into the connection's input, and what
+    /// the session has to answer (handshake messages) is sent; a record rustls refuses (a
+    /// failed handshake, plaintext, garbage) closes the connection with one log line.
     fn read(&mut self, i: usize, to_end: bool) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
         while !conn.eof {
             if conn.input.len() >= READ_BUFFER_MAX {
                 conn.paused = true;
-                return;
+                break;
             }
-            match conn.stream.read(&mut self.scratch) {
+            match conn.socket.read(&mut self.scratch, &mut conn.input) {
                 Ok(0) => conn.eof = true,
                 Ok(n) => {
-                    conn.input.extend_from_slice(&self.scratch[..n]);
                     conn.last_active = Instant::now();
                     if n < self.scratch.len() && !to_end {
-                        return;
+                        break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // etcd's `HandshakeFailure` log line; the alert rustls queued goes out first.
+                    let peer = conn.peer.map_or_else(String::new, |p| p.to_string());
+                    log::warn!("http: rejected connection from {peer:?} (error {:?})", e.to_string());
+                    let _ = conn.socket.flush();
+                    return self.close(i);
+                }
                 Err(_) => conn.eof = true,
             }
+        }
+        if conn.handshake_by.is_some() && !conn.socket.handshaking() {
+            conn.handshake_by = None;
+        }
+        // Handshake messages (or a TLS 1.3 key update) owed to the client.
+        if let Socket::Tls { .. } = conn.socket {
+            self.write(i);
         }
     }
 
@@ -339,7 +383,7 @@ impl EventLoop {
     fn write(&mut self, i: usize) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
         while conn.written < conn.output.len() {
-            match conn.stream.write(&conn.output[conn.written..]) {
+            match conn.socket.write(&conn.output[conn.written..]) {
                 Ok(0) => return self.close(i),
                 Ok(n) => conn.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -352,6 +396,15 @@ impl EventLoop {
         }
         conn.output.clear();
         conn.written = 0;
+        // TLS records not yet on the socket: the next writable event sends them.
+        match conn.socket.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                log::debug!("http: write failed: {e}");
+                return self.close(i);
+            }
+        }
         if conn.closing && matches!(conn.state, State::Reading) {
             self.close(i);
         }
@@ -559,14 +612,15 @@ impl EventLoop {
         on_close: Option<Box<dyn FnOnce() + Send>>,
     ) {
         let Some(mut conn) = self.conns.get_mut(i).and_then(Option::take) else { return };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.socket.tcp());
         self.free.push(i);
         self.live -= 1;
-        let stream = TcpStream::from(std::os::fd::OwnedFd::from(conn.stream));
         let unwritten = conn.output.split_off(conn.written);
         let stop_rx = self.stop_rx.clone();
+        // Records a TLS session still holds go out with the stream's first write.
+        let socket = conn.socket;
         let spawned = crate::thread::spawn("raftkv-stream", move || {
-            let outcome = stream.set_nonblocking(false).and_then(|()| {
+            let outcome = socket.into_blocking().and_then(|stream| {
                 let mut writer = io::BufWriter::with_capacity(16 * 1024, stream);
                 writer.write_all(&unwritten)?;
                 write_stream(&mut writer, version, status, headers, messages, &stop_rx)
@@ -707,6 +761,14 @@ impl EventLoop {
         for conn in self.conns.iter_mut().flatten() {
             for session in conn.h2_sessions.values_mut() {
                 unpanicked(|| session.tick());
+            }
+        }
+        for i in 0..self.conns.len() {
+            let Some(conn) = self.conns[i].as_ref() else { continue };
+            if conn.handshake_by.is_some_and(|by| by <= now) {
+                let peer = conn.peer.map_or_else(String::new, |p| p.to_string());
+                log::warn!("http: rejected connection from {peer:?} (error \"TLS handshake timeout\")");
+                self.close(i);
             }
         }
         for i in 0..self.conns.len() {

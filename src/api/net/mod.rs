@@ -18,14 +18,20 @@
 //! its thread (waiting for the request, then for the fsync); the flame graph of 64 clients
 //! putting showed those context switches as the largest share of the server's CPU.
 //!
-//! Files: `event_loop` (a loop and its connections), `pool` (the blocking pool); this one
-//! holds the server's start and stop and what handlers answer through.
+//! TLS: on a TLS port ([`HttpServer::start`] with a [`ServerTls`]) loop 0 still accepts and
+//! deals plain sockets out; the loop that gets one runs its handshake and its records on its
+//! own thread (`socket`), with no thread per handshake, and closes it if the handshake is not
+//! done within the port's handshake timeout.
+//!
+//! Files: `event_loop` (a loop and its connections), `socket` (a connection's plain or TLS
+//! socket), `pool` (the blocking pool); this one holds the server's start and stop and what
+//! handlers answer through.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::marker::PhantomData;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -36,11 +42,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::{h2, http1};
+use crate::tls::ServerTls;
 use crate::wait::{Cancel, CancelTx};
 use crate::{Error, Result};
 
 mod event_loop;
 mod pool;
+mod socket;
 
 use event_loop::EventLoop;
 use pool::Pool;
@@ -311,6 +319,7 @@ struct Shared {
     streams: Arc<Mutex<Vec<JoinHandle<()>>>>,
     stopping: Arc<AtomicBool>,
     stop_rx: Receiver<()>,
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// A running server; dropping or [`HttpServer::stop`] stops it and joins its threads.
@@ -327,7 +336,8 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub fn start(listener: TcpListener, handlers: Handlers) -> Result<HttpServer> {
+    /// Serves `listener` with `handlers`, over TLS when `tls` is given.
+    pub fn start(listener: TcpListener, handlers: Handlers, tls: Option<Arc<ServerTls>>) -> Result<HttpServer> {
         let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
         let io = |e: io::Error| Error::Config(format!("http event loop: {e}"));
         listener.set_nonblocking(true).map_err(io)?;
@@ -362,6 +372,7 @@ impl HttpServer {
                 streams: server.streams.clone(),
                 stopping: stopping.clone(),
                 stop_rx: stop_rx.clone(),
+                tls: tls.clone(),
             };
             let event_loop = EventLoop::new(poll, listener.take(), i, shared).map_err(io)?;
             // Dropping `server` on an error stops the loops already running.

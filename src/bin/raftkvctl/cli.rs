@@ -25,6 +25,19 @@ pub(crate) struct Cli {
     /// Speak the JSON gateway (HTTP/1.1) instead of gRPC.
     #[arg(long, global = true, env = "RAFTKVCTL_GATEWAY")]
     pub(crate) gateway: bool,
+    /// Verify certificates of TLS-enabled secure servers using this CA bundle.
+    #[arg(long = "cacert", id = "tls_cacert", global = true, env = "ETCDCTL_CACERT")]
+    pub(crate) cacert: Option<PathBuf>,
+    /// Identify secure client using this TLS certificate file.
+    #[arg(long = "cert", id = "tls_cert", global = true, env = "ETCDCTL_CERT")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Identify secure client using this TLS key file.
+    #[arg(long = "key", id = "tls_key", global = true, env = "ETCDCTL_KEY")]
+    pub(crate) key: Option<PathBuf>,
+    /// Skip server certificate verification (CAUTION: this option should be enabled only for
+    /// testing purposes).
+    #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY")]
+    pub(crate) insecure_skip_tls_verify: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -350,7 +363,8 @@ pub(crate) enum BenchCommand {
     WatchLatency {
         #[arg(long, default_value_t = 10)]
         watchers: usize,
-        #[arg(long, default_value = "watchkey")]
+        /// The key watched and put (`--key` is the TLS key file, as in etcd's benchmark).
+        #[arg(long = "watch-key", default_value = "watchkey")]
         key: String,
         #[arg(long, default_value_t = 32)]
         val_size: usize,

@@ -101,7 +101,8 @@ impl Ctl {
         let mut hashes = Vec::new();
         for endpoint in endpoints.iter().flat_map(|e| e.split(',')) {
             let request = HashKvRequest { revision: rev };
-            match raftkv::client::grpc::call::<_, HashKvResponse>(endpoint, Method::HashKv, &request, timeout) {
+            // Over gRPC whatever --gateway says, with the TLS flags.
+            match dial(&[endpoint.to_string()], timeout, self.dial_timeout, false).and_then(|c| c.hash_kv(&request)) {
                 Ok(resp) => hashes.push((endpoint.to_string(), resp)),
                 Err(e) => {
                     eprintln!("Failed to get the hash of endpoint {endpoint} ({})", endpoint_error(&e));

@@ -13,7 +13,6 @@ use raftkv::pb::compare::TargetUnion;
 use raftkv::pb::request_op::Request;
 use raftkv::pb::response_op::Response;
 use raftkv::pb::*;
-use raftkv::service::Method;
 use raftkv::Client;
 
 mod bench;
@@ -48,17 +47,35 @@ impl Ctl {
     }
 }
 
+/// The TLS flags (`--cacert --cert --key --insecure-skip-tls-verify`), set once in `main`
+/// when any is given. Global flags of the process, as etcdctl's are: every client a verb dials
+/// (per endpoint, per bench connection) uses them, so they are kept here rather than passed
+/// through each verb.
+static TLS: std::sync::OnceLock<raftkv::tls::ClientTlsInfo> = std::sync::OnceLock::new();
+
 /// A client over gRPC (connections dialed within `dial_timeout`), or the gateway when asked.
 fn dial(endpoints: &[String], timeout: Duration, dial_timeout: Duration, gateway: bool) -> Result<Client, CtlError> {
-    if gateway {
-        Client::gateway(endpoints, timeout)
+    let client = if gateway {
+        Client::gateway(endpoints, timeout)?
     } else {
-        Client::with_dial_timeout(endpoints, timeout, dial_timeout)
+        Client::with_dial_timeout(endpoints, timeout, dial_timeout)?
+    };
+    match TLS.get() {
+        Some(tls) => client.with_tls(tls),
+        None => Ok(client),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.cacert.is_some() || cli.cert.is_some() || cli.key.is_some() || cli.insecure_skip_tls_verify {
+        let _ = TLS.set(raftkv::tls::ClientTlsInfo {
+            ca_file: cli.cacert.clone(),
+            cert_file: cli.cert.clone(),
+            key_file: cli.key.clone(),
+            insecure_skip_verify: cli.insecure_skip_tls_verify,
+        });
+    }
     let client = match dial(&cli.endpoints, cli.command_timeout, cli.dial_timeout, cli.gateway) {
         Ok(c) => c,
         Err(e) => {
