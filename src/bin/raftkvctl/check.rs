@@ -57,25 +57,9 @@ impl Ctl {
         };
         self.refuse_used_prefix(check.prefix)?;
         let secs = duration_secs();
-        let run = Load {
-            endpoints: check.endpoints.to_vec(),
-            conns: clients,
-            clients,
-            total: limit * secs,
-            rate: limit,
-            timeout: Duration::from_secs(secs.max(5)),
-            target_leader: false,
-            progress: true,
-            gateway: self.gateway,
-        };
-        let workload = Workload::Put {
-            key_size: 256,
-            val_size: 1024,
-            sequential: false,
-            key_space: u64::MAX,
-            prefix: check.prefix.as_bytes().to_vec(),
-        };
-        let report = bench::run(&run, &workload)?;
+        let timeout = Duration::from_secs(secs.max(5));
+        let puts = Puts { clients, total: limit * secs, rate: limit, timeout, key_size: 256, val_size: 1024 };
+        let report = self.put_load(check, &puts)?;
         self.clean_up(check)?;
 
         let mut ok = true;
@@ -125,26 +109,10 @@ impl Ctl {
         println!(
             "Start data scale check for work load [{limit} key-value pairs, 1024 bytes per key-value, {clients} concurrent clients]."
         );
-        let run = Load {
-            endpoints: check.endpoints.to_vec(),
-            conns: clients,
-            clients,
-            total: limit,
-            rate: 0,
-            // etcdctl puts without a deadline; a minute is far past any healthy answer.
-            timeout: Duration::from_secs(60),
-            target_leader: false,
-            progress: true,
-            gateway: self.gateway,
-        };
-        let workload = Workload::Put {
-            key_size: 512,
-            val_size: 512,
-            sequential: false,
-            key_space: u64::MAX,
-            prefix: check.prefix.as_bytes().to_vec(),
-        };
-        let report = bench::run(&run, &workload)?;
+        // etcdctl puts without a deadline; a minute is far past any healthy answer.
+        let timeout = Duration::from_secs(60);
+        let puts = Puts { clients, total: limit, rate: 0, timeout, key_size: 512, val_size: 512 };
+        let report = self.put_load(check, &puts)?;
         let Some(after) = resident_bytes(first) else {
             println!("FAIL: Could not read process_resident_memory_bytes after the put operations.");
             return Err(CtlError::Usage("check datascale failed".into()));
@@ -156,6 +124,29 @@ impl Ctl {
         let used = (after - before) / (1024.0 * 1024.0);
         println!("PASS: Approximate system memory used : {used:.2} MB.");
         Ok(())
+    }
+
+    /// The check's puts under its prefix, random keys, one connection per client.
+    fn put_load(&self, check: &Check, puts: &Puts) -> Result<Report, CtlError> {
+        let run = Load {
+            endpoints: check.endpoints.to_vec(),
+            conns: puts.clients,
+            clients: puts.clients,
+            total: puts.total,
+            rate: puts.rate,
+            timeout: puts.timeout,
+            target_leader: false,
+            progress: true,
+            gateway: self.gateway,
+        };
+        let workload = Workload::Put {
+            key_size: puts.key_size,
+            val_size: puts.val_size,
+            sequential: false,
+            key_space: u64::MAX,
+            prefix: check.prefix.as_bytes().to_vec(),
+        };
+        bench::run(&run, &workload)
     }
 
     /// etcdctl refuses to run a check over keys it did not write.
@@ -188,6 +179,16 @@ impl Ctl {
         }
         Ok(())
     }
+}
+
+/// A check's load: `total` puts from `clients` at `rate` a second (0: as fast as they go).
+struct Puts {
+    clients: usize,
+    total: u64,
+    rate: u64,
+    timeout: Duration,
+    key_size: usize,
+    val_size: usize,
 }
 
 /// etcdctl's lines for the calls that failed; whether there were none.
