@@ -11,7 +11,7 @@ use crossbeam::channel;
 use parking_lot::Mutex;
 use prost::Message;
 
-use super::h2::{Connection, Event, Fields, StreamEvents};
+use super::h2::{Connection, Event, Fields, Keepalive, StreamEvents};
 use super::{Error, Result};
 use crate::api::grpc::{first_message, framed};
 use crate::error::Code;
@@ -29,20 +29,27 @@ pub struct Channel {
     dial_timeout: Duration,
     /// TLS for an `https://` endpoint (ALPN `h2`).
     tls: Option<ClientTls>,
+    keepalive: Option<Keepalive>,
     conn: Mutex<Option<Connection>>,
 }
 
 impl Channel {
     /// A plaintext channel to `endpoint` (`host:port` or `http://host:port`).
     pub fn new(endpoint: &str, dial_timeout: Duration) -> Channel {
-        Channel::with_tls(endpoint, dial_timeout, None)
+        Channel::with_tls(endpoint, dial_timeout, None, None)
     }
 
-    /// A channel to `endpoint`, over TLS when `tls` is given (`https://` is stripped too).
-    pub fn with_tls(endpoint: &str, dial_timeout: Duration, tls: Option<ClientTls>) -> Channel {
+    /// A channel to `endpoint`, over TLS when `tls` is given (`https://` is stripped too),
+    /// its connections pinged as `keepalive` says.
+    pub fn with_tls(
+        endpoint: &str,
+        dial_timeout: Duration,
+        tls: Option<ClientTls>,
+        keepalive: Option<Keepalive>,
+    ) -> Channel {
         let addr = endpoint.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
         let tls = tls.map(|t| t.with_alpn(&[b"h2"]));
-        Channel { addr: addr.to_string(), dial_timeout, tls, conn: Mutex::new(None) }
+        Channel { addr: addr.to_string(), dial_timeout, tls, keepalive, conn: Mutex::new(None) }
     }
 
     pub fn addr(&self) -> &str {
@@ -58,7 +65,7 @@ impl Channel {
         if let Some(c) = conn.as_ref().filter(|c| c.broken().is_none()) {
             return Ok(c.clone());
         }
-        let c = Connection::connect(&self.addr, self.dial_timeout, self.tls.as_ref())
+        let c = Connection::connect(&self.addr, self.dial_timeout, self.tls.as_ref(), self.keepalive)
             .map_err(|e| self.unreachable(format!("dial tcp {}: {e}", self.addr)))?;
         *conn = Some(c.clone());
         Ok(c)

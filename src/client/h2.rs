@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender};
@@ -82,6 +82,19 @@ struct Shared {
     /// Signalled when send windows grow or the connection breaks.
     window: Condvar,
     streams: Mutex<HashMap<u32, Sender<Event>>>,
+    /// When the reader last read a frame: what the keepalive looks at.
+    heard: Mutex<Instant>,
+}
+
+/// grpc-go's client keepalive (clientv3's `DialKeepAliveTime` and `DialKeepAliveTimeout`,
+/// etcdctl's `--keepalive-time` and `--keepalive-timeout`): while streams are open and nothing
+/// has been read for `time`, a PING; if nothing is read within `timeout` after it, the
+/// connection is taken as dead and closed, so its calls fail over instead of waiting on a
+/// peer that vanished without a FIN (a paused or cut-off member).
+#[derive(Clone, Copy, Debug)]
+pub struct Keepalive {
+    pub time: Duration,
+    pub timeout: Duration,
 }
 
 struct Writer {
@@ -99,7 +112,12 @@ struct Writer {
 impl Connection {
     /// Connects to `addr` (`host:port`) within `timeout`, over TLS when `tls` is given (the
     /// handshake within `timeout` too), and sends the preface and our settings.
-    pub fn connect(addr: &str, timeout: Duration, tls: Option<&ClientTls>) -> io::Result<Connection> {
+    pub fn connect(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+        keepalive: Option<Keepalive>,
+    ) -> io::Result<Connection> {
         let tcp = dial(addr, timeout)?;
         let socket = match tls {
             Some(tls) => {
@@ -127,6 +145,7 @@ impl Connection {
             }),
             window: Condvar::new(),
             streams: Mutex::new(HashMap::new()),
+            heard: Mutex::new(Instant::now()),
         });
         let for_reader = shared.clone();
         crate::thread::spawn("raftkv-h2c-read", move || {
@@ -135,6 +154,11 @@ impl Connection {
             for_reader.break_all(&why);
         })
         .map_err(|e| io::Error::other(e.to_string()))?;
+        if let Some(keepalive) = keepalive {
+            let (weak, socket) = (Arc::downgrade(&shared), socket.try_clone()?);
+            crate::thread::spawn("raftkv-h2c-ping", move || keep_alive(&weak, &socket, keepalive))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        }
         Ok(Connection { shared, _closer: Arc::new(Closer(socket)) })
     }
 
@@ -307,6 +331,7 @@ impl Shared {
         let mut block: Option<(u32, bool, Vec<u8>)> = None;
         loop {
             let (head, payload) = read_frame(&mut socket)?;
+            *self.heard.lock() = Instant::now();
             if let Some((stream, _, _)) = &block {
                 if head.kind != kind::CONTINUATION || head.stream != *stream {
                     return Err(protocol("a header block interrupted by another frame"));
@@ -428,6 +453,39 @@ impl Shared {
         drop(w);
         self.window.notify_all();
         Ok(())
+    }
+}
+
+/// The keepalive of one connection, until the connection is dropped or broken.
+fn keep_alive(shared: &Weak<Shared>, socket: &Stream, keepalive: Keepalive) {
+    loop {
+        std::thread::sleep(keepalive.time);
+        let Some(conn) = shared.upgrade() else { return };
+        if conn.writer.lock().broken.is_some() {
+            return;
+        }
+        // As clientv3 (PermitWithoutStream off): an idle connection is not pinged.
+        let sent = Instant::now();
+        if conn.streams.lock().is_empty() || sent.duration_since(*conn.heard.lock()) < keepalive.time {
+            continue;
+        }
+        let mut ping = Vec::with_capacity(frame::HEADER_LEN + 8);
+        frame::write(&mut ping, kind::PING, 0, 0, &[0; 8]);
+        if conn.write(&ping).is_err() {
+            return;
+        }
+        drop(conn);
+        std::thread::sleep(keepalive.timeout);
+        let Some(conn) = shared.upgrade() else { return };
+        if *conn.heard.lock() < sent {
+            let why = format!("keepalive ping unanswered for {:?}", keepalive.timeout);
+            log::warn!("h2c {}: {why}; closing the connection", conn.addr);
+            conn.break_all(&why);
+            // Ends the reader, blocked on a peer that says nothing; the TCP socket itself, since
+            // the blocked reader may hold the TLS session.
+            let _ = socket.tcp().shutdown(std::net::Shutdown::Both);
+            return;
+        }
     }
 }
 

@@ -33,6 +33,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use grpc::{Channel, Failed};
+use h2::Keepalive;
 
 use crate::error::Code;
 use crate::jsonpb::msg::{ErrorBody, StreamError, StreamResult};
@@ -96,6 +97,9 @@ pub struct Client {
     timeout: Duration,
     /// gRPC's connection dial timeout (etcdctl's `--dial-timeout`).
     dial_timeout: Duration,
+    /// gRPC's connection keepalive (etcdctl's `--keepalive-time`); off unless asked for, as
+    /// in clientv3.
+    keepalive: Option<Keepalive>,
     /// The gateway's open connection, the index of its endpoint, and when it last answered.
     conn: Mutex<Option<(usize, BufReader<Stream>, Instant)>>,
     /// gRPC's channels, one per endpoint, shared by every clone; `None` for a gateway client.
@@ -113,6 +117,7 @@ impl Clone for Client {
             tls: self.tls.clone(),
             timeout: self.timeout,
             dial_timeout: self.dial_timeout,
+            keepalive: self.keepalive,
             conn: Mutex::new(None),
             grpc: self.grpc.clone(),
             current: self.current.clone(),
@@ -160,6 +165,7 @@ impl Client {
             tls,
             timeout,
             dial_timeout: timeout,
+            keepalive: None,
             conn: Mutex::new(None),
             grpc: None,
             current: Arc::new(AtomicUsize::new(0)),
@@ -180,10 +186,23 @@ impl Client {
         Ok(self)
     }
 
-    /// gRPC's channels, one per endpoint, with their TLS.
+    /// The same client with its gRPC connections pinged after `time` without a frame read,
+    /// and closed when `timeout` passes without one after the ping (etcdctl's
+    /// `--keepalive-time` and `--keepalive-timeout`): a member that vanishes without closing
+    /// its connections (paused, cut off) then fails calls over to the next endpoint instead
+    /// of holding streams forever. No effect on a gateway client.
+    pub fn with_keepalive(mut self, time: Duration, timeout: Duration) -> Client {
+        self.keepalive = Some(Keepalive { time, timeout });
+        if self.grpc.is_some() {
+            self.channels();
+        }
+        self
+    }
+
+    /// gRPC's channels, one per endpoint, with their TLS and keepalive.
     fn channels(&mut self) {
         let channels = self.endpoints.iter().zip(&self.secure).map(|(endpoint, secure)| {
-            Channel::with_tls(endpoint, self.dial_timeout, self.tls.clone().filter(|_| *secure))
+            Channel::with_tls(endpoint, self.dial_timeout, self.tls.clone().filter(|_| *secure), self.keepalive)
         });
         self.grpc = Some(Arc::new(channels.collect()));
     }

@@ -86,3 +86,35 @@ fn a_call_fails_over_from_a_down_endpoint() {
     assert_eq!(client.endpoint(), gw.addr().to_string(), "the endpoint that answered is kept");
     assert_eq!(client.range(&RangeRequest::key("k")).unwrap().count, 1);
 }
+
+/// A member that stops answering without closing its connections (SIGSTOP: a paused VM, a
+/// cut-off host) ends a watch held on it once the keepalive ping goes unanswered, as
+/// clientv3's `DialKeepAliveTime` does; without a keepalive the watch would wait forever.
+#[test]
+fn a_keepalive_ends_a_watch_on_a_member_that_went_silent() {
+    use crate::harness::process::{Member, SIGCONT, SIGSTOP};
+    let dir = tempfile::tempdir().unwrap();
+    let mut member = Member::new("silent", dir.path());
+    member.spawn(&dir.path().join("data"), "", &[]);
+    member.wait_healthy(Duration::from_secs(20));
+    let client = Client::new(&[member.endpoint()], Duration::from_secs(5))
+        .unwrap()
+        .with_keepalive(Duration::from_millis(300), Duration::from_millis(600));
+    let (created_tx, created) = crossbeam::channel::bounded(1);
+    let (ended_tx, ended) = crossbeam::channel::bounded(1);
+    std::thread::spawn(move || {
+        let outcome = client.watch(&WatchCreateRequest { key: b"k".to_vec(), ..Default::default() }, |_| {
+            let _ = created_tx.try_send(());
+            true
+        });
+        let _ = ended_tx.send(outcome);
+    });
+    created.recv_timeout(Duration::from_secs(10)).expect("the watch is created");
+    member.signal(SIGSTOP);
+    let outcome = ended.recv_timeout(Duration::from_secs(30));
+    member.signal(SIGCONT);
+    let outcome = outcome.expect("the watch still waits on a silent member after 30 s");
+    let err = outcome.expect_err("a watch on a silent member cannot end well");
+    assert!(err.to_string().contains("keepalive ping unanswered"), "{err}");
+    member.kill();
+}

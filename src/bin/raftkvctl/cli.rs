@@ -19,6 +19,12 @@ pub(crate) struct Cli {
     /// Dial timeout for client connections.
     #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
     pub(crate) dial_timeout: Duration,
+    /// Keepalive time for client connections: a ping after this long without a frame.
+    #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
+    pub(crate) keepalive_time: Duration,
+    /// Keepalive timeout for client connections: closed when a ping is unanswered this long.
+    #[arg(long, global = true, default_value = "6s", value_parser = parse_duration)]
+    pub(crate) keepalive_timeout: Duration,
     /// Print byte strings as hex encoded strings.
     #[arg(long, global = true)]
     pub(crate) hex: bool,

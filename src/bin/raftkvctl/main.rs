@@ -52,13 +52,19 @@ impl Ctl {
 /// (per endpoint, per bench connection) uses them, so they are kept here rather than passed
 /// through each verb.
 static TLS: std::sync::OnceLock<raftkv::tls::ClientTlsInfo> = std::sync::OnceLock::new();
+/// `--keepalive-time` and `--keepalive-timeout`, for every gRPC connection the command makes.
+static KEEPALIVE: std::sync::OnceLock<(Duration, Duration)> = std::sync::OnceLock::new();
 
 /// A client over gRPC (connections dialed within `dial_timeout`), or the gateway when asked.
 fn dial(endpoints: &[String], timeout: Duration, dial_timeout: Duration, gateway: bool) -> Result<Client, CtlError> {
     let client = if gateway {
         Client::gateway(endpoints, timeout)?
     } else {
-        Client::with_dial_timeout(endpoints, timeout, dial_timeout)?
+        let client = Client::with_dial_timeout(endpoints, timeout, dial_timeout)?;
+        match KEEPALIVE.get() {
+            Some((time, timeout)) => client.with_keepalive(*time, *timeout),
+            None => client,
+        }
     };
     match TLS.get() {
         Some(tls) => client.with_tls(tls),
@@ -68,6 +74,7 @@ fn dial(endpoints: &[String], timeout: Duration, dial_timeout: Duration, gateway
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = KEEPALIVE.set((cli.keepalive_time, cli.keepalive_timeout));
     if cli.cacert.is_some() || cli.cert.is_some() || cli.key.is_some() || cli.insecure_skip_tls_verify {
         let _ = TLS.set(raftkv::tls::ClientTlsInfo {
             ca_file: cli.cacert.clone(),
