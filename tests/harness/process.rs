@@ -162,6 +162,11 @@ impl Member {
         self.process.is_some()
     }
 
+    /// The running member's process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("member running").child.id()
+    }
+
     /// Waits until `endpoint health` passes (the member has a leader and serves reads).
     pub fn wait_healthy(&mut self, within: Duration) {
         let deadline = Instant::now() + within;

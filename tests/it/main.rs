@@ -10,6 +10,7 @@ mod harness;
 mod history;
 
 mod alarm;
+mod bounds;
 mod cli;
 mod cluster;
 mod compaction;
