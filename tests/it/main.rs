@@ -29,6 +29,7 @@ mod history_check;
 mod http;
 mod kv_semantics;
 mod lease;
+mod limits;
 mod lock;
 mod lock_compat;
 mod mirror;
