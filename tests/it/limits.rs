@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use raftkv::pb::{PutRequest, RangeRequest};
+use raftkv::pb::*;
+use raftkv::Client;
 
 use crate::harness::eventually;
 use crate::harness::http::Conn;
@@ -83,4 +84,46 @@ fn at_its_open_file_limit_a_member_refuses_connections_and_serves_the_rest() {
     });
     assert!(fresh, "no new client served after the connections closed");
     assert_eq!(m.terminate().code(), Some(0));
+}
+
+/// Ranges that may be large are read on the blocking pool a few at a time, not on the event
+/// loops (src/service/reads.rs): each client still gets its whole answer, over gRPC and the
+/// gateway, linearizable or serializable, limited or not, with point reads beside them.
+#[test]
+fn many_large_ranges_at_once_each_get_their_whole_answer() {
+    const KEYS: usize = 2_000;
+    let gw = crate::harness::Gateway::start();
+    for batch in 0..KEYS / 100 {
+        let success = (batch * 100..(batch + 1) * 100)
+            .map(|i| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest::new(format!("big/{i:05}"), "v"))),
+            })
+            .collect();
+        gw.node.txn(TxnRequest { success, ..Default::default() }).unwrap();
+    }
+    let endpoint = [gw.addr().to_string()];
+    std::thread::scope(|s| {
+        for t in 0..12 {
+            let endpoint = &endpoint;
+            s.spawn(move || {
+                let timeout = Duration::from_secs(30);
+                let client =
+                    if t % 2 == 0 { Client::new(endpoint, timeout) } else { Client::gateway(endpoint, timeout) };
+                let client = client.unwrap();
+                for round in 0..3 {
+                    let limit = if round == 2 { 1_500 } else { 0 };
+                    let req = RangeRequest { serializable: t % 3 == 0, limit, ..RangeRequest::prefix("big/") };
+                    let resp = client.range(&req).unwrap_or_else(|e| panic!("client {t} round {round}: {e}"));
+                    let want = if limit > 0 { limit as usize } else { KEYS };
+                    assert_eq!((resp.count, resp.kvs.len(), resp.more), (KEYS as i64, want, limit > 0));
+                    assert!(resp.kvs.windows(2).all(|w| w[0].key < w[1].key));
+                }
+            });
+        }
+        let client = Client::new(&endpoint, Duration::from_secs(30)).unwrap();
+        for i in 0..20 {
+            client.put(&PutRequest::new("point", i.to_string())).unwrap();
+            assert_eq!(client.range(&RangeRequest::key("point")).unwrap().kvs[0].value, i.to_string().as_bytes());
+        }
+    });
 }
