@@ -61,9 +61,35 @@ fn wait_for(limit: Duration, stop: &AtomicBool, mut cond: impl FnMut() -> bool) 
     cond()
 }
 
+/// Puts `count` keys from `put(n)`, paced at `rate` a second, until `stop`; returns how many
+/// were answered (the others' errors go to `errors`).
+fn paced_puts(
+    writer: &Client,
+    (count, rate): (u64, u64),
+    stop: &AtomicBool,
+    errors: &Errors,
+    put: impl Fn(u64) -> PutRequest,
+) -> u64 {
+    let pace = Duration::from_secs_f64(1.0 / rate as f64);
+    let (writing, mut written) = (Instant::now(), 0);
+    for n in 0..count {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        match writer.put(&put(n)) {
+            Ok(_) => written += 1,
+            Err(e) => errors.add(format!("writer: {e}")),
+        }
+        let next = writing + pace * (n as u32 + 1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    written
+}
+
 /// Watchers: `streams` gRPC watch streams, each on its own connection, stream `i` creating
 /// watchers on `watched(i, j)` for j < `per_stream`; then `writes` puts of keys from `key(n)`
-/// paced at `rate` per second. Notes how many watchers were created and events delivered.
+/// paced at `rate` per second, each delivered to `fan_out` watchers. Notes how many watchers
+/// were created and events delivered.
 fn watchers(
     bench: &mut Bench,
     name: &'static str,
@@ -71,7 +97,7 @@ fn watchers(
     watched: fn(usize, usize) -> (Vec<u8>, Vec<u8>),
     key: fn(u64) -> Vec<u8>,
     (writes, rate): (u64, u64),
-    fan_out: fn(u64) -> u64,
+    fan_out: u64,
 ) {
     let (created, events, ended) = (AtomicUsize::new(0), AtomicU64::new(0), AtomicBool::new(false));
     let errors = Errors::default();
@@ -110,19 +136,9 @@ fn watchers(
             if !wait_for(Duration::from_secs(120), stop, || created.load(Ordering::Relaxed) == all) {
                 errors.add(format!("only {} of {all} watchers created", created.load(Ordering::Relaxed)));
             }
-            let pace = Duration::from_secs_f64(1.0 / rate as f64);
-            let writing = Instant::now();
-            for n in 0..writes {
-                if stop.load(Ordering::Acquire) {
-                    break;
-                }
-                match writer.put(&PutRequest::new(key(n), n.to_string())) {
-                    Ok(_) => expected += fan_out(n),
-                    Err(e) => errors.add(format!("writer: {e}")),
-                }
-                let next = writing + pace * (n as u32 + 1);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
+            let written =
+                paced_puts(&writer, (writes, rate), stop, &errors, |n| PutRequest::new(key(n), n.to_string()));
+            expected = written * fan_out;
             // Every watcher has all it should once the count is reached (or it never will).
             wait_for(Duration::from_secs(30), stop, || events.load(Ordering::Relaxed) >= expected);
             ended.store(true, Ordering::Release);
@@ -151,7 +167,7 @@ fn watch_key(bench: &mut Bench) {
         |_, _| (b"hot".to_vec(), Vec::new()),
         |_| b"hot".to_vec(),
         (75, 5),
-        |_| 10_000,
+        10_000,
     );
 }
 
@@ -167,7 +183,7 @@ fn watch_prefix(bench: &mut Bench) {
         (p, end)
     };
     let key = |n: u64| format!("pre/{:04}/k{n}", (n * 7919) % 1000).into_bytes();
-    watchers(bench, "watch_prefix", (100, 100), watched, key, (1500, 100), |_| 10);
+    watchers(bench, "watch_prefix", (100, 100), watched, key, (1500, 100), 10);
 }
 
 /// 100,000 leases with one key each, of a TTL longer than granting them takes; the member
@@ -299,17 +315,21 @@ fn slow_watch(bench: &mut Bench) {
     const PUTS: u64 = 4_000;
     const RATE: u64 = 200;
     let value = vec![b'x'; 4096];
-    let (reading, ended) = (AtomicBool::new(false), AtomicBool::new(false));
+    let (reading, ended, finished) = (AtomicBool::new(false), AtomicBool::new(false), AtomicUsize::new(0));
+    // The revision of the last put: a stream that has delivered it has caught up.
+    let end_revision = std::sync::atomic::AtomicI64::new(i64::MAX);
     let errors = Errors::default();
     let endpoint = bench.endpoint.clone();
     let writer = bench.client(Duration::from_secs(10));
     let mut delivered = Vec::new();
     let mut written = 0;
+    let mut caught_up = Duration::ZERO;
     bench.under_load("slow_watch", Duration::from_secs(300), |stop| {
         delivered = std::thread::scope(|s| {
             let watchers: Vec<_> = (0..2 * EACH)
                 .map(|i| {
-                    let (reading, ended, errors, endpoint) = (&reading, &ended, &errors, &endpoint);
+                    let (reading, ended, finished, end_revision, errors, endpoint) =
+                        (&reading, &ended, &finished, &end_revision, &errors, &endpoint);
                     s.spawn(move || {
                         let endpoints = [endpoint.clone()];
                         let timeout = Duration::from_secs(30);
@@ -333,42 +353,42 @@ fn slow_watch(bench: &mut Bench) {
                                 last = rev;
                                 events += 1;
                             }
-                            !ended.load(Ordering::Acquire)
+                            last < end_revision.load(Ordering::Acquire) && !ended.load(Ordering::Acquire)
                         });
                         if let Err(e) = outcome {
                             errors.add(e);
                         }
+                        finished.fetch_add(1, Ordering::Release);
                         events
                     })
                 })
                 .collect();
             std::thread::sleep(Duration::from_secs(1));
-            let pace = Duration::from_secs_f64(1.0 / RATE as f64);
-            let writing = Instant::now();
-            for n in 0..PUTS {
-                if stop.load(Ordering::Acquire) {
-                    break;
-                }
-                match writer.put(&PutRequest::new(format!("slow/{n}"), value.clone())) {
-                    Ok(_) => written += 1,
-                    Err(e) => errors.add(format!("writer: {e}")),
-                }
-                let next = writing + pace * (n as u32 + 1);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            written = paced_puts(&writer, (PUTS, RATE), stop, &errors, |n| {
+                PutRequest::new(format!("slow/{n}"), value.clone())
+            });
+            match writer.put(&PutRequest::new("slow/end", "end")) {
+                Ok(resp) => end_revision.store(resp.header.map_or(0, |h| h.revision), Ordering::Release),
+                Err(e) => errors.add(format!("writer: {e}")),
             }
+            let released = Instant::now();
             reading.store(true, Ordering::Release);
-            // Time to catch up, then one last event ends each stream.
-            std::thread::sleep(Duration::from_secs(10));
-            ended.store(true, Ordering::Release);
-            let _ = writer.put(&PutRequest::new("slow/end", "end"));
+            let all = 2 * EACH;
+            if !wait_for(Duration::from_secs(120), stop, || finished.load(Ordering::Acquire) == all) {
+                errors.add(format!("{} of {all} streams caught up within 120 s", finished.load(Ordering::Acquire)));
+                ended.store(true, Ordering::Release);
+                let _ = writer.put(&PutRequest::new("slow/wake", "wake"));
+            }
+            caught_up = released.elapsed();
             watchers.into_iter().map(|w| w.join().unwrap()).collect::<Vec<u64>>()
         });
     });
     // The last put (`slow/end`) is delivered too.
     let whole = delivered.iter().filter(|n| **n == written + 1).count();
     bench.note(format!(
-        "{written} puts of 4 KiB; after reading again {whole} of {} streams got every event once (events per stream: {delivered:?}); {}",
+        "{written} puts of 4 KiB; reading again, {whole} of {} streams got every event once, in {:.0} s (events per stream: {delivered:?}); {}",
         2 * EACH,
+        caught_up.as_secs_f64(),
         errors.text()
     ));
 }
