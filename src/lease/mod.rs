@@ -277,7 +277,7 @@ impl Lessor {
     }
 
     /// Expired leases not reported in the last `REVOKE_RETRY`, the soonest expired first and
-    /// at most [`REVOKES_PER_SCAN_MAX`] of them (the rest come in the next scans); empty unless
+    /// at most `REVOKES_PER_SCAN_MAX` of them (the rest come in the next scans); empty unless
     /// primary.
     pub fn expired(&self) -> Vec<i64> {
         let mut state = self.state.lock();
