@@ -45,7 +45,7 @@ soak: deps
 # Resource bounds, measured (tests/it/bounds/, docs/reliability.md "Resource bounds"): 10,000
 # watchers on a key and on prefixes, 100,000 leases expiring together, 10,000 idle connections,
 # watch clients that read nothing and 1,000 clients ranging over 100,000 keys, each against a
-# fresh member process with a probe client beside it (about 12 minutes; RAFTKV_BOUNDS=ranges,...
+# fresh member process with a probe client beside it (about 8 minutes; RAFTKV_BOUNDS=ranges,...
 # runs some only).
 bounds: deps
 	cargo test --release --test it bounds::measure -- --ignored --nocapture
