@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build run cluster test lint soak compat fuzz bench bench-grpc bench-compaction bench-defrag bench-big perf clean-data
+.PHONY: deps build run cluster test lint soak bounds compat fuzz bench bench-grpc bench-compaction bench-defrag bench-big perf clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -41,6 +41,14 @@ soak: deps
 	RAFTKV_SOAK_SECONDS=$$(( $(SOAK_MINUTES) * 60 )) cargo test --release --test it soak:: -- --nocapture
 	RAFTKV_CRASH_ROUNDS=50 cargo test --release --test it crash:: -- --nocapture
 	RAFTKV_CATCHUP_WRITES=50000 cargo test --release --test it cluster::a_follower_behind_a_compacted_log -- --nocapture
+
+# Resource bounds, measured (tests/it/bounds/, docs/reliability.md "Resource bounds"): 10,000
+# watchers on a key and on prefixes, 100,000 leases expiring together, 10,000 idle connections,
+# watch clients that read nothing and 1,000 clients ranging over 100,000 keys, each against a
+# fresh member process with a probe client beside it (about 8 minutes; RAFTKV_BOUNDS=ranges,...
+# runs some only).
+bounds: deps
+	cargo test --release --test it bounds::measure -- --ignored --nocapture
 
 # The gateway against real etcd 3.4 (needs etcd-server): the differential fuzzer over
 # COMPAT_SEEDS seeds × COMPAT_OPS requests (about 2.5 minutes a seed), then the 140-step

@@ -264,7 +264,25 @@ impl Args {
     }
 }
 
+/// Raises the soft open-file limit to the hard one, as Go's runtime does at start for every
+/// Go program since 1.19 (so for etcd 3.4.23): each client connection is a descriptor, and the
+/// usual soft limit of 1,024 would refuse clients long before [`raftkv::api::net::CONNECTIONS_MAX`].
+/// Past the limit, accepting fails, is logged and retried, and the member keeps serving.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on this process, with a valid struct.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_cur < limit.rlim_max
+            && libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: limit.rlim_max, ..limit }) == 0
+    };
+    if raised {
+        log::debug!("raftkv: open-file limit raised from {} to {}", limit.rlim_cur, limit.rlim_max);
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
+    raise_open_file_limit();
     let cfg = args.config()?;
     let data_dir = cfg.data_dir.clone();
     let member = raftkv::embed::Member::open(cfg).map_err(|e| e.to_string())?;

@@ -10,6 +10,13 @@
 //! Only the leader counts down (it is "primary"): followers' leases never expire, and a new
 //! leader [`Lessor::promote`]s — resuming each lease from its last checkpointed remaining TTL
 //! rather than the full TTL (etcd 3.4 restarts the full TTL, etcd #9395).
+//!
+//! Leases that expire together (a burst of grants with one TTL; every lease at once after a
+//! leader change) are revoked at etcd's rate, [`REVOKE_RATE`] a second: each scan reports the
+//! soonest expired ones only, and a promotion spreads a pile of expiries out first, as etcd's
+//! lessor does. Each revoke is a proposal that deletes the lease's keys, so an unbounded batch
+//! would fill raft's queue and the apply backlog and refuse every client's writes with
+//! `too many requests` (measured: docs/reliability.md, "Resource bounds").
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -31,6 +38,17 @@ const CHECKPOINTS_PER_PROPOSAL_MAX: usize = 1000;
 
 /// How often the lessor thread looks for expired leases.
 const EXPIRY_SCAN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// etcd's `leaseRevokeRate`: expired leases revoked per second at most.
+pub const REVOKE_RATE: usize = 1000;
+
+/// Expired leases one scan reports at most: the revoke rate over the scan interval (etcd's
+/// `revokeLimit`, half the rate for its 500 ms scan).
+const REVOKES_PER_SCAN_MAX: usize = REVOKE_RATE * EXPIRY_SCAN_INTERVAL.as_millis() as usize / 1000;
+
+/// etcd's `targetExpiresPerSecond`: a promotion leaves at most this many leases expiring in
+/// any one second, below the revoke rate so leases that expire anyway still find room.
+const PROMOTED_EXPIRIES_PER_SECOND: usize = REVOKE_RATE * 3 / 4;
 
 /// An expired lease is reported again after this long if its revoke has not been applied
 /// (the proposal may have been dropped by a leader change).
@@ -214,6 +232,9 @@ impl Lessor {
             lease.expiry = Some(now + Duration::from_secs(left as u64));
             lease.reported = None;
         }
+        if state.leases.len() >= REVOKE_RATE {
+            spread_expiries(&mut state.leases);
+        }
     }
 
     /// Stops counting down (leadership lost): leases do not expire on followers.
@@ -255,23 +276,32 @@ impl Lessor {
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Expired leases not reported in the last `REVOKE_RETRY`; empty unless primary.
+    /// Expired leases not reported in the last `REVOKE_RETRY`, the soonest expired first and
+    /// at most `REVOKES_PER_SCAN_MAX` of them (the rest come in the next scans); empty unless
+    /// primary.
     pub fn expired(&self) -> Vec<i64> {
         let mut state = self.state.lock();
         if !state.primary {
             return Vec::new();
         }
         let now = Instant::now();
-        let mut ids = Vec::new();
-        for (id, lease) in state.leases.iter_mut() {
-            let due = lease.expiry.is_some_and(|e| e <= now);
-            let fresh = lease.reported.is_none_or(|r| now.duration_since(r) >= REVOKE_RETRY);
-            if due && fresh {
+        let mut due: Vec<(Instant, i64)> = state
+            .leases
+            .iter()
+            .filter(|(_, l)| l.reported.is_none_or(|r| now.duration_since(r) >= REVOKE_RETRY))
+            .filter_map(|(id, l)| l.expiry.filter(|e| *e <= now).map(|e| (e, *id)))
+            .collect();
+        if due.len() > REVOKES_PER_SCAN_MAX {
+            due.select_nth_unstable(REVOKES_PER_SCAN_MAX);
+            due.truncate(REVOKES_PER_SCAN_MAX);
+        }
+        due.sort_unstable();
+        for (_, id) in &due {
+            if let Some(lease) = state.leases.get_mut(id) {
                 lease.reported = Some(now);
-                ids.push(*id);
             }
         }
-        ids
+        due.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Remaining TTLs of the leader's leases that outlive `interval`, in proposals of bounded
@@ -289,6 +319,33 @@ impl Lessor {
             .map(|(id, l)| LeaseCheckpoint { id: *id, remaining_ttl: l.checkpoint_ttl(now).max(1) })
             .collect();
         all.chunks(CHECKPOINTS_PER_PROPOSAL_MAX).map(<[LeaseCheckpoint]>::to_vec).collect()
+    }
+}
+
+/// Moves expiries later so that no more than [`PROMOTED_EXPIRIES_PER_SECOND`] fall in a
+/// second, as etcd's `Promote` does: walking the leases in expiry order, a pile is the leases
+/// within a second of the pile's first (a pile grows as its leases are moved); past the
+/// target, the n-th lease of a pile expires n/target seconds after the pile's first. So
+/// 100,000 leases due at once expire over 133 s instead of in one scan.
+fn spread_expiries(leases: &mut HashMap<i64, Lease>) {
+    let mut order: Vec<(Instant, i64)> = leases.iter().filter_map(|(id, l)| l.expiry.map(|e| (e, *id))).collect();
+    order.sort_unstable();
+    let Some(&(first, _)) = order.first() else { return };
+    let (mut pile_start, mut pile_end, mut in_pile) = (first, first + Duration::from_secs(1), 0usize);
+    for (expiry, id) in order {
+        if expiry > pile_end {
+            (pile_start, pile_end, in_pile) = (expiry, expiry + Duration::from_secs(1), 1);
+            continue;
+        }
+        in_pile += 1;
+        if in_pile <= PROMOTED_EXPIRIES_PER_SECOND {
+            continue;
+        }
+        let moved = pile_start + Duration::from_secs_f64(in_pile as f64 / PROMOTED_EXPIRIES_PER_SECOND as f64);
+        pile_end = moved;
+        if let Some(lease) = leases.get_mut(&id) {
+            lease.expiry = Some(moved.max(expiry));
+        }
     }
 }
 
@@ -321,5 +378,69 @@ pub fn run(
                 propose_checkpoints(batch);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lessor(leases: usize, ttl: i64) -> Lessor {
+        let mut state = State::default();
+        for id in 1..=leases as i64 {
+            state
+                .leases
+                .insert(id, Lease { ttl, remaining_ttl: 0, expiry: None, reported: None, keys: BTreeSet::new() });
+        }
+        Lessor { state: Mutex::new(state), min_ttl: 1 }
+    }
+
+    fn expire_all(lessor: &Lessor) {
+        let past = Instant::now() - Duration::from_secs(1);
+        for lease in lessor.state.lock().leases.values_mut() {
+            lease.expiry = Some(past);
+        }
+    }
+
+    #[test]
+    fn a_scan_reports_at_most_the_revoke_rate_and_the_rest_later() {
+        let lessor = lessor(1_200, 60);
+        lessor.promote();
+        expire_all(&lessor);
+        let first = lessor.expired();
+        let second = lessor.expired();
+        let third = lessor.expired();
+        assert_eq!((first.len(), second.len(), third.len()), (500, 500, 200));
+        let all: std::collections::HashSet<i64> = first.iter().chain(&second).chain(&third).copied().collect();
+        assert_eq!(all.len(), 1_200, "each expired lease reported once");
+        assert!(lessor.expired().is_empty(), "reported leases wait for their retry");
+    }
+
+    #[test]
+    fn a_promotion_spreads_a_pile_of_expiries_at_the_target_rate() {
+        let lessor = lessor(3_000, 10);
+        lessor.promote();
+        let state = lessor.state.lock();
+        let mut expiries: Vec<Instant> = state.leases.values().filter_map(|l| l.expiry).collect();
+        expiries.sort_unstable();
+        let first = expiries[0];
+        // No second after the first holds more than the target.
+        for (i, e) in expiries.iter().enumerate() {
+            let allowed = (e.duration_since(first).as_secs_f64() + 1.0) * PROMOTED_EXPIRIES_PER_SECOND as f64;
+            assert!((i + 1) as f64 <= allowed + 1.0, "lease {i} expires {:?} after the first", e.duration_since(first));
+        }
+        // 3,000 at 750 a second: the last is 4 s after the first.
+        let spread = expiries[2_999].duration_since(first).as_secs_f64();
+        assert!((3.9..=4.1).contains(&spread), "spread over {spread} s");
+    }
+
+    #[test]
+    fn fewer_leases_than_the_rate_keep_their_expiry() {
+        let lessor = lessor(999, 10);
+        lessor.promote();
+        let state = lessor.state.lock();
+        let expiries: Vec<Instant> = state.leases.values().filter_map(|l| l.expiry).collect();
+        let (min, max) = (expiries.iter().min().unwrap(), expiries.iter().max().unwrap());
+        assert!(max.duration_since(*min) < Duration::from_millis(100));
     }
 }

@@ -15,12 +15,14 @@
 pub mod election;
 pub mod lock;
 pub mod observe;
+pub mod reads;
 mod recipes;
 pub mod rpc;
 pub mod watch;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::pb::*;
 use crate::wait::{Cancel, Reply};
@@ -185,11 +187,13 @@ pub struct Service {
     node: Node,
     /// Waiting calls in progress (at most [`WAITING_CALLS_MAX`]).
     waiting: Arc<AtomicUsize>,
+    /// Ranges that may be large, read on the pool a few at a time ([`reads`]).
+    large_reads: Arc<reads::LargeReads>,
 }
 
 impl Service {
     pub fn new(node: Node) -> Service {
-        Service { node, waiting: Arc::new(AtomicUsize::new(0)) }
+        Service { node, waiting: Arc::new(AtomicUsize::new(0)), large_reads: Arc::default() }
     }
 
     pub fn node(&self) -> &Node {
@@ -225,6 +229,21 @@ impl Service {
                     return None;
                 }
                 let (serializable, reader) = (req.serializable, node.clone());
+                if reads::may_be_large(&req) {
+                    let (reads, deadline) =
+                        (self.large_reads.clone(), Instant::now() + node.config().request_timeout());
+                    // Refused before the read barrier, a refusal costs no raft round.
+                    if !reads.admits(deadline) {
+                        responder.later(Box::new(|| Err(Error::TooManyRequests)));
+                        return None;
+                    }
+                    let ready = Reply::new(move |outcome: Result<RangeRequest>| {
+                        let read = move || outcome.and_then(|req| reader.range_local(req)).map(Response::Range);
+                        reads.run(responder, deadline, read);
+                    });
+                    let ticket = node.read_barrier_then(serializable, req, ready);
+                    return (!serializable).then_some(ticket);
+                }
                 let then = move |req| reader.range_local(req).map(Response::Range);
                 let ticket = node.read_barrier_then(serializable, req, later(responder, then));
                 // A serializable read was answered already.

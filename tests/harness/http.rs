@@ -47,6 +47,14 @@ impl Conn {
         Ok(Conn { reader: BufReader::new(stream) })
     }
 
+    /// [`Conn::open`] with a bound on connecting too (a server that stopped accepting leaves
+    /// connects waiting once its backlog is full).
+    pub fn open_within(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        Ok(Conn { reader: BufReader::new(stream) })
+    }
+
     pub fn write(&mut self, raw: &[u8]) -> io::Result<()> {
         self.reader.get_mut().write_all(raw)
     }

@@ -89,6 +89,9 @@ pub struct Member {
     /// The `raftkv` binary it runs: this build's, or a copy a long test made so that a
     /// concurrent build replacing the file never changes what a restart runs.
     pub binary: PathBuf,
+    /// Its open-file limit (soft, hard), set in the child before it runs; `None`: this
+    /// process's.
+    pub open_files: Option<(u64, u64)>,
     process: Option<Process>,
 }
 
@@ -102,6 +105,7 @@ impl Member {
             log: dir.join(format!("{name}.log")),
             env: Vec::new(),
             binary: PathBuf::from(env!("CARGO_BIN_EXE_raftkv")),
+            open_files: None,
             process: None,
         }
     }
@@ -136,6 +140,20 @@ impl Member {
         if !initial_cluster.is_empty() {
             command.args(["--advertise-client-urls", &client, "--initial-cluster", initial_cluster]);
         }
+        if let Some((soft, hard)) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe, as a pre-exec hook must be; it touches
+            // only the child.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         self.process = Some(Process::spawn(&mut command));
     }
 
@@ -160,6 +178,11 @@ impl Member {
 
     pub fn running(&self) -> bool {
         self.process.is_some()
+    }
+
+    /// The running member's process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("member running").child.id()
     }
 
     /// Waits until `endpoint health` passes (the member has a leader and serves reads).

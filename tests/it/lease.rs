@@ -127,3 +127,46 @@ fn remaining_ttl_survives_a_restart() {
     assert!(ttl(&node, id).ttl >= 29);
     node.stop().unwrap();
 }
+
+/// etcd's `Promote`: leases that would expire in the same second once a leader takes over
+/// (here: all of them, after a restart) are spread out at 750 a second, so their revokes come
+/// at the rate raft and apply keep up with (issue 16, docs/reliability.md "Resource bounds").
+#[test]
+fn leases_due_together_after_a_restart_are_spread_out() {
+    const LEASES: i64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    init_logs();
+    let cfg = config(dir.path());
+    let node = Node::start(cfg.clone()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let node = &node;
+            s.spawn(move || {
+                for id in (1 + t..=LEASES).step_by(4) {
+                    node.lease_grant(LeaseGrantRequest { ttl: 60, id }).unwrap();
+                }
+            });
+        }
+    });
+    node.stop().unwrap();
+    drop(node);
+
+    let node = Node::start(cfg).unwrap();
+    assert!(eventually(Duration::from_secs(10), || node.leader_id() != 0));
+    let remaining = || -> Vec<i64> { (1..=LEASES).map(|id| ttl(&node, id).ttl).collect() };
+    let mut seen = Vec::new();
+    // Until the new leader has promoted its lessor: before, every lease shows its full TTL.
+    let spread = eventually(Duration::from_secs(10), || {
+        seen = remaining();
+        seen.iter().max() > Some(&61)
+    });
+    assert!(spread, "no lease moved later: {:?}", &seen[..10]);
+    // Every whole second of remaining TTL holds at most the target (750) of them.
+    let mut per_second = std::collections::BTreeMap::new();
+    for t in &seen {
+        *per_second.entry(*t).or_insert(0) += 1;
+    }
+    assert!(per_second.values().all(|n| *n <= 751), "leases per second of TTL left: {per_second:?}");
+    assert!(seen.iter().all(|t| (58..=63).contains(t)), "{per_second:?}");
+    node.stop().unwrap();
+}

@@ -10,6 +10,7 @@ mod harness;
 mod history;
 
 mod alarm;
+mod bounds;
 mod cli;
 mod cluster;
 mod compaction;
@@ -29,6 +30,7 @@ mod history_check;
 mod http;
 mod kv_semantics;
 mod lease;
+mod limits;
 mod lock;
 mod lock_compat;
 mod mirror;
