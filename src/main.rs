@@ -5,6 +5,10 @@
 //! `raftkv-signals` thread turns SIGINT/SIGTERM into [`raftkv::embed::Member::stop`]: the client
 //! listeners stop, then the member, every thread is joined, and the process exits 0. A start-up problem (port in use, unusable data dir, bad
 //! flag) is one error line and exit code 1.
+//!
+//! Under systemd (`Type=notify`, `contrib/raftkv.service`) it says `READY=1` once the member
+//! has a leader and so serves requests (etcd notifies once its server is ready), from a
+//! `raftkv-notify` thread, and `STOPPING=1` when a signal stops it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -281,6 +285,48 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Tells systemd (`$NOTIFY_SOCKET`, a unix datagram socket; `@` for the abstract namespace)
+/// a state such as `READY=1`: sd_notify(3)'s protocol, one datagram, no library needed. Nothing
+/// happens when not started by systemd; a failed send is logged, never fatal.
+fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sent = (|| -> std::io::Result<()> {
+        let socket = UnixDatagram::unbound()?;
+        let bytes = path.as_encoded_bytes();
+        let addr = match bytes.strip_prefix(b"@") {
+            Some(name) => SocketAddr::from_abstract_name(name)?,
+            None => SocketAddr::from_pathname(&path)?,
+        };
+        socket.send_to_addr(state.as_bytes(), &addr).map(|_| ())
+    })();
+    if let Err(e) = sent {
+        log::warn!("raftkv: could not notify systemd of {state}: {e}");
+    }
+}
+
+/// `READY=1` for systemd once the member has a leader (at most one `raftkv-notify` thread,
+/// and only under systemd). Polled: readiness comes once, and nothing else waits for it.
+fn notify_ready(member: &raftkv::embed::Member) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let member = member.clone();
+    let spawned = raftkv::thread::spawn("raftkv-notify", move || {
+        while member.node().leader_id() == 0 {
+            if member.node().is_stopped() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        notify_systemd("READY=1");
+    });
+    if let Err(e) = spawned {
+        log::warn!("raftkv: no systemd readiness notice: {e}");
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
     raise_open_file_limit();
     let cfg = args.config()?;
@@ -295,11 +341,13 @@ fn run(args: Args) -> Result<(), String> {
     let signal_thread = raftkv::thread::spawn("raftkv-signals", move || {
         if let Some(signal) = signals.forever().next() {
             log::info!("raftkv: received signal {signal}, stopping");
+            notify_systemd("STOPPING=1");
             let _ = stopper.stop();
         }
     })
     .map_err(|e| e.to_string())?;
 
+    notify_ready(&member);
     // The run loop, on the process main thread, until a signal or a fatal error stops it.
     let outcome = member.run();
     signal_handle.close();

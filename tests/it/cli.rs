@@ -369,3 +369,24 @@ fn check_datascale_reads_the_members_memory_as_etcdctl_does() {
     assert_eq!(String::from_utf8_lossy(&refused.stderr), "Error: unknown load option huge\n");
     m.kill();
 }
+
+/// Under systemd (`Type=notify`): `READY=1` on `$NOTIFY_SOCKET` once the member serves, and
+/// `STOPPING=1` when SIGTERM stops it, each one datagram, as sd_notify(3) sends them.
+#[test]
+fn systemd_hears_ready_when_the_member_serves_and_stopping_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut m = Member::new("notify", dir.path());
+    m.env.push(("NOTIFY_SOCKET", socket_path.display().to_string()));
+    m.spawn(&dir.path().join("data"), "", &[]);
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).expect("READY=1 within 30 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means serving: a linearizable read answers at once.
+    assert_eq!(stdout(&ctl(&m.endpoint(), &["get", "x"])), "");
+    assert!(m.terminate().success());
+    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
