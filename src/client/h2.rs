@@ -82,8 +82,8 @@ struct Shared {
     /// Signalled when send windows grow or the connection breaks.
     window: Condvar,
     streams: Mutex<HashMap<u32, Sender<Event>>>,
-    /// When the reader last read a frame: what the keepalive looks at.
-    heard: Mutex<Instant>,
+    /// When the reader last read a frame: what the keepalive looks at (kept only with one).
+    heard: Option<Mutex<Instant>>,
 }
 
 /// grpc-go's client keepalive (clientv3's `DialKeepAliveTime` and `DialKeepAliveTimeout`,
@@ -145,7 +145,7 @@ impl Connection {
             }),
             window: Condvar::new(),
             streams: Mutex::new(HashMap::new()),
-            heard: Mutex::new(Instant::now()),
+            heard: keepalive.map(|_| Mutex::new(Instant::now())),
         });
         let for_reader = shared.clone();
         crate::thread::spawn("raftkv-h2c-read", move || {
@@ -295,6 +295,11 @@ impl Connection {
 }
 
 impl Shared {
+    /// When the reader last read a frame (only a keepalive asks, and only it keeps the time).
+    fn last_heard(&self) -> Instant {
+        self.heard.as_ref().map_or_else(Instant::now, |heard| *heard.lock())
+    }
+
     fn forget(&self, id: u32) {
         self.streams.lock().remove(&id);
         self.writer.lock().stream_windows.remove(&id);
@@ -331,7 +336,9 @@ impl Shared {
         let mut block: Option<(u32, bool, Vec<u8>)> = None;
         loop {
             let (head, payload) = read_frame(&mut socket)?;
-            *self.heard.lock() = Instant::now();
+            if let Some(heard) = &self.heard {
+                *heard.lock() = Instant::now();
+            }
             if let Some((stream, _, _)) = &block {
                 if head.kind != kind::CONTINUATION || head.stream != *stream {
                     return Err(protocol("a header block interrupted by another frame"));
@@ -466,7 +473,7 @@ fn keep_alive(shared: &Weak<Shared>, socket: &Stream, keepalive: Keepalive) {
         }
         // As clientv3 (PermitWithoutStream off): an idle connection is not pinged.
         let sent = Instant::now();
-        if conn.streams.lock().is_empty() || sent.duration_since(*conn.heard.lock()) < keepalive.time {
+        if conn.streams.lock().is_empty() || sent.duration_since(conn.last_heard()) < keepalive.time {
             continue;
         }
         let mut ping = Vec::with_capacity(frame::HEADER_LEN + 8);
@@ -477,7 +484,7 @@ fn keep_alive(shared: &Weak<Shared>, socket: &Stream, keepalive: Keepalive) {
         drop(conn);
         std::thread::sleep(keepalive.timeout);
         let Some(conn) = shared.upgrade() else { return };
-        if *conn.heard.lock() < sent {
+        if conn.last_heard() < sent {
             let why = format!("keepalive ping unanswered for {:?}", keepalive.timeout);
             log::warn!("h2c {}: {why}; closing the connection", conn.addr);
             conn.break_all(&why);

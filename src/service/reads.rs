@@ -64,6 +64,12 @@ struct Turns {
 }
 
 impl Turns {
+    /// Whether a read with `deadline` gets a turn or a place in the queue now, rather than a
+    /// refusal: a turn is free, or the queue has room and the read's turn would come in time.
+    fn admits(&self, deadline: Instant) -> bool {
+        self.running < LARGE_READS_MAX || (self.waiting.len() < LARGE_READ_QUEUE_MAX && self.in_time(deadline))
+    }
+
     /// Whether a read arriving now would get its turn before `deadline`, judged from how long
     /// turns last: one that would not is refused now rather than left to time out, taking the
     /// turn of one that could have been served.
@@ -94,8 +100,7 @@ impl LargeReads {
     ) {
         let mut turns = self.turns.lock();
         let expired = turns.take_expired(Instant::now());
-        let busy = turns.running >= LARGE_READS_MAX;
-        if busy && (turns.waiting.len() >= LARGE_READ_QUEUE_MAX || !turns.in_time(deadline)) {
+        if !turns.admits(deadline) {
             drop(turns);
             expire(expired);
             log::debug!("api: large reads are queued past their timeout; refusing one");
@@ -112,7 +117,7 @@ impl LargeReads {
             })),
             None => responder.later(Box::new(|| Err(Error::Timeout))),
         });
-        if busy {
+        if turns.running >= LARGE_READS_MAX {
             turns.waiting.push_back((deadline, start));
             drop(turns);
         } else {
@@ -126,8 +131,7 @@ impl LargeReads {
     /// Whether a read with `deadline` would be queued now rather than refused: asked before its
     /// read barrier, so that a refusal costs no raft round.
     pub fn admits(&self, deadline: Instant) -> bool {
-        let turns = self.turns.lock();
-        turns.running < LARGE_READS_MAX || (turns.waiting.len() < LARGE_READ_QUEUE_MAX && turns.in_time(deadline))
+        self.turns.lock().admits(deadline)
     }
 
     /// Reads holding a turn and reads waiting (for tests and metrics).
@@ -194,10 +198,11 @@ mod tests {
         }
 
         fn blocking(self: Box<Self>, work: Answer) {
-            std::thread::spawn(move || {
+            crate::thread::spawn("raftkv-test-read", move || {
                 let _ = self.go.recv();
                 self.answers.send(work()).unwrap();
-            });
+            })
+            .unwrap();
         }
 
         fn waiting(self: Box<Self>, _work: Waiting) {

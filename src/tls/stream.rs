@@ -46,9 +46,7 @@ impl Stream {
                 tcp.set_read_timeout(Some(left))?;
             }
             // One read at a time (rustls's `complete_io` would loop to the end on its own).
-            while session.wants_write() {
-                session.write_tls(&mut socket)?;
-            }
+            flush(&mut session, &tcp)?;
             if session.wants_read() {
                 if session.read_tls(&mut socket).map_err(handshake_error)? == 0 {
                     return Err(io::Error::new(
@@ -65,9 +63,7 @@ impl Stream {
         }
         tcp.set_read_timeout(budget)?;
         // What the handshake's last flight left to send (a client's Finished).
-        while session.wants_write() {
-            session.write_tls(&mut socket)?;
-        }
+        flush(&mut session, &tcp)?;
         Ok(Stream::over(tcp, session))
     }
 
