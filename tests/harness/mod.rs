@@ -25,9 +25,32 @@ pub fn init_logs() {
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).is_test(true).try_init();
 }
 
-/// A free port on 127.0.0.1 (bound and released; the kernel does not hand it out again soon).
+/// A free port on 127.0.0.1 for a listener the test names before it starts (peer URLs must be
+/// in `--initial-cluster` before any member binds).
+///
+/// Taken below the kernel's ephemeral range (32768–60999 here): a port from `bind(":0")`, once
+/// released, is also a candidate for any outgoing connection's local port, and with a hundred
+/// tests connecting in parallel one of them took a peer port between the check and the
+/// member's bind (CI saw "start member" fail that way). Ports below the range are only ever
+/// handed out by this counter; it starts at an offset from the pid so that two test processes
+/// rarely walk the same ports, and skips any port something else holds.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `cond` until it holds or `limit` passes; says whether it held. A bound on waiting,
