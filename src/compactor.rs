@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{select, tick, Receiver};
 
+use crate::logging::GoDuration;
+
 /// etcd's revision-mode check period.
 const REVISION_MODE_PERIOD: Duration = Duration::from_secs(300);
 const PERIODIC_CHECK_MAX: Duration = Duration::from_secs(3600);
@@ -64,30 +66,45 @@ impl AutoCompaction {
     }
 }
 
-/// Go-style durations as etcd's flag takes them: `90s`, `30m`, `1h`, `1h30m`, `500ms`, and a
-/// bare `0` (Go's `ParseDuration` takes it without a unit, as `--experimental-corrupt-check-time=0`).
+/// Go's `time.ParseDuration`, as etcd's flags take durations: `90s`, `1h30m`, `500ms`, `1.5s`,
+/// `250us`, and a bare `0` (Go takes it without a unit, as `--experimental-corrupt-check-time=0`).
+/// The GoDuration text of the logs and the config file reads back through it.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
+    match s {
+        "0" => return Some(Duration::ZERO),
+        "" => return None,
+        _ => {}
     }
-    let mut total = Duration::ZERO;
+    let mut total_ns: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).filter(|&n| n > 0)?;
+        let (whole, fraction) = rest[..number_len].split_once('.').unwrap_or((&rest[..number_len], ""));
+        if (whole.is_empty() && fraction.is_empty()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        rest = &rest[number_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_ns: u128 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
-        total += unit * n as u32;
         rest = &rest[unit_len..];
+        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let mut part = whole.checked_mul(unit_ns)?;
+        let mut scale = unit_ns;
+        for digit in fraction.bytes() {
+            scale /= 10;
+            part += u128::from(digit - b'0') * scale;
+        }
+        total_ns = total_ns.checked_add(part)?;
     }
-    Some(total)
+    u64::try_from(total_ns).ok().map(Duration::from_nanos)
 }
 
 /// Whether this member's compactor runs (it leads) or waits.
@@ -152,7 +169,17 @@ pub fn run(
             }
         };
         if target > compacted() && target <= current {
-            log::info!("compactor: compacting to revision {target} ({mode:?})");
+            // etcd's words and fields (`v3compactor/periodic.go`, `revision.go`). etcd logs
+            // "completed" once its compaction is applied; this one is proposed without waiting,
+            // and mvcc says "finished scheduled compaction" when the removal is done.
+            match mode {
+                AutoCompaction::Periodic(period) => {
+                    log::info!(revision = target, "compact-period":% = GoDuration(period); "starting auto periodic compaction")
+                }
+                AutoCompaction::Revision(keep) => {
+                    log::info!(revision = target, "revision-compaction-retention" = keep; "starting auto revision compaction")
+                }
+            }
             compact(target);
         }
     }
@@ -175,6 +202,14 @@ mod tests {
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_duration("1s500ms"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("5"), None, "only 0 goes without a unit");
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m0.25s"), Some(Duration::from_millis(120_250)));
+        assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
+        assert_eq!(parse_duration("1.000000001s"), Some(Duration::from_nanos(1_000_000_001)));
+        assert_eq!(parse_duration("7µs"), Some(Duration::from_micros(7)));
+        for bad in ["", "s", ".s", "1", "1x", "1.2.3s", "-1s", "99999999999h"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
         assert!(p("sometimes", "1").is_err());
     }
 }

@@ -10,6 +10,9 @@ use std::time::Duration;
 use crate::tls::TlsInfo;
 use crate::{Error, Result};
 
+/// etcd's `--config-file`, read into flags.
+pub mod file;
+
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// What etcd's gRPC server allows a received message beyond `--max-request-bytes`
@@ -81,6 +84,9 @@ pub struct Config {
     /// bcrypt's cost for hashing user passwords (`--bcrypt-cost`); outside 4..=31 etcd's
     /// default (10) is used instead, with a warning, as etcd does.
     pub bcrypt_cost: u32,
+    /// A request that takes longer to apply (or a read to serve) is logged as etcd logs it,
+    /// "apply request took too long" (`--experimental-warning-apply-duration`, 100 ms).
+    pub warning_apply_duration: Duration,
     /// The database size at which NOSPACE is raised (`--quota-backend-bytes`): 0 is etcd's
     /// 2 GiB default, a negative value disables the quota.
     pub quota_backend_bytes: i64,
@@ -149,6 +155,7 @@ impl Config {
             grpc_keepalive_min_time: std::time::Duration::from_secs(5),
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
+            warning_apply_duration: Duration::from_millis(100),
             quota_backend_bytes: 0,
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use raftkv::compactor::AutoCompaction;
 use raftkv::config::ClusterState;
 use raftkv::Config;
@@ -169,9 +169,28 @@ struct Args {
     /// (empty: the TLS library's).
     #[arg(long, env = "RAFTKV_CIPHER_SUITES", value_delimiter = ',')]
     cipher_suites: Vec<String>,
-    /// Log level: debug, info, warn, error.
+    /// Log level: debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "RAFTKV_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// 'zap' or 'capnslog', etcd 3.4's two loggers: zap's lines are JSON unless --log-format
+    /// says otherwise.
+    #[arg(long, env = "RAFTKV_LOGGER", default_value = "capnslog")]
+    logger: String,
+    /// 'json' (etcd's zap lines) or 'console' (readable text) [default: json with
+    /// --logger=zap, else console].
+    #[arg(long, env = "RAFTKV_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Where to write logs: 'default' or 'stderr', 'stdout', or file paths (comma-separated;
+    /// every one gets every line).
+    #[arg(long, env = "RAFTKV_LOG_OUTPUTS", default_value = "default", value_delimiter = ',')]
+    log_outputs: Vec<String>,
+    /// Time duration after which a warning is generated if request takes more time.
+    #[arg(long, env = "RAFTKV_EXPERIMENTAL_WARNING_APPLY_DURATION", default_value = "100ms", value_parser = duration)]
+    experimental_warning_apply_duration: Duration,
+    /// Path to the server configuration file (etcd's YAML). Note that if a configuration file is
+    /// provided, other command line flags and environment variables will be ignored.
+    #[arg(long, env = "RAFTKV_CONFIG_FILE")]
+    config_file: Option<PathBuf>,
 }
 
 /// A Go duration as etcd's flags take them (`5s`, `1m30s`, `100ms`).
@@ -257,6 +276,7 @@ impl Args {
         cfg.grpc_keepalive_min_time = self.grpc_keepalive_min_time;
         cfg.watch_progress_notify_interval = self.experimental_watch_progress_notify_interval;
         cfg.bcrypt_cost = self.bcrypt_cost;
+        cfg.warning_apply_duration = self.experimental_warning_apply_duration;
         cfg.quota_backend_bytes = self.quota_backend_bytes;
         cfg.initial_corrupt_check = self.experimental_initial_corrupt_check;
         cfg.corrupt_check_time = self.experimental_corrupt_check_time;
@@ -357,20 +377,122 @@ fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let level = match args.log_level.as_str() {
-        "debug" => log::LevelFilter::Debug,
-        "warn" => log::LevelFilter::Warn,
-        "error" | "panic" | "fatal" => log::LevelFilter::Error,
-        _ => log::LevelFilter::Info,
+/// A line for the log, kept until the logger exists: reading the environment and the config
+/// file comes before it, since they say how to log.
+type Note = (log::Level, String);
+
+/// etcd reads every flag from `ETCD_<FLAG>` too (`pkg/flags.SetFlagsFromEnv`), so existing
+/// unit files and manifests work unchanged: each one that is set, not empty, and not already
+/// given as `RAFTKV_<FLAG>` is adopted as that. Other `ETCD_` variables are reported, as etcd
+/// does. A flag on the command line still wins over either (etcd refuses the conflict).
+fn adopt_etcd_env(cmd: &clap::Command, notes: &mut Vec<Note>) {
+    let mut known = std::collections::HashSet::new();
+    for arg in cmd.get_arguments() {
+        let Some(ours) = arg.get_env().and_then(|e| e.to_str()) else { continue };
+        let Some(flag) = ours.strip_prefix("RAFTKV_") else { continue };
+        let etcd = format!("ETCD_{flag}");
+        match std::env::var_os(&etcd) {
+            Some(value) if !value.is_empty() && std::env::var_os(ours).is_none() => {
+                notes.push((log::Level::Info, format!("recognized and used environment variable {etcd}={value:?}")));
+                // SAFETY of set_var: main's first step, before any other thread exists.
+                std::env::set_var(ours, value);
+            }
+            _ => {}
+        }
+        known.insert(etcd);
+    }
+    for (name, value) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("ETCD_") && !known.contains(name.as_ref()) {
+            notes.push((log::Level::Warn, format!("unrecognized environment variable {name}={value:?}")));
+        }
+    }
+}
+
+/// etcd's settings that mean nothing here, quietly passed over in a config file: the raft
+/// log lives in RocksDB (no WAL or snapshot files to cap) and the v2 proxy does not exist.
+const CONFIG_KEYS_WITHOUT_EFFECT: &[&str] = &[
+    "max-snapshots",
+    "max-wals",
+    "proxy",
+    "proxy-failure-wait",
+    "proxy-refresh-interval",
+    "proxy-dial-timeout",
+    "proxy-write-timeout",
+    "proxy-read-timeout",
+    "discovery-fallback",
+];
+
+/// The flags of etcd's `--config-file`: as etcd does, the file replaces every other flag and
+/// environment variable. A key that is not a raftkv flag is reported and passed over, unless
+/// it is empty or off or in [`CONFIG_KEYS_WITHOUT_EFFECT`].
+fn args_from_config_file(path: &std::path::Path, notes: &mut Vec<Note>) -> Result<Args, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config-file {}: {e}", path.display()))?;
+    let flags = raftkv::config::file::flags_from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Without env: the file replaces the environment as well as the command line.
+    let cmd = Args::command().mut_args(|a| a.env(None));
+    let mut argv = vec![std::env::args_os().next().unwrap_or_else(|| "raftkv".into())];
+    for (flag, value) in flags {
+        if flag != "config-file" && cmd.get_arguments().any(|a| a.get_long() == Some(flag.as_str())) {
+            argv.push(format!("--{flag}={value}").into());
+        } else if !(CONFIG_KEYS_WITHOUT_EFFECT.contains(&flag.as_str()) || ["", "false", "0"].contains(&value.as_str()))
+        {
+            notes.push((
+                log::Level::Warn,
+                format!("config file {}: {flag}: not a raftkv setting, ignored", path.display()),
+            ));
+        }
+    }
+    notes.push((
+        log::Level::Info,
+        format!(
+            "loaded server configuration from {}, other configuration command line flags and environment variables will be ignored if provided",
+            path.display()
+        ),
+    ));
+    let matches = cmd.try_get_matches_from(argv).map_err(|e| format!("{}: {e}", path.display()))?;
+    Args::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
+/// The flags, from the command line and the environment, or from a config file.
+fn args(notes: &mut Vec<Note>) -> Result<Args, String> {
+    adopt_etcd_env(&Args::command(), notes);
+    // Built again: clap reads each flag's variable when the command is built.
+    let args = Args::from_arg_matches(&Args::command().get_matches()).map_err(|e| e.to_string())?;
+    match &args.config_file {
+        Some(path) => {
+            // etcd does not read the environment at all when there is a file.
+            notes.clear();
+            args_from_config_file(path, notes)
+        }
+        None => Ok(args),
+    }
+}
+
+fn init_logs(args: &Args) -> Result<(), String> {
+    let format = match (args.log_format.as_deref(), args.logger.as_str()) {
+        (Some(format), _) => raftkv::logging::Format::parse(format)?,
+        (None, "zap") => raftkv::logging::Format::Json,
+        (None, "capnslog") => raftkv::logging::Format::Console,
+        (None, other) => return Err(format!("--logger {other:?}: want 'zap' or 'capnslog'")),
     };
-    env_logger::Builder::new()
-        .filter_level(level)
-        // raft-rs logs every vote and state change at info; keep it one level quieter.
-        .filter_module("raft::", level.min(log::LevelFilter::Warn))
-        .parse_default_env()
-        .init();
+    raftkv::logging::init(&args.log_level, format, &args.log_outputs)
+}
+
+fn main() -> ExitCode {
+    let mut notes = Vec::new();
+    let started = args(&mut notes).and_then(|args| init_logs(&args).map(|()| args));
+    let args = match started {
+        Ok(args) => args,
+        Err(e) => {
+            // No logger yet: the one line goes to stderr, as a bad flag's does.
+            eprintln!("raftkv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (level, note) in notes {
+        log::log!(level, "{note}");
+    }
     if let Err(e) = raftkv::failpoint::init_from_env() {
         log::error!("raftkv: {e}");
         return ExitCode::FAILURE;

@@ -18,6 +18,7 @@ pub mod kv;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::Sender;
 use parking_lot::Mutex;
@@ -32,6 +33,7 @@ use crate::auth::AuthStore;
 use crate::cluster::{Change, Membership};
 use crate::identity::Identity;
 use crate::lease::Lessor;
+use crate::logging::GoDuration;
 use crate::mvcc::{ApplyBatch, ReadView, Store};
 use crate::pb::internal_request::Request;
 use crate::pb::*;
@@ -160,6 +162,8 @@ pub struct ApplyContext {
     pub transport: Arc<Transport>,
     /// Applied entries between two snapshots of the raft log.
     pub snapshot_count: u64,
+    /// `--experimental-warning-apply-duration`.
+    pub warning_apply_duration: Duration,
 }
 
 /// Points the transport at the members' current peer URLs.
@@ -245,7 +249,13 @@ impl Applier {
                         batch = store.batch();
                         continue;
                     }
-                    outcomes.push((req.id, self.execute(&mut batch, req.request)));
+                    let started = Instant::now();
+                    let outcome = match &req.request {
+                        Some(request) => self.execute(&mut batch, request),
+                        None => Err(Error::Decode { what: "raft entry", detail: "no request".into() }),
+                    };
+                    self.warn_if_slow(started, req.request.as_ref(), &outcome);
+                    outcomes.push((req.id, outcome));
                 }
                 EntryType::EntryConfChange => {
                     let (id, outcome) = self.conf_change(&mut batch, &entry)?;
@@ -371,19 +381,35 @@ impl Applier {
         Ok(())
     }
 
-    fn execute(&self, batch: &mut ApplyBatch, req: Option<Request>) -> Result<Response> {
+    /// etcd's `warnOfExpensiveRequest`: a request that took longer than
+    /// `--experimental-warning-apply-duration` to apply is one warning line with etcd's words.
+    fn warn_if_slow(&self, started: Instant, request: Option<&Request>, outcome: &Result<Response>) {
+        let took = started.elapsed();
+        let expected = self.ctx.warning_apply_duration;
+        if took <= expected {
+            return;
+        }
+        let request = request.map(Request::summary).unwrap_or_default();
+        let error = outcome.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        log::warn!(
+            took:% = GoDuration(took), "expected-duration":% = GoDuration(expected), prefix = "",
+            request = request, error = error;
+            "apply request took too long"
+        );
+    }
+
+    fn execute(&self, batch: &mut ApplyBatch, req: &Request) -> Result<Response> {
         let (db, lessor) = (&*self.ctx.db, &self.ctx.lessor);
-        let Some(req) = req else { return Err(Error::Decode { what: "raft entry", detail: "no request".into() }) };
-        if let Some(refused) = self.ctx.alarms.refuse(&req) {
+        if let Some(refused) = self.ctx.alarms.refuse(req) {
             return Err(refused);
         }
         // etcd's quota applier: a write that does not fit is applied all the same, and answered
         // NOSPACE (the proposing member checked before proposing; this member's size may differ).
-        let fits = self.ctx.quota.available(&req);
+        let fits = self.ctx.quota.available(req);
         let mut response = match req {
-            Request::Put(r) => Response::Put(kv::put(&mut batch.txn(), &r, lessor)?),
-            Request::DeleteRange(r) => Response::DeleteRange(kv::delete_range(&mut batch.txn(), &r, lessor)?),
-            Request::Txn(r) => Response::Txn(kv::txn(&mut batch.txn(), &r, lessor)?),
+            Request::Put(r) => Response::Put(kv::put(&mut batch.txn(), r, lessor)?),
+            Request::DeleteRange(r) => Response::DeleteRange(kv::delete_range(&mut batch.txn(), r, lessor)?),
+            Request::Txn(r) => Response::Txn(kv::txn(&mut batch.txn(), r, lessor)?),
             Request::LeaseGrant(r) => {
                 let ttl = lessor.grant(db, batch.write_batch(), r.id, r.ttl)?;
                 let header = Some(ResponseHeader { revision: batch.rev(), ..Default::default() });
@@ -403,10 +429,10 @@ impl Applier {
                 lessor.checkpoint(db, batch.write_batch(), &r.checkpoints);
                 Response::LeaseCheckpoint
             }
-            Request::Alarm(r) => Response::Alarm(self.ctx.alarms.apply(db, batch.write_batch(), &r)),
+            Request::Alarm(r) => Response::Alarm(self.ctx.alarms.apply(db, batch.write_batch(), r)),
             Request::MemberAttributes(m) => {
                 let mut membership = self.ctx.membership.write();
-                membership.set_attributes(m.id, m.name, m.client_urls);
+                membership.set_attributes(m.id, m.name.clone(), m.client_urls.clone());
                 membership.save(db, batch.write_batch());
                 Response::Members { member: None, members: membership.members() }
             }
@@ -415,14 +441,14 @@ impl Applier {
                 match membership.check_update(u.id, &u.peer_urls) {
                     Err(e) => return Err(e),
                     Ok(()) => {
-                        membership.update_peer_urls(u.id, u.peer_urls);
+                        membership.update_peer_urls(u.id, u.peer_urls.clone());
                         membership.save(db, batch.write_batch());
                         self.peers_changed.store(true, Ordering::Release);
                         Response::Members { member: None, members: membership.members() }
                     }
                 }
             }
-            other => match self.ctx.auth.apply(db, batch.write_batch(), &other) {
+            other => match self.ctx.auth.apply(db, batch.write_batch(), other) {
                 Some(outcome) => {
                     outcome?;
                     let header = Some(ResponseHeader { revision: batch.rev(), ..Default::default() });

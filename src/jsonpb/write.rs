@@ -193,27 +193,32 @@ impl Writer {
     }
 
     fn quoted(&mut self, v: &str) {
-        self.buf.push('"');
-        for c in v.chars() {
-            match c {
-                '"' => self.buf.push_str("\\\""),
-                '\\' => self.buf.push_str("\\\\"),
-                '\n' => self.buf.push_str("\\n"),
-                '\r' => self.buf.push_str("\\r"),
-                '\t' => self.buf.push_str("\\t"),
-                // Go's encoder escapes HTML-significant characters, and the two line
-                // separators JavaScript does not allow in strings.
-                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                    let _ = write!(self.buf, "\\u{:04x}", c as u32);
-                }
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(self.buf, "\\u{:04x}", c as u32);
-                }
-                c => self.buf.push(c),
-            }
-        }
-        self.buf.push('"');
+        push_quoted(&mut self.buf, v);
     }
+}
+
+/// Appends `v` to `buf` as a JSON string, escaped as Go's `encoding/json` escapes it.
+pub fn push_quoted(buf: &mut String, v: &str) {
+    buf.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => buf.push_str("\\\""),
+            '\\' => buf.push_str("\\\\"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            '\t' => buf.push_str("\\t"),
+            // Go's encoder escapes HTML-significant characters, and the two line
+            // separators JavaScript does not allow in strings.
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(buf, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(buf, "\\u{:04x}", c as u32);
+            }
+            c => buf.push(c),
+        }
+    }
+    buf.push('"');
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::{Revision, Store};
+use crate::logging::GoDuration;
 use crate::storage::{meta, Cf};
 use crate::{Error, Result};
 
@@ -273,7 +274,10 @@ impl Store {
                 let took = started.elapsed();
                 removal.total_ms.observe(took);
                 removal.finish(job.rev);
-                log::info!("mvcc: finished removing revisions compacted at {} (took {took:?})", job.rev);
+                log::info!(
+                    "compact-revision" = job.rev, took:% = GoDuration(took);
+                    "finished scheduled compaction"
+                );
                 Ok(false)
             }
         }

@@ -81,3 +81,39 @@ pub struct ConfChangeContext {
     #[prost(message, optional, tag = "2")]
     pub member: Option<Member>,
 }
+
+impl internal_request::Request {
+    /// The request as etcd's slow-request warnings print it (`InternalRaftStringer`,
+    /// protobuf text): its kind, keys and sizes, never a value or a password. Only for logs.
+    pub fn summary(&self) -> String {
+        use internal_request::Request::*;
+        match self {
+            Put(r) => format!("put:<key:{} value_size:{} lease:{} >", text_bytes(&r.key), r.value.len(), r.lease),
+            DeleteRange(r) => {
+                format!("delete_range:<key:{} range_end:{} >", text_bytes(&r.key), text_bytes(&r.range_end))
+            }
+            Txn(r) => format!(
+                "txn:<compare_size:{} success_size:{} failure_size:{} >",
+                r.compare.len(),
+                r.success.len(),
+                r.failure.len()
+            ),
+            Compaction(r) => format!("compaction:<revision:{} >", r.revision),
+            LeaseGrant(r) => format!("lease_grant:<ttl:{}-second id:{:x} >", r.ttl, r.id),
+            LeaseRevoke(r) => format!("lease_revoke:<id:{:x} >", r.id),
+            // The rest by kind alone: an auth change's fields include passwords.
+            other => {
+                let debug = format!("{other:?}");
+                debug.split('(').next().unwrap_or_default().to_string()
+            }
+        }
+    }
+}
+
+/// Bytes as protobuf's text format quotes them, cut at 64 bytes for a log line.
+fn text_bytes(b: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    let shown = String::from_utf8_lossy(&b[..b.len().min(SHOWN)]).escape_debug().to_string();
+    let cut = if b.len() > SHOWN { "..." } else { "" };
+    format!("\"{shown}{cut}\"")
+}

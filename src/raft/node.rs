@@ -20,18 +20,19 @@
 //! another term. A proposal forwarded by a follower that the leader never got ends in the
 //! request timeout, as in etcd.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, select, Receiver, Sender};
 use prost::Message as _;
-use raft::prelude::{ConfChange, Entry, Message, Ready, SnapshotMetadata};
+use raft::prelude::{ConfChange, Entry, Message, MessageType, Ready, SnapshotMetadata};
 use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use rocksdb::WriteBatch;
 
 use super::storage::RaftStorage;
 use super::{Apply, ApplyProgress, LeaderChange, Proposal, RaftRequest, RaftStatus};
+use crate::logging::GoDuration;
 use crate::pb::ConfChangeContext;
 use crate::storage::Db;
 use crate::transport::{PeerEvent, Transport};
@@ -50,6 +51,9 @@ const PEER_EVENTS_PER_READY_MAX: usize = 4096;
 const PROPOSALS_WITHOUT_LEADER_MAX: usize = 10_000;
 
 /// A ReadIndex round that got no answer is retried after this long (etcd's readIndexRetryTime).
+/// etcd's `warnSyncDuration`: a log write slower than this is reported as a slow fdatasync.
+const SLOW_FSYNC: Duration = Duration::from_secs(1);
+
 const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 
 /// The channels and shared state the raft thread is wired to.
@@ -75,6 +79,8 @@ pub struct RaftNode {
     /// Proposals appended by this member as leader, in log order: (index, term, request id).
     appended: VecDeque<(u64, u64, u64)>,
     last_leader: LeaderChange,
+    /// When this leader last sent each peer a heartbeat (etcd's timeout detector).
+    heartbeats_sent: HashMap<u64, Instant>,
     transport: Arc<Transport>,
     /// Fails the waiter of a request whose proposal is gone.
     fail_request: Box<dyn Fn(u64, Error) + Send>,
@@ -107,6 +113,7 @@ impl RaftNode {
             waiting_for_leader: VecDeque::new(),
             appended: VecDeque::new(),
             last_leader,
+            heartbeats_sent: HashMap::new(),
             transport: parts.transport,
             fail_request: parts.fail_request,
         }
@@ -378,6 +385,18 @@ impl RaftNode {
             return None;
         }
         self.reads.abort_round_unless_led_by(change.leader_id);
+        self.heartbeats_sent.clear();
+        // etcd's raft node words for it, which runbooks and alerts grep for.
+        let (id, before, after, term) = (self.id, self.last_leader.leader_id, change.leader_id, change.term);
+        match (before, after) {
+            (0, 0) => {}
+            (_, 0) => log::warn!("raft.node: {id:x} lost leader {before:x} at term {term}"),
+            (0, _) => log::info!("raft.node: {id:x} elected leader {after:x} at term {term}"),
+            (before, after) if before != after => {
+                log::info!("raft.node: {id:x} changed leader from {before:x} to {after:x} at term {term}")
+            }
+            _ => {}
+        }
         self.last_leader = change;
         Some(change)
     }
@@ -393,9 +412,18 @@ impl RaftNode {
             store.set_hard_state(&mut batch, hs);
         }
         if !batch.is_empty() {
+            // Timed from before the failpoint: its stall stands for a slow disk.
+            let started = Instant::now();
             crate::failpoint::check("raft_before_save")?;
             // This fsync is the group commit of every proposal in the Ready.
             self.db.write(batch, rd.must_sync())?;
+            let took = started.elapsed();
+            if took > SLOW_FSYNC {
+                log::warn!(
+                    took:% = GoDuration(took), "expected-duration":% = GoDuration(SLOW_FSYNC);
+                    "slow fdatasync"
+                );
+            }
             crate::failpoint::check("raft_after_save")?;
         }
         Ok(())
@@ -420,8 +448,28 @@ impl RaftNode {
         if msgs.is_empty() {
             return;
         }
+        self.observe_heartbeats(&msgs);
         for to in self.transport.send(msgs) {
             self.raw.report_unreachable(to);
+        }
+    }
+
+    /// etcd's timeout detector: heartbeats to a peer further apart than twice the interval
+    /// mean this leader was too busy to send them (a slow disk, most often), and its
+    /// followers may have started an election. The same warning as etcd's, word for word.
+    fn observe_heartbeats(&mut self, msgs: &[Message]) {
+        let now = Instant::now();
+        let expected = 2 * self.tick_interval;
+        for m in msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgHeartbeat) {
+            let Some(last) = self.heartbeats_sent.insert(m.to, now) else { continue };
+            let gap = now - last;
+            if gap > expected {
+                log::warn!(
+                    to = format!("{:x}", m.to), "heartbeat-interval":% = GoDuration(self.tick_interval),
+                    "expected-duration":% = GoDuration(expected), "exceeded-duration":% = GoDuration(gap - expected);
+                    "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk"
+                );
+            }
         }
     }
 }

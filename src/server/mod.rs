@@ -201,18 +201,6 @@ impl Server {
             self.lessor.demote();
             self.compactor_gate.pause();
         }
-        if change.leader_id == 0 {
-            log::warn!("raftkv: member {:x} lost its leader (term {})", self.identity.member_id, change.term);
-        } else if change.is_self {
-            log::info!("raftkv: member {:x} became leader at term {}", self.identity.member_id, change.term);
-        } else {
-            log::info!(
-                "raftkv: member {:x} follows leader {:x} at term {}",
-                self.identity.member_id,
-                change.leader_id,
-                change.term
-            );
-        }
     }
 
     /// Revokes expired leases through raft, without waiting: the loop must not block, and a

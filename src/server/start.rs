@@ -350,6 +350,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
         snapshots: snapshots.clone(),
         transport: transport.clone(),
         snapshot_count: cfg.snapshot_count,
+        warning_apply_duration: cfg.warning_apply_duration,
     };
     let applier = Arc::new(Applier::new(apply_ctx, Arc::new(Mutex::new(progress)), ch.progress.0));
     let server = Server {
