@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build run cluster test lint soak bounds compat fuzz bench bench-grpc bench-compaction bench-defrag bench-big perf clean-data
+.PHONY: deps build deb run cluster test lint soak bounds compat fuzz bench bench-grpc bench-compaction bench-defrag bench-big perf clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -10,6 +10,12 @@ deps:
 # are the same as for `make bench`: one release RocksDB build serves both.
 build: deps
 	cargo build --release --bins --examples
+
+# The Debian package of the release binaries (scripts/build-deb.sh): the systemd unit, a
+# `raftkv` user owning /var/lib/raftkv, /etc/default/raftkv. `make test` installs and purges
+# one built from the debug binaries (tests/it/package.rs).
+deb: build
+	scripts/build-deb.sh $(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/deb
 
 # A single member on 127.0.0.1:2379 with its data in ./default.raftkv (Ctrl-C stops it).
 run: build
