@@ -10,8 +10,6 @@
 //!
 //! Both print etcdctl's lines and exit as it does.
 
-use std::io::{Read as _, Write as _};
-
 use super::bench::{self, Load, Report, Workload};
 use super::*;
 
@@ -207,16 +205,7 @@ fn print_errors(report: &Report) -> bool {
 /// as etcdctl reads it (it says why when it cannot, and the check fails).
 fn resident_bytes(endpoint: &str) -> Option<f64> {
     const KEY: &str = "process_resident_memory_bytes";
-    let host = endpoint.trim_start_matches("http://");
-    let fetch = || -> std::io::Result<String> {
-        let mut conn = std::net::TcpStream::connect(host)?;
-        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(conn, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
-        let mut text = String::new();
-        conn.read_to_string(&mut text)?;
-        Ok(text)
-    };
-    let text = match fetch() {
+    let text = match super::diagnose::fetch(endpoint) {
         Ok(text) => text,
         Err(e) => {
             println!("fetch error: {e}");

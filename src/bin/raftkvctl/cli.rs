@@ -193,6 +193,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
+    /// Reads each endpoint's metrics twice, --interval apart, and says why it is slow (raftkv's
+    /// own; etcdctl has no such command). Exits 1 when it found something.
+    Diagnose {
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        interval: Duration,
+    },
     /// Commands for checking properties of the etcd cluster.
     Check {
         #[command(subcommand)]

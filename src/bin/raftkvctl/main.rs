@@ -19,6 +19,7 @@ mod bench;
 mod check;
 mod cli;
 mod concurrency;
+mod diagnose;
 mod endpoint;
 mod kv;
 mod lease;
@@ -202,6 +203,7 @@ fn main() -> ExitCode {
         Command::MakeMirror { destination, prefix, dest_prefix, no_dest_prefix } => {
             ctl.make_mirror(&destination, &prefix, dest_prefix.as_deref(), no_dest_prefix)
         }
+        Command::Diagnose { interval } => diagnose::diagnose(&cli.endpoints, interval),
         Command::Lock { ttl, args } => ctl.lock(&args, ttl),
         Command::Elect { listen, args } => ctl.elect(&args, listen),
     };
