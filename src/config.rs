@@ -81,6 +81,10 @@ pub struct Config {
     /// bcrypt's cost for hashing user passwords (`--bcrypt-cost`); outside 4..=31 etcd's
     /// default (10) is used instead, with a warning, as etcd does.
     pub bcrypt_cost: u32,
+    /// The token provider (`--auth-token`): etcd's `simple`, the default.
+    pub auth_token: String,
+    /// How long a simple token lives after its last use (`--auth-token-ttl`, 300 s).
+    pub auth_token_ttl: std::time::Duration,
     /// The database size at which NOSPACE is raised (`--quota-backend-bytes`): 0 is etcd's
     /// 2 GiB default, a negative value disables the quota.
     pub quota_backend_bytes: i64,
@@ -149,6 +153,8 @@ impl Config {
             grpc_keepalive_min_time: std::time::Duration::from_secs(5),
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
+            auth_token: "simple".into(),
+            auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
             quota_backend_bytes: 0,
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,
@@ -192,6 +198,9 @@ impl Config {
         }
         if self.initial_cluster_state == ClusterState::Existing && self.initial_cluster.is_empty() {
             return fail("--initial-cluster-state existing needs --initial-cluster to find the cluster".into());
+        }
+        if self.auth_token != "simple" {
+            return fail(format!("--auth-token {:?}: only \"simple\" is supported", self.auth_token));
         }
         if self.heartbeat_interval_ms == 0 {
             return fail("--heartbeat-interval must be > 0".into());

@@ -146,9 +146,28 @@ pub enum Error {
     /// The cluster has no leader now (an election is under way, or no quorum).
     #[error("etcdserver: no leader")]
     NoLeader,
-    /// Authenticate while authentication is disabled (raftkv cannot enable it yet).
+    /// Authenticate while authentication is disabled.
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
+    /// Authenticate with an unknown user or a wrong password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// Authenticate with a password as a user added with `--no-password`: a plain error in
+    /// etcd (not in its gRPC error map), so its `auth:` text and code Unknown.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    /// The caller's user lacks the permission the call needs.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// A token that is unknown, expired, badly signed or garbage.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// Removing the `root` user or role, or `root`'s role from it, while auth is enabled.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// Credentials checked at an auth revision older than the store's.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// Auth enable without a `root` user.
     #[error("etcdserver: root user does not exist")]
     RootUserNotExist,
@@ -333,7 +352,11 @@ impl Error {
         match self {
             Peer { code, .. } => *code,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
-            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | PermissionNotGiven => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | PermissionNotGiven | AuthFailed
+            | InvalidAuthMgmt | AuthOldRevision => Code::InvalidArgument,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
+            NoPasswordUser => Code::Unknown,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound | UnknownHealthService => Code::NotFound,
             AuthNotEnabled
@@ -423,6 +446,11 @@ mod tests {
             (Error::NoLeader, "etcdserver: no leader", Unavailable),
             (Error::AuthNotEnabled, "etcdserver: authentication is not enabled", FailedPrecondition),
             (Error::RootUserNotExist, "etcdserver: root user does not exist", FailedPrecondition),
+            (Error::AuthFailed, "etcdserver: authentication failed, invalid user ID or password", InvalidArgument),
+            (Error::PermissionDenied, "etcdserver: permission denied", PermissionDenied),
+            (Error::InvalidAuthToken, "etcdserver: invalid auth token", Unauthenticated),
+            (Error::InvalidAuthMgmt, "etcdserver: invalid auth management", InvalidArgument),
+            (Error::AuthOldRevision, "etcdserver: revision of auth store is old", InvalidArgument),
             (Error::UserEmpty, "etcdserver: user name is empty", InvalidArgument),
             (Error::UserNotFound, "etcdserver: user name not found", FailedPrecondition),
             (Error::RoleEmpty, "etcdserver: role name is empty", InvalidArgument),

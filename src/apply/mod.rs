@@ -14,6 +14,7 @@
 //! leader replaces the whole state in one synced batch (see [`crate::snapshot`]); the store,
 //! lessor, membership and watchers are then reloaded from it.
 
+mod auth;
 pub mod kv;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +59,8 @@ pub enum Response {
     Alarm(AlarmResponse),
     /// An auth store change (etcd's auth answers carry only a header).
     Auth(AuthHeaderResponse),
+    /// The token an `Authenticate` entry assigned.
+    Authenticate(AuthenticateResponse),
     /// A membership change or a member's published attributes: the member concerned (for
     /// member add) and every member after the change.
     Members {
@@ -245,7 +248,8 @@ impl Applier {
                         batch = store.batch();
                         continue;
                     }
-                    outcomes.push((req.id, self.execute(&mut batch, req.request)));
+                    let outcome = self.execute(&mut batch, req.header.as_ref(), req.request, entry.index);
+                    outcomes.push((req.id, outcome));
                 }
                 EntryType::EntryConfChange => {
                     let (id, outcome) = self.conf_change(&mut batch, &entry)?;
@@ -371,9 +375,17 @@ impl Applier {
         Ok(())
     }
 
-    fn execute(&self, batch: &mut ApplyBatch, req: Option<Request>) -> Result<Response> {
+    fn execute(
+        &self,
+        batch: &mut ApplyBatch,
+        header: Option<&RequestHeader>,
+        req: Option<Request>,
+        index: u64,
+    ) -> Result<Response> {
         let (db, lessor) = (&*self.ctx.db, &self.ctx.lessor);
         let Some(req) = req else { return Err(Error::Decode { what: "raft entry", detail: "no request".into() }) };
+        // etcd's appliers nest as auth(quota(capped/corrupt(base))): permissions first.
+        auth::check(&self.ctx.auth, lessor, header, &req)?;
         if let Some(refused) = self.ctx.alarms.refuse(&req) {
             return Err(refused);
         }
@@ -404,6 +416,11 @@ impl Applier {
                 Response::LeaseCheckpoint
             }
             Request::Alarm(r) => Response::Alarm(self.ctx.alarms.apply(db, batch.write_batch(), &r)),
+            Request::Authenticate(r) => {
+                let token = self.ctx.auth.authenticate(&r, index)?;
+                let header = Some(ResponseHeader { revision: batch.rev(), ..Default::default() });
+                Response::Authenticate(AuthenticateResponse { header, token })
+            }
             Request::MemberAttributes(m) => {
                 let mut membership = self.ctx.membership.write();
                 membership.set_attributes(m.id, m.name, m.client_urls);
@@ -522,6 +539,7 @@ typed_responses!(
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Auth(AuthHeaderResponse),
+    Authenticate(AuthenticateResponse),
     Alarm(AlarmResponse)
 );
 
@@ -535,6 +553,7 @@ impl Response {
             Response::LeaseGrant(r) => Some(&mut r.header),
             Response::LeaseRevoke(r) => Some(&mut r.header),
             Response::Auth(r) => Some(&mut r.header),
+            Response::Authenticate(r) => Some(&mut r.header),
             // etcd answers alarms without a header.
             Response::Members { .. } | Response::LeaseCheckpoint | Response::Alarm(_) => None,
         }

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::auth::Credentials;
 use crate::pb::*;
 use crate::wait::{Cancel, Reply};
 use crate::{Error, Node, Result, Ticket};
@@ -200,10 +201,29 @@ impl Service {
         &self.node
     }
 
-    /// Starts `request`; `responder` gets the answer. Returns the ticket of a call that waits
-    /// on raft, whose deadline the adapter enforces; `None` when the answer is already on its
-    /// way or the call blocks on the pool, where the node's own deadline bounds it.
-    pub fn call(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
+    /// The same calls made as the user `credentials` name ([`Node::with_credentials`]).
+    pub fn for_caller(&self, credentials: &Credentials) -> Result<Service> {
+        Ok(Service { node: self.node.with_credentials(credentials)?, ..self.clone() })
+    }
+
+    /// Starts `request` from a client that came with `credentials`; `responder` gets the
+    /// answer. Returns the ticket of a call that waits on raft, whose deadline the adapter
+    /// enforces; `None` when the answer is already on its way or the call blocks on the pool,
+    /// where the node's own deadline bounds it.
+    pub fn call(&self, request: Request, credentials: &Credentials, responder: Box<dyn Responder>) -> Option<Ticket> {
+        if credentials.is_empty() || !request.method().checks_caller() {
+            return self.start(request, responder);
+        }
+        match self.for_caller(credentials) {
+            Ok(service) => service.start(request, responder),
+            Err(e) => {
+                responder.later(Box::new(move || Err(e)));
+                None
+            }
+        }
+    }
+
+    fn start(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
         match request.method().rpc().runs {
             Runs::Pool => {
                 let service = self.clone();

@@ -477,7 +477,13 @@ impl EventLoop {
                 };
                 let to = To { conn: i, generation, stream: 0 };
                 let done = Done::new(self.mailbox.clone(), to, self.pool.clone());
-                let req = http1::Request { method: head.method, path: head.path, query: head.query, body };
+                let req = http1::Request {
+                    method: head.method,
+                    path: head.path,
+                    query: head.query,
+                    authorization: head.authorization,
+                    body,
+                };
                 let handler = &self.handlers.http1;
                 if let Some(expiry) = unpanicked(|| handler.handle(req, done)).flatten() {
                     self.expiries.push(Reverse((expiry.at, i, generation, 0)));
