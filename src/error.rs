@@ -168,6 +168,11 @@ pub enum Error {
     /// Credentials checked at an auth revision older than the store's.
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// An auth error as etcd's maintenance calls (alarm, defragment, hash, hash of the
+    /// history, snapshot) answer it: the `auth` package's own error, which their handlers
+    /// return without the gRPC conversion, so with its `auth:` text and code Unknown.
+    #[error("{}", .0.auth_package_text().unwrap_or_default())]
+    Unconverted(Box<Error>),
     /// Auth enable without a `root` user.
     #[error("etcdserver: root user does not exist")]
     RootUserNotExist,
@@ -345,6 +350,28 @@ impl From<crate::pb::PeerError> for Error {
 }
 
 impl Error {
+    /// `e` as etcd's maintenance handlers leak it: an auth error unconverted, anything else
+    /// as it is.
+    pub fn unconverted(e: Error) -> Error {
+        match e.auth_package_text() {
+            Some(_) => Error::Unconverted(Box::new(e)),
+            None => e,
+        }
+    }
+
+    /// The text of etcd's `auth` package error behind an auth check's answer
+    /// (`auth/store.go`), for the calls that leak it unconverted.
+    fn auth_package_text(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::UserEmpty => "auth: user name is empty",
+            Error::UserNotFound => "auth: user not found",
+            Error::PermissionDenied => "auth: permission denied",
+            Error::InvalidAuthToken => "auth: invalid auth token",
+            Error::AuthOldRevision => "auth: revision in header is old",
+            _ => return None,
+        })
+    }
+
     /// The gRPC code etcd answers this error with (etcd's `toGRPCErrorMap`): the one table
     /// every protocol maps errors through.
     pub fn code(&self) -> Code {
@@ -356,7 +383,7 @@ impl Error {
             | InvalidAuthMgmt | AuthOldRevision => Code::InvalidArgument,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
-            NoPasswordUser => Code::Unknown,
+            NoPasswordUser | Unconverted(_) => Code::Unknown,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound | UnknownHealthService => Code::NotFound,
             AuthNotEnabled
@@ -451,6 +478,9 @@ mod tests {
             (Error::InvalidAuthToken, "etcdserver: invalid auth token", Unauthenticated),
             (Error::InvalidAuthMgmt, "etcdserver: invalid auth management", InvalidArgument),
             (Error::AuthOldRevision, "etcdserver: revision of auth store is old", InvalidArgument),
+            (Error::unconverted(Error::PermissionDenied), "auth: permission denied", Unknown),
+            (Error::unconverted(Error::InvalidAuthToken), "auth: invalid auth token", Unknown),
+            (Error::unconverted(Error::UserEmpty), "auth: user name is empty", Unknown),
             (Error::UserEmpty, "etcdserver: user name is empty", InvalidArgument),
             (Error::UserNotFound, "etcdserver: user name not found", FailedPrecondition),
             (Error::RoleEmpty, "etcdserver: role name is empty", InvalidArgument),

@@ -425,7 +425,6 @@ impl AuthStore {
     pub fn role_names(&self) -> Vec<String> {
         self.state.read().roles.keys().cloned().collect()
     }
-
 }
 
 /// etcd's `AuthEnable`: a no-op when enabled already; otherwise a `root` user with the `root`

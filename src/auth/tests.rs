@@ -275,7 +275,8 @@ fn authenticate_assigns_simple_tokens_that_die_with_the_user_password_or_auth() 
     assert_eq!(token, "abc.7");
     assert_eq!(f.auth.info_from_token(&token).unwrap().username, "amy");
     fails(f.auth.info_from_token("abc.8"), Error::InvalidAuthToken);
-    let change = AuthUserChangePasswordRequest { name: "amy".into(), hashed_password: "x".into(), ..Default::default() };
+    let change =
+        AuthUserChangePasswordRequest { name: "amy".into(), hashed_password: "x".into(), ..Default::default() };
     f.apply(Request::AuthUserChangePassword(change)).unwrap();
     fails(f.auth.info_from_token(&token), Error::InvalidAuthToken);
     let token = login("amy", 9).unwrap();

@@ -11,8 +11,8 @@
 //! assigned on apply, on every member.
 
 use super::{Node, Origin};
-use crate::pb::internal_request::Request;
 use crate::auth::token;
+use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::server::propose::wait_on;
 use crate::{Error, Result};

@@ -201,9 +201,17 @@ impl Service {
         &self.node
     }
 
-    /// The same calls made as the user `credentials` name ([`Node::with_credentials`]).
-    pub fn for_caller(&self, credentials: &Credentials) -> Result<Service> {
-        Ok(Service { node: self.node.with_credentials(credentials)?, ..self.clone() })
+    /// The same calls made as the user `credentials` name ([`Node::with_credentials`]), for
+    /// a call of `method`.
+    pub fn for_caller(&self, method: Method, credentials: &Credentials) -> Result<Service> {
+        let node = self.node.with_credentials(credentials).map_err(|e| {
+            if method.leaks_auth_errors() {
+                Error::unconverted(e)
+            } else {
+                e
+            }
+        })?;
+        Ok(Service { node, ..self.clone() })
     }
 
     /// Starts `request` from a client that came with `credentials`; `responder` gets the
@@ -214,7 +222,7 @@ impl Service {
         if credentials.is_empty() || !request.method().checks_caller() {
             return self.start(request, responder);
         }
-        match self.for_caller(credentials) {
+        match self.for_caller(request.method(), credentials) {
             Ok(service) => service.start(request, responder),
             Err(e) => {
                 responder.later(Box::new(move || Err(e)));

@@ -172,10 +172,13 @@ impl Method {
     /// others (lease keepalive and time-to-live, lease and member lists, status, move-leader,
     /// health) run whatever the client sent.
     pub fn checks_caller(self) -> bool {
-        !matches!(
-            self,
-            LeaseKeepAlive | LeaseTimeToLive | LeaseLeases | MemberList | Status | MoveLeader | HealthCheck
-        )
+        !matches!(self, LeaseKeepAlive | LeaseTimeToLive | LeaseLeases | MemberList | Status | MoveLeader | HealthCheck)
+    }
+
+    /// Whether etcd's handler answers an auth error of this call unconverted
+    /// ([`crate::Error::Unconverted`]): its maintenance calls that resolve the caller.
+    pub fn leaks_auth_errors(self) -> bool {
+        matches!(self, Alarm | Defragment | Hash | HashKv | Snapshot)
     }
 
     pub fn rpc(self) -> &'static Rpc {

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 
 use prost::Message;
 
+use crate::auth::Credentials;
 use crate::node::Watch;
 use crate::pb::watch_request::RequestUnion;
 use crate::pb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use crate::watch::{Sink, SinkError, WatchSpec};
-use crate::auth::Credentials;
 use crate::{Error, Node};
 
 /// Where a stream's responses go: the fragments of one response together, so that a full

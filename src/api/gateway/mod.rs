@@ -157,7 +157,7 @@ impl http1::Handler for Gateway {
         // is never the user here (etcd's `AuthInfoFromTLS` ignores gateway requests).
         let credentials = Credentials { token: req.authorization.clone(), common_name: None };
         if rpc.kind == Kind::ServerStream {
-            let service = match self.service.for_caller(&credentials) {
+            let service = match self.service.for_caller(rpc.method, &credentials) {
                 Ok(service) => service,
                 Err(e) => {
                     done.respond(server_error(&e.to_string(), e.code()));

@@ -51,7 +51,7 @@ pub(super) fn open(
     // A watch checks its credentials with every create; the snapshot and an observer are
     // made as the caller, refused at once when its token is bad.
     let service = match method {
-        Method::Snapshot | Method::Observe => match service.for_caller(&credentials) {
+        Method::Snapshot | Method::Observe => match service.for_caller(method, &credentials) {
             Ok(service) => service,
             Err(e) => {
                 finish(&tx, Err(error(e)));
