@@ -81,7 +81,8 @@ pub struct Config {
     /// bcrypt's cost for hashing user passwords (`--bcrypt-cost`); outside 4..=31 etcd's
     /// default (10) is used instead, with a warning, as etcd does.
     pub bcrypt_cost: u32,
-    /// The token provider (`--auth-token`): etcd's `simple`, the default.
+    /// The token provider (`--auth-token`): etcd's `simple` (the default) or
+    /// `jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256,ttl=5m`.
     pub auth_token: String,
     /// How long a simple token lives after its last use (`--auth-token-ttl`, 300 s).
     pub auth_token_ttl: std::time::Duration,
@@ -199,9 +200,7 @@ impl Config {
         if self.initial_cluster_state == ClusterState::Existing && self.initial_cluster.is_empty() {
             return fail("--initial-cluster-state existing needs --initial-cluster to find the cluster".into());
         }
-        if self.auth_token != "simple" {
-            return fail(format!("--auth-token {:?}: only \"simple\" is supported", self.auth_token));
-        }
+        crate::auth::token::options(&self.auth_token)?;
         if self.heartbeat_interval_ms == 0 {
             return fail("--heartbeat-interval must be > 0".into());
         }

@@ -26,6 +26,7 @@
 //! each user's merged permissions ([`perm`]), rebuilt with every change. While auth is
 //! disabled every check is one atomic load.
 
+mod jwt;
 mod perm;
 pub mod token;
 
@@ -146,7 +147,7 @@ pub struct AuthStore {
     state: RwLock<State>,
     /// `state.enabled`, read without the lock by every call's check.
     enabled: AtomicBool,
-    tokens: token::SimpleTokens,
+    tokens: token::Provider,
 }
 
 /// One change of the store as the apply thread makes it: the new records go into the batch and
@@ -192,8 +193,10 @@ impl Change<'_> {
 }
 
 impl AuthStore {
-    /// Opens the store; simple tokens live `token_ttl` after their last use.
-    pub fn open(db: &Db, token_ttl: Duration) -> Result<AuthStore> {
+    /// Opens the store with the token provider `token_spec` (`--auth-token`); simple tokens
+    /// live `token_ttl` after their last use.
+    pub fn open(db: &Db, token_spec: &str, token_ttl: Duration) -> Result<AuthStore> {
+        let tokens = token::Provider::new(token_spec, token_ttl)?;
         let state = load(db)?;
         log::info!(
             "auth: restored {} users and {} roles (revision {}, enabled: {})",
@@ -203,7 +206,7 @@ impl AuthStore {
             state.enabled
         );
         let enabled = AtomicBool::new(state.enabled);
-        Ok(AuthStore { state: RwLock::new(state), enabled, tokens: token::SimpleTokens::new(token_ttl) })
+        Ok(AuthStore { state: RwLock::new(state), enabled, tokens })
     }
 
     /// Replaces everything by what `db` holds after a snapshot was installed (apply thread).
@@ -275,7 +278,7 @@ impl AuthStore {
             return Err(Error::AuthFailed);
         }
         log::debug!("auth: authenticated user {:?}", r.name);
-        Ok(self.tokens.assign(&r.name, &r.simple_token, index))
+        self.tokens.assign(&r.name, &r.simple_token, index, state.revision)
     }
 
     /// etcd's `CheckPassword`, on the caller's thread: the auth revision the password was
@@ -303,8 +306,8 @@ impl AuthStore {
     /// etcd's `AuthInfoFromCtx` for a token: the user it names at the current revision, or
     /// `invalid auth token` (logged, without the token, which is a credential).
     pub fn info_from_token(&self, token: &str) -> Result<AuthInfo> {
-        match self.tokens.user(token) {
-            Some(username) => Ok(AuthInfo { username, revision: self.revision() }),
+        match self.tokens.info(token, self.revision()) {
+            Some(info) => Ok(info),
             None => {
                 log::warn!("auth: invalid auth token ({} bytes)", token.len());
                 Err(Error::InvalidAuthToken)

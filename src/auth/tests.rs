@@ -12,7 +12,7 @@ impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let auth = AuthStore::open(&db, TOKEN_TTL_DEFAULT).unwrap();
+        let auth = AuthStore::open(&db, "simple", TOKEN_TTL_DEFAULT).unwrap();
         Fixture { _dir: dir, db, auth }
     }
 
@@ -26,7 +26,7 @@ impl Fixture {
 
     /// The store as a member restarting on this database would see it.
     fn reopened(&self) -> AuthStore {
-        AuthStore::open(&self.db, TOKEN_TTL_DEFAULT).unwrap()
+        AuthStore::open(&self.db, "simple", TOKEN_TTL_DEFAULT).unwrap()
     }
 }
 

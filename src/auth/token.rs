@@ -1,3 +1,6 @@
+//! The token providers (etcd's `TokenProvider`), chosen by `--auth-token`: [`SimpleTokens`]
+//! or JWTs ([`super::jwt`]).
+//!
 //! etcd's simple tokens (`auth/simple_token.go`): `<16 random letters>.<raft index>`, the
 //! letters chosen by the member that takes the `Authenticate` call and the token assigned
 //! when the entry is applied, on every member (so any member knows a token once it applied
@@ -16,7 +19,76 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::jwt::JwtTokens;
+use super::AuthInfo;
 use crate::{Error, Result};
+
+/// etcd's `decomposeOpts`: `type,key=value,...`, each key once.
+pub fn options(spec: &str) -> Result<(&str, HashMap<String, String>)> {
+    let invalid = || Error::Config(format!("--auth-token {spec:?}: auth: invalid auth options"));
+    let mut parts = spec.split(',');
+    let kind = parts.next().unwrap_or_default();
+    let mut options = HashMap::new();
+    for part in parts {
+        let (key, value) = part.split_once('=').filter(|(_, v)| !v.contains('=')).ok_or_else(invalid)?;
+        if options.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(invalid());
+        }
+    }
+    match kind {
+        "simple" | "jwt" => Ok((kind, options)),
+        _ => Err(Error::Config(format!("--auth-token {spec:?}: unknown token type {kind:?}"))),
+    }
+}
+
+pub enum Provider {
+    Simple(SimpleTokens),
+    Jwt(JwtTokens),
+}
+
+impl Provider {
+    /// etcd's `NewTokenProvider`: `simple` (whose tokens live `simple_ttl`) or `jwt,...`.
+    pub fn new(spec: &str, simple_ttl: Duration) -> Result<Provider> {
+        Ok(match options(spec)? {
+            ("jwt", options) => Provider::Jwt(JwtTokens::new(&options)?),
+            _ => {
+                log::warn!("auth: simple token is not cryptographically signed");
+                Provider::Simple(SimpleTokens::new(simple_ttl))
+            }
+        })
+    }
+
+    /// A new token for `user` (apply thread): a simple token from the proposer's `prefix`
+    /// and the entry's `index`, or a JWT at auth revision `revision`.
+    pub fn assign(&self, user: &str, prefix: &str, index: u64, revision: u64) -> Result<String> {
+        match self {
+            Provider::Simple(tokens) => Ok(tokens.assign(user, prefix, index)),
+            Provider::Jwt(tokens) => tokens.assign(user, revision),
+        }
+    }
+
+    /// Who a token names; a simple token at the store's `revision` now.
+    pub fn info(&self, token: &str, revision: u64) -> Option<AuthInfo> {
+        match self {
+            Provider::Simple(tokens) => tokens.user(token).map(|username| AuthInfo { username, revision }),
+            Provider::Jwt(tokens) => tokens.info(token),
+        }
+    }
+
+    /// etcd's `invalidateUser`; a JWT stays valid until the revision it carries is old.
+    pub fn invalidate_user(&self, user: &str) {
+        if let Provider::Simple(tokens) = self {
+            tokens.invalidate_user(user);
+        }
+    }
+
+    /// etcd's `disable`.
+    pub fn clear(&self) {
+        if let Provider::Simple(tokens) = self {
+            tokens.clear();
+        }
+    }
+}
 
 const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const PREFIX_LEN: usize = 16;
