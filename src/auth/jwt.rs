@@ -69,7 +69,8 @@ impl JwtTokens {
 
     /// etcd's `assign`: a token for `username` at auth revision `revision`.
     pub fn assign(&self, username: &str, revision: u64) -> Result<String> {
-        let key = self.signing.as_ref().ok_or(Error::Config("auth: token signing attempted with verify-only key".into()))?;
+        let key =
+            self.signing.as_ref().ok_or(Error::Config("auth: token signing attempted with verify-only key".into()))?;
         let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
         let claims = serde_json::json!({ "username": username, "revision": revision, "exp": exp.as_secs() });
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)

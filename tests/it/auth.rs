@@ -256,3 +256,85 @@ fn every_call_of_every_user_is_allowed_or_refused_as_etcd_does() {
     assert_eq!(theirs.len(), ours.len());
     assert!(differ.is_empty(), "{} answers differ from etcd's:\n{}", differ.len(), differ.join("\n"));
 }
+
+fn ok(addr: SocketAddr, token: Option<&str>, path: &str, body: &str) {
+    let reply = call(addr, token, path, body);
+    assert_eq!(reply.status, 200, "{path} {body}: {}", reply.text());
+}
+
+fn range_a(addr: SocketAddr, token: &str) -> String {
+    outcome(&call(addr, Some(token), "/v3/kv/range", &format!(r#"{{"key":"{}"}}"#, b64("p/a"))))
+}
+
+/// What old tokens do after a password change and after auth disable and enable, on one
+/// member: the answers to a read with each.
+fn old_tokens(addr: SocketAddr) -> Vec<String> {
+    set_up(addr);
+    let (ro, root) = (token(addr, "ro"), token(addr, "root"));
+    let mut seen = vec![range_a(addr, &ro)];
+    ok(addr, Some(&root), "/v3/auth/user/changepw", r#"{"name":"ro","password":"new"}"#);
+    seen.push(range_a(addr, &ro));
+    let rw = token(addr, "rw");
+    ok(addr, Some(&root), "/v3/auth/disable", "{}");
+    seen.push(range_a(addr, &rw));
+    ok(addr, None, "/v3/auth/enable", "{}");
+    seen.push(range_a(addr, &rw));
+    seen.push(range_a(addr, &root));
+    seen.push(range_a(addr, &token(addr, "rw")));
+    seen
+}
+
+#[test]
+fn old_tokens_stop_working_as_etcds_after_a_password_change_or_auth_disable_and_enable() {
+    let Some((_dir, raftkv, etcd)) = fresh_pair("auth-tokens") else { return };
+    let theirs = old_tokens(addr(&etcd));
+    assert_eq!(theirs[0], "200");
+    assert_eq!(theirs[1], "401 etcdserver: invalid auth token");
+    assert_eq!(old_tokens(addr(&raftkv)), theirs);
+}
+
+#[test]
+fn a_simple_token_lives_its_ttl_from_its_last_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::new("auth-ttl", dir.path());
+    m.spawn(&dir.path().join("data"), "", &["--auth-token-ttl", "2", "--bcrypt-cost", "4"]);
+    m.wait_healthy(Duration::from_secs(20));
+    set_up(addr(&m));
+    let ro = token(addr(&m), "ro");
+    assert!(ro.len() > 17 && ro.as_bytes()[16] == b'.' && ro[..16].bytes().all(|b| b.is_ascii_alphabetic()), "{ro}");
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(range_a(addr(&m), &ro), "200", "used within its TTL, it lives on");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(range_a(addr(&m), &ro), "401 etcdserver: invalid auth token");
+}
+
+#[test]
+fn a_jwt_signed_by_another_key_is_refused_and_an_auth_change_makes_ours_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = |name: &str| {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let (public, private) = (dir.path().join(format!("{name}.pub")), dir.path().join(format!("{name}.key")));
+        std::fs::write(&public, pair.public_key_pem()).unwrap();
+        std::fs::write(&private, pair.serialize_pem()).unwrap();
+        format!("jwt,pub-key={},priv-key={},sign-method=ES256,ttl=1m", public.display(), private.display())
+    };
+    let (ours, theirs) = (key("ours"), key("theirs"));
+    let mut m = Member::new("auth-jwt", dir.path());
+    m.spawn(&dir.path().join("data"), "", &["--auth-token", &ours, "--bcrypt-cost", "4"]);
+    m.wait_healthy(Duration::from_secs(20));
+    let mut other = Member::new("auth-jwt-other", dir.path());
+    other.spawn(&dir.path().join("other"), "", &["--auth-token", &theirs, "--bcrypt-cost", "4"]);
+    other.wait_healthy(Duration::from_secs(20));
+    set_up(addr(&m));
+    set_up(addr(&other));
+    let (ro, foreign) = (token(addr(&m), "ro"), token(addr(&other), "ro"));
+    assert_eq!(ro.split('.').count(), 3, "{ro}");
+    assert_eq!(range_a(addr(&m), &ro), "200");
+    assert_eq!(range_a(addr(&m), &foreign), "401 etcdserver: invalid auth token");
+    assert_eq!(range_a(addr(&m), "e30.e30.garbage"), "401 etcdserver: invalid auth token");
+    ok(addr(&m), Some(&token(addr(&m), "root")), "/v3/auth/role/add", r#"{"name":"later"}"#);
+    assert_eq!(range_a(addr(&m), &ro), "400 etcdserver: revision of auth store is old");
+    assert_eq!(range_a(addr(&m), &token(addr(&m), "ro")), "200");
+}
