@@ -183,10 +183,10 @@ fn deadline_code(rpc: &Rpc) -> Code {
 }
 
 /// The caller's credentials: etcd's `token` metadata, else `authorization` (what etcd's
-/// gateway forwards), as `AuthInfoFromCtx` looks them up.
+/// gateway forwards), as `AuthInfoFromCtx` looks them up, and the client certificate's name.
 pub(super) fn credentials(req: &Request) -> Credentials {
     let token = req.field("token").or_else(|| req.field("authorization")).map(str::to_string);
-    Credentials { token, common_name: None }
+    Credentials { token, common_name: req.common_name.clone() }
 }
 
 /// Whether `path` is one of etcd's streaming calls.
