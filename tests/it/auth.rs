@@ -338,3 +338,54 @@ fn a_jwt_signed_by_another_key_is_refused_and_an_auth_change_makes_ours_old() {
     assert_eq!(range_a(addr(&m), &ro), "400 etcdserver: revision of auth store is old");
     assert_eq!(range_a(addr(&m), &token(addr(&m), "ro")), "200");
 }
+
+/// etcdctl's `--user` and `--password` flags, and what it prints then: etcdctl against etcd
+/// and raftkvctl against raftkv, also etcdctl against raftkv.
+#[test]
+fn etcdctl_and_raftkvctl_authenticate_with_user_flags_as_against_etcd() {
+    let Some((dir, raftkv, etcd)) = fresh_pair("auth-ctl") else { return };
+    // A second raftkv for etcdctl, since the steps change what they run on.
+    let mut for_etcdctl = Member::new("auth-ctl-2", dir.path());
+    for_etcdctl.spawn(&dir.path().join("raftkv-2"), "", &[]);
+    for_etcdctl.wait_healthy(Duration::from_secs(20));
+    for m in [&etcd, &raftkv, &for_etcdctl] {
+        set_up(addr(m));
+    }
+    let steps: &[&[&str]] = &[
+        &["--user", "ro:pw", "get", "p/a"],
+        &["--user", "ro", "--password", "pw", "get", "p/a"],
+        &["--user", "ro:pw", "put", "p/a", "x"],
+        &["--user", "ro:bad", "get", "p/a"],
+        &["--user", "ro", "get", "p/a"],
+        &["get", "p/a"],
+        &["--user", "rw:pw", "put", "p/a", "x"],
+        &["--user", "rw:pw", "del", "p/", "--prefix"],
+        &["--user", "key:pw", "txn"],
+        &["--user", "root:pw", "user", "get", "ro", "--detail"],
+        &["--user", "root:pw", "role", "get", "fk"],
+        &["--user", "ro:pw", "user", "list"],
+        &["--user", "root:pw", "user", "passwd", "ro", "--interactive=false"],
+        &["--user", "ro:pw", "get", "p/a"],
+        &["--user", "root:pw", "auth", "disable"],
+        &["get", "p/a"],
+    ];
+    let answer = |code: Option<i32>, out: &[u8], err: &[u8]| {
+        let err = String::from_utf8_lossy(err);
+        let last = err.lines().rfind(|l| !l.starts_with('{')).unwrap_or_default().to_string();
+        format!("{}{last}\nexit {code:?}", String::from_utf8_lossy(out))
+    };
+    let stdin = |args: &[&str]| match args {
+        [.., "txn"] => "\n\nput k1 t\n\n",
+        [.., "--interactive=false"] => "new\n",
+        _ => "",
+    };
+    for (i, args) in steps.iter().enumerate() {
+        let (code, out, err) = super::grpc::etcdctl(&etcd.endpoint(), args, stdin(args));
+        let want = answer(code, out.as_bytes(), err.as_bytes());
+        let (code, out, err) = super::grpc::etcdctl(&for_etcdctl.endpoint(), args, stdin(args));
+        assert_eq!(answer(code, out.as_bytes(), err.as_bytes()), want, "etcdctl against raftkv, step {i}: {args:?}");
+        let ours = crate::harness::process::ctl_stdin(&raftkv.endpoint(), args, stdin(args));
+        let got = answer(ours.status.code(), &ours.stdout, &ours.stderr);
+        assert_eq!(got, want, "raftkvctl, step {i}: {args:?}");
+    }
+}
