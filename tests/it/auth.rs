@@ -248,10 +248,18 @@ fn every_call_of_every_user_is_allowed_or_refused_as_etcd_does() {
             differ.push(format!("etcd:   {want}\nraftkv: {got}"));
         }
     }
+    // scripts/auth-matrix.sh: the whole table, one line a call, raftkv's answer beside etcd's
+    // where they differ.
     if std::env::var_os("AUTH_MATRIX_PRINT").is_some() {
+        println!("auth-matrix: caller call => etcd 3.4.23's answer [| raftkv's, where it differs]");
         for (want, got) in theirs.iter().zip(&ours) {
-            println!("{}{want}\n{}{got}", if want == got { "  " } else { "- " }, if want == got { "  " } else { "+ " });
+            match got.split_once(" => ") {
+                Some((_, answer)) if want != got => println!("auth-matrix: DIFF {want} | raftkv: {answer}"),
+                _ => println!("auth-matrix: same {want}"),
+            }
         }
+        let same = theirs.iter().zip(&ours).filter(|(a, b)| a == b).count();
+        println!("auth-matrix: {} calls, {same} answered alike, {} differ", theirs.len(), theirs.len() - same);
     }
     assert_eq!(theirs.len(), ours.len());
     assert!(differ.is_empty(), "{} answers differ from etcd's:\n{}", differ.len(), differ.join("\n"));
