@@ -1,6 +1,7 @@
 //! The auth store: etcd's users and roles (`auth/store.go`), replicated through raft.
 //!
-//! Owns the users, the roles and the auth revision (etcd's `authRevision`: one more for every
+//! Owns the users, the roles, the enabled flag, the tokens (in memory only) and the auth
+//! revision (etcd's `authRevision`: one more for every
 //! change, so that cached permissions and tokens can tell they are stale). They live in memory
 //! behind one lock and in the `auth` column family (etcd's `authUsers` and `authRoles` buckets,
 //! with etcd's `authpb` records). The apply thread (`raftkv-apply`) is the only writer: it
@@ -23,7 +24,7 @@
 //! entry is proposed, whose apply assigns the token ([`token`]); the permission checks
 //! ([`AuthStore::is_range_permitted`] and its siblings, etcd's `isOpPermitted`) run on the
 //! callers' threads for reads and admin calls and on the apply thread for writes, against
-//! each user's merged permissions ([`perm`]), rebuilt with every change. While auth is
+//! each user's merged permissions (`perm.rs`), rebuilt with every change. While auth is
 //! disabled every check is one atomic load.
 
 mod jwt;

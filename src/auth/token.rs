@@ -1,5 +1,5 @@
 //! The token providers (etcd's `TokenProvider`), chosen by `--auth-token`: [`SimpleTokens`]
-//! or JWTs ([`super::jwt`]).
+//! or JWTs (`jwt.rs`).
 //!
 //! etcd's simple tokens (`auth/simple_token.go`): `<16 random letters>.<raft index>`, the
 //! letters chosen by the member that takes the `Authenticate` call and the token assigned

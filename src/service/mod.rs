@@ -11,6 +11,10 @@
 //! [`Node`]'s, except etcd's lock and election services, which are recipes over them
 //! ([`lock`], [`election`], [`observe`] on `recipes`). The streams (watch, lease
 //! keepalive, observe) are sessions of their adapters over [`Node`]'s stream calls.
+//!
+//! Every call comes with the client's [`Credentials`] (its token, and on gRPC its
+//! certificate's name), resolved here once into a [`Node`] handle that carries the caller
+//! ([`Service::for_caller`]); the node's calls check that caller where etcd does.
 
 pub mod election;
 pub mod lock;
