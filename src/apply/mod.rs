@@ -384,11 +384,12 @@ impl Applier {
     ) -> Result<Response> {
         let (db, lessor) = (&*self.ctx.db, &self.ctx.lessor);
         let Some(req) = req else { return Err(Error::Decode { what: "raft entry", detail: "no request".into() }) };
-        // etcd's appliers nest as auth(quota(capped/corrupt(base))): permissions first.
-        auth::check(&self.ctx.auth, lessor, header, &req)?;
+        // etcd's appliers nest as capped/corrupt(auth(quota(base))): an alarm refuses first,
+        // then permissions.
         if let Some(refused) = self.ctx.alarms.refuse(&req) {
             return Err(refused);
         }
+        auth::check(&self.ctx.auth, lessor, header, &req)?;
         // etcd's quota applier: a write that does not fit is applied all the same, and answered
         // NOSPACE (the proposing member checked before proposing; this member's size may differ).
         let fits = self.ctx.quota.available(&req);

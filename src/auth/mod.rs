@@ -1,13 +1,13 @@
 //! The auth store: etcd's users and roles (`auth/store.go`), replicated through raft.
 //!
-//! Owns the users, the roles, the enabled flag, the tokens (in memory only) and the auth
-//! revision (etcd's `authRevision`: one more for every
-//! change, so that cached permissions and tokens can tell they are stale). They live in memory
-//! behind one lock and in the `auth` column family (etcd's `authUsers` and `authRoles` buckets,
-//! with etcd's `authpb` records). The apply thread (`raftkv-apply`) is the only writer: it
-//! applies the auth entries of the raft log into the apply batch, so users and roles are
-//! stored with the applied index that covers them and travel in snapshots. Client threads read
-//! it, after the linearizable barrier of the node's auth calls.
+//! Owns the users, the roles, the enabled flag and the auth revision (etcd's `authRevision`:
+//! one more for every change, so that cached permissions and tokens can tell they are stale),
+//! and the tokens (in memory only). They live in memory behind one lock and in the `auth`
+//! column family (etcd's `authUsers` and `authRoles` buckets, with etcd's `authpb` records).
+//! The apply thread (`raftkv-apply`) is the only writer: it applies the auth entries of the
+//! raft log into the apply batch, so users and roles are stored with the applied index that
+//! covers them and travel in snapshots. Client threads read it, after the linearizable
+//! barrier of the node's auth calls.
 //!
 //! Each change checks what etcd's does, in etcd's order, and answers etcd's error; a change
 //! that fails leaves everything, the revision included, as it was.

@@ -397,3 +397,43 @@ fn etcdctl_and_raftkvctl_authenticate_with_user_flags_as_against_etcd() {
         assert_eq!(got, want, "raftkvctl, step {i}: {args:?}");
     }
 }
+
+/// Over gRPC with `raftkv::Client`: a watch create is checked with the stream's token (a
+/// refused one is canceled at once with etcd's reason, the stream going on), and a client
+/// whose token was invalidated authenticates again by itself.
+#[test]
+fn grpc_watches_are_checked_and_the_client_authenticates_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::new("auth-grpc", dir.path());
+    m.spawn(&dir.path().join("data"), "", &["--bcrypt-cost", "4"]);
+    m.wait_healthy(Duration::from_secs(20));
+    set_up(addr(&m));
+    let endpoints = [m.endpoint()];
+    let ro = raftkv::Client::new(&endpoints, Duration::from_secs(5)).unwrap().with_credentials("ro", "pw").unwrap();
+    let first = |key: &str| {
+        let mut got = None;
+        let create = raftkv::pb::WatchCreateRequest { key: key.into(), ..Default::default() };
+        ro.watch(&create, |resp| {
+            got = Some(resp);
+            false
+        })
+        .unwrap();
+        got.unwrap()
+    };
+    let allowed = first("p/a");
+    assert!(allowed.created && !allowed.canceled, "{allowed:?}");
+    let refused = first("other");
+    assert!(refused.created && refused.canceled && refused.watch_id == -1, "{refused:?}");
+    assert_eq!(refused.cancel_reason, "rpc error: code = PermissionDenied desc = etcdserver: permission denied");
+    // A password change (to the same password) kills ro's token: the client's next call is
+    // refused with `invalid auth token`, and it authenticates again and calls once more.
+    let root = raftkv::Client::new(&endpoints, Duration::from_secs(5)).unwrap().with_credentials("root", "pw").unwrap();
+    let changepw =
+        raftkv::pb::AuthUserChangePasswordRequest { name: "ro".into(), password: "pw".into(), ..Default::default() };
+    let _: raftkv::pb::AuthHeaderResponse =
+        root.call(raftkv::service::Method::AuthUserChangePassword, &changepw).unwrap();
+    let read = ro.range(&raftkv::pb::RangeRequest::key("p/a"));
+    assert!(read.is_ok(), "the client authenticated again: {read:?}");
+    let denied = ro.put(&raftkv::pb::PutRequest::new("p/a", "x")).unwrap_err();
+    assert_eq!(denied.to_string(), "etcdserver: permission denied");
+}
