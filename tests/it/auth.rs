@@ -437,3 +437,44 @@ fn grpc_watches_are_checked_and_the_client_authenticates_again() {
     let denied = ro.put(&raftkv::pb::PutRequest::new("p/a", "x")).unwrap_err();
     assert_eq!(denied.to_string(), "etcdserver: permission denied");
 }
+
+/// In a 3-member cluster an `Authenticate` entry assigns its simple token on every member,
+/// so a token from one member works on the others once they applied it (etcd's design); a
+/// write checked on apply is refused alike everywhere, and followers' own checks agree.
+#[test]
+fn a_simple_token_from_one_member_works_on_every_member() {
+    use raftkv::auth::Credentials;
+    use raftkv::pb::*;
+    let cluster = crate::harness::cluster::Cluster::start(3, |cfg| cfg.bcrypt_cost = 4);
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let node = cluster.node(leader);
+    let user = |name: &str, role: Option<(&str, &str)>| {
+        let add = AuthUserAddRequest { name: name.into(), password: "pw".into(), ..Default::default() };
+        node.user_add(&add).unwrap();
+        if let Some((key, end)) = role {
+            node.role_add(&AuthRoleAddRequest { name: name.into() }).unwrap();
+            let perm = Permission { perm_type: PermissionType::Read as i32, key: key.into(), range_end: end.into() };
+            node.role_grant_permission(&AuthRoleGrantPermissionRequest { name: name.into(), perm: Some(perm) })
+                .unwrap();
+        }
+        let role = if role.is_some() { name } else { "root" };
+        node.user_grant_role(&AuthUserGrantRoleRequest { user: name.into(), role: role.into() }).unwrap();
+    };
+    user("root", None);
+    node.role_add(&AuthRoleAddRequest { name: "root".into() }).unwrap();
+    user("ro", Some(("p/", "p0")));
+    node.auth_enable().unwrap();
+    let follower = cluster.node((leader + 1) % 3);
+    let login = AuthenticateRequest { name: "ro".into(), password: "pw".into() };
+    let token = follower.authenticate(&login).unwrap().token;
+    let applied = follower.applied_index();
+    let everywhere = || cluster.running().all(|(_, m)| m.applied_index() >= applied);
+    assert!(crate::harness::eventually(Duration::from_secs(10), everywhere));
+    for (i, member) in cluster.running() {
+        let ro = member.with_credentials(&Credentials { token: Some(token.clone()), common_name: None }).unwrap();
+        assert!(ro.range(RangeRequest::key("p/a")).is_ok(), "member {i}");
+        assert!(matches!(ro.range(RangeRequest::key("q")), Err(raftkv::Error::PermissionDenied)), "member {i}");
+        assert!(matches!(ro.put(PutRequest::new("p/a", "x")), Err(raftkv::Error::PermissionDenied)), "member {i}");
+        assert!(matches!(member.range(RangeRequest::key("p/a")), Err(raftkv::Error::UserEmpty)), "member {i}");
+    }
+}
