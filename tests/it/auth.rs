@@ -399,8 +399,9 @@ fn etcdctl_and_raftkvctl_authenticate_with_user_flags_as_against_etcd() {
 }
 
 /// Over gRPC with `raftkv::Client`: a watch create is checked with the stream's token (a
-/// refused one is canceled at once with etcd's reason, the stream going on), and a client
-/// whose token was invalidated authenticates again by itself.
+/// refused one is canceled at once with etcd's reason, the stream going on), a revoke does
+/// not end a running watch (etcd 3.4), and a client whose token was invalidated
+/// authenticates again by itself.
 #[test]
 fn grpc_watches_are_checked_and_the_client_authenticates_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -420,14 +421,41 @@ fn grpc_watches_are_checked_and_the_client_authenticates_again() {
         .unwrap();
         got.unwrap()
     };
+    let root = raftkv::Client::new(&endpoints, Duration::from_secs(5)).unwrap().with_credentials("root", "pw").unwrap();
     let allowed = first("p/a");
     assert!(allowed.created && !allowed.canceled, "{allowed:?}");
     let refused = first("other");
     assert!(refused.created && refused.canceled && refused.watch_id == -1, "{refused:?}");
     assert_eq!(refused.cancel_reason, "rpc error: code = PermissionDenied desc = etcdserver: permission denied");
+    // A watch that was allowed keeps running when the permission goes (etcd 3.4 checks only
+    // on create): an event after the revoke still arrives.
+    let watcher = ro.clone();
+    let events = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let create = raftkv::pb::WatchCreateRequest { key: "p/a".into(), ..Default::default() };
+        watcher
+            .watch(&create, |resp| {
+                seen.extend(resp.events.iter().filter_map(|e| e.kv.as_ref()).map(|kv| kv.value.clone()));
+                seen.is_empty()
+            })
+            .unwrap();
+        seen
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let revoke =
+        raftkv::pb::AuthRoleRevokePermissionRequest { role: "ro".into(), key: "p/".into(), range_end: "p0".into() };
+    let _: raftkv::pb::AuthHeaderResponse =
+        root.call(raftkv::service::Method::AuthRoleRevokePermission, &revoke).unwrap();
+    root.put(&raftkv::pb::PutRequest::new("p/a", "after the revoke")).unwrap();
+    assert_eq!(events.join().unwrap(), [b"after the revoke".to_vec()]);
+    let grant = raftkv::pb::AuthRoleGrantPermissionRequest {
+        name: "ro".into(),
+        perm: Some(raftkv::pb::Permission { perm_type: 0, key: "p/".into(), range_end: "p0".into() }),
+    };
+    let _: raftkv::pb::AuthHeaderResponse =
+        root.call(raftkv::service::Method::AuthRoleGrantPermission, &grant).unwrap();
     // A password change (to the same password) kills ro's token: the client's next call is
     // refused with `invalid auth token`, and it authenticates again and calls once more.
-    let root = raftkv::Client::new(&endpoints, Duration::from_secs(5)).unwrap().with_credentials("root", "pw").unwrap();
     let changepw =
         raftkv::pb::AuthUserChangePasswordRequest { name: "ro".into(), password: "pw".into(), ..Default::default() };
     let _: raftkv::pb::AuthHeaderResponse =
