@@ -56,6 +56,9 @@ pub use crate::server::propose::Ticket;
 pub use lease::KeepAlive;
 pub use watch::Watch;
 
+/// How often a call whose simple token is ahead of this member looks at the applied index.
+const TOKEN_INDEX_POLL: Duration = Duration::from_millis(2);
+
 /// How long `raftkv-publish` waits between attempts.
 const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 
@@ -217,6 +220,24 @@ impl Node {
             _ => return Ok(Node { inner: self.inner.clone(), caller: None }),
         };
         Ok(Node { inner: self.inner.clone(), caller: Some(Arc::new(info)) })
+    }
+
+    /// The raft index of a simple token's entry when this member has not applied it yet
+    /// (the token may have been assigned a moment ago on another member).
+    pub(crate) fn token_index_ahead(&self, credentials: &Credentials) -> Option<u64> {
+        let mut parts = credentials.token.as_deref()?.split('.');
+        let (_, index, None) = (parts.next()?, parts.next()?.parse::<u64>().ok()?, parts.next()) else { return None };
+        (index > self.applied_index()).then_some(index)
+    }
+
+    /// etcd's `isValidSimpleToken` wait: until `index` is applied here, at most the request
+    /// timeout. Polled rather than registered with the apply thread, so that a made-up index
+    /// leaves nothing behind when the wait ends.
+    pub(crate) fn wait_for_index(&self, index: u64) {
+        let deadline = std::time::Instant::now() + self.inner.cfg.request_timeout();
+        while self.applied_index() < index && std::time::Instant::now() < deadline && !self.is_stopped() {
+            std::thread::sleep(TOKEN_INDEX_POLL);
+        }
     }
 
     fn caller(&self) -> &AuthInfo {

@@ -506,3 +506,56 @@ fn a_simple_token_from_one_member_works_on_every_member() {
         assert!(matches!(member.range(RangeRequest::key("p/a")), Err(raftkv::Error::UserEmpty)), "member {i}");
     }
 }
+
+/// A simple token used on another member right after it was assigned: that member waits
+/// (at most the request timeout) until it has applied the token's entry instead of refusing
+/// it, as etcd's `isValidSimpleToken` does; a made-up token ahead of the log is refused once
+/// that time is up, and one behind the applied index at once.
+#[test]
+fn a_token_used_at_once_on_another_member_waits_for_its_entry() {
+    use raftkv::auth::Credentials;
+    use raftkv::pb::*;
+    use raftkv::service::{self, Service};
+    let cluster = crate::harness::cluster::Cluster::start(3, |cfg| {
+        cfg.bcrypt_cost = 4;
+        cfg.request_timeout_ms = 1000;
+    });
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let node = cluster.node(leader);
+    node.user_add(&AuthUserAddRequest { name: "root".into(), password: "pw".into(), ..Default::default() }).unwrap();
+    node.role_add(&AuthRoleAddRequest { name: "root".into() }).unwrap();
+    node.user_grant_role(&AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).unwrap();
+    node.auth_enable().unwrap();
+    let others: Vec<Service> =
+        cluster.running().filter(|(i, _)| *i != leader).map(|(_, n)| Service::new(n.clone())).collect();
+    struct Inline(std::sync::mpsc::Sender<raftkv::Result<service::Response>>);
+    impl service::Responder for Inline {
+        fn later(self: Box<Self>, answer: service::Answer) {
+            let _ = self.0.send(answer());
+        }
+        fn blocking(self: Box<Self>, work: service::Answer) {
+            let _ = self.0.send(work());
+        }
+        fn waiting(self: Box<Self>, work: service::Waiting) {
+            let _ = self.0.send(work(raftkv::wait::Cancel::never()));
+        }
+    }
+    let range = |on: &Service, token: String| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let credentials = Credentials { token: Some(token), common_name: None };
+        on.call(service::Request::Range(RangeRequest::key("k")), &credentials, Box::new(Inline(tx)));
+        rx.recv_timeout(Duration::from_secs(10)).unwrap().map(|_| ())
+    };
+    for i in 0..50 {
+        let login = AuthenticateRequest { name: "root".into(), password: "pw".into() };
+        let token = node.authenticate(&login).unwrap().token;
+        range(&others[i % 2], token).unwrap_or_else(|e| panic!("call {i}: {e}"));
+    }
+    let started = std::time::Instant::now();
+    let ahead = range(&others[0], "abcdefghijklmnop.999999999".into());
+    assert!(matches!(ahead, Err(raftkv::Error::InvalidAuthToken)), "{ahead:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "waited {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    assert!(matches!(range(&others[0], "abcdefghijklmnop.1".into()), Err(raftkv::Error::InvalidAuthToken)));
+    assert!(started.elapsed() < Duration::from_millis(500), "waited {:?}", started.elapsed());
+}
