@@ -87,6 +87,11 @@ pub struct Config {
     /// A request that takes longer to apply (or a read to serve) is logged as etcd logs it,
     /// "apply request took too long" (`--experimental-warning-apply-duration`, 100 ms).
     pub warning_apply_duration: Duration,
+    /// The token provider (`--auth-token`): etcd's `simple` (the default) or
+    /// `jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256,ttl=5m`.
+    pub auth_token: String,
+    /// How long a simple token lives after its last use (`--auth-token-ttl`, 300 s).
+    pub auth_token_ttl: std::time::Duration,
     /// The database size at which NOSPACE is raised (`--quota-backend-bytes`): 0 is etcd's
     /// 2 GiB default, a negative value disables the quota.
     pub quota_backend_bytes: i64,
@@ -156,6 +161,8 @@ impl Config {
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
             warning_apply_duration: Duration::from_millis(100),
+            auth_token: "simple".into(),
+            auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
             quota_backend_bytes: 0,
             initial_corrupt_check: false,
             corrupt_check_time: Duration::ZERO,
@@ -200,6 +207,7 @@ impl Config {
         if self.initial_cluster_state == ClusterState::Existing && self.initial_cluster.is_empty() {
             return fail("--initial-cluster-state existing needs --initial-cluster to find the cluster".into());
         }
+        crate::auth::token::options(&self.auth_token)?;
         if self.heartbeat_interval_ms == 0 {
             return fail("--heartbeat-interval must be > 0".into());
         }

@@ -146,9 +146,33 @@ pub enum Error {
     /// The cluster has no leader now (an election is under way, or no quorum).
     #[error("etcdserver: no leader")]
     NoLeader,
-    /// Authenticate while authentication is disabled (raftkv cannot enable it yet).
+    /// Authenticate while authentication is disabled.
     #[error("etcdserver: authentication is not enabled")]
     AuthNotEnabled,
+    /// Authenticate with an unknown user or a wrong password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// Authenticate with a password as a user added with `--no-password`: a plain error in
+    /// etcd (not in its gRPC error map), so its `auth:` text and code Unknown.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    /// The caller's user lacks the permission the call needs.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// A token that is unknown, expired, badly signed or garbage.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// Removing the `root` user or role, or `root`'s role from it, while auth is enabled.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// Credentials checked at an auth revision older than the store's.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// An auth error as etcd's maintenance calls (alarm, defragment, hash, hash of the
+    /// history, snapshot) answer it: the `auth` package's own error, which their handlers
+    /// return without the gRPC conversion, so with its `auth:` text and code Unknown.
+    #[error("{}", .0.auth_package_text().unwrap_or_default())]
+    Unconverted(Box<Error>),
     /// Auth enable without a `root` user.
     #[error("etcdserver: root user does not exist")]
     RootUserNotExist,
@@ -326,6 +350,28 @@ impl From<crate::pb::PeerError> for Error {
 }
 
 impl Error {
+    /// `e` as etcd's maintenance handlers leak it: an auth error unconverted, anything else
+    /// as it is.
+    pub fn unconverted(e: Error) -> Error {
+        match e.auth_package_text() {
+            Some(_) => Error::Unconverted(Box::new(e)),
+            None => e,
+        }
+    }
+
+    /// The text of etcd's `auth` package error behind an auth check's answer
+    /// (`auth/store.go`), for the calls that leak it unconverted.
+    fn auth_package_text(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::UserEmpty => "auth: user name is empty",
+            Error::UserNotFound => "auth: user not found",
+            Error::PermissionDenied => "auth: permission denied",
+            Error::InvalidAuthToken => "auth: invalid auth token",
+            Error::AuthOldRevision => "auth: revision in header is old",
+            _ => return None,
+        })
+    }
+
     /// The gRPC code etcd answers this error with (etcd's `toGRPCErrorMap`): the one table
     /// every protocol maps errors through.
     pub fn code(&self) -> Code {
@@ -333,7 +379,11 @@ impl Error {
         match self {
             Peer { code, .. } => *code,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
-            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | PermissionNotGiven => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | PermissionNotGiven | AuthFailed
+            | InvalidAuthMgmt | AuthOldRevision => Code::InvalidArgument,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
+            NoPasswordUser | Unconverted(_) => Code::Unknown,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseNotFound | MemberNotFound | UnknownHealthService => Code::NotFound,
             AuthNotEnabled
@@ -423,6 +473,14 @@ mod tests {
             (Error::NoLeader, "etcdserver: no leader", Unavailable),
             (Error::AuthNotEnabled, "etcdserver: authentication is not enabled", FailedPrecondition),
             (Error::RootUserNotExist, "etcdserver: root user does not exist", FailedPrecondition),
+            (Error::AuthFailed, "etcdserver: authentication failed, invalid user ID or password", InvalidArgument),
+            (Error::PermissionDenied, "etcdserver: permission denied", PermissionDenied),
+            (Error::InvalidAuthToken, "etcdserver: invalid auth token", Unauthenticated),
+            (Error::InvalidAuthMgmt, "etcdserver: invalid auth management", InvalidArgument),
+            (Error::AuthOldRevision, "etcdserver: revision of auth store is old", InvalidArgument),
+            (Error::unconverted(Error::PermissionDenied), "auth: permission denied", Unknown),
+            (Error::unconverted(Error::InvalidAuthToken), "auth: invalid auth token", Unknown),
+            (Error::unconverted(Error::UserEmpty), "auth: user name is empty", Unknown),
             (Error::UserEmpty, "etcdserver: user name is empty", InvalidArgument),
             (Error::UserNotFound, "etcdserver: user name not found", FailedPrecondition),
             (Error::RoleEmpty, "etcdserver: role name is empty", InvalidArgument),

@@ -113,6 +113,12 @@ struct Args {
     /// and 31.
     #[arg(long, env = "RAFTKV_BCRYPT_COST", default_value_t = raftkv::auth::BCRYPT_COST_DEFAULT)]
     bcrypt_cost: u32,
+    /// Specify auth token specific options.
+    #[arg(long, env = "RAFTKV_AUTH_TOKEN", default_value = "simple")]
+    auth_token: String,
+    /// The lifetime in seconds of the auth token.
+    #[arg(long, env = "RAFTKV_AUTH_TOKEN_TTL", default_value_t = 300)]
+    auth_token_ttl: u64,
     /// Path to the client server TLS cert file.
     #[arg(long, env = "RAFTKV_CERT_FILE")]
     cert_file: Option<PathBuf>,
@@ -277,6 +283,8 @@ impl Args {
         cfg.watch_progress_notify_interval = self.experimental_watch_progress_notify_interval;
         cfg.bcrypt_cost = self.bcrypt_cost;
         cfg.warning_apply_duration = self.experimental_warning_apply_duration;
+        cfg.auth_token = self.auth_token.clone();
+        cfg.auth_token_ttl = Duration::from_secs(self.auth_token_ttl);
         cfg.quota_backend_bytes = self.quota_backend_bytes;
         cfg.initial_corrupt_check = self.experimental_initial_corrupt_check;
         cfg.corrupt_check_time = self.experimental_corrupt_check_time;

@@ -14,6 +14,7 @@
 //! leader replaces the whole state in one synced batch (see [`crate::snapshot`]); the store,
 //! lessor, membership and watchers are then reloaded from it.
 
+mod auth;
 pub mod kv;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +61,8 @@ pub enum Response {
     Alarm(AlarmResponse),
     /// An auth store change (etcd's auth answers carry only a header).
     Auth(AuthHeaderResponse),
+    /// The token an `Authenticate` entry assigned.
+    Authenticate(AuthenticateResponse),
     /// A membership change or a member's published attributes: the member concerned (for
     /// member add) and every member after the change.
     Members {
@@ -251,7 +254,7 @@ impl Applier {
                     }
                     let started = Instant::now();
                     let outcome = match &req.request {
-                        Some(request) => self.execute(&mut batch, request),
+                        Some(request) => self.execute(&mut batch, req.header.as_ref(), request, entry.index),
                         None => Err(Error::Decode { what: "raft entry", detail: "no request".into() }),
                     };
                     self.warn_if_slow(started, req.request.as_ref(), &outcome);
@@ -398,11 +401,20 @@ impl Applier {
         );
     }
 
-    fn execute(&self, batch: &mut ApplyBatch, req: &Request) -> Result<Response> {
+    fn execute(
+        &self,
+        batch: &mut ApplyBatch,
+        header: Option<&RequestHeader>,
+        req: &Request,
+        index: u64,
+    ) -> Result<Response> {
         let (db, lessor) = (&*self.ctx.db, &self.ctx.lessor);
+        // etcd's appliers nest as capped/corrupt(auth(quota(base))): an alarm refuses first,
+        // then permissions.
         if let Some(refused) = self.ctx.alarms.refuse(req) {
             return Err(refused);
         }
+        auth::check(&self.ctx.auth, lessor, header, req)?;
         // etcd's quota applier: a write that does not fit is applied all the same, and answered
         // NOSPACE (the proposing member checked before proposing; this member's size may differ).
         let fits = self.ctx.quota.available(req);
@@ -430,6 +442,11 @@ impl Applier {
                 Response::LeaseCheckpoint
             }
             Request::Alarm(r) => Response::Alarm(self.ctx.alarms.apply(db, batch.write_batch(), r)),
+            Request::Authenticate(r) => {
+                let token = self.ctx.auth.authenticate(r, index)?;
+                let header = Some(ResponseHeader { revision: batch.rev(), ..Default::default() });
+                Response::Authenticate(AuthenticateResponse { header, token })
+            }
             Request::MemberAttributes(m) => {
                 let mut membership = self.ctx.membership.write();
                 membership.set_attributes(m.id, m.name.clone(), m.client_urls.clone());
@@ -548,6 +565,7 @@ typed_responses!(
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Auth(AuthHeaderResponse),
+    Authenticate(AuthenticateResponse),
     Alarm(AlarmResponse)
 );
 
@@ -561,6 +579,7 @@ impl Response {
             Response::LeaseGrant(r) => Some(&mut r.header),
             Response::LeaseRevoke(r) => Some(&mut r.header),
             Response::Auth(r) => Some(&mut r.header),
+            Response::Authenticate(r) => Some(&mut r.header),
             // etcd answers alarms without a header.
             Response::Members { .. } | Response::LeaseCheckpoint | Response::Alarm(_) => None,
         }

@@ -12,7 +12,7 @@ impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let auth = AuthStore::open(&db).unwrap();
+        let auth = AuthStore::open(&db, "simple", TOKEN_TTL_DEFAULT).unwrap();
         Fixture { _dir: dir, db, auth }
     }
 
@@ -26,7 +26,7 @@ impl Fixture {
 
     /// The store as a member restarting on this database would see it.
     fn reopened(&self) -> AuthStore {
-        AuthStore::open(&self.db).unwrap()
+        AuthStore::open(&self.db, "simple", TOKEN_TTL_DEFAULT).unwrap()
     }
 }
 
@@ -200,13 +200,88 @@ fn passwords_are_stored_as_given_hashes_and_changed_in_place() {
 }
 
 #[test]
-fn enabling_needs_a_root_user_with_the_root_role() {
+fn enabling_needs_a_root_user_with_the_root_role_and_then_protects_root() {
     let f = Fixture::new();
-    fails(f.auth.check_root(), Error::RootUserNotExist);
+    let enable = || Request::AuthEnable(EmptyRequest {});
+    fails(f.apply(enable()), Error::RootUserNotExist);
     f.apply(user_add(ROOT)).unwrap();
-    fails(f.auth.check_root(), Error::RootRoleNotExist);
+    fails(f.apply(enable()), Error::RootRoleNotExist);
     f.apply(grant(ROOT, ROOT)).unwrap();
-    f.auth.check_root().unwrap();
+    f.apply(role_add(ROOT)).unwrap();
+    let before = f.auth.revision();
+    f.apply(enable()).unwrap();
+    assert!(f.auth.is_enabled() && f.reopened().is_enabled());
+    assert_eq!(f.auth.revision(), before, "etcd's enable keeps the revision");
+    f.apply(enable()).unwrap();
+    fails(f.apply(Request::AuthUserDelete(AuthUserRequest { name: ROOT.into() })), Error::InvalidAuthMgmt);
+    fails(f.apply(revoke(ROOT, ROOT)), Error::InvalidAuthMgmt);
+    fails(f.apply(Request::AuthRoleDelete(AuthRoleRequest { role: ROOT.into() })), Error::InvalidAuthMgmt);
+    f.apply(Request::AuthDisable(EmptyRequest {})).unwrap();
+    assert!(!f.auth.is_enabled() && !f.reopened().is_enabled());
+    assert_eq!(f.auth.revision(), before + 1, "etcd's disable moves the revision");
+    f.apply(Request::AuthDisable(EmptyRequest {})).unwrap();
+    assert_eq!(f.auth.revision(), before + 1);
+    f.apply(revoke(ROOT, ROOT)).unwrap();
+}
+
+#[test]
+fn checks_are_etcds_is_op_permitted() {
+    let f = Fixture::new();
+    let anyone = AuthInfo::default();
+    f.auth.is_put_permitted(&anyone, b"k").unwrap();
+    f.auth.is_admin_permitted(&anyone).unwrap();
+    for r in [user_add(ROOT), grant(ROOT, ROOT), user_add("amy"), role_add("ro")] {
+        f.apply(r).unwrap();
+    }
+    f.apply(grant_perm("ro", perm("a/", "a0", PermissionType::Read))).unwrap();
+    f.apply(grant("amy", "ro")).unwrap();
+    f.apply(Request::AuthEnable(EmptyRequest {})).unwrap();
+    let rev = f.auth.revision();
+    let amy = AuthInfo { username: "amy".into(), revision: rev };
+    let root = AuthInfo { username: ROOT.into(), revision: rev };
+    fails(f.auth.is_range_permitted(&anyone, b"a/x", b""), Error::UserEmpty);
+    fails(f.auth.is_admin_permitted(&anyone), Error::UserEmpty);
+    f.auth.is_range_permitted(&amy, b"a/x", b"").unwrap();
+    f.auth.is_range_permitted(&amy, b"a/", b"a0").unwrap();
+    fails(f.auth.is_put_permitted(&amy, b"a/x"), Error::PermissionDenied);
+    fails(f.auth.is_range_permitted(&amy, b"b", b""), Error::PermissionDenied);
+    fails(f.auth.is_admin_permitted(&amy), Error::PermissionDenied);
+    f.auth.is_put_permitted(&root, b"anything").unwrap();
+    f.auth.is_admin_permitted(&root).unwrap();
+    let ghost = AuthInfo { username: "ghost".into(), revision: rev };
+    fails(f.auth.is_range_permitted(&ghost, b"a/x", b""), Error::PermissionDenied);
+    fails(f.auth.is_admin_permitted(&ghost), Error::UserNotFound);
+    f.apply(role_add("other")).unwrap();
+    fails(f.auth.is_range_permitted(&amy, b"a/x", b""), Error::AuthOldRevision);
+}
+
+#[test]
+fn authenticate_assigns_simple_tokens_that_die_with_the_user_password_or_auth() {
+    let f = Fixture::new();
+    let login = |name: &str, index| {
+        f.auth.authenticate(&InternalAuthenticateRequest { name: name.into(), simple_token: "abc".into() }, index)
+    };
+    fails(login("amy", 1), Error::AuthNotEnabled);
+    let hashed = hash_password("pw", 4).unwrap();
+    let amy = AuthUserAddRequest { name: "amy".into(), hashed_password: hashed, ..Default::default() };
+    for r in [user_add(ROOT), grant(ROOT, ROOT), Request::AuthUserAdd(amy), Request::AuthEnable(EmptyRequest {})] {
+        f.apply(r).unwrap();
+    }
+    fails(f.auth.check_password("amy", "wrong"), Error::AuthFailed);
+    fails(f.auth.check_password("bob", "pw"), Error::AuthFailed);
+    assert_eq!(f.auth.check_password("amy", "pw").unwrap(), f.auth.revision());
+    fails(login("bob", 7), Error::AuthFailed);
+    let token = login("amy", 7).unwrap();
+    assert_eq!(token, "abc.7");
+    assert_eq!(f.auth.info_from_token(&token).unwrap().username, "amy");
+    fails(f.auth.info_from_token("abc.8"), Error::InvalidAuthToken);
+    let change =
+        AuthUserChangePasswordRequest { name: "amy".into(), hashed_password: "x".into(), ..Default::default() };
+    f.apply(Request::AuthUserChangePassword(change)).unwrap();
+    fails(f.auth.info_from_token(&token), Error::InvalidAuthToken);
+    let token = login("amy", 9).unwrap();
+    f.apply(Request::AuthDisable(EmptyRequest {})).unwrap();
+    fails(f.auth.info_from_token(&token), Error::InvalidAuthToken);
 }
 
 #[test]

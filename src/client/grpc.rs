@@ -31,6 +31,8 @@ pub struct Channel {
     tls: Option<ClientTls>,
     keepalive: Option<Keepalive>,
     conn: Mutex<Option<Connection>>,
+    /// The auth token sent as the `token` metadata of every call.
+    token: super::Token,
 }
 
 impl Channel {
@@ -49,7 +51,20 @@ impl Channel {
     ) -> Channel {
         let addr = endpoint.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
         let tls = tls.map(|t| t.with_alpn(&[b"h2"]));
-        Channel { addr: addr.to_string(), dial_timeout, tls, keepalive, conn: Mutex::new(None) }
+        Channel {
+            addr: addr.to_string(),
+            dial_timeout,
+            tls,
+            keepalive,
+            conn: Mutex::new(None),
+            token: Default::default(),
+        }
+    }
+
+    /// The same channel sending the token `token` holds (once it holds one).
+    pub(super) fn with_token(mut self, token: super::Token) -> Channel {
+        self.token = token;
+        self
     }
 
     pub fn addr(&self) -> &str {
@@ -86,6 +101,10 @@ impl Channel {
         ];
         if let Some(t) = &grpc_timeout {
             headers.push(("grpc-timeout", t.as_str()));
+        }
+        let token = self.token.read().clone();
+        if let Some(token) = &token {
+            headers.push(("token", token.as_str()));
         }
         // A stream the connection refused to open was never sent.
         let (id, events) = conn.open(&headers, end).map_err(|e| self.unreachable(e.to_string()))?;

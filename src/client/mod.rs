@@ -11,6 +11,11 @@
 //! this. Streams (watch, observe, snapshot) and the calls that wait for other clients (lock,
 //! campaign) run without a deadline on the answer; closing them ends them on the server.
 //!
+//! Auth: [`Client::with_credentials`] authenticates once and sends the token with every call
+//! (gRPC's `token` metadata, the gateway's `Authorization` header); a call refused because
+//! the token is invalid or its auth revision old authenticates again and is made once more,
+//! as clientv3's retry interceptor does.
+//!
 //! TLS: `https://` endpoints (and scheme-less ones once [`Client::with_tls`] gave a config)
 //! are dialed over TLS, ALPN `h2` for gRPC and `http/1.1` for the gateway, as etcdctl does
 //! with `--cacert --cert --key --insecure-skip-tls-verify`; without a config an `https://`
@@ -28,7 +33,7 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -106,7 +111,14 @@ pub struct Client {
     grpc: Option<Arc<Vec<Channel>>>,
     /// The endpoint gRPC calls go to first: the last one that answered.
     current: Arc<AtomicUsize>,
+    /// The user and password [`Client::with_credentials`] authenticates with.
+    credentials: Option<Arc<(String, String)>>,
+    /// The auth token sent with every call, shared by every clone and gRPC channel.
+    token: Token,
 }
+
+/// The auth token a client sends, once it has one.
+pub(crate) type Token = Arc<RwLock<Option<String>>>;
 
 impl Clone for Client {
     fn clone(&self) -> Client {
@@ -121,6 +133,8 @@ impl Clone for Client {
             conn: Mutex::new(None),
             grpc: self.grpc.clone(),
             current: self.current.clone(),
+            credentials: self.credentials.clone(),
+            token: self.token.clone(),
         }
     }
 }
@@ -169,7 +183,28 @@ impl Client {
             conn: Mutex::new(None),
             grpc: None,
             current: Arc::new(AtomicUsize::new(0)),
+            credentials: None,
+            token: Token::default(),
         })
+    }
+
+    /// The same client making its calls as `user` (etcdctl's `--user`, clientv3's
+    /// `Username`/`Password`): it authenticates now, and again whenever the token stops
+    /// working.
+    pub fn with_credentials(mut self, user: &str, password: &str) -> Result<Client> {
+        self.credentials = Some(Arc::new((user.to_string(), password.to_string())));
+        self.authenticate()?;
+        Ok(self)
+    }
+
+    /// Gets a new token for the client's credentials.
+    fn authenticate(&self) -> Result<()> {
+        let Some(credentials) = &self.credentials else { return Ok(()) };
+        let req = AuthenticateRequest { name: credentials.0.clone(), password: credentials.1.clone() };
+        *self.token.write() = None;
+        let resp: AuthenticateResponse = self.call_once(Method::Authenticate, &req)?;
+        *self.token.write() = Some(resp.token);
+        Ok(())
     }
 
     /// The same client with TLS set up from `info` (etcdctl's `--cacert --cert --key
@@ -203,6 +238,7 @@ impl Client {
     fn channels(&mut self) {
         let channels = self.endpoints.iter().zip(&self.secure).map(|(endpoint, secure)| {
             Channel::with_tls(endpoint, self.dial_timeout, self.tls.clone().filter(|_| *secure), self.keepalive)
+                .with_token(self.token.clone())
         });
         self.grpc = Some(Arc::new(channels.collect()));
     }
@@ -322,8 +358,14 @@ impl Client {
         let unreachable = |reason: String| Error::Unreachable { endpoint: endpoint.clone(), reason };
         let stream = self.connect(self.conn.lock().as_ref().map_or(0, |(i, _, _)| *i))?;
         let mut stream = BufReader::new(stream);
-        send(stream.get_mut(), &endpoint, &method.gateway_path(), req.to_json().as_bytes())
-            .map_err(|e| unreachable(e.to_string()))?;
+        send(
+            stream.get_mut(),
+            &endpoint,
+            &method.gateway_path(),
+            req.to_json().as_bytes(),
+            self.token.read().as_deref(),
+        )
+        .map_err(|e| unreachable(e.to_string()))?;
         // The answer comes all at once when the call ends; until then, look at the cancel. A
         // read that times out loses nothing (a TLS session keeps a partial record).
         stream.get_ref().tcp().set_read_timeout(Some(CANCEL_POLL_INTERVAL)).map_err(|e| unreachable(e.to_string()))?;
@@ -436,7 +478,7 @@ impl Client {
         // Streams are long-lived: no read timeout.
         stream.tcp().set_read_timeout(None).map_err(|e| unreachable(e.to_string()))?;
         let mut stream = BufReader::new(stream);
-        send(stream.get_mut(), &endpoint, &method.gateway_path(), body.as_bytes())
+        send(stream.get_mut(), &endpoint, &method.gateway_path(), body.as_bytes(), self.token.read().as_deref())
             .map_err(|e| unreachable(e.to_string()))?;
         let status = read_line(&mut stream).map_err(unreachable)?;
         while !read_line(&mut stream).map_err(unreachable)?.is_empty() {}
@@ -543,6 +585,20 @@ impl Client {
         method: Method,
         req: &Req,
     ) -> Result<Resp> {
+        match self.call_once(method, req) {
+            Err(e) if self.credentials.is_some() && stale_token(&e) => {
+                self.authenticate()?;
+                self.call_once(method, req)
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn call_once<Req: ToJson + Message, Resp: FromJson + Message + Default>(
+        &self,
+        method: Method,
+        req: &Req,
+    ) -> Result<Resp> {
         match &self.grpc {
             Some(channels) => self.grpc_call(channels, method, req),
             None => self.gateway_call(method, req),
@@ -613,7 +669,7 @@ impl Client {
             }
             let (_, stream, answered) = conn.as_mut().expect("connected above");
             let endpoint = &self.endpoints[index];
-            match exchange(stream, endpoint, path, body.as_bytes()) {
+            match exchange(stream, endpoint, path, body.as_bytes(), self.token.read().as_deref()) {
                 Ok((status, body, keep_alive)) => {
                     *answered = Instant::now();
                     if !keep_alive {
@@ -719,20 +775,29 @@ fn tls_usage(e: crate::Error) -> Error {
     Error::Usage(e.to_string())
 }
 
+/// Whether a refusal says the token no longer works (clientv3's `shouldRefreshToken`).
+fn stale_token(e: &Error) -> bool {
+    let old = crate::Error::AuthOldRevision.to_string();
+    matches!(e, Error::Server { code: Code::Unauthenticated, .. })
+        || matches!(e, Error::Server { message, .. } if *message == old)
+}
+
 fn exchange(
     stream: &mut BufReader<Stream>,
     host: &str,
     path: &str,
     body: &[u8],
+    token: Option<&str>,
 ) -> std::result::Result<(u16, Vec<u8>, bool), Exchange> {
-    send(stream.get_mut(), host, path, body).map_err(|e| Exchange::NotSent(e.to_string()))?;
+    send(stream.get_mut(), host, path, body, token).map_err(|e| Exchange::NotSent(e.to_string()))?;
     answer(stream).map_err(Exchange::Sent)
 }
 
-/// Writes one request.
-fn send(out: &mut Stream, host: &str, path: &str, body: &[u8]) -> std::io::Result<()> {
+/// Writes one request, with the auth token as etcd's gateway takes it.
+fn send(out: &mut Stream, host: &str, path: &str, body: &[u8], token: Option<&str>) -> std::io::Result<()> {
+    let auth = token.map(|t| format!("Authorization: {t}\r\n")).unwrap_or_default();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     // One write: one TLS record, one segment.

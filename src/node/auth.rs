@@ -1,17 +1,17 @@
 //! The Auth service's calls over the replicated auth store ([`crate::auth`]).
 //!
-//! Changes to users and roles go through raft like every write; the member taking the call
-//! hashes a new password first, so the log carries only the hash. Reads (get, list) and the
-//! enable/disable/authenticate answers wait for a linearizable barrier first, which orders
-//! them after every change acknowledged before them, as etcd's trip through raft does: a
-//! learner refuses them and a member without a leader times out, as etcd's would.
-//!
-//! Authentication is not built yet, so it is always disabled: disabling succeeds,
-//! authenticating says auth is not enabled, and enabling checks what etcd checks (a `root`
-//! user with the `root` role) and then answers [`Error::Unimplemented`] rather than claim
-//! a protection that nothing would enforce.
+//! Changes to users and roles, `auth enable` and `auth disable` go through raft like every
+//! write, checked on apply for the caller's `root` role (etcd's `needAdminPermission`); the
+//! member taking the call hashes a new password first, so the log carries only the hash.
+//! Reads (get, list) wait for a linearizable barrier first, which orders them after every
+//! change acknowledged before them, as etcd's trip through raft does (a learner refuses them
+//! and a member without a leader times out, as etcd's would), then check the caller as
+//! etcd's `authApplierV3` does. `Authenticate` checks the password here (bcrypt, on the
+//! caller's thread) and proposes only the name and a random token prefix; the token is
+//! assigned on apply, on every member.
 
 use super::{Node, Origin};
+use crate::auth::token;
 use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::server::propose::wait_on;
@@ -27,23 +27,42 @@ impl Node {
         wait_on(|reply| self.propose_then(Origin::Client, request, reply))
     }
 
-    /// etcd `AuthEnable`.
+    /// etcd `AuthEnable`: refused unless a `root` user has the `root` role.
     pub fn auth_enable(&self) -> Result<AuthHeaderResponse> {
-        self.auth_barrier()?;
-        self.inner.auth.check_root()?;
-        Err(Error::Unimplemented("enabling authentication"))
+        self.auth_change(Request::AuthEnable(EmptyRequest {}))
     }
 
-    /// etcd `AuthDisable`: auth is disabled already, which etcd answers with a header.
+    /// etcd `AuthDisable`: every token dies with it.
     pub fn auth_disable(&self) -> Result<AuthHeaderResponse> {
-        self.auth_barrier()?;
-        Ok(AuthHeaderResponse { header: self.header_now() })
+        self.auth_change(Request::AuthDisable(EmptyRequest {}))
     }
 
-    /// etcd `Authenticate`.
-    pub fn authenticate(&self, _req: &AuthenticateRequest) -> Result<AuthenticateResponse> {
+    /// Whether auth is enabled and the auth revision (etcd 3.5's `AuthStatus`), as applied on
+    /// this member.
+    pub fn auth_status(&self) -> (bool, u64) {
+        (self.inner.auth.is_enabled(), self.inner.auth.revision())
+    }
+
+    /// etcd `Authenticate`: the password is checked at an auth revision, and the token asked
+    /// for again if the store moved before the entry was applied (a password changed
+    /// meanwhile must not yield a token).
+    pub fn authenticate(&self, req: &AuthenticateRequest) -> Result<AuthenticateResponse> {
         self.auth_barrier()?;
-        Err(Error::AuthNotEnabled)
+        let auth = &self.inner.auth;
+        loop {
+            let checked = auth.check_password(&req.name, &req.password).inspect_err(|e| {
+                if !matches!(e, Error::AuthNotEnabled) {
+                    log::warn!("auth: invalid authentication was requested for user {:?}: {e}", req.name);
+                }
+            })?;
+            let request = InternalAuthenticateRequest { name: req.name.clone(), simple_token: token::prefix()? };
+            let resp: AuthenticateResponse =
+                wait_on(|reply| self.propose_then(Origin::Client, Request::Authenticate(request), reply))?;
+            if checked == auth.revision() {
+                return Ok(resp);
+            }
+            log::info!("auth: revision when password checked became stale; retrying");
+        }
     }
 
     /// etcd `UserAdd`.
@@ -57,8 +76,12 @@ impl Node {
     }
 
     /// etcd `UserGet`.
+    /// A user may read its own record (etcd's `authApplierV3.UserGet`).
     pub fn user_get(&self, req: &AuthUserRequest) -> Result<AuthUserGetResponse> {
         self.auth_barrier()?;
+        if req.name != self.caller().username {
+            self.check_admin()?;
+        }
         let roles = self.inner.auth.user_roles(&req.name)?;
         Ok(AuthUserGetResponse { header: self.header_now(), roles })
     }
@@ -66,6 +89,7 @@ impl Node {
     /// etcd `UserList`.
     pub fn user_list(&self) -> Result<AuthUserListResponse> {
         self.auth_barrier()?;
+        self.check_admin()?;
         Ok(AuthUserListResponse { header: self.header_now(), users: self.inner.auth.user_names() })
     }
 
@@ -98,8 +122,12 @@ impl Node {
     }
 
     /// etcd `RoleGet`: `root` too is a role only once added.
+    /// A user may read the roles it has (etcd's `authApplierV3.RoleGet`).
     pub fn role_get(&self, req: &AuthRoleRequest) -> Result<AuthRoleGetResponse> {
         self.auth_barrier()?;
+        if !self.inner.auth.has_role(&self.caller().username, &req.role) {
+            self.check_admin()?;
+        }
         let perm = self.inner.auth.role_permissions(&req.role)?;
         Ok(AuthRoleGetResponse { header: self.header_now(), perm })
     }
@@ -107,6 +135,7 @@ impl Node {
     /// etcd `RoleList`.
     pub fn role_list(&self) -> Result<AuthRoleListResponse> {
         self.auth_barrier()?;
+        self.check_admin()?;
         Ok(AuthRoleListResponse { header: self.header_now(), roles: self.inner.auth.role_names() })
     }
 

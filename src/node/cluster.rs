@@ -30,6 +30,8 @@ impl Node {
     /// Its id comes from its peer URLs and the time, as etcd's, so a removed member's URLs can
     /// be used again by a new member.
     pub fn member_add(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
+        // etcd's `checkMembershipOperationPermission`.
+        self.check_admin()?;
         crate::cluster::check_urls(&req.peer_urls)?;
         // etcd's `NewMember` mixes in the Unix time in whole seconds (with an empty cluster
         // name), so adding the same URLs again within the second they were added or removed
@@ -54,6 +56,8 @@ impl Node {
     /// Removes a member (etcd `MemberRemove`). A removed member stops, and its id is never
     /// accepted again.
     pub fn member_remove(&self, req: MemberRemoveRequest) -> Result<MemberListResponse> {
+        // etcd's `checkMembershipOperationPermission`.
+        self.check_admin()?;
         let member = Member { id: req.id, ..Default::default() };
         let (_, members) = self.change_membership(Change::Remove, ConfChangeType::RemoveNode, member)?;
         Ok(MemberListResponse { header: self.bare_header(), members })
@@ -61,6 +65,8 @@ impl Node {
 
     /// Makes a learner a voter (etcd `MemberPromote`) once it has caught up with the leader.
     pub fn member_promote(&self, req: MemberPromoteRequest) -> Result<MemberListResponse> {
+        // etcd's `checkMembershipOperationPermission`.
+        self.check_admin()?;
         self.check_learner_ready(req.id)?;
         let member = Member { id: req.id, ..Default::default() };
         let (_, members) = self.change_membership(Change::Promote, ConfChangeType::AddNode, member)?;
@@ -69,6 +75,8 @@ impl Node {
 
     /// Changes a member's peer URLs (etcd `MemberUpdate`).
     pub fn member_update(&self, req: MemberUpdateRequest) -> Result<MemberListResponse> {
+        // etcd's `checkMembershipOperationPermission`.
+        self.check_admin()?;
         self.inner.membership.read().check_update(req.id, &req.peer_urls)?;
         match self.propose(Origin::Client, Request::MemberUpdate(req))? {
             Response::Members { members, .. } => Ok(MemberListResponse { header: self.bare_header(), members }),

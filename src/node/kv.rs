@@ -24,8 +24,11 @@ impl Node {
 
     /// Reads a checked range from what this member has applied: the end of a [`Node::range`]
     /// whose barrier passed in [`Node::read_barrier_then`].
+    /// Permissions are checked here, after the barrier, as etcd's `doSerialize` does.
     pub fn range_local(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.inner.auth.is_range_permitted(self.caller(), &req.key, &req.range_end)?;
         let mut resp = kv::range(&*self.inner.store, &req)?;
+        self.check_auth_unchanged()?;
         self.inner.identity.fill_header(&mut resp.header);
         Ok(resp)
     }
@@ -86,7 +89,9 @@ impl Node {
     /// Runs a checked read-only transaction on what this member has applied, on one revision.
     pub fn txn_local(&self, req: TxnRequest) -> Result<TxnResponse> {
         let inner = &self.inner;
+        inner.auth.check_txn(self.caller(), &req)?;
         let mut resp = kv::txn(&mut inner.store.pinned(), &req, &inner.lessor)?;
+        self.check_auth_unchanged()?;
         inner.identity.fill_header(&mut resp.header);
         Ok(resp)
     }

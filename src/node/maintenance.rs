@@ -144,6 +144,8 @@ impl Node {
     /// the calling thread, while the member keeps serving: RocksDB's compactions never block
     /// its readers and writers. Then the quota sees the smaller size at once.
     pub fn defragment(&self) -> Result<DefragmentResponse> {
+        // etcd's `authMaintenanceServer`: root only, its error unconverted.
+        self.check_admin().map_err(Error::unconverted)?;
         let started = std::time::Instant::now();
         let before = self.inner.db.state_bytes();
         self.inner.db.compact_all(DEFRAG_PAUSE)?;
@@ -161,6 +163,8 @@ impl Node {
     /// is done (as etcd's, it hashes whatever is on disk: use [`Node::hash_kv`] to compare
     /// members at any moment).
     pub fn hash(&self) -> Result<HashResponse> {
+        // etcd's `authMaintenanceServer`: root only, its error unconverted.
+        self.check_admin().map_err(Error::unconverted)?;
         self.refuse_learner()?;
         let inner = &self.inner;
         let header = inner.identity.header_at(inner.store.current_revision());
@@ -172,6 +176,8 @@ impl Node {
     /// the bytes still to come, then a last chunk holding the SHA-256 of all before it. Stops
     /// early, with `Ok`, when `send` answers `false` (the client left).
     pub fn snapshot(&self, send: &mut dyn FnMut(SnapshotResponse) -> bool) -> Result<()> {
+        // etcd's `authMaintenanceServer`: root only, its error unconverted.
+        self.check_admin().map_err(Error::unconverted)?;
         let file = self.inner.snapshots.for_client()?;
         let io = |source| crate::storage::Error::Io { path: file.path.display().to_string(), source };
         let mut reader = std::fs::File::open(&file.path).map_err(io)?;
@@ -198,6 +204,8 @@ impl Node {
     /// hash for the same revision and compact revision, across restarts and however much of
     /// the compacted history is still on disk. Errors as a range at that revision would.
     pub fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse> {
+        // etcd's `authMaintenanceServer`: root only, its error unconverted.
+        self.check_admin().map_err(Error::unconverted)?;
         self.refuse_learner()?;
         self.inner.peer_service.hash_kv(&req)
     }

@@ -34,14 +34,14 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::alarm::{Alarms, Quota};
 use crate::apply::{AppliedIndex, Response};
-use crate::auth::AuthStore;
+use crate::auth::{AuthInfo, AuthStore, Credentials};
 use crate::cluster::Membership;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::lease::Lessor;
 use crate::mvcc::Store;
 use crate::pb::internal_request::Request;
-use crate::pb::{AlarmAction, AlarmRequest, AlarmType, Member};
+use crate::pb::{AlarmAction, AlarmRequest, AlarmType, Member, RequestHeader};
 use crate::server::peer_service::PeerService;
 use crate::server::propose::{wait_on, Proposer};
 use crate::server::{NodeParts, Server};
@@ -56,6 +56,9 @@ pub use crate::server::propose::Ticket;
 pub use lease::KeepAlive;
 pub use watch::Watch;
 
+/// How often a call whose simple token is ahead of this member looks at the applied index.
+const TOKEN_INDEX_POLL: Duration = Duration::from_millis(2);
+
 /// How long `raftkv-publish` waits between attempts.
 const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 
@@ -64,7 +67,13 @@ const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<Inner>,
+    /// Who this handle's calls are from ([`Node::with_credentials`]); none for a handle that
+    /// was given no credentials, whose calls are refused once auth is enabled.
+    caller: Option<Arc<AuthInfo>>,
 }
+
+/// The caller of a handle without credentials (etcd's empty `AuthInfo`).
+static NO_CALLER: AuthInfo = AuthInfo { username: String::new(), revision: 0 };
 
 /// The handles the node API uses, and the threads it started.
 struct Inner {
@@ -155,7 +164,7 @@ impl Node {
             run_thread: Mutex::new(None),
             publisher: Mutex::new(None),
         };
-        let node = Node { inner: Arc::new(inner) };
+        let node = Node { inner: Arc::new(inner), caller: None };
         node.publish_attributes()?;
         Ok((server, node))
     }
@@ -182,7 +191,7 @@ impl Node {
         // A weak handle, so the publisher never keeps a dropped member alive.
         let weak = Arc::downgrade(&self.inner);
         let thread = crate::thread::spawn("raftkv-publish", move || loop {
-            let Some(node) = weak.upgrade().map(|inner| Node { inner }) else { return };
+            let Some(node) = weak.upgrade().map(|inner| Node { inner, caller: None }) else { return };
             if published(&node, &me) {
                 return;
             }
@@ -197,6 +206,63 @@ impl Node {
         })?;
         *self.inner.publisher.lock() = Some((stop_tx, thread));
         Ok(())
+    }
+
+    /// A handle to this member whose calls are made as the user `credentials` name (etcd's
+    /// `AuthInfoFromCtx`): a token's user, else with `--client-cert-auth` the verified
+    /// certificate's common name, else nobody. A token that names nobody (unknown, expired,
+    /// garbage) is `invalid auth token`, whether or not auth is enabled, as in etcd.
+    pub fn with_credentials(&self, credentials: &Credentials) -> Result<Node> {
+        let auth = &self.inner.auth;
+        let info = match (&credentials.token, &credentials.common_name) {
+            (Some(token), _) => auth.info_from_token(token)?,
+            (None, Some(name)) if self.inner.cfg.client_tls.client_cert_auth => auth.info_from_common_name(name),
+            _ => return Ok(Node { inner: self.inner.clone(), caller: None }),
+        };
+        Ok(Node { inner: self.inner.clone(), caller: Some(Arc::new(info)) })
+    }
+
+    /// The raft index of a simple token's entry when this member has not applied it yet
+    /// (the token may have been assigned a moment ago on another member).
+    pub(crate) fn token_index_ahead(&self, credentials: &Credentials) -> Option<u64> {
+        let mut parts = credentials.token.as_deref()?.split('.');
+        let (_, index, None) = (parts.next()?, parts.next()?.parse::<u64>().ok()?, parts.next()) else { return None };
+        (index > self.applied_index()).then_some(index)
+    }
+
+    /// etcd's `isValidSimpleToken` wait: until `index` is applied here, at most the request
+    /// timeout. Polled rather than registered with the apply thread, so that a made-up index
+    /// leaves nothing behind when the wait ends.
+    pub(crate) fn wait_for_index(&self, index: u64) {
+        let deadline = std::time::Instant::now() + self.inner.cfg.request_timeout();
+        while self.applied_index() < index && std::time::Instant::now() < deadline && !self.is_stopped() {
+            std::thread::sleep(TOKEN_INDEX_POLL);
+        }
+    }
+
+    fn caller(&self) -> &AuthInfo {
+        self.caller.as_deref().unwrap_or(&NO_CALLER)
+    }
+
+    /// etcd's last step of `doSerialize`: credentials checked at another auth revision than
+    /// the store's now are old (the store changed while the read ran).
+    fn check_auth_unchanged(&self) -> Result<()> {
+        let revision = self.caller().revision;
+        if revision != 0 && revision != self.inner.auth.revision() {
+            return Err(Error::AuthOldRevision);
+        }
+        Ok(())
+    }
+
+    /// etcd's `IsAdminPermitted` for this handle's caller: the maintenance, membership and
+    /// auth management calls etcd keeps for `root`.
+    pub(crate) fn check_admin(&self) -> Result<()> {
+        self.inner.auth.is_admin_permitted(self.caller())
+    }
+
+    /// etcd's `isWatchPermitted`: the range a watch would cover must be readable.
+    pub(crate) fn check_watch(&self, key: &[u8], range_end: &[u8]) -> Result<()> {
+        self.inner.auth.is_range_permitted(self.caller(), key, range_end)
     }
 
     pub fn member_id(&self) -> u64 {
@@ -284,9 +350,13 @@ impl Node {
                 alarm: AlarmType::Nospace as i32,
             };
             let raised = Reply::new(move |_: Result<Response>| reply.send(Err(Error::NoSpace)));
-            return self.inner.proposer.propose(Request::Alarm(alarm), raised);
+            return self.inner.proposer.propose(None, Request::Alarm(alarm), raised);
         }
-        self.inner.proposer.propose(request, reply)
+        let header = (origin == Origin::Client).then(|| {
+            let caller = self.caller();
+            RequestHeader { id: 0, username: caller.username.clone(), auth_revision: caller.revision }
+        });
+        self.inner.proposer.propose(header, request, reply)
     }
 
     fn is_learner(&self) -> bool {

@@ -14,9 +14,14 @@ pub struct InternalRequest {
     /// Request id; the proposing member's waiter for the result is keyed by it.
     #[prost(uint64, tag = "1")]
     pub id: u64,
+    /// Who asked (etcd's `RequestHeader`): every client proposal has one, its user name empty
+    /// when the client gave no credentials; the member's own proposals (lease expiry,
+    /// compaction, publish) have none and are applied unchecked, as etcd's `WithRoot` ones.
+    #[prost(message, optional, tag = "100")]
+    pub header: Option<RequestHeader>,
     #[prost(
         oneof = "internal_request::Request",
-        tags = "4, 5, 6, 7, 8, 9, 10, 11, 20, 21, 1100, 1101, 1103, 1104, 1105, 1200, 1201, 1203, 1204"
+        tags = "4, 5, 6, 7, 8, 9, 10, 11, 20, 21, 1000, 1011, 1012, 1100, 1101, 1103, 1104, 1105, 1200, 1201, 1203, 1204"
     )]
     pub request: Option<internal_request::Request>,
 }
@@ -51,6 +56,12 @@ pub mod internal_request {
         MemberUpdate(MemberUpdateRequest),
         /// The auth store's changes, with etcd's tags. The reads (user/role get and list) are
         /// served after a linearizable barrier instead of a log entry.
+        #[prost(message, tag = "1000")]
+        AuthEnable(EmptyRequest),
+        #[prost(message, tag = "1011")]
+        AuthDisable(EmptyRequest),
+        #[prost(message, tag = "1012")]
+        Authenticate(InternalAuthenticateRequest),
         #[prost(message, tag = "1100")]
         AuthUserAdd(AuthUserAddRequest),
         #[prost(message, tag = "1101")]
@@ -70,6 +81,28 @@ pub mod internal_request {
         #[prost(message, tag = "1204")]
         AuthRoleRevokePermission(AuthRoleRevokePermissionRequest),
     }
+}
+
+/// etcd's `RequestHeader` of a raft entry: the caller's user and the auth revision its
+/// credentials were checked at, which the apply thread checks permissions with.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct RequestHeader {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub username: String,
+    #[prost(uint64, tag = "3")]
+    pub auth_revision: u64,
+}
+
+/// etcd's `InternalAuthenticateRequest`: the password was checked by the member that took
+/// the call, so only the name and the token's random prefix are in the log.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct InternalAuthenticateRequest {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub simple_token: String,
 }
 
 /// The `context` of a raft `ConfChange`: who proposed it (to wake the caller) and the member it

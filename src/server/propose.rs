@@ -18,7 +18,7 @@ use raft::prelude::ConfChange;
 
 use crate::apply::{AppliedIndex, Response};
 use crate::pb::internal_request::Request;
-use crate::pb::InternalRequest;
+use crate::pb::{InternalRequest, RequestHeader};
 use crate::raft::{Proposal, RaftRequest, RaftStatus};
 use crate::wait::{oneshot, Reply, Wait};
 use crate::{Error, Result};
@@ -81,14 +81,14 @@ impl Proposer {
         Instant::now() + self.request_timeout
     }
 
-    /// Proposes `request`; `reply` gets the outcome of applying it (or the refusal, maybe at
-    /// once on this thread).
-    pub fn propose(&self, request: Request, reply: Reply<Response>) -> Ticket {
+    /// Proposes `request` with its caller's `header` (none for the member's own); `reply` gets
+    /// the outcome of applying it (or the refusal, maybe at once on this thread).
+    pub fn propose(&self, header: Option<RequestHeader>, request: Request, reply: Reply<Response>) -> Ticket {
         if self.raft.commit_index().saturating_sub(self.applied.get()) > MAX_APPLY_LAG {
             return self.refuse(reply, Error::TooManyRequests);
         }
         let id = self.ids.next();
-        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        let data = InternalRequest { id, header, request: Some(request) }.encode_to_vec();
         if data.len() > self.max_request_bytes {
             return self.refuse(reply, Error::RequestTooLarge);
         }
@@ -106,7 +106,7 @@ impl Proposer {
     /// drops it.
     pub fn propose_nowait(&self, request: Request) {
         let id = self.ids.next();
-        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        let data = InternalRequest { id, header: None, request: Some(request) }.encode_to_vec();
         let deadline = self.deadline();
         if self.request_tx.try_send(RaftRequest::Propose(Proposal { id, data, deadline })).is_err() {
             log::debug!("raftkv: request queue full; internal proposal {id:x} dropped");

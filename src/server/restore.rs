@@ -101,10 +101,7 @@ pub fn restore(cfg: &RestoreConfig) -> Result<Restored> {
         if from_etcd {
             let info = bbolt::read_etcd(&cfg.snapshot, &mut |cf, key, value| rows.add(cf, key, value))?;
             if info.auth_enabled {
-                log::warn!(
-                    "restore: authentication was enabled in the etcd backup; users and roles are restored, \
-                     authentication is left disabled"
-                );
+                log::info!("restore: authentication was enabled in the etcd backup, and is on the restored member");
             }
         } else {
             snapshot::read_download(&cfg.snapshot, len, &mut |cf, key, value| rows.add(cf, key, value))?;

@@ -103,7 +103,7 @@ fn recover(cfg: &Config, db: Arc<Db>) -> Result<Recovered> {
     check_recovered_state(&raft_storage, applied_index)?;
     let store = Store::open(db.clone())?;
     let lessor = Lessor::open(&db, cfg.min_lease_ttl(), store.take_restored_leases())?;
-    let auth = AuthStore::open(&db)?;
+    let auth = AuthStore::open(&db, &cfg.auth_token, cfg.auth_token_ttl)?;
     let alarms = Alarms::open(&db)?;
     if cfg.quota_backend_bytes > crate::alarm::MAX_QUOTA_BYTES {
         log::warn!(

@@ -11,6 +11,10 @@
 //! [`Node`]'s, except etcd's lock and election services, which are recipes over them
 //! ([`lock`], [`election`], [`observe`] on `recipes`). The streams (watch, lease
 //! keepalive, observe) are sessions of their adapters over [`Node`]'s stream calls.
+//!
+//! Every call comes with the client's [`Credentials`] (its token, and on gRPC its
+//! certificate's name), resolved here once into a [`Node`] handle that carries the caller
+//! ([`Service::for_caller`]); the node's calls check that caller where etcd does.
 
 pub mod election;
 pub mod lock;
@@ -24,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::auth::Credentials;
 use crate::pb::*;
 use crate::wait::{Cancel, Reply};
 use crate::{Error, Node, Result, Ticket};
@@ -36,6 +41,12 @@ pub use rpc::{Kind, Method, Rpc, Runs, RPCS};
 /// of the calls that block only briefly. More are refused with `etcdserver: too many
 /// requests`.
 pub const WAITING_CALLS_MAX: usize = 512;
+
+/// Calls that wait at once, each on a pool thread for at most the request timeout, for the
+/// apply of the `Authenticate` entry that made their simple token (given on another member a
+/// moment ago, or made up): enough for the clients of a cluster switching members, few
+/// enough that made-up tokens cannot take the pool.
+pub const TOKEN_WAITS_MAX: usize = 64;
 
 macro_rules! calls {
     ($($method:ident($request:ty) -> $response:ty;)*) => {
@@ -189,21 +200,92 @@ pub struct Service {
     waiting: Arc<AtomicUsize>,
     /// Ranges that may be large, read on the pool a few at a time ([`reads`]).
     large_reads: Arc<reads::LargeReads>,
+    /// Calls waiting for the entry of their simple token (at most [`TOKEN_WAITS_MAX`]).
+    token_waits: Arc<AtomicUsize>,
 }
 
 impl Service {
     pub fn new(node: Node) -> Service {
-        Service { node, waiting: Arc::new(AtomicUsize::new(0)), large_reads: Arc::default() }
+        Service { node, waiting: Arc::default(), large_reads: Arc::default(), token_waits: Arc::default() }
     }
 
     pub fn node(&self) -> &Node {
         &self.node
     }
 
-    /// Starts `request`; `responder` gets the answer. Returns the ticket of a call that waits
-    /// on raft, whose deadline the adapter enforces; `None` when the answer is already on its
-    /// way or the call blocks on the pool, where the node's own deadline bounds it.
-    pub fn call(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
+    /// The same calls made as the user `credentials` name ([`Node::with_credentials`]), for
+    /// a call of `method`.
+    pub fn for_caller(&self, method: Method, credentials: &Credentials) -> Result<Service> {
+        let node = self.node.with_credentials(credentials).map_err(|e| {
+            if method.leaks_auth_errors() {
+                Error::unconverted(e)
+            } else {
+                e
+            }
+        })?;
+        Ok(Service { node, ..self.clone() })
+    }
+
+    /// Starts `request` from a client that came with `credentials`; `responder` gets the
+    /// answer. Returns the ticket of a call that waits on raft, whose deadline the adapter
+    /// enforces; `None` when the answer is already on its way or the call blocks on the pool,
+    /// where the node's own deadline bounds it.
+    pub fn call(&self, request: Request, credentials: &Credentials, responder: Box<dyn Responder>) -> Option<Ticket> {
+        if credentials.is_empty() || !request.method().checks_caller() {
+            return self.start(request, responder);
+        }
+        match self.for_caller(request.method(), credentials) {
+            Ok(service) => service.start(request, responder),
+            Err(e) => {
+                match self.node.token_index_ahead(credentials) {
+                    // A token of an entry not applied here yet: the call waits for it.
+                    Some(index) => self.once_applied(index, request, credentials.clone(), responder),
+                    // Its entry may have been applied between the two looks: a last one.
+                    None => match self.for_caller(request.method(), credentials) {
+                        Ok(service) => return service.start(request, responder),
+                        Err(_) => responder.later(Box::new(move || Err(e))),
+                    },
+                }
+                None
+            }
+        }
+    }
+
+    /// Makes `request` once this member applied `index` (or gave up waiting), with its
+    /// credentials resolved then, where blocking is allowed: the key-value calls in their
+    /// blocking form.
+    fn once_applied(&self, index: u64, request: Request, credentials: Credentials, responder: Box<dyn Responder>) {
+        let waits = request.method().rpc().runs == Runs::Waits;
+        let service = self.clone();
+        let resolved = move || {
+            // At most TOKEN_WAITS_MAX calls wait at once; the others look once, and are
+            // refused unless the entry was applied meanwhile.
+            if let Ok(_slot) = WaitingSlot::take(&service.token_waits, TOKEN_WAITS_MAX) {
+                service.node.wait_for_index(index);
+            }
+            service.for_caller(request.method(), &credentials).map(|service| (service, request))
+        };
+        if waits {
+            responder.waiting(Box::new(move |cancel| {
+                let (service, request) = resolved()?;
+                service.waiting(request, &cancel)
+            }));
+            return;
+        }
+        responder.blocking(Box::new(move || {
+            let (service, request) = resolved()?;
+            let node = &service.node;
+            Ok(match request {
+                Request::Range(req) => Response::Range(node.range(req)?),
+                Request::Put(req) => Response::Put(node.put(req)?),
+                Request::DeleteRange(req) => Response::DeleteRange(node.delete_range(req)?),
+                Request::Txn(req) => Response::Txn(node.txn(req)?),
+                other => service.blocking(other)?,
+            })
+        }));
+    }
+
+    fn start(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
         match request.method().rpc().runs {
             Runs::Pool => {
                 let service = self.clone();
@@ -327,7 +409,7 @@ impl Service {
     /// [`WAITING_CALLS_MAX`] at once.
     fn waiting(&self, request: Request, cancel: &Cancel) -> Result<Response> {
         self.node.refuse_learner()?;
-        let _slot = WaitingSlot::take(&self.waiting)?;
+        let _slot = WaitingSlot::take(&self.waiting, WAITING_CALLS_MAX)?;
         Ok(match request {
             Request::Lock(req) => Response::Lock(self.lock(req, cancel)?),
             Request::Campaign(req) => Response::Campaign(self.campaign(req, cancel)?),
@@ -336,13 +418,13 @@ impl Service {
     }
 }
 
-/// One of the [`WAITING_CALLS_MAX`] waiting calls, given back when dropped.
+/// One of at most so many waiting calls, given back when dropped.
 struct WaitingSlot<'a>(&'a AtomicUsize);
 
 impl<'a> WaitingSlot<'a> {
-    fn take(count: &'a AtomicUsize) -> Result<WaitingSlot<'a>> {
+    fn take(count: &'a AtomicUsize, max: usize) -> Result<WaitingSlot<'a>> {
         count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < WAITING_CALLS_MAX).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .map_err(|_| Error::TooManyRequests)?;
         Ok(WaitingSlot(count))
     }

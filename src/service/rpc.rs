@@ -167,6 +167,20 @@ pub static RPCS: &[Rpc] = &[
 ];
 
 impl Method {
+    /// Whether etcd resolves the caller's credentials for this call (`AuthInfoFromCtx`: every
+    /// call through raft or with a permission check), so that a bad token refuses it. The
+    /// others (lease keepalive and time-to-live, lease and member lists, status, move-leader,
+    /// health) run whatever the client sent.
+    pub fn checks_caller(self) -> bool {
+        !matches!(self, LeaseKeepAlive | LeaseTimeToLive | LeaseLeases | MemberList | Status | MoveLeader | HealthCheck)
+    }
+
+    /// Whether etcd's handler answers an auth error of this call unconverted
+    /// ([`crate::Error::Unconverted`]): its maintenance calls that resolve the caller.
+    pub fn leaks_auth_errors(self) -> bool {
+        matches!(self, Alarm | Defragment | Hash | HashKv | Snapshot)
+    }
+
     pub fn rpc(self) -> &'static Rpc {
         RPCS.iter().find(|r| r.method == self).expect("every method is in the table")
     }

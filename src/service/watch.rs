@@ -8,11 +8,12 @@ use std::collections::HashMap;
 
 use prost::Message;
 
+use crate::auth::Credentials;
 use crate::node::Watch;
 use crate::pb::watch_request::RequestUnion;
 use crate::pb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use crate::watch::{Sink, SinkError, WatchSpec};
-use crate::Node;
+use crate::{Error, Node};
 
 /// Where a stream's responses go: the fragments of one response together, so that a full
 /// stream refuses all of them or none (a watcher that falls behind resends the whole batch).
@@ -20,6 +21,9 @@ pub type BatchSink = Box<dyn FnMut(Vec<WatchResponse>) -> Result<(), SinkError> 
 
 pub struct WatchSession {
     node: Node,
+    /// What the stream came with: each create is checked with them, as etcd resolves the
+    /// stream's metadata again for every create (an expired token refuses later creates).
+    credentials: Credentials,
     /// Makes a sink into the stream: one per watcher, and one per control answer.
     sink: Box<dyn Fn() -> BatchSink + Send>,
     watches: HashMap<i64, Watch>,
@@ -27,8 +31,27 @@ pub struct WatchSession {
 }
 
 impl WatchSession {
-    pub fn new(node: Node, sink: impl Fn() -> BatchSink + Send + 'static) -> WatchSession {
-        WatchSession { node, sink: Box::new(sink), watches: HashMap::new(), next_auto: 0 }
+    pub fn new(node: Node, credentials: Credentials, sink: impl Fn() -> BatchSink + Send + 'static) -> WatchSession {
+        WatchSession { node, credentials, sink: Box::new(sink), watches: HashMap::new(), next_auto: 0 }
+    }
+
+    /// etcd's `isWatchPermitted`, answered as etcd's cancel reason: the gRPC status text of
+    /// the refusal. A watch that was permitted keeps running if the permission is revoked
+    /// later, as in etcd 3.4.
+    fn permitted(&self, create: &WatchCreateRequest) -> Result<(), String> {
+        // A from-key watch (`range_end` "\0") is checked as the range it watches; etcd 3.4
+        // empties its `range_end` first and checks the one key (docs/compat.md).
+        let checked = self
+            .node
+            .with_credentials(&self.credentials)
+            .and_then(|node| node.check_watch(&create.key, &create.range_end));
+        checked.map_err(|e| {
+            let e = match e {
+                Error::InvalidAuthToken | Error::AuthOldRevision | Error::UserEmpty => e,
+                _ => Error::PermissionDenied,
+            };
+            format!("rpc error: code = {:?} desc = {e}", e.code())
+        })
     }
 
     /// A watcher's sink: its responses fragmented as etcd's `sendFragments` does.
@@ -66,10 +89,12 @@ impl WatchSession {
     fn create(&mut self, create: WatchCreateRequest) {
         // etcd refuses these in its answer to the create: with the invalid watch id -1,
         // created and canceled at once.
-        let refusal = if WatchSpec::new(&create, 0).is_empty_range() {
-            Some("mvcc: watcher range is empty")
+        let refusal = if let Err(reason) = self.permitted(&create) {
+            Some(reason)
+        } else if WatchSpec::new(&create, 0).is_empty_range() {
+            Some("mvcc: watcher range is empty".into())
         } else if create.watch_id != 0 && self.watches.contains_key(&create.watch_id) {
-            Some("mvcc: duplicate watch ID provided on the WatchStream")
+            Some("mvcc: duplicate watch ID provided on the WatchStream".into())
         } else {
             None
         };
@@ -79,7 +104,7 @@ impl WatchSession {
                 watch_id: -1,
                 created: true,
                 canceled: true,
-                cancel_reason: reason.into(),
+                cancel_reason: reason,
                 ..Default::default()
             });
             return;

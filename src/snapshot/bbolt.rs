@@ -266,7 +266,7 @@ impl Restored {
                 // etcd writes 1 when enabling and 0 when disabling, and reads anything but 1 as off.
                 b"authEnabled" => {
                     info.auth_enabled = value == [1];
-                    Ok(())
+                    row(Cf::Auth, auth::ENABLED_KEY, &[u8::from(info.auth_enabled)])
                 }
                 _ => Ok(()),
             },

@@ -30,7 +30,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 
 pub use selfcert::self_cert;
 pub use stream::Stream;
-pub use x509::check_client_san;
+pub use x509::{check_client_san, common_name};
 
 use crate::{Error, Result};
 

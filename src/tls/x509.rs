@@ -174,6 +174,12 @@ pub fn check_client_san(cert: &[u8], remote: std::net::IpAddr) -> std::result::R
     Err(format!("tls: {:?} does not match any of DNSNames {dns:?}", remote.to_string()))
 }
 
+/// The common name of a certificate's subject as Go's `pkix.Name` reads it (the last one),
+/// for etcd's `AuthInfoFromTLS`; `None` without one or for garbage.
+pub fn common_name(cert: &[u8]) -> Option<String> {
+    common_names(cert).last().map(|name| String::from_utf8_lossy(name).into_owned())
+}
+
 /// The common names in a certificate's subject (usually one).
 fn common_names(cert: &[u8]) -> Vec<&[u8]> {
     let mut names = Vec::new();
@@ -207,11 +213,13 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(common_names(cert.der()), vec![b"member-1".as_slice()]);
+        assert_eq!(common_name(cert.der()).as_deref(), Some("member-1"));
         for cut in 0..cert.der().len() {
             let _ = common_names(&cert.der()[..cut]);
         }
         assert!(common_names(b"\x30\x84\xff\xff\xff\xff").is_empty());
         assert!(common_names(b"").is_empty());
+        assert_eq!(common_name(b""), None);
     }
 
     #[test]

@@ -276,7 +276,7 @@ fn call(service: &raftkv::service::Service, request: service::Request) -> raftkv
         }
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    service.call(request, Box::new(Inline(tx)));
+    service.call(request, &Default::default(), Box::new(Inline(tx)));
     rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
 }
 

@@ -295,8 +295,14 @@ fn restored_member_answers_as_etcd_did(
     assert_eq!(made.revision, expected.final_rev);
     let mut cfg = crate::harness::config(&dir.join("raftkv"));
     cfg.name = "migrated".into();
-    let node = Node::start(cfg).unwrap();
-    assert!(crate::harness::eventually(Duration::from_secs(10), || node.leader_id() != 0));
+    let member = Node::start(cfg).unwrap();
+    assert!(crate::harness::eventually(Duration::from_secs(10), || member.leader_id() != 0));
+    // Auth stays enabled, as in the backup: the checks are made as root.
+    let anonymous = member.range(RangeRequest::key("marker"));
+    assert!(matches!(anonymous, Err(raftkv::Error::UserEmpty)), "{anonymous:?}");
+    let login = AuthenticateRequest { name: "root".into(), password: "rootpw".into() };
+    let token = Some(member.authenticate(&login).unwrap().token);
+    let node = member.with_credentials(&raftkv::auth::Credentials { token, common_name: None }).unwrap();
     assert_eq!(node.revision(), expected.final_rev);
     for (rev, etcd_kvs) in &expected.states {
         let all = RangeRequest { key: vec![0], range_end: vec![0], revision: *rev, ..Default::default() };
@@ -312,7 +318,7 @@ fn restored_member_answers_as_etcd_did(
     assert_eq!(node.role_list().unwrap().roles, ["reader", "root"]);
     assert_eq!(node.user_get(&AuthUserRequest { name: "alice".into() }).unwrap().roles, ["reader"]);
     assert!(node.put(put("after-migration", "x")).unwrap().header.unwrap().revision == expected.final_rev + 1);
-    node.stop().unwrap();
+    member.stop().unwrap();
 }
 
 /// Every `kv` row is a revision key over an `mvccpb.KeyValue`; the state they describe at
@@ -357,7 +363,9 @@ fn check_leases(rows: &[Row], leases: &[LeaseStatus], lease_id: i64) {
 /// The auth revision, the users (bcrypt hashes, sorted roles) and the roles.
 fn check_auth(rows: &[Row]) {
     let keys: Vec<&[u8]> = rows.iter().map(|(k, _)| &k[..]).collect();
-    assert_eq!(keys, [&b"revision"[..], b"role/reader", b"role/root", b"user/alice", b"user/root"]);
+    assert_eq!(keys, [&b"enabled"[..], b"revision", b"role/reader", b"role/root", b"user/alice", b"user/root"]);
+    assert_eq!(rows[0].1, [1]);
+    let rows = &rows[1..];
     assert_eq!(rows[0].1, 8u64.to_be_bytes());
     let reader = Role::decode(&rows[1].1[..]).unwrap();
     let read_foo = Permission { perm_type: PermissionType::Read as i32, key: b"foo".to_vec(), range_end: Vec::new() };

@@ -202,10 +202,12 @@ enum Tool {
     Raftkvctl,
 }
 
-/// The steps raftkvctl has verbs for (it has no user and role verbs yet, nor `watch -i`), and
-/// answers as etcdctl 3.4 does (`--count-only` is etcdctl 3.5's, which raftkvctl has).
+/// The steps raftkvctl has verbs for (its user, role and auth verbs print simple output only,
+/// and it has no `watch -i`), and answers as etcdctl 3.4 does (`--count-only` is etcdctl
+/// 3.5's, which raftkvctl has).
 fn raftkvctl_has(args: &str) -> bool {
-    !["user ", "role ", "auth "].iter().any(|p| args.starts_with(p)) && !args.contains("--count-only")
+    let auth = ["user ", "role ", "auth "].iter().any(|p| args.starts_with(p));
+    !(args.contains("--count-only") || auth && args.contains("-w json"))
 }
 
 fn run(tool: Tool, endpoint: &str, peer_url: &str, dir: &std::path::Path) -> Run {

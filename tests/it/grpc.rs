@@ -268,12 +268,16 @@ fn health_hashkv_and_auth_over_grpc_answer_as_etcd() {
     assert_eq!(ok(&["user", "grant-role", "foo", "r"]), "Role r is granted to user foo\n");
     assert_eq!(ok(&["user", "get", "foo"]), "User: foo\nRoles: r\n");
     assert_eq!(ok(&["user", "add", "root:pw"]), "User root created\n");
-    // `auth enable` grants root the root role itself, then gets the answer raftkv stops at.
-    assert_eq!(
-        fails(&["auth", "enable"]),
-        "Error: rpc error: code = Unimplemented desc = raftkv: enabling authentication is not implemented yet"
-    );
-    assert_eq!(ok(&["user", "get", "root"]), "User: root\nRoles: root\n");
+    // etcdctl's `auth enable` grants root the root role itself, then enables.
+    assert_eq!(ok(&["auth", "enable"]), "Authentication Enabled\n");
+    assert_eq!(fails(&["user", "get", "root"]), "Error: etcdserver: user name is empty");
+    assert_eq!(ok(&["--user", "root:pw", "user", "get", "root"]), "User: root\nRoles: root\n");
+    // etcdctl fails to make its client (exit 2) when it cannot authenticate.
+    let (code, _, err) = etcdctl(&e, &["--user", "root:nope", "get", "a"], "");
+    assert_eq!(code, Some(2));
+    assert!(err.ends_with("Error: etcdserver: authentication failed, invalid user ID or password\n"), "{err}");
+    assert_eq!(fails(&["--user", "foo:bar", "put", "a", "2"]), "Error: etcdserver: permission denied");
+    assert_eq!(ok(&["--user", "root:pw", "auth", "disable"]), "Authentication Disabled\n");
 }
 
 #[test]

@@ -381,10 +381,10 @@ fn auth_calls_answer_as_etcd_does_with_auth_disabled() {
         let r = gw.post(&format!("/v3/{path}"), body);
         assert_eq!((r.status, without_header(&r.text())), (status, want), "{path} {body}");
     }
-    // With root holding the root role, enabling is where raftkv stops: no tokens or checks yet.
+    // With root holding the root role, auth is enabled (tests/it/auth.rs goes on from there).
     gw.post("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#);
     let r = gw.post("/v3/auth/enable", "{}");
-    assert_eq!((r.status, r.text()), (501, error("raftkv: enabling authentication is not implemented yet", 12)));
+    assert_eq!((r.status, without_header(&r.text())), (200, "{H}".to_string()));
     // jsonpb's enum rule on the permission.
     let r = gw.post("/v3/auth/role/grant", r#"{"name":"x","perm":{"permType":"ALL"}}"#);
     assert_eq!((r.status, r.text()), (400, error(r#"unknown value \"ALL\" for enum authpb.Permission_Type"#, 3)));

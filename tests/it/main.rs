@@ -10,6 +10,7 @@ mod harness;
 mod history;
 
 mod alarm;
+mod auth;
 mod bounds;
 mod cli;
 mod cluster;

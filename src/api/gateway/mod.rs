@@ -17,6 +17,7 @@ mod streams;
 use std::sync::Arc;
 
 use super::http1::{self, Done, Expiry, Request, Response};
+use crate::auth::Credentials;
 use crate::jsonpb::{FromJson, ToJson};
 use crate::service::{self, Answer, Kind, Method, Responder, Service, Waiting};
 use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
@@ -152,8 +153,17 @@ impl http1::Handler for Gateway {
             done.respond(http1::plain(405, "Method Not Allowed"));
             return None;
         }
+        // etcd's gateway forwards `Authorization` as the token; a client certificate's name
+        // is never the user here (etcd's `AuthInfoFromTLS` ignores gateway requests).
+        let credentials = Credentials { token: req.authorization.clone(), common_name: None };
         if rpc.kind == Kind::ServerStream {
-            let service = self.service.clone();
+            let service = match self.service.for_caller(rpc.method, &credentials) {
+                Ok(service) => service,
+                Err(e) => {
+                    done.respond(server_error(&e.to_string(), e.code()));
+                    return None;
+                }
+            };
             let max = service.node().config().grpc_message_max();
             done.spawn_blocking(move || match rpc.method {
                 Method::Observe => match decode(&req.body, max) {
@@ -171,7 +181,7 @@ impl http1::Handler for Gateway {
             let node = self.node().clone();
             let (method, body) = (rpc.method, req.body);
             done.spawn_blocking(move || match method {
-                Method::Watch => streams::watch(&node, &body),
+                Method::Watch => streams::watch(&node, credentials, &body),
                 _ => streams::keep_alive(&node, &body),
             });
             return None;
@@ -183,6 +193,6 @@ impl http1::Handler for Gateway {
                 return None;
             }
         };
-        self.service.call(request, Box::new(GatewayResponder(done))).map(expiry)
+        self.service.call(request, &credentials, Box::new(GatewayResponder(done))).map(expiry)
     }
 }

@@ -4,6 +4,7 @@
 //! a `raftkv-snap-client` thread). All start on the blocking pool.
 
 use crate::api::http1::Response;
+use crate::auth::Credentials;
 use crate::jsonpb::msg::stream_result;
 use crate::jsonpb::{Decoder, FromJson, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,14 +60,14 @@ fn queue(tx: &crossbeam::channel::Sender<Vec<u8>>, chunk: Vec<u8>) -> Result<(),
 /// A watch stream: the body's create/cancel/progress requests are applied in order; the
 /// response streams `{"result":...}` messages until the client disconnects, which cancels
 /// the stream's watchers.
-pub fn watch(node: &Node, body: &[u8]) -> Response {
+pub fn watch(node: &Node, credentials: Credentials, body: &[u8]) -> Response {
     let requests: Vec<WatchRequest> = match stream_requests(body) {
         Ok(requests) => requests,
         Err(refused) => return refused,
     };
     let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(WATCH_STREAM_QUEUE_MAX);
     let sink_tx = tx.clone();
-    let mut session = WatchSession::new(node.clone(), move || -> BatchSink {
+    let mut session = WatchSession::new(node.clone(), credentials, move || -> BatchSink {
         let tx = sink_tx.clone();
         Box::new(move |responses| queue(&tx, responses.iter().flat_map(stream_result).collect()))
     });

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::h2::{self, Done, Expiry, Reason, Request, Response, Session, StreamTx};
+use crate::auth::Credentials;
 use crate::error::Code;
 use crate::service::{self, Answer, Responder, Rpc, Runs, Service, Waiting, RPCS};
 use crate::Ticket;
@@ -181,6 +182,13 @@ fn deadline_code(rpc: &Rpc) -> Code {
     }
 }
 
+/// The caller's credentials: etcd's `token` metadata, else `authorization` (what etcd's
+/// gateway forwards), as `AuthInfoFromCtx` looks them up, and the client certificate's name.
+pub(super) fn credentials(req: &Request) -> Credentials {
+    let token = req.field("token").or_else(|| req.field("authorization")).map(str::to_string);
+    Credentials { token, common_name: req.common_name.clone() }
+}
+
 /// Whether `path` is one of etcd's streaming calls.
 fn streams(path: &str) -> bool {
     RPCS.iter().any(|rpc| rpc.grpc == path && rpc.kind.streams())
@@ -240,7 +248,7 @@ impl h2::Handler for Grpc {
                 return None;
             }
         };
-        let ticket = self.service.call(request, Box::new(GrpcResponder(done)));
+        let ticket = self.service.call(request, &credentials(&req), Box::new(GrpcResponder(done)));
         expiry(ticket, client_deadline, deadline_code(rpc))
     }
 

@@ -19,6 +19,7 @@ use prost::Message;
 
 use super::{error, first_message, framed, headers, status, Failure};
 use crate::api::h2::{Request, SendError, Session, StreamTx};
+use crate::auth::Credentials;
 use crate::error::Code;
 use crate::pb::{LeaderRequest, LeaseKeepAliveRequest, WatchRequest};
 use crate::service::observe::{Observed, Observer};
@@ -44,9 +45,22 @@ pub(super) fn open(
     deadline: Option<Instant>,
     tx: StreamTx,
 ) -> Option<Box<dyn Session>> {
-    let node = service.node();
     // Sent with the first message, or with the status if none comes (trailers only).
     tx.headers(headers());
+    let credentials = super::credentials(req);
+    // A watch checks its credentials with every create; the snapshot and an observer are
+    // made as the caller, refused at once when its token is bad.
+    let service = match method {
+        Method::Snapshot | Method::Observe => match service.for_caller(method, &credentials) {
+            Ok(service) => service,
+            Err(e) => {
+                finish(&tx, Err(error(e)));
+                return None;
+            }
+        },
+        _ => service.clone(),
+    };
+    let node = service.node();
     let require_leader = req.field("hasleader") == Some("true");
     if let Err(e) = node.check_stream(require_leader) {
         finish(&tx, Err(error(e)));
@@ -56,7 +70,7 @@ pub(super) fn open(
     let message_max = node.config().grpc_message_max();
     let base = Base { pending: Vec::new(), message_max, tx: tx.clone(), leader, deadline, ended: false };
     Some(match method {
-        Method::Watch => Box::new(WatchStream::new(node, base)),
+        Method::Watch => Box::new(WatchStream::new(node, credentials, base)),
         Method::LeaseKeepAlive => Box::new(KeepAliveStream::new(node, base)),
         Method::Snapshot => Box::new(SnapshotStream { node: node.clone(), base }),
         Method::Observe => Box::new(ObserveStream { service: service.clone(), base, observer: Arc::default() }),
@@ -171,9 +185,9 @@ struct WatchStream {
 }
 
 impl WatchStream {
-    fn new(node: &Node, base: Base) -> WatchStream {
+    fn new(node: &Node, credentials: Credentials, base: Base) -> WatchStream {
         let tx = base.tx.clone();
-        let session = WatchSession::new(node.clone(), move || -> BatchSink {
+        let session = WatchSession::new(node.clone(), credentials, move || -> BatchSink {
             let tx = tx.clone();
             Box::new(move |responses| {
                 // Fragments go as one part: queued all together or not at all.

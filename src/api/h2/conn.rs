@@ -72,6 +72,9 @@ pub struct Request {
     /// The regular header fields, names in lower case as HTTP/2 requires.
     pub fields: Fields,
     pub body: Vec<u8>,
+    /// The common name of the client's verified TLS certificate, set by the event loop
+    /// (etcd takes it as the user with `--client-cert-auth`).
+    pub common_name: Option<String>,
 }
 
 impl Request {
@@ -526,7 +529,8 @@ impl Connection {
             let recv = (!block.end_stream).then_some(Recv { window: RECV_WINDOW, credit: 0 });
             let state = State::Streaming { recv, send };
             self.streams.insert(id, Stream { state, send_window: self.peer_initial_window });
-            events.push(Event::Open(Request { stream: id, method, path, fields, body: Vec::new() }, outbox));
+            let req = Request { stream: id, method, path, fields, body: Vec::new(), common_name: None };
+            events.push(Event::Open(req, outbox));
             if block.end_stream {
                 events.push(Event::Data { stream: id, data: Vec::new(), end: true });
             }
@@ -553,7 +557,7 @@ impl Connection {
             self.close(id);
             return Ok(());
         }
-        events.push(Event::Request(Request { stream: id, method, path, fields, body }));
+        events.push(Event::Request(Request { stream: id, method, path, fields, body, common_name: None }));
         Ok(())
     }
 

@@ -46,6 +46,8 @@ pub struct Request {
     pub path: String,
     /// The query string (after `?`, undecoded), empty if there is none.
     pub query: String,
+    /// The `Authorization` header (etcd's gateway takes it as the auth token).
+    pub authorization: Option<String>,
     pub body: Vec<u8>,
 }
 

@@ -16,6 +16,8 @@ pub(in crate::api) struct Head {
     /// The client asked to close: Go then says `Connection: close` in its answer.
     pub(in crate::api) echo_close: bool,
     pub(in crate::api) expect_continue: bool,
+    /// The `Authorization` header, which etcd's gateway passes on as the auth token.
+    pub(in crate::api) authorization: Option<String>,
     /// `100 Continue` was sent for this request.
     pub(in crate::api) continued: bool,
 }
@@ -101,6 +103,7 @@ fn parse_head(input: &[u8]) -> std::result::Result<Option<Head>, BadRequest> {
         close: version.1 == 0,
         echo_close: false,
         expect_continue: false,
+        authorization: None,
         continued: false,
     };
     for h in req.headers.iter() {
@@ -116,6 +119,12 @@ fn parse_head(input: &[u8]) -> std::result::Result<Option<Head>, BadRequest> {
                 head.echo_close = version.1 == 1;
             } else if value.eq_ignore_ascii_case("keep-alive") {
                 head.close = false;
+            }
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            // grpc-gateway forwards it as the `authorization` metadata, untrimmed and the
+            // first one only.
+            if head.authorization.is_none() {
+                head.authorization = Some(String::from_utf8_lossy(h.value).into_owned());
             }
         } else if h.name.eq_ignore_ascii_case("expect") {
             head.expect_continue = value.eq_ignore_ascii_case("100-continue");

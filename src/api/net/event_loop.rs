@@ -53,6 +53,9 @@ struct Conn {
     peer: Option<std::net::SocketAddr>,
     /// When a TLS handshake still under way is given up.
     handshake_by: Option<Instant>,
+    /// The client certificate's common name, read once after the handshake, for the
+    /// HTTP/2 requests (gRPC, where etcd takes it as the user).
+    common_name: Option<Option<String>>,
     /// Bytes read and not yet parsed into a request.
     input: Vec<u8>,
     /// The head of the request being received, once complete.
@@ -307,6 +310,7 @@ impl EventLoop {
             socket,
             peer,
             handshake_by,
+            common_name: None,
             input: Vec::new(),
             head: None,
             output: Vec::new(),
@@ -477,7 +481,13 @@ impl EventLoop {
                 };
                 let to = To { conn: i, generation, stream: 0 };
                 let done = Done::new(self.mailbox.clone(), to, self.pool.clone());
-                let req = http1::Request { method: head.method, path: head.path, query: head.query, body };
+                let req = http1::Request {
+                    method: head.method,
+                    path: head.path,
+                    query: head.query,
+                    authorization: head.authorization,
+                    body,
+                };
                 let handler = &self.handlers.http1;
                 if let Some(expiry) = unpanicked(|| handler.handle(req, done)).flatten() {
                     self.expiries.push(Reverse((expiry.at, i, generation, 0)));
@@ -647,18 +657,21 @@ impl EventLoop {
     fn advance_h2(&mut self, i: usize) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
         let Some(h2) = conn.h2.as_mut() else { return };
+        let common_name = conn.common_name.get_or_insert_with(|| conn.socket.peer_common_name()).clone();
         let mut events = Vec::new();
         let handler = self.handlers.h2.clone();
         h2.receive(&mut conn.input, &mut events);
         let generation = conn.generation;
         for event in events {
             let (stream, done) = match event {
-                h2::Event::Request(req) => {
+                h2::Event::Request(mut req) => {
+                    req.common_name = common_name.clone();
                     let stream = req.stream;
                     let done = Done::new(self.mailbox.clone(), To { conn: i, generation, stream }, self.pool.clone());
                     (stream, unpanicked(|| handler.handle(req, done)).flatten())
                 }
-                h2::Event::Open(req, outbox) => {
+                h2::Event::Open(mut req, outbox) => {
+                    req.common_name = common_name.clone();
                     let stream = req.stream;
                     let to = To { conn: i, generation, stream };
                     let tx = StreamTx::new(self.mailbox.clone(), to, outbox, self.pool.clone());

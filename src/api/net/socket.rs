@@ -21,6 +21,13 @@ impl Socket {
         }
     }
 
+    /// The common name of the client's certificate, which rustls verified against the
+    /// trusted CA during the handshake (`None` on a plain socket or without a certificate).
+    pub(super) fn peer_common_name(&self) -> Option<String> {
+        let Socket::Tls { session, .. } = self else { return None };
+        tls::common_name(session.peer_certificates()?.first()?)
+    }
+
     /// Whether a TLS handshake is still under way.
     pub(super) fn handshaking(&self) -> bool {
         matches!(self, Socket::Tls { session, .. } if session.is_handshaking())

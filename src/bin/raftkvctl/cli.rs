@@ -44,6 +44,13 @@ pub(crate) struct Cli {
     /// testing purposes).
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY")]
     pub(crate) insecure_skip_tls_verify: bool,
+    /// Username[:password] for authentication (prompt if password is not supplied).
+    #[arg(long = "user", id = "auth_user", global = true, env = "ETCDCTL_USER")]
+    pub(crate) user: Option<String>,
+    /// Password for authentication (if this option is used, --user option shouldn't include
+    /// password).
+    #[arg(long = "password", id = "auth_password", global = true, env = "ETCDCTL_PASSWORD")]
+    pub(crate) password: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -145,6 +152,21 @@ pub(crate) enum Command {
         revision: i64,
         #[arg(long)]
         physical: bool,
+    },
+    /// Enable or disable authentication.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+    /// User related commands.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Role related commands.
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
     },
     /// Alarm related commands.
     Alarm {
@@ -380,6 +402,88 @@ pub(crate) enum BenchCommand {
         key: String,
         #[arg(long, default_value_t = 32)]
         val_size: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AuthCommand {
+    /// Enables authentication.
+    Enable,
+    /// Disables authentication.
+    Disable,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum UserCommand {
+    /// Adds a new user (`name[:password]`; without one, the password is read from stdin).
+    Add {
+        user: String,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        interactive: bool,
+        /// Supply password from the command line flag.
+        #[arg(long)]
+        new_user_password: Option<String>,
+        /// Create a user without password (CN based auth only).
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// Deletes a user.
+    Delete { name: String },
+    /// Gets detailed information of a user.
+    Get {
+        name: String,
+        /// Show permissions of roles granted to the user.
+        #[arg(long)]
+        detail: bool,
+    },
+    /// Lists all users.
+    List,
+    /// Changes the password of a user (read from stdin).
+    Passwd {
+        name: String,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        interactive: bool,
+    },
+    /// Grants a role to a user.
+    GrantRole { user: String, role: String },
+    /// Revokes a role from a user.
+    RevokeRole { user: String, role: String },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RoleCommand {
+    /// Adds a new role.
+    Add { name: String },
+    /// Deletes a role.
+    Delete { name: String },
+    /// Gets detailed information of a role.
+    Get { name: String },
+    /// Lists all roles.
+    List,
+    /// Grants a key to a role (`read`, `write` or `readwrite`).
+    GrantPermission {
+        role: String,
+        perm_type: String,
+        key: String,
+        range_end: Option<String>,
+        /// Grant a prefix permission.
+        #[arg(long)]
+        prefix: bool,
+        /// Grant a permission of keys that are greater than or equal to the given key.
+        #[arg(long)]
+        from_key: bool,
+    },
+    /// Revokes a key from a role.
+    RevokePermission {
+        role: String,
+        key: String,
+        range_end: Option<String>,
+        /// Revoke a prefix permission.
+        #[arg(long)]
+        prefix: bool,
+        /// Revoke a permission of keys that are greater than or equal to the given key.
+        #[arg(long)]
+        from_key: bool,
     },
 }
 

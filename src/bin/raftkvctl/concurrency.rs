@@ -18,14 +18,6 @@ use super::*;
 const ELECT_SESSION_TTL_S: i64 = 60;
 /// How soon a renewal that failed is tried again.
 const KEEPALIVE_RETRY: Duration = Duration::from_millis(500);
-/// etcdctl's `ExitBadArgs`.
-const EXIT_BAD_ARGS: i32 = 128;
-
-/// etcdctl's `ExitWithError(ExitBadArgs, ...)`.
-fn bad_args(msg: &str) -> ! {
-    eprintln!("Error: {msg}");
-    std::process::exit(EXIT_BAD_ARGS)
-}
 
 /// SIGINT or SIGTERM: the first cancels the waiting call and tells the main thread.
 struct Interrupt {

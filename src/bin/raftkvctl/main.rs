@@ -15,6 +15,7 @@ use raftkv::pb::response_op::Response;
 use raftkv::pb::*;
 use raftkv::Client;
 
+mod auth;
 mod bench;
 mod check;
 mod cli;
@@ -42,6 +43,15 @@ struct Ctl {
 
 type Outcome = Result<(), CtlError>;
 
+/// etcdctl's `ExitBadArgs`.
+const EXIT_BAD_ARGS: i32 = 128;
+
+/// etcdctl's `ExitWithError(ExitBadArgs, ...)`.
+fn bad_args(msg: &str) -> ! {
+    eprintln!("Error: {msg}");
+    std::process::exit(EXIT_BAD_ARGS)
+}
+
 impl Ctl {
     fn print_json(&self, resp: &impl ToJson) {
         println!("{}", resp.to_etcdctl_json());
@@ -53,6 +63,8 @@ impl Ctl {
 /// (per endpoint, per bench connection) uses them, so they are kept here rather than passed
 /// through each verb.
 static TLS: std::sync::OnceLock<raftkv::tls::ClientTlsInfo> = std::sync::OnceLock::new();
+/// `--user` and `--password` as etcdctl reads them: every client a verb dials authenticates.
+static CREDENTIALS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 /// `--keepalive-time` and `--keepalive-timeout`, for every gRPC connection the command makes.
 static KEEPALIVE: std::sync::OnceLock<(Duration, Duration)> = std::sync::OnceLock::new();
 
@@ -67,10 +79,29 @@ fn dial(endpoints: &[String], timeout: Duration, dial_timeout: Duration, gateway
             None => client,
         }
     };
-    match TLS.get() {
-        Some(tls) => client.with_tls(tls),
+    let client = match TLS.get() {
+        Some(tls) => client.with_tls(tls)?,
+        None => client,
+    };
+    match CREDENTIALS.get() {
+        Some((user, password)) => client.with_credentials(user, password),
         None => Ok(client),
     }
+}
+
+/// etcdctl's `authCfgFromCmd`: `--user name:password`, or `--user name --password p`. A user
+/// without a password makes no credentials: etcdctl asks a terminal for one (raftkvctl does
+/// not prompt, and prints the prompt as etcdctl does when stdin is no terminal), and clientv3
+/// authenticates only with both.
+fn credentials(user: Option<&str>, password: Option<&str>) -> Option<(String, String)> {
+    let (name, password) = match password.filter(|p| !p.is_empty()) {
+        Some(password) => (user?, password),
+        None => user?.split_once(':').or_else(|| {
+            println!("Password: ");
+            None
+        })?,
+    };
+    (!name.is_empty() && !password.is_empty()).then(|| (name.to_string(), password.to_string()))
 }
 
 fn main() -> ExitCode {
@@ -84,11 +115,16 @@ fn main() -> ExitCode {
             insecure_skip_verify: cli.insecure_skip_tls_verify,
         });
     }
+    if let Some(credentials) = credentials(cli.user.as_deref(), cli.password.as_deref()) {
+        let _ = CREDENTIALS.set(credentials);
+    }
     let client = match dial(&cli.endpoints, cli.command_timeout, cli.dial_timeout, cli.gateway) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}");
-            return ExitCode::FAILURE;
+            // etcdctl's `ExitBadConnection` when the server refused to authenticate it.
+            let refused = matches!(e, CtlError::Server { .. });
+            return if refused { ExitCode::from(2) } else { ExitCode::FAILURE };
         }
     };
     let ctl = Ctl { client, format: cli.write_out, gateway: cli.gateway, hex: cli.hex, dial_timeout: cli.dial_timeout };
@@ -148,6 +184,9 @@ fn main() -> ExitCode {
             ctl.watch(WatchCreateRequest { key, range_end, start_revision: rev, prev_kv, ..Default::default() })
         }
         Command::Compaction { revision, physical } => ctl.compaction(revision, physical),
+        Command::Auth { command } => ctl.auth(command),
+        Command::User { command } => ctl.user(command),
+        Command::Role { command } => ctl.role(command),
         Command::Alarm { command } => ctl.alarm(command),
         Command::Defrag => ctl.defrag(&cli.endpoints),
         Command::Endpoint { command: EndpointCommand::Status } => ctl.endpoint_status(&cli.endpoints),

@@ -190,6 +190,7 @@ fn every_restored_row_comes_in_raftkv_layout() {
     let (info, rows) = read(&sample()).unwrap();
     assert_eq!(info, EtcdInfo { consistent_index: 42, auth_enabled: true, revision: 5 });
     let mut want: Rows = vec![
+        (Cf::Auth, b"enabled".to_vec(), vec![1]),
         (Cf::Auth, b"revision".to_vec(), 3u64.to_be_bytes().to_vec()),
         (Cf::Auth, b"user/amy".to_vec(), user_value()),
     ];
