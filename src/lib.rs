@@ -68,6 +68,7 @@ pub mod failpoint;
 pub mod identity;
 pub mod jsonpb;
 pub mod lease;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod pb;

@@ -25,6 +25,7 @@ impl Node {
     /// Reads a checked range from what this member has applied: the end of a [`Node::range`]
     /// whose barrier passed in [`Node::read_barrier_then`].
     pub fn range_local(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.inner.store.ops.range.inc();
         let mut resp = kv::range(&*self.inner.store, &req)?;
         self.inner.identity.fill_header(&mut resp.header);
         Ok(resp)
@@ -87,6 +88,7 @@ impl Node {
     pub fn txn_local(&self, req: TxnRequest) -> Result<TxnResponse> {
         let inner = &self.inner;
         let mut resp = kv::txn(&mut inner.store.pinned(), &req, &inner.lessor)?;
+        inner.store.ops.txn_done(&resp);
         inner.identity.fill_header(&mut resp.header);
         Ok(resp)
     }

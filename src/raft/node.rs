@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, select, Receiver, Sender};
 use prost::Message as _;
-use raft::prelude::{ConfChange, Entry, Message, Ready, SnapshotMetadata};
+use raft::prelude::{ConfChange, Entry, Message, MessageType, Ready, SnapshotMetadata};
 use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use rocksdb::WriteBatch;
 
+use super::metrics::RaftMetrics;
 use super::storage::RaftStorage;
 use super::{Apply, ApplyProgress, LeaderChange, Proposal, RaftRequest, RaftStatus};
 use crate::pb::ConfChangeContext;
@@ -78,6 +79,7 @@ pub struct RaftNode {
     transport: Arc<Transport>,
     /// Fails the waiter of a request whose proposal is gone.
     fail_request: Box<dyn Fn(u64, Error) + Send>,
+    metrics: RaftMetrics,
 }
 
 /// The wiring of a [`RaftNode`] beyond its log.
@@ -89,6 +91,7 @@ pub struct RaftParts {
     pub fail_request: Box<dyn Fn(u64, Error) + Send>,
     pub tick_interval: Duration,
     pub catchup_entries: u64,
+    pub metrics: RaftMetrics,
 }
 
 impl RaftNode {
@@ -109,6 +112,7 @@ impl RaftNode {
             last_leader,
             transport: parts.transport,
             fail_request: parts.fail_request,
+            metrics: parts.metrics,
         }
     }
 
@@ -174,14 +178,19 @@ impl RaftNode {
 
     fn on_tick(&mut self) {
         self.raw.tick();
-        self.reads.retry_stale(&mut self.raw);
+        if self.reads.retry_stale(&mut self.raw) {
+            self.metrics.slow_read_indexes.inc();
+        }
         let now = Instant::now();
         self.waiting_for_leader.retain(|p| p.deadline > now);
     }
 
     fn on_request(&mut self, req: RaftRequest) {
         match req {
-            RaftRequest::Propose(p) => self.propose(p),
+            RaftRequest::Propose(p) => {
+                self.metrics.proposal_taken(p.queued);
+                self.propose(p)
+            }
             RaftRequest::ReadIndex { reply } => self.reads.pending.push(reply),
             RaftRequest::ProposeConfChange(cc) => self.propose_conf_change(cc),
             RaftRequest::TransferLeader { target } => {
@@ -205,6 +214,9 @@ impl RaftNode {
         match event {
             PeerEvent::Step(msg) => {
                 let (from, kind) = (msg.from, msg.get_msg_type());
+                if kind == MessageType::MsgHeartbeatResponse {
+                    self.metrics.heartbeat_answered(from);
+                }
                 if let Err(e) = self.raw.step(msg) {
                     log::debug!("raft: {kind:?} from {from:x} not stepped: {e}");
                 }
@@ -377,6 +389,9 @@ impl RaftNode {
         if change == self.last_leader {
             return None;
         }
+        if change.leader_id != self.last_leader.leader_id {
+            self.metrics.leader_changed(change.leader_id);
+        }
         self.reads.abort_round_unless_led_by(change.leader_id);
         self.last_leader = change;
         Some(change)
@@ -393,9 +408,13 @@ impl RaftNode {
             store.set_hard_state(&mut batch, hs);
         }
         if !batch.is_empty() {
+            let started = Instant::now();
             crate::failpoint::check("raft_before_save")?;
             // This fsync is the group commit of every proposal in the Ready.
             self.db.write(batch, rd.must_sync())?;
+            if rd.must_sync() {
+                self.metrics.synced(started, rd.entries().last().map(|e| e.index));
+            }
             crate::failpoint::check("raft_after_save")?;
         }
         Ok(())
@@ -411,14 +430,23 @@ impl RaftNode {
             return Ok(());
         }
         self.settle_appended(&entries);
+        if let Some(last) = entries.last() {
+            self.metrics.committed(last.index);
+        }
         // Blocks only if the run loop is this far behind; it moves work on at once, so this is
         // backpressure from a stalled apply thread, as etcd's unbuffered applyc gives.
-        self.ch.apply_tx.send(Apply { snapshot, entries, leader }).map_err(|_| Error::Stopped)
+        self.ch
+            .apply_tx
+            .send(Apply { snapshot, entries, leader, handed_off: Instant::now() })
+            .map_err(|_| Error::Stopped)
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
         if msgs.is_empty() {
             return;
+        }
+        for msg in msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgHeartbeat) {
+            self.metrics.heartbeat_sent(msg.to, self.tick_interval);
         }
         for to in self.transport.send(msgs) {
             self.raw.report_unreachable(to);
@@ -460,10 +488,12 @@ impl ReadIndexQueue {
         self.inflight = Some(ReadRound { ctx, leader_id, started: Instant::now(), waiters });
     }
 
-    fn retry_stale(&mut self, raw: &mut RawNode<RaftStorage>) {
-        if let Some(round) = self.inflight.take_if(|r| r.started.elapsed() >= READ_INDEX_RETRY) {
-            self.issue(raw, round.waiters);
-        }
+    /// Issues again a round that got no answer in time; returns whether it did (etcd's
+    /// slow read index).
+    fn retry_stale(&mut self, raw: &mut RawNode<RaftStorage>) -> bool {
+        let Some(round) = self.inflight.take_if(|r| r.started.elapsed() >= READ_INDEX_RETRY) else { return false };
+        self.issue(raw, round.waiters);
+        true
     }
 
     fn on_read_state(&mut self, ctx: &[u8], index: u64) {

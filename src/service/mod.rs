@@ -14,6 +14,7 @@
 
 pub mod election;
 pub mod lock;
+pub mod metered;
 pub mod observe;
 pub mod reads;
 mod recipes;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::metrics::Histogram;
 use crate::pb::*;
 use crate::wait::{Cancel, Reply};
 use crate::{Error, Node, Result, Ticket};
@@ -189,11 +191,20 @@ pub struct Service {
     waiting: Arc<AtomicUsize>,
     /// Ranges that may be large, read on the pool a few at a time ([`reads`]).
     large_reads: Arc<reads::LargeReads>,
+    /// The gRPC server's series of every method.
+    meters: Arc<metered::Meters>,
 }
 
 impl Service {
     pub fn new(node: Node) -> Service {
-        Service { node, waiting: Arc::new(AtomicUsize::new(0)), large_reads: Arc::default() }
+        let meters = Arc::new(metered::Meters::new(node.grpc_metrics()));
+        Service { node, waiting: Arc::new(AtomicUsize::new(0)), large_reads: Arc::default(), meters }
+    }
+
+    /// Counts a streaming call of `method` as started (as [`Service::call`] counts every unary
+    /// one); the adapter counts its messages and its end on the [`metered::Call`].
+    pub fn stream_started(&self, method: Method) -> metered::Call {
+        self.meters.start(method)
     }
 
     pub fn node(&self) -> &Node {
@@ -204,6 +215,8 @@ impl Service {
     /// on raft, whose deadline the adapter enforces; `None` when the answer is already on its
     /// way or the call blocks on the pool, where the node's own deadline bounds it.
     pub fn call(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
+        let call = self.meters.start(request.method());
+        let responder = Box::new(Metered { inner: responder, call });
         match request.method().rpc().runs {
             Runs::Pool => {
                 let service = self.clone();
@@ -218,10 +231,11 @@ impl Service {
             Runs::Loop => {}
         }
         let node = &self.node;
+        let reply = &node.stages().reply;
         match request {
-            Request::Put(req) => Some(node.put_then(req, later(responder, |r| Ok(Response::Put(r))))),
+            Request::Put(req) => Some(node.put_then(req, later(reply, responder, |r| Ok(Response::Put(r))))),
             Request::DeleteRange(req) => {
-                Some(node.delete_range_then(req, later(responder, |r| Ok(Response::DeleteRange(r)))))
+                Some(node.delete_range_then(req, later(reply, responder, |r| Ok(Response::DeleteRange(r)))))
             }
             Request::Range(req) => {
                 if let Err(e) = node.check_range(&req) {
@@ -245,7 +259,7 @@ impl Service {
                     return (!serializable).then_some(ticket);
                 }
                 let then = move |req| reader.range_local(req).map(Response::Range);
-                let ticket = node.read_barrier_then(serializable, req, later(responder, then));
+                let ticket = node.read_barrier_then(serializable, req, later(reply, responder, then));
                 // A serializable read was answered already.
                 (!serializable).then_some(ticket)
             }
@@ -255,11 +269,11 @@ impl Service {
                     return None;
                 }
                 if !Node::txn_is_read_only(&req) {
-                    return Some(node.txn_then(req, later(responder, |r| Ok(Response::Txn(r)))));
+                    return Some(node.txn_then(req, later(reply, responder, |r| Ok(Response::Txn(r)))));
                 }
                 let (serializable, reader) = (Node::txn_is_serializable(&req), node.clone());
                 let then = move |req| reader.txn_local(req).map(Response::Txn);
-                let ticket = node.read_barrier_then(serializable, req, later(responder, then));
+                let ticket = node.read_barrier_then(serializable, req, later(reply, responder, then));
                 (!serializable).then_some(ticket)
             }
             other => unreachable!("{:?} is a blocking call", other.method()),
@@ -355,12 +369,43 @@ impl Drop for WaitingSlot<'_> {
 }
 
 /// A reply that, answered on the raft or apply thread, has the responder run `then` on its
-/// own thread.
+/// own thread; the hop between the two is the reply stage of the request's timings.
 fn later<T: Send + 'static>(
+    reply_stage: &Histogram,
     responder: Box<dyn Responder>,
     then: impl FnOnce(T) -> Result<Response> + Send + 'static,
 ) -> Reply<T> {
-    Reply::new(move |outcome: Result<T>| responder.later(Box::new(move || outcome.and_then(then))))
+    let reply_stage = reply_stage.clone();
+    Reply::new(move |outcome: Result<T>| {
+        let answered = Instant::now();
+        responder.later(Box::new(move || {
+            crate::metrics::observe_since(&reply_stage, answered);
+            outcome.and_then(then)
+        }))
+    })
+}
+
+/// Counts a unary call's end in the gRPC server's series, whichever way it is answered.
+struct Metered {
+    inner: Box<dyn Responder>,
+    call: metered::Call,
+}
+
+impl Responder for Metered {
+    fn later(self: Box<Self>, answer: Answer) {
+        let call = self.call;
+        self.inner.later(Box::new(move || call.unary_done(answer())));
+    }
+
+    fn blocking(self: Box<Self>, work: Answer) {
+        let call = self.call;
+        self.inner.blocking(Box::new(move || call.unary_done(work())));
+    }
+
+    fn waiting(self: Box<Self>, work: Waiting) {
+        let call = self.call;
+        self.inner.waiting(Box::new(move |cancel| call.unary_done(work(cancel))));
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,134 @@
+//! The gRPC server's series for every call, counted here once for both adapters, as
+//! go-grpc-prometheus' interceptors count them for etcd: `grpc_server_started_total`,
+//! `grpc_server_handled_total{grpc_code}`, `grpc_server_msg_{received,sent}_total` and
+//! `grpc_server_handling_seconds`, labelled `grpc_type`, `grpc_service`, `grpc_method`. A
+//! gateway call counts under the gRPC method it maps to, as etcd's gateway calls its own gRPC
+//! server.
+//!
+//! Every method's children (the 17 codes included) are resolved once, when the member's first
+//! [`Service`](super::Service) is made, so they are exposed at 0 from the start as etcd's
+//! pre-registration does, and a call costs an `Arc` clone, a clock read and a few atomic adds:
+//! on the adapter's thread when it starts, where its answer is made when it ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::rpc::{Kind, Method, RPCS};
+use super::Response;
+use crate::error::Code;
+use crate::metrics::{GrpcServer, Histogram, IntCounter};
+use crate::Result;
+
+/// Every method's children, by [`Method`] discriminant.
+pub struct Meters {
+    methods: Vec<MethodMeters>,
+}
+
+struct MethodMeters {
+    started: IntCounter,
+    /// By [`Code`] number.
+    handled: Vec<IntCounter>,
+    msg_received: IntCounter,
+    msg_sent: IntCounter,
+    handling: Histogram,
+}
+
+impl Meters {
+    pub fn new(grpc: &GrpcServer) -> Meters {
+        let mut methods: Vec<(Method, MethodMeters)> = RPCS
+            .iter()
+            .map(|rpc| {
+                let path = rpc.grpc.trim_start_matches('/');
+                let (service, method) = path.split_once('/').expect("gRPC paths are /<service>/<method>");
+                let kind = match rpc.kind {
+                    Kind::Unary => "unary",
+                    Kind::Bidi => "bidi_stream",
+                    Kind::ServerStream => "server_stream",
+                };
+                let labels = [kind, service, method];
+                let handled = Code::ALL
+                    .iter()
+                    .map(|code| grpc.handled.with_label_values(&[kind, service, method, code.name()]))
+                    .collect();
+                let meters = MethodMeters {
+                    started: grpc.started.with_label_values(&labels),
+                    handled,
+                    msg_received: grpc.msg_received.with_label_values(&labels),
+                    msg_sent: grpc.msg_sent.with_label_values(&labels),
+                    handling: grpc.handling.with_label_values(&labels),
+                };
+                (rpc.method, meters)
+            })
+            .collect();
+        methods.sort_by_key(|(method, _)| *method as usize);
+        debug_assert!(methods.iter().enumerate().all(|(i, (m, _))| *m as usize == i), "RPCS lists every method once");
+        Meters { methods: methods.into_iter().map(|(_, m)| m).collect() }
+    }
+
+    /// A call of `method` starts now; its request message is in.
+    pub fn start(self: &Arc<Self>, method: Method) -> Call {
+        let index = method as usize;
+        let m = &self.methods[index];
+        m.started.inc();
+        if method.rpc().kind == Kind::Unary {
+            m.msg_received.inc();
+        }
+        Call { meters: self.clone(), index, started: Instant::now(), ended: false }
+    }
+}
+
+/// A call in progress, counted as handled and timed when it ends. One dropped before it ended
+/// was given up: the adapter answered it from its expiry (the request timeout or the client's
+/// deadline) and the answer the call would have had was forgotten; it counts as
+/// `Unavailable`, etcd's code for `request timed out`.
+pub struct Call {
+    meters: Arc<Meters>,
+    index: usize,
+    started: Instant,
+    ended: bool,
+}
+
+impl Call {
+    /// A unary call ends with `outcome`, handed on unchanged.
+    pub fn unary_done(mut self, outcome: Result<Response>) -> Result<Response> {
+        let code = match &outcome {
+            Ok(_) => {
+                self.meters.methods[self.index].msg_sent.inc();
+                Code::Ok
+            }
+            Err(e) => e.code(),
+        };
+        self.finish(code);
+        outcome
+    }
+
+    /// A stream's message from the client.
+    pub fn received(&self) {
+        self.meters.methods[self.index].msg_received.inc();
+    }
+
+    /// A stream's message to the client.
+    pub fn sent(&self) {
+        self.meters.methods[self.index].msg_sent.inc();
+    }
+
+    /// The call ends with `code`.
+    pub fn end(mut self, code: Code) {
+        self.finish(code);
+    }
+
+    fn finish(&mut self, code: Code) {
+        self.ended = true;
+        let m = &self.meters.methods[self.index];
+        m.handled[code as usize].inc();
+        crate::metrics::observe_since(&m.handling, self.started);
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.finish(Code::Unavailable);
+        }
+    }
+}
