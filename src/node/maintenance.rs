@@ -263,7 +263,8 @@ impl NodeMetrics {
                 "etcd_cluster_version",
                 "Which version is running. 1 for 'cluster_version' label with current cluster version",
                 "cluster_version",
-                crate::version::ETCD_CLUSTER_VERSION.to_string(),
+                // etcd's `version.Cluster`: major.minor.
+                crate::version::ETCD_CLUSTER_VERSION.rsplit_once('.').map_or("", |(minor, _)| minor).to_string(),
             ),
         ];
         for (name, help, label, value) in labelled {
