@@ -70,22 +70,26 @@ impl Meters {
         let index = method as usize;
         let m = &self.methods[index];
         m.started.inc();
-        if method.rpc().kind == Kind::Unary {
+        let unary = method.rpc().kind == Kind::Unary;
+        if unary {
             m.msg_received.inc();
         }
-        Call { meters: self.clone(), index, started: Instant::now(), ended: false }
+        let dropped_as = if unary { Code::Unavailable } else { Code::Canceled };
+        Call { meters: self.clone(), index, started: Instant::now(), ended: false, dropped_as }
     }
 }
 
 /// A call in progress, counted as handled and timed when it ends. One dropped before it ended
-/// was given up: the adapter answered it from its expiry (the request timeout or the client's
-/// deadline) and the answer the call would have had was forgotten; it counts as
-/// `Unavailable`, etcd's code for `request timed out`.
+/// was given up: a unary call the adapter answered from its expiry (the request timeout or the
+/// client's deadline), whose own answer was forgotten, counts as `Unavailable`, etcd's code
+/// for `request timed out`; a stream the client reset or left counts as `Canceled`, as
+/// grpc-go reports a cancelled stream.
 pub struct Call {
     meters: Arc<Meters>,
     index: usize,
     started: Instant,
     ended: bool,
+    dropped_as: Code,
 }
 
 impl Call {
@@ -128,7 +132,7 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         if !self.ended {
-            self.finish(Code::Unavailable);
+            self.finish(self.dropped_as);
         }
     }
 }

@@ -21,6 +21,7 @@ use super::{error, first_message, framed, headers, status, Failure};
 use crate::api::h2::{Request, SendError, Session, StreamTx};
 use crate::error::Code;
 use crate::pb::{LeaderRequest, LeaseKeepAliveRequest, WatchRequest};
+use crate::service::metered::Call;
 use crate::service::observe::{Observed, Observer};
 use crate::service::rpc::Method;
 use crate::service::watch::{BatchSink, WatchSession};
@@ -45,16 +46,18 @@ pub(super) fn open(
     tx: StreamTx,
 ) -> Option<Box<dyn Session>> {
     let node = service.node();
+    let call = service.stream_started(method);
     // Sent with the first message, or with the status if none comes (trailers only).
     tx.headers(headers());
     let require_leader = req.field("hasleader") == Some("true");
+    let call: CallSlot = Arc::new(Mutex::new(Some(call)));
     if let Err(e) = node.check_stream(require_leader) {
-        finish(&tx, Err(error(e)));
+        finish(&tx, &call, Err(error(e)));
         return None;
     }
     let leader = require_leader.then(|| LeaderWatch { node: node.clone(), since: None });
     let message_max = node.config().grpc_message_max();
-    let base = Base { pending: Vec::new(), message_max, tx: tx.clone(), leader, deadline, ended: false };
+    let base = Base { pending: Vec::new(), message_max, tx: tx.clone(), leader, deadline, ended: false, call };
     Some(match method {
         Method::Watch => Box::new(WatchStream::new(node, base)),
         Method::LeaseKeepAlive => Box::new(KeepAliveStream::new(node, base)),
@@ -64,9 +67,16 @@ pub(super) fn open(
     })
 }
 
-/// Ends a stream with a status: OK, or the error's code and message.
-fn finish(tx: &StreamTx, outcome: Result<(), Failure>) {
+/// A stream's call in the gRPC server's series, ended by whichever thread ends the stream
+/// (dropped unended: the client left).
+type CallSlot = Arc<Mutex<Option<Call>>>;
+
+/// Ends a stream with a status: OK, or the error's code and message; counts its end.
+fn finish(tx: &StreamTx, call: &CallSlot, outcome: Result<(), Failure>) {
     let (code, message) = outcome.err().unwrap_or((Code::Ok, String::new()));
+    if let Some(call) = call.lock().take() {
+        call.end(code);
+    }
     tx.finish(status(code, &message));
 }
 
@@ -83,6 +93,7 @@ struct Base {
     deadline: Option<Instant>,
     /// The stream was ended from here: nothing more is taken.
     ended: bool,
+    call: CallSlot,
 }
 
 impl Base {
@@ -97,6 +108,9 @@ impl Base {
         loop {
             match first_message(&self.pending, self.message_max) {
                 Ok(Some((message, len))) => {
+                    if let Some(call) = &*self.call.lock() {
+                        call.received();
+                    }
                     match T::decode(message) {
                         Ok(request) => out.push(request),
                         Err(e) => {
@@ -123,7 +137,7 @@ impl Base {
     fn end(&mut self, outcome: Result<(), Failure>) {
         if !self.ended {
             self.ended = true;
-            finish(&self.tx, outcome);
+            finish(&self.tx, &self.call, outcome);
         }
     }
 
@@ -215,6 +229,7 @@ struct KeepAliveStream {
 struct KeepAliveWork {
     node: Node,
     tx: StreamTx,
+    call: CallSlot,
     queue: Mutex<KeepAliveQueue>,
 }
 
@@ -227,7 +242,12 @@ struct KeepAliveQueue {
 
 impl KeepAliveStream {
     fn new(node: &Node, base: Base) -> KeepAliveStream {
-        let work = Arc::new(KeepAliveWork { node: node.clone(), tx: base.tx.clone(), queue: Mutex::default() });
+        let work = Arc::new(KeepAliveWork {
+            node: node.clone(),
+            tx: base.tx.clone(),
+            call: base.call.clone(),
+            queue: Mutex::default(),
+        });
         KeepAliveStream { base, work }
     }
 }
@@ -290,7 +310,7 @@ impl KeepAliveWork {
             let sent = match outcome {
                 Ok(resp) => self.tx.send_blocking(framed(&resp.encode_to_vec())).is_ok(),
                 Err(outcome) => {
-                    finish(&self.tx, outcome);
+                    finish(&self.tx, &self.call, outcome);
                     false
                 }
             };
@@ -336,13 +356,13 @@ impl Session for SnapshotStream {
         if only_request::<crate::pb::EmptyRequest>(&mut self.base, data, end).is_none() {
             return;
         }
-        let (node, tx) = (self.node.clone(), self.base.tx.clone());
+        let (node, tx, call) = (self.node.clone(), self.base.tx.clone(), self.base.call.clone());
         let started = self.base.tx.spawn_blocking(move || {
             let outcome = node.snapshot(&mut |chunk| tx.send_blocking(framed(&chunk.encode_to_vec())).is_ok());
-            finish(&tx, outcome.map_err(error));
+            finish(&tx, &call, outcome.map_err(error));
         });
         if !started {
-            finish(&self.base.tx, Err(error(crate::Error::TooManyRequests)));
+            finish(&self.base.tx, &self.base.call, Err(error(crate::Error::TooManyRequests)));
         }
     }
 
@@ -373,8 +393,9 @@ impl Session for ObserveStream {
     fn data(&mut self, data: &[u8], end: bool) {
         let Some(req) = only_request::<LeaderRequest>(&mut self.base, data, end) else { return };
         let (service, tx, slot) = (self.service.clone(), self.base.tx.clone(), self.observer.clone());
+        let call = self.base.call.clone();
         let started = self.base.tx.spawn_blocking(move || {
-            let sink_tx = tx.clone();
+            let (sink_tx, sink_call) = (tx.clone(), call.clone());
             let sink = Box::new(move |observed| match observed {
                 Observed::Leaders(leaders) => {
                     let bytes = leaders.iter().flat_map(|resp| framed(&resp.encode_to_vec())).collect();
@@ -384,7 +405,7 @@ impl Session for ObserveStream {
                     })
                 }
                 Observed::Ended => {
-                    finish(&sink_tx, Ok(()));
+                    finish(&sink_tx, &sink_call, Ok(()));
                     Err(SinkError::Closed)
                 }
             });
@@ -395,11 +416,11 @@ impl Session for ObserveStream {
                         slot.observer = Some(observer);
                     }
                 }
-                Err(e) => finish(&tx, Err(error(e))),
+                Err(e) => finish(&tx, &call, Err(error(e))),
             }
         });
         if !started {
-            finish(&self.base.tx, Err(error(crate::Error::TooManyRequests)));
+            finish(&self.base.tx, &self.base.call, Err(error(crate::Error::TooManyRequests)));
         }
     }
 
