@@ -163,17 +163,17 @@ impl GrpcServer {
 pub struct Stages {
     /// From the proposer's send to the raft thread taking the request off its queue.
     pub queue: Histogram,
-    /// From the raft thread taking a proposal to the Ready that carries it being persisted,
-    /// the fsync excluded: the wait for the current Ready to finish.
+    /// From the first proposal of a Ready taken off the queue to the start of that Ready's
+    /// persist (one observation per synced Ready).
     pub propose: Histogram,
     /// The synced raft log write of one Ready (one observation per Ready, for all its
     /// proposals).
     pub fsync: Histogram,
-    /// From an entry's persist to its commit being known here: the quorum's round trip on a
-    /// leader (observed per Ready for the oldest entry it commits).
+    /// From a Ready's entries being persisted to their commit being known here: the quorum's
+    /// round trip on a leader (one observation per persisted Ready).
     pub commit: Histogram,
-    /// From entries leaving the raft thread to their batch's write being done: the apply
-    /// queue and the apply itself.
+    /// From committed entries leaving the raft thread to their batch being written: the run
+    /// loop, the apply queue and the apply itself (one observation per batch).
     pub apply: Histogram,
     /// From the apply thread's answer to the adapter encoding it on its own thread.
     pub reply: Histogram,
