@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::{self, Histogram, HistogramVec, IntCounter, Registry, Stages};
 
+/// A heartbeat unanswered this long is no round trip to time (the peer is down or cut off;
+/// etcd's prober gives up after its 5 s read timeout too): the next heartbeat starts afresh.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct RaftMetrics {
     wal_fsync: Histogram,
     leader_changes: IntCounter,
     heartbeat_send_failures: IntCounter,
-    pub(super) slow_read_indexes: IntCounter,
+    slow_read_indexes: IntCounter,
     peer_rtt: HistogramVec,
     stages: Stages,
     /// Per peer: the last heartbeat sent, and the heartbeat whose answer is awaited.
@@ -129,7 +133,14 @@ impl RaftMetrics {
         }
         let peer = self.peer(to);
         peer.last_heartbeat = Some(now);
-        peer.probe.get_or_insert(now);
+        if peer.probe.is_none_or(|sent| now - sent > PROBE_TIMEOUT) {
+            peer.probe = Some(now);
+        }
+    }
+
+    /// A ReadIndex round got no answer in time and goes again (etcd's slow read index).
+    pub fn read_index_retried(&self) {
+        self.slow_read_indexes.inc();
     }
 
     /// `from` answered a heartbeat: the round trip of the probe, if one is out.

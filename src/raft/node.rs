@@ -179,7 +179,7 @@ impl RaftNode {
     fn on_tick(&mut self) {
         self.raw.tick();
         if self.reads.retry_stale(&mut self.raw) {
-            self.metrics.slow_read_indexes.inc();
+            self.metrics.read_index_retried();
         }
         let now = Instant::now();
         self.waiting_for_leader.retain(|p| p.deadline > now);

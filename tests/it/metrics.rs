@@ -19,7 +19,10 @@ fn the_metrics_port_serves_etcds_series_and_the_probes_only() {
     let (client, metrics) = (member.client_addrs()[0], member.metrics_addrs()[0]);
     assert_eq!(http::post(client, "/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#).status, 200);
     assert_eq!(http::post(client, "/v3/kv/range", r#"{"key":"YQ==","revision":99}"#).status, 400);
-    assert_eq!(http::post(client, "/v3/lease/grant", r#"{"TTL":60}"#).status, 200);
+    let grant = http::post(client, "/v3/lease/grant", r#"{"TTL":60}"#);
+    let id = serde_json::from_str::<serde_json::Value>(&grant.text()).unwrap()["ID"].as_str().unwrap().to_string();
+    // A gateway stream counts under its gRPC method too.
+    assert_eq!(http::post(client, "/v3/lease/keepalive", &format!(r#"{{"ID":"{id}"}}"#)).status, 200);
 
     let text = http::send(metrics, GET_METRICS).text();
     for series in [
@@ -30,6 +33,9 @@ fn the_metrics_port_serves_etcds_series_and_the_probes_only() {
         "grpc_server_handled_total{grpc_code=\"OutOfRange\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1",
         "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",grpc_type=\"bidi_stream\"} 0",
         "grpc_server_msg_sent_total{grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 0",
+        "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"LeaseKeepAlive\",grpc_service=\"etcdserverpb.Lease\",grpc_type=\"bidi_stream\"} 1",
+        "grpc_server_msg_received_total{grpc_method=\"LeaseKeepAlive\",grpc_service=\"etcdserverpb.Lease\",grpc_type=\"bidi_stream\"} 1",
+        "etcd_debugging_lease_renewed_total 1",
         "grpc_server_handling_seconds_bucket{grpc_method=\"LeaseGrant\",grpc_service=\"etcdserverpb.Lease\",grpc_type=\"unary\",le=\"10\"} 1",
         "etcd_server_leader_changes_seen_total 1",
         "etcd_server_is_leader 1",

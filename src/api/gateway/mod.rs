@@ -148,18 +148,18 @@ impl http1::Handler for Gateway {
                     Err(refused) => refused,
                 },
                 _ => match decode::<crate::pb::EmptyRequest>(&req.body, max) {
-                    Ok(_) => streams::snapshot(service.node()),
+                    Ok(_) => streams::snapshot(&service),
                     Err(refused) => refused,
                 },
             });
             return None;
         }
         if rpc.kind == Kind::Bidi {
-            let node = self.node().clone();
+            let service = self.service.clone();
             let (method, body) = (rpc.method, req.body);
             done.spawn_blocking(move || match method {
-                Method::Watch => streams::watch(&node, &body),
-                _ => streams::keep_alive(&node, &body),
+                Method::Watch => streams::watch(&service, &body),
+                _ => streams::keep_alive(&service, &body),
             });
             return None;
         }
