@@ -112,6 +112,12 @@ impl Call {
         self.meters.methods[self.index].msg_received.inc();
     }
 
+    /// A stream's messages to the client: a handle for the threads that send them (the apply
+    /// and watch-sync threads for a watch).
+    pub fn sent(&self) -> IntCounter {
+        self.meters.methods[self.index].msg_sent.clone()
+    }
+
     /// The call ends with `code`.
     pub fn end(mut self, code: Code) {
         self.finish(code);

@@ -76,10 +76,12 @@ pub fn watch(service: &Service, body: &[u8]) -> Response {
         Err(refused) => return refused,
     };
     let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(WATCH_STREAM_QUEUE_MAX);
-    let sink_tx = tx.clone();
+    let (sink_tx, sent) = (tx.clone(), call.sent());
     let mut session = WatchSession::new(node.clone(), move || -> BatchSink {
-        let tx = sink_tx.clone();
-        Box::new(move |responses| queue(&tx, responses.iter().flat_map(stream_result).collect()))
+        let (tx, sent) = (sink_tx.clone(), sent.clone());
+        Box::new(move |responses| {
+            queue(&tx, responses.iter().flat_map(stream_result).collect()).map(|()| sent.inc_by(responses.len() as u64))
+        })
     });
     for req in requests {
         session.request(req);
@@ -101,14 +103,14 @@ pub fn observe(service: &Service, req: LeaderRequest) -> Response {
     call.received();
     let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(WATCH_STREAM_QUEUE_MAX);
     // The sink holds the only sender: the stream ends when the observer lets go of it.
-    let mut tx = Some(tx);
+    let (mut tx, sent) = (Some(tx), call.sent());
     let sink = Box::new(move |observed| {
         let Observed::Leaders(leaders) = observed else {
             tx = None;
             return Err(SinkError::Closed);
         };
         let Some(sender) = &tx else { return Err(SinkError::Closed) };
-        queue(sender, leaders.iter().flat_map(stream_result).collect())
+        queue(sender, leaders.iter().flat_map(stream_result).collect()).map(|()| sent.inc_by(leaders.len() as u64))
     });
     let observer: Observer = match service.observe(req, sink) {
         Ok(observer) => observer,
@@ -137,7 +139,10 @@ pub fn keep_alive(service: &Service, body: &[u8]) -> Response {
     let mut messages = Vec::with_capacity(requests.len());
     for req in requests {
         match service.node().lease_keep_alive(req) {
-            Ok(resp) => messages.push(stream_result(&resp)),
+            Ok(resp) => {
+                call.sent().inc();
+                messages.push(stream_result(&resp));
+            }
             Err(e) => {
                 call.end(e.code());
                 return stream_error(&e.to_string());
@@ -167,9 +172,12 @@ pub fn snapshot(service: &Service) -> Response {
     let spawned = crate::thread::spawn("raftkv-snap-client", move || {
         // A send fails once the client has gone, which ends the download (and drops the call
         // unended: canceled).
-        let mut gone = false;
+        let (mut gone, sent) = (false, call.sent());
         let outcome = node.snapshot(&mut |chunk| {
             gone = tx.send(stream_result(&chunk)).is_err();
+            if !gone {
+                sent.inc();
+            }
             !gone
         });
         match outcome {

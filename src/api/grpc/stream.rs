@@ -20,6 +20,7 @@ use prost::Message;
 use super::{error, first_message, framed, headers, status, Failure};
 use crate::api::h2::{Request, SendError, Session, StreamTx};
 use crate::error::Code;
+use crate::metrics::IntCounter;
 use crate::pb::{LeaderRequest, LeaseKeepAliveRequest, WatchRequest};
 use crate::service::metered::Call;
 use crate::service::observe::{Observed, Observer};
@@ -50,6 +51,7 @@ pub(super) fn open(
     // Sent with the first message, or with the status if none comes (trailers only).
     tx.headers(headers());
     let require_leader = req.field("hasleader") == Some("true");
+    let sent = call.sent();
     let call: CallSlot = Arc::new(Mutex::new(Some(call)));
     if let Err(e) = node.check_stream(require_leader) {
         finish(&tx, &call, Err(error(e)));
@@ -57,7 +59,7 @@ pub(super) fn open(
     }
     let leader = require_leader.then(|| LeaderWatch { node: node.clone(), since: None });
     let message_max = node.config().grpc_message_max();
-    let base = Base { pending: Vec::new(), message_max, tx: tx.clone(), leader, deadline, ended: false, call };
+    let base = Base { pending: Vec::new(), message_max, tx: tx.clone(), leader, deadline, ended: false, call, sent };
     Some(match method {
         Method::Watch => Box::new(WatchStream::new(node, base)),
         Method::LeaseKeepAlive => Box::new(KeepAliveStream::new(node, base)),
@@ -94,6 +96,8 @@ struct Base {
     /// The stream was ended from here: nothing more is taken.
     ended: bool,
     call: CallSlot,
+    /// The call's messages sent.
+    sent: IntCounter,
 }
 
 impl Base {
@@ -186,13 +190,13 @@ struct WatchStream {
 
 impl WatchStream {
     fn new(node: &Node, base: Base) -> WatchStream {
-        let tx = base.tx.clone();
+        let (tx, sent) = (base.tx.clone(), base.sent.clone());
         let session = WatchSession::new(node.clone(), move || -> BatchSink {
-            let tx = tx.clone();
+            let (tx, sent) = (tx.clone(), sent.clone());
             Box::new(move |responses| {
                 // Fragments go as one part: queued all together or not at all.
                 let bytes = responses.iter().flat_map(|resp| framed(&resp.encode_to_vec())).collect();
-                tx.send(bytes).map_err(|e| match e {
+                tx.send(bytes).map(|()| sent.inc_by(responses.len() as u64)).map_err(|e| match e {
                     SendError::Full => SinkError::Full,
                     SendError::Closed => SinkError::Closed,
                 })
@@ -230,6 +234,7 @@ struct KeepAliveWork {
     node: Node,
     tx: StreamTx,
     call: CallSlot,
+    sent: IntCounter,
     queue: Mutex<KeepAliveQueue>,
 }
 
@@ -246,6 +251,7 @@ impl KeepAliveStream {
             node: node.clone(),
             tx: base.tx.clone(),
             call: base.call.clone(),
+            sent: base.sent.clone(),
             queue: Mutex::default(),
         });
         KeepAliveStream { base, work }
@@ -308,7 +314,7 @@ impl KeepAliveWork {
                 Some(req) => self.node.lease_keep_alive(req).map_err(|e| Err(error(e))),
             };
             let sent = match outcome {
-                Ok(resp) => self.tx.send_blocking(framed(&resp.encode_to_vec())).is_ok(),
+                Ok(resp) => self.tx.send_blocking(framed(&resp.encode_to_vec())).map(|()| self.sent.inc()).is_ok(),
                 Err(outcome) => {
                     finish(&self.tx, &self.call, outcome);
                     false
@@ -356,9 +362,11 @@ impl Session for SnapshotStream {
         if only_request::<crate::pb::EmptyRequest>(&mut self.base, data, end).is_none() {
             return;
         }
-        let (node, tx, call) = (self.node.clone(), self.base.tx.clone(), self.base.call.clone());
+        let (node, tx, call, sent) =
+            (self.node.clone(), self.base.tx.clone(), self.base.call.clone(), self.base.sent.clone());
         let started = self.base.tx.spawn_blocking(move || {
-            let outcome = node.snapshot(&mut |chunk| tx.send_blocking(framed(&chunk.encode_to_vec())).is_ok());
+            let outcome = node
+                .snapshot(&mut |chunk| tx.send_blocking(framed(&chunk.encode_to_vec())).map(|()| sent.inc()).is_ok());
             finish(&tx, &call, outcome.map_err(error));
         });
         if !started {
@@ -393,13 +401,13 @@ impl Session for ObserveStream {
     fn data(&mut self, data: &[u8], end: bool) {
         let Some(req) = only_request::<LeaderRequest>(&mut self.base, data, end) else { return };
         let (service, tx, slot) = (self.service.clone(), self.base.tx.clone(), self.observer.clone());
-        let call = self.base.call.clone();
+        let (call, sent) = (self.base.call.clone(), self.base.sent.clone());
         let started = self.base.tx.spawn_blocking(move || {
             let (sink_tx, sink_call) = (tx.clone(), call.clone());
             let sink = Box::new(move |observed| match observed {
                 Observed::Leaders(leaders) => {
                     let bytes = leaders.iter().flat_map(|resp| framed(&resp.encode_to_vec())).collect();
-                    sink_tx.send(bytes).map_err(|e| match e {
+                    sink_tx.send(bytes).map(|()| sent.inc_by(leaders.len() as u64)).map_err(|e| match e {
                         SendError::Full => SinkError::Full,
                         SendError::Closed => SinkError::Closed,
                     })
