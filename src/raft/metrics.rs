@@ -160,3 +160,52 @@ impl RaftMetrics {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> (Registry, RaftMetrics) {
+        let registry = Registry::default();
+        let stages = Stages::new(&registry);
+        let m = RaftMetrics::new(&registry, stages);
+        (registry, m)
+    }
+
+    #[test]
+    fn a_late_heartbeat_counts_and_an_answer_times_the_first_one_out() {
+        let (registry, mut m) = metrics();
+        let interval = Duration::from_millis(10);
+        m.heartbeat_sent(7, interval);
+        m.heartbeat_sent(7, interval);
+        assert_eq!(m.heartbeat_send_failures.get(), 0, "on time");
+        std::thread::sleep(3 * interval);
+        m.heartbeat_sent(7, interval);
+        assert_eq!(m.heartbeat_send_failures.get(), 1, "later than twice the interval");
+        m.heartbeat_answered(7);
+        m.heartbeat_answered(7);
+        let rtt = m.peer_rtt.with_label_values(&["7"]);
+        assert_eq!(rtt.get_sample_count(), 1, "one probe out, one round trip");
+        assert!(rtt.get_sample_sum() >= (3 * interval).as_secs_f64(), "timed from the first heartbeat");
+        // A new leader starts afresh: its first heartbeat is never late.
+        m.leader_changed(9);
+        std::thread::sleep(3 * interval);
+        m.heartbeat_sent(7, interval);
+        assert_eq!(m.heartbeat_send_failures.get(), 1);
+        assert!(registry.text().contains("etcd_server_leader_changes_seen_total 1"));
+    }
+
+    #[test]
+    fn commits_are_timed_from_their_persist_and_losing_the_leader_is_no_change() {
+        let (registry, mut m) = metrics();
+        m.synced(Instant::now(), Some(5));
+        m.synced(Instant::now(), Some(8));
+        m.committed(6);
+        m.committed(8);
+        m.leader_changed(0);
+        let text = registry.text();
+        assert!(text.contains("raftkv_request_stage_duration_seconds_count{stage=\"commit\"} 2"), "{text}");
+        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_count 2"));
+        assert!(text.contains("etcd_server_leader_changes_seen_total 0"));
+    }
+}
