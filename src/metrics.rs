@@ -105,7 +105,7 @@ pub struct GrpcServer {
     pub msg_received: IntCounterVec,
     pub msg_sent: IntCounterVec,
     pub handling: HistogramVec,
-    /// etcd's own byte counters of its gRPC stats handler.
+    /// etcd's own byte counters of its gRPC stats handler (unary messages with their prefix).
     pub sent_bytes: IntCounter,
     pub received_bytes: IntCounter,
 }

@@ -1,9 +1,9 @@
 //! The gRPC server's series for every call, counted here once for both adapters, as
 //! go-grpc-prometheus' interceptors count them for etcd: `grpc_server_started_total`,
 //! `grpc_server_handled_total{grpc_code}`, `grpc_server_msg_{received,sent}_total` and
-//! `grpc_server_handling_seconds`, labelled `grpc_type`, `grpc_service`, `grpc_method`. A
-//! gateway call counts under the gRPC method it maps to, as etcd's gateway calls its own gRPC
-//! server.
+//! `grpc_server_handling_seconds`, labelled `grpc_type`, `grpc_service`, `grpc_method`, and
+//! etcd's `etcd_network_client_grpc_{received,sent}_bytes_total` of unary messages. A gateway
+//! call counts under the gRPC method it maps to, as etcd's gateway calls its own gRPC server.
 //!
 //! Every method's children (the 17 codes included) are resolved once, when the member's first
 //! [`Service`](super::Service) is made, so they are exposed at 0 from the start as etcd's
@@ -19,10 +19,16 @@ use crate::error::Code;
 use crate::metrics::{GrpcServer, Histogram, IntCounter};
 use crate::Result;
 
-/// Every method's children, by [`Method`] discriminant.
+/// Every method's children, by [`Method`] discriminant, and etcd's byte counters of its
+/// gRPC stats handler.
 pub struct Meters {
     methods: Vec<MethodMeters>,
+    sent_bytes: IntCounter,
+    received_bytes: IntCounter,
 }
+
+/// gRPC's length prefix, which etcd's byte counters include.
+const PREFIX: usize = 5;
 
 struct MethodMeters {
     started: IntCounter,
@@ -63,7 +69,11 @@ impl Meters {
         methods.sort_by_key(|(method, _)| *method as usize);
         // Indexed by discriminant below: a method missing from the table would shift the rest.
         assert!(methods.iter().enumerate().all(|(i, (m, _))| *m as usize == i), "RPCS lists every method once");
-        Meters { methods: methods.into_iter().map(|(_, m)| m).collect() }
+        Meters {
+            methods: methods.into_iter().map(|(_, m)| m).collect(),
+            sent_bytes: grpc.sent_bytes.clone(),
+            received_bytes: grpc.received_bytes.clone(),
+        }
     }
 
     /// A call of `method` starts now; its request message is in.
@@ -97,14 +107,20 @@ impl Call {
     /// A unary call ends with `outcome`, handed on unchanged.
     pub fn unary_done(mut self, outcome: Result<Response>) -> Result<Response> {
         let code = match &outcome {
-            Ok(_) => {
+            Ok(response) => {
                 self.meters.methods[self.index].msg_sent.inc();
+                self.meters.sent_bytes.inc_by((response.encoded_len() + PREFIX) as u64);
                 Code::Ok
             }
             Err(e) => e.code(),
         };
         self.finish(code);
         outcome
+    }
+
+    /// A unary call's request message, of `len` protobuf bytes.
+    pub fn received_bytes(&self, len: usize) {
+        self.meters.received_bytes.inc_by((len + PREFIX) as u64);
     }
 
     /// A stream's message from the client.

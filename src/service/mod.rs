@@ -59,6 +59,22 @@ macro_rules! calls {
                     $(Request::$method(_) => Method::$method,)*
                 }
             }
+
+            /// Its protobuf size (the gRPC message without its prefix).
+            pub fn encoded_len(&self) -> usize {
+                match self {
+                    $(Request::$method(r) => prost::Message::encoded_len(r),)*
+                }
+            }
+        }
+
+        impl Response {
+            /// Its protobuf size (the gRPC message without its prefix).
+            pub fn encoded_len(&self) -> usize {
+                match self {
+                    $(Response::$method(r) => prost::Message::encoded_len(r),)*
+                }
+            }
         }
     };
 }
@@ -216,6 +232,7 @@ impl Service {
     /// way or the call blocks on the pool, where the node's own deadline bounds it.
     pub fn call(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
         let call = self.meters.start(request.method());
+        call.received_bytes(request.encoded_len());
         let responder = Box::new(Metered { inner: responder, call });
         match request.method().rpc().runs {
             Runs::Pool => {

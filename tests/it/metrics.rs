@@ -57,6 +57,11 @@ fn the_metrics_port_serves_etcds_series_and_the_probes_only() {
     ] {
         assert!(text.lines().any(|l| l.starts_with(series)), "no {series} in\n{text}");
     }
+    // The gateway's unary calls as etcd counts them (they reach its gRPC server): a put of
+    // "a" = "b" is 6 protobuf bytes and gRPC's 5-byte prefix, as a real etcd reports it.
+    let bytes = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap();
+    assert_eq!(bytes("etcd_network_client_grpc_received_bytes_total "), 11 + 10 + 7, "put, range, grant");
+    assert!(bytes("etcd_network_client_grpc_sent_bytes_total ") > 3 * 5);
     let id = format!("etcd_server_id{{server_id=\"{:x}\"}} 1", member.node().member_id());
     assert!(text.contains(&id), "{id}");
     assert!(text.contains("# TYPE etcd_server_quota_backend_bytes gauge"));

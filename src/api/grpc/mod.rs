@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use super::h2::{self, Done, Expiry, Reason, Request, Response, Session, StreamTx};
 use crate::error::Code;
-use crate::metrics::IntCounter;
 use crate::service::{self, Answer, Responder, Rpc, Runs, Service, Waiting, RPCS};
 use crate::Ticket;
 
@@ -91,37 +90,21 @@ fn encode(outcome: crate::Result<service::Response>) -> Response {
     answer(outcome.map(|r| codec::encode_response(&r)).map_err(error))
 }
 
-/// The service's answers, back to the stream that asked, counted in etcd's
-/// `etcd_network_client_grpc_sent_bytes_total` (the message bytes of unary answers).
-struct GrpcResponder {
-    done: Done,
-    sent_bytes: IntCounter,
-}
-
-impl GrpcResponder {
-    fn encode(sent_bytes: &IntCounter, outcome: crate::Result<service::Response>) -> Response {
-        let response = encode(outcome);
-        if let Response::Full { body, .. } = &response {
-            sent_bytes.inc_by(body.len() as u64);
-        }
-        response
-    }
-}
+/// The service's answers, back to the stream that asked.
+struct GrpcResponder(Done);
 
 impl Responder for GrpcResponder {
     fn later(self: Box<Self>, answer: Answer) {
-        let sent = self.sent_bytes;
-        self.done.respond_with(move || GrpcResponder::encode(&sent, answer()));
+        self.0.respond_with(move || encode(answer()));
     }
 
     fn blocking(self: Box<Self>, work: Answer) {
-        let sent = self.sent_bytes;
-        self.done.spawn_blocking(move || GrpcResponder::encode(&sent, work()));
+        self.0.spawn_blocking(move || encode(work()));
     }
 
     fn waiting(self: Box<Self>, work: Waiting) {
-        let (cancel, sent) = (self.done.cancel(), self.sent_bytes);
-        self.done.spawn_blocking(move || GrpcResponder::encode(&sent, work(cancel)));
+        let cancel = self.0.cancel();
+        self.0.spawn_blocking(move || encode(work(cancel)));
     }
 }
 
@@ -257,10 +240,7 @@ impl h2::Handler for Grpc {
                 return None;
             }
         };
-        let grpc = self.service.node().grpc_metrics();
-        grpc.received_bytes.inc_by(req.body.len() as u64);
-        let responder = GrpcResponder { done, sent_bytes: grpc.sent_bytes.clone() };
-        let ticket = self.service.call(request, Box::new(responder));
+        let ticket = self.service.call(request, Box::new(GrpcResponder(done)));
         expiry(ticket, client_deadline, deadline_code(rpc))
     }
 
