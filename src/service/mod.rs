@@ -231,32 +231,36 @@ impl Service {
     /// on raft, whose deadline the adapter enforces; `None` when the answer is already on its
     /// way or the call blocks on the pool, where the node's own deadline bounds it.
     pub fn call(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
+        // Each path folds the call's end into the one closure it boxes anyway: metering adds
+        // no allocation to a call.
         let call = self.meters.start(request.method());
         call.received_bytes(request.encoded_len());
-        let responder = Box::new(Metered { inner: responder, call });
         match request.method().rpc().runs {
             Runs::Pool => {
                 let service = self.clone();
-                responder.blocking(Box::new(move || service.blocking(request)));
+                responder.blocking(Box::new(move || call.unary_done(service.blocking(request))));
                 return None;
             }
             Runs::Waits => {
                 let service = self.clone();
-                responder.waiting(Box::new(move |cancel| service.waiting(request, &cancel)));
+                responder.waiting(Box::new(move |cancel| call.unary_done(service.waiting(request, &cancel))));
                 return None;
             }
             Runs::Loop => {}
         }
         let node = &self.node;
         let reply = &node.stages().reply;
+        let refuse = |responder: Box<dyn Responder>, call: metered::Call, e: Error| {
+            responder.later(Box::new(move || call.unary_done(Err(e))));
+        };
         match request {
-            Request::Put(req) => Some(node.put_then(req, later(reply, responder, |r| Ok(Response::Put(r))))),
+            Request::Put(req) => Some(node.put_then(req, later(reply, call, responder, |r| Ok(Response::Put(r))))),
             Request::DeleteRange(req) => {
-                Some(node.delete_range_then(req, later(reply, responder, |r| Ok(Response::DeleteRange(r)))))
+                Some(node.delete_range_then(req, later(reply, call, responder, |r| Ok(Response::DeleteRange(r)))))
             }
             Request::Range(req) => {
                 if let Err(e) = node.check_range(&req) {
-                    responder.later(Box::new(move || Err(e)));
+                    refuse(responder, call, e);
                     return None;
                 }
                 let (serializable, reader) = (req.serializable, node.clone());
@@ -265,9 +269,12 @@ impl Service {
                         (self.large_reads.clone(), Instant::now() + node.config().request_timeout());
                     // Refused before the read barrier, a refusal costs no raft round.
                     if !reads.admits(deadline) {
-                        responder.later(Box::new(|| Err(Error::TooManyRequests)));
+                        refuse(responder, call, Error::TooManyRequests);
                         return None;
                     }
+                    // Large reads may be refused on their way, so the call's end rides with
+                    // the responder (an allocation more, for a read of thousands of keys).
+                    let responder = Box::new(Metered { inner: responder, call });
                     let ready = Reply::new(move |outcome: Result<RangeRequest>| {
                         let read = move || outcome.and_then(|req| reader.range_local(req)).map(Response::Range);
                         reads.run(responder, deadline, read);
@@ -276,21 +283,21 @@ impl Service {
                     return (!serializable).then_some(ticket);
                 }
                 let then = move |req| reader.range_local(req).map(Response::Range);
-                let ticket = node.read_barrier_then(serializable, req, later(reply, responder, then));
+                let ticket = node.read_barrier_then(serializable, req, later(reply, call, responder, then));
                 // A serializable read was answered already.
                 (!serializable).then_some(ticket)
             }
             Request::Txn(req) => {
                 if let Err(e) = node.check_txn(&req) {
-                    responder.later(Box::new(move || Err(e)));
+                    refuse(responder, call, e);
                     return None;
                 }
                 if !Node::txn_is_read_only(&req) {
-                    return Some(node.txn_then(req, later(reply, responder, |r| Ok(Response::Txn(r)))));
+                    return Some(node.txn_then(req, later(reply, call, responder, |r| Ok(Response::Txn(r)))));
                 }
                 let (serializable, reader) = (Node::txn_is_serializable(&req), node.clone());
                 let then = move |req| reader.txn_local(req).map(Response::Txn);
-                let ticket = node.read_barrier_then(serializable, req, later(reply, responder, then));
+                let ticket = node.read_barrier_then(serializable, req, later(reply, call, responder, then));
                 (!serializable).then_some(ticket)
             }
             other => unreachable!("{:?} is a blocking call", other.method()),
@@ -386,9 +393,11 @@ impl Drop for WaitingSlot<'_> {
 }
 
 /// A reply that, answered on the raft or apply thread, has the responder run `then` on its
-/// own thread; the hop between the two is the reply stage of the request's timings.
+/// own thread, and ends `call` there; the hop between the two is the reply stage of the
+/// request's timings.
 fn later<T: Send + 'static>(
     reply_stage: &Histogram,
+    call: metered::Call,
     responder: Box<dyn Responder>,
     then: impl FnOnce(T) -> Result<Response> + Send + 'static,
 ) -> Reply<T> {
@@ -397,12 +406,13 @@ fn later<T: Send + 'static>(
         let answered = Instant::now();
         responder.later(Box::new(move || {
             crate::metrics::observe_since(&reply_stage, answered);
-            outcome.and_then(then)
+            call.unary_done(outcome.and_then(then))
         }))
     })
 }
 
-/// Counts a unary call's end in the gRPC server's series, whichever way it is answered.
+/// Counts a unary call's end in the gRPC server's series, whichever way its responder is
+/// answered.
 struct Metered {
     inner: Box<dyn Responder>,
     call: metered::Call,
