@@ -44,6 +44,9 @@ pub struct Config {
     /// Where [`crate::embed::Member`] serves clients (`--listen-client-urls`). Empty: no client
     /// listener; a [`crate::Node`] started on its own never opens one.
     pub listen_client_urls: Vec<String>,
+    /// Where [`crate::embed::Member`] serves `/metrics` and the health probes only
+    /// (`--listen-metrics-urls`, `http://` only). Empty: none besides the client port.
+    pub listen_metrics_urls: Vec<String>,
     /// Token that makes the ids of distinct clusters with the same URLs distinct
     /// (`--initial-cluster-token`).
     pub initial_cluster_token: String,
@@ -145,6 +148,7 @@ impl Config {
             initial_cluster_state: ClusterState::New,
             listen_peer_urls: Vec::new(),
             listen_client_urls: Vec::new(),
+            listen_metrics_urls: Vec::new(),
             initial_cluster_token: "etcd-cluster".to_string(),
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
@@ -251,6 +255,9 @@ impl Config {
                     "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {url} with HTTPS scheme"
                 ));
             }
+        }
+        if let Some(url) = self.listen_metrics_urls.iter().find(|u| u.starts_with("https://")) {
+            return fail(format!("--listen-metrics-urls {url}: only http:// is supported (see docs/compat.md)"));
         }
         let tls = &self.client_tls;
         if let Some(url) = self.listen_client_urls.iter().find(|u| u.starts_with("https://")) {

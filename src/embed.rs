@@ -2,9 +2,10 @@
 //! owns the start and shutdown order, so the CLI, the tests and a Rust program that embeds
 //! raftkv all get the same one.
 //!
-//! Start: bind every `--listen-client-urls` socket first (a port in use fails before the data
-//! dir is touched) and load the TLS certificate of the `https://` ones (generated with
-//! `--auto-tls`), open the member, then serve the gateway on each socket.
+//! Start: bind every `--listen-client-urls` and `--listen-metrics-urls` socket first (a port
+//! in use fails before the data dir is touched) and load the TLS certificate of the
+//! `https://` client ones (generated with `--auto-tls`), open the member, then serve the
+//! gateway on each client socket and `/metrics` with the probes on each metrics socket.
 //! Shutdown: stop the client listeners first (no new request reaches a member that is going
 //! away; their event loops, pool and stream threads are joined), then the member itself.
 //!
@@ -23,6 +24,12 @@ use crate::{Config, Node, Result, Server};
 /// A client listener: its URL, its socket, and its TLS for an `https://` URL.
 type Listener = (String, TcpListener, Option<Arc<ServerTls>>);
 
+/// Every socket a member serves clients on: the client port's, then the metrics port's.
+struct Listeners {
+    clients: Vec<Listener>,
+    metrics: Vec<(String, TcpListener)>,
+}
+
 /// A member and the gateway on its client listeners. Cheap to clone: clones share the member,
 /// and any of them stops it.
 #[derive(Clone)]
@@ -30,6 +37,7 @@ pub struct Member {
     node: Node,
     clients: Arc<Mutex<Vec<HttpServer>>>,
     addrs: Arc<Vec<SocketAddr>>,
+    metrics_addrs: Arc<Vec<SocketAddr>>,
     /// The run loop until [`Member::run`] takes it; `None` once started or run.
     server: Arc<Mutex<Option<Server>>>,
 }
@@ -38,31 +46,39 @@ impl Member {
     /// Opens the member and serves its clients; the caller then gives a thread to
     /// [`Member::run`]. Requests wait (or time out) until the loop runs.
     pub fn open(cfg: Config) -> Result<Member> {
-        let listeners = bind_clients(&cfg)?;
+        let listeners = bind_listeners(&cfg)?;
         let (server, node) = Node::open(cfg)?;
         Member::serve(node, listeners, Some(server))
     }
 
     /// Opens the member, runs its loop on `raftkv-run`, and serves its clients.
     pub fn start(cfg: Config) -> Result<Member> {
-        let listeners = bind_clients(&cfg)?;
+        let listeners = bind_listeners(&cfg)?;
         Member::serve(Node::start(cfg)?, listeners, None)
     }
 
-    fn serve(node: Node, listeners: Vec<Listener>, server: Option<Server>) -> Result<Member> {
-        let mut clients = Vec::with_capacity(listeners.len());
-        let mut addrs = Vec::with_capacity(listeners.len());
-        for (url, listener, tls) in listeners {
+    fn serve(node: Node, listeners: Listeners, server: Option<Server>) -> Result<Member> {
+        let mut clients = Vec::with_capacity(listeners.clients.len() + listeners.metrics.len());
+        let mut addrs = Vec::with_capacity(listeners.clients.len());
+        for (url, listener, tls) in listeners.clients {
             // On an error the servers already started stop as `clients` drops.
             let served = crate::api::serve(listener, node.clone(), tls)?;
             log::info!("raftkv: serving client requests on {url} ({})", served.local_addr());
             addrs.push(served.local_addr());
             clients.push(served);
         }
+        let mut metrics_addrs = Vec::with_capacity(listeners.metrics.len());
+        for (url, listener) in listeners.metrics {
+            let served = crate::api::serve_metrics(listener, node.clone())?;
+            log::info!("raftkv: serving metrics on {url} ({})", served.local_addr());
+            metrics_addrs.push(served.local_addr());
+            clients.push(served);
+        }
         Ok(Member {
             node,
             clients: Arc::new(Mutex::new(clients)),
             addrs: Arc::new(addrs),
+            metrics_addrs: Arc::new(metrics_addrs),
             server: Arc::new(Mutex::new(server)),
         })
     }
@@ -89,6 +105,11 @@ impl Member {
         &self.addrs
     }
 
+    /// Where each `--listen-metrics-urls` entry is served, in order.
+    pub fn metrics_addrs(&self) -> &[SocketAddr] {
+        &self.metrics_addrs
+    }
+
     /// Stops the client listeners, then the member, and joins all their threads. Reports the
     /// fatal error that stopped the member, if one did. Calling it again is harmless.
     pub fn stop(&self) -> Result<()> {
@@ -101,6 +122,15 @@ impl Member {
             client.stop();
         }
     }
+}
+
+fn bind_listeners(cfg: &Config) -> Result<Listeners> {
+    let metrics = cfg
+        .listen_metrics_urls
+        .iter()
+        .map(|url| Ok((url.clone(), crate::config::bind("--listen-metrics-urls", url)?)))
+        .collect::<Result<_>>()?;
+    Ok(Listeners { clients: bind_clients(cfg)?, metrics })
 }
 
 fn bind_clients(cfg: &Config) -> Result<Vec<Listener>> {

@@ -63,6 +63,29 @@ impl Code {
         self as u32
     }
 
+    /// grpc-go's `Code.String()`: the `grpc_code` label of the gRPC server's series.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::Canceled => "Canceled",
+            Code::Unknown => "Unknown",
+            Code::InvalidArgument => "InvalidArgument",
+            Code::DeadlineExceeded => "DeadlineExceeded",
+            Code::NotFound => "NotFound",
+            Code::AlreadyExists => "AlreadyExists",
+            Code::PermissionDenied => "PermissionDenied",
+            Code::ResourceExhausted => "ResourceExhausted",
+            Code::FailedPrecondition => "FailedPrecondition",
+            Code::Aborted => "Aborted",
+            Code::OutOfRange => "OutOfRange",
+            Code::Unimplemented => "Unimplemented",
+            Code::Internal => "Internal",
+            Code::Unavailable => "Unavailable",
+            Code::DataLoss => "DataLoss",
+            Code::Unauthenticated => "Unauthenticated",
+        }
+    }
+
     /// The HTTP status grpc-gateway's `HTTPStatusFromCode` gives the code, except
     /// FailedPrecondition: 400, as upstream etcd 3.4.23 (grpc-gateway ≥ 1.9.5) answers, where
     /// Debian's build (grpc-gateway 1.6) says 412.

@@ -69,6 +69,7 @@ pub mod identity;
 pub mod jsonpb;
 pub mod lease;
 pub mod logging;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod pb;

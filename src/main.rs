@@ -31,6 +31,9 @@ struct Args {
     /// URLs to listen on for client traffic (comma-separated; https ones serve TLS).
     #[arg(long, env = "RAFTKV_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
     listen_client_urls: Vec<String>,
+    /// URLs to listen on for /metrics and the health probes only (comma-separated; http only).
+    #[arg(long, env = "RAFTKV_LISTEN_METRICS_URLS", value_delimiter = ',')]
+    listen_metrics_urls: Vec<String>,
     /// Client URLs advertised to the rest of the cluster [default: the listen URLs].
     #[arg(long, env = "RAFTKV_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
     advertise_client_urls: Vec<String>,
@@ -270,6 +273,7 @@ impl Args {
         cfg.initial_cluster_state = initial_cluster_state;
         cfg.listen_peer_urls = self.listen_peer_urls.clone();
         cfg.listen_client_urls = self.listen_client_urls.clone();
+        cfg.listen_metrics_urls = self.listen_metrics_urls.clone();
         cfg.auto_compaction = AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         cfg.snapshot_count = self.snapshot_count;
         cfg.compaction_batch_limit = self.experimental_compaction_batch_limit;

@@ -188,12 +188,24 @@ impl<T: 'static> Wait<T> {
         }
     }
 
-    /// Forgets `id` (its caller gave up waiting).
-    pub fn cancel(&self, id: u64) {
+    /// Forgets `id` (its caller gave up waiting); returns whether it was still waiting.
+    pub fn cancel(&self, id: u64) -> bool {
         let reply = self.take(id);
+        let waiting = reply.is_some();
         if let Some(reply) = reply {
             reply.forget();
         }
+        waiting
+    }
+
+    /// Registrations still waiting for their outcome.
+    pub fn len(&self) -> usize {
+        self.replies.lock().as_ref().map_or(0, HashMap::len)
+    }
+
+    /// Whether none is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Takes back the reply of `id`, to answer it some other way.

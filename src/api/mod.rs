@@ -29,3 +29,10 @@ pub fn serve(listener: TcpListener, node: Node, tls: Option<Arc<ServerTls>>) -> 
     let handlers = Handlers { http1: gateway::Gateway::new(service.clone()), h2: grpc::Grpc::new(service) };
     HttpServer::start(listener, handlers, tls)
 }
+
+/// Serves `/metrics` and the health probes for `node` on `listener` (one of
+/// `--listen-metrics-urls`), on the same HTTP server as the client port.
+pub fn serve_metrics(listener: TcpListener, node: Node) -> Result<HttpServer> {
+    let port = Arc::new(gateway::health::MetricsPort { node });
+    HttpServer::start(listener, Handlers { http1: port.clone(), h2: port }, None)
+}

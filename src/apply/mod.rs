@@ -35,6 +35,7 @@ use crate::cluster::{Change, Membership};
 use crate::identity::Identity;
 use crate::lease::Lessor;
 use crate::logging::GoDuration;
+use crate::metrics::{Histogram, IntCounter, Registry, Stages};
 use crate::mvcc::{ApplyBatch, ReadView, Store};
 use crate::pb::internal_request::Request;
 use crate::pb::*;
@@ -167,6 +168,35 @@ pub struct ApplyContext {
     pub snapshot_count: u64,
     /// `--experimental-warning-apply-duration`.
     pub warning_apply_duration: Duration,
+    pub metrics: ApplyMetrics,
+}
+
+/// What the apply thread observes: etcd's backend commit (here the batch's one RocksDB write)
+/// and slow applies (over `--experimental-warning-apply-duration`), and the apply stage of a write.
+pub struct ApplyMetrics {
+    backend_commit: Histogram,
+    slow_apply: IntCounter,
+    stages: Stages,
+}
+
+impl ApplyMetrics {
+    pub fn new(registry: &Registry, stages: Stages) -> ApplyMetrics {
+        let m = ApplyMetrics {
+            backend_commit: crate::metrics::histogram(
+                "etcd_disk_backend_commit_duration_seconds",
+                "The latency distributions of commit called by backend.",
+                crate::metrics::disk_buckets(),
+            ),
+            slow_apply: crate::metrics::counter(
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
+            ),
+            stages,
+        };
+        registry.register(m.backend_commit.clone());
+        registry.register(m.slow_apply.clone());
+        m
+    }
 }
 
 /// Points the transport at the members' current peer URLs.
@@ -209,7 +239,8 @@ impl Applier {
     /// or entries that failed, so the restart that must redo them would skip them (a follower
     /// whose snapshot install failed came back at the cluster's applied index with none of the
     /// snapshot's data).
-    pub fn apply(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
+    /// `handed_off`: when the raft thread let go of the entries (the apply stage's start).
+    pub fn apply(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>, handed_off: Instant) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -217,6 +248,7 @@ impl Applier {
         if outcome.is_err() {
             self.failed.store(true, Ordering::Release);
         }
+        crate::metrics::observe_since(&self.ctx.metrics.stages.apply, handed_off);
         outcome
     }
 
@@ -394,6 +426,7 @@ impl Applier {
         }
         let request = request.map(Request::summary).unwrap_or_default();
         let error = outcome.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        self.ctx.metrics.slow_apply.inc();
         log::warn!(
             took:% = GoDuration(took), "expected-duration":% = GoDuration(expected), prefix = "",
             request = request, error = error;
@@ -419,9 +452,19 @@ impl Applier {
         // NOSPACE (the proposing member checked before proposing; this member's size may differ).
         let fits = self.ctx.quota.available(req);
         let mut response = match req {
-            Request::Put(r) => Response::Put(kv::put(&mut batch.txn(), r, lessor)?),
-            Request::DeleteRange(r) => Response::DeleteRange(kv::delete_range(&mut batch.txn(), r, lessor)?),
-            Request::Txn(r) => Response::Txn(kv::txn(&mut batch.txn(), r, lessor)?),
+            Request::Put(r) => {
+                self.ctx.store.ops.put.inc();
+                Response::Put(kv::put(&mut batch.txn(), r, lessor)?)
+            }
+            Request::DeleteRange(r) => {
+                self.ctx.store.ops.delete.inc();
+                Response::DeleteRange(kv::delete_range(&mut batch.txn(), r, lessor)?)
+            }
+            Request::Txn(r) => {
+                let resp = kv::txn(&mut batch.txn(), r, lessor)?;
+                self.ctx.store.ops.txn_done(&resp);
+                Response::Txn(resp)
+            }
             Request::LeaseGrant(r) => {
                 let ttl = lessor.grant(db, batch.write_batch(), r.id, r.ttl)?;
                 let header = Some(ResponseHeader { revision: batch.rev(), ..Default::default() });
@@ -506,9 +549,12 @@ impl Applier {
         assert!(index <= committed, "applying index {index} beyond the commit index {committed}");
         let applied = self.progress.lock().applied_index;
         assert!(index > applied, "applied index must grow: {index} after {applied}");
+        // The failpoint stands for a stalled disk, so it is inside the timed write.
+        let started = Instant::now();
         crate::failpoint::check("apply_before_commit")?;
         let revision = batch.rev();
         let changes = batch.commit()?;
+        crate::metrics::observe_since(&self.ctx.metrics.backend_commit, started);
         crate::failpoint::check("apply_after_commit")?;
         // Progress first, so anyone told "done" below already sees it applied.
         let snapshot_due = {

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use prost::Message as _;
 use rocksdb::{IteratorMode, WriteBatch};
 
+use crate::metrics::{IntCounter, Registry};
 use crate::pb::{LeaseCheckpoint, LeaseRecord};
 use crate::storage::{Cf, Db};
 use crate::{Error, Result};
@@ -133,12 +134,39 @@ pub struct Lessor {
     state: Mutex<State>,
     /// Granted TTLs below this are raised to it: ceil(1.5 × election timeout), as etcd.
     min_ttl: i64,
+    metrics: LeaseMetrics,
+}
+
+/// etcd's lessor counters: grants and revokes as applied (every member), renewals on the
+/// leader, where they count.
+struct LeaseMetrics {
+    granted: IntCounter,
+    revoked: IntCounter,
+    renewed: IntCounter,
+}
+
+impl Default for LeaseMetrics {
+    fn default() -> LeaseMetrics {
+        use crate::metrics::counter;
+        LeaseMetrics {
+            granted: counter("etcd_debugging_lease_granted_total", "The total number of granted leases."),
+            revoked: counter("etcd_debugging_lease_revoked_total", "The total number of revoked leases."),
+            renewed: counter("etcd_debugging_lease_renewed_total", "The number of renewed leases seen by the leader."),
+        }
+    }
 }
 
 impl Lessor {
     /// Loads the leases in `db`; `leased_keys` are the live keys with a lease (from mvcc).
     pub fn open(db: &Db, min_ttl: i64, leased_keys: Vec<(Vec<u8>, i64)>) -> Result<Lessor> {
-        Ok(Lessor { state: Mutex::new(load(db, leased_keys)?), min_ttl })
+        Ok(Lessor { state: Mutex::new(load(db, leased_keys)?), min_ttl, metrics: LeaseMetrics::default() })
+    }
+
+    pub fn register_metrics(&self, registry: &Registry) {
+        let m = &self.metrics;
+        for c in [&m.granted, &m.revoked, &m.renewed] {
+            registry.register(c.clone());
+        }
     }
 
     /// Replaces every lease by those in `db` after a snapshot was installed (apply thread). A
@@ -178,6 +206,7 @@ impl Lessor {
         let lease = Lease { ttl, remaining_ttl: 0, expiry, reported: None, keys: BTreeSet::new() };
         batch.put_cf(db.cf(Cf::Lease), id.to_be_bytes(), lease.record(id).encode_to_vec());
         state.leases.insert(id, lease);
+        self.metrics.granted.inc();
         Ok(ttl)
     }
 
@@ -189,6 +218,7 @@ impl Lessor {
             state.key_lease.remove(key);
         }
         batch.delete_cf(db.cf(Cf::Lease), id.to_be_bytes());
+        self.metrics.revoked.inc();
         Ok(lease.keys.into_iter().collect())
     }
 
@@ -256,6 +286,7 @@ impl Lessor {
         if primary {
             lease.expiry = Some(Instant::now() + Duration::from_secs(lease.ttl as u64));
             lease.reported = None;
+            self.metrics.renewed.inc();
         }
         Some((lease.ttl, lease.remaining_ttl != 0))
     }
@@ -392,7 +423,7 @@ mod tests {
                 .leases
                 .insert(id, Lease { ttl, remaining_ttl: 0, expiry: None, reported: None, keys: BTreeSet::new() });
         }
-        Lessor { state: Mutex::new(state), min_ttl: 1 }
+        Lessor { state: Mutex::new(state), min_ttl: 1, metrics: LeaseMetrics::default() }
     }
 
     fn expire_all(lessor: &Lessor) {

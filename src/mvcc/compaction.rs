@@ -24,7 +24,6 @@
 //! durations. A snapshot install on the apply thread fences it ([`Store::pause_removal`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +33,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::{Revision, Store};
 use crate::logging::GoDuration;
+use crate::metrics::{self, Histogram, IntCounter};
 use crate::storage::{meta, Cf};
 use crate::{Error, Result};
 
@@ -70,64 +70,6 @@ struct Finished {
     closed: bool,
 }
 
-/// A histogram of milliseconds with fixed upper bounds, as Prometheus exposes it. Observed once
-/// per batch or per compaction, so a mutex costs nothing.
-pub struct MillisHistogram {
-    bounds: Vec<f64>,
-    counts: Mutex<Counts>,
-}
-
-#[derive(Default)]
-struct Counts {
-    /// Observations per bound (not cumulative; above the last bound only in `count`).
-    per_bound: Vec<u64>,
-    sum_ms: f64,
-    count: u64,
-}
-
-/// What a [`MillisHistogram`] holds at one moment.
-pub struct HistogramSnapshot {
-    /// (upper bound, observations at or below it), cumulative as Prometheus' `le` buckets.
-    pub buckets: Vec<(f64, u64)>,
-    pub sum_ms: f64,
-    pub count: u64,
-}
-
-impl MillisHistogram {
-    /// Prometheus' `ExponentialBuckets(start, factor, count)`.
-    fn exponential(start: f64, factor: f64, count: usize) -> MillisHistogram {
-        let bounds: Vec<f64> = (0..count).map(|i| start * factor.powi(i as i32)).collect();
-        let counts = Counts { per_bound: vec![0; bounds.len()], ..Default::default() };
-        MillisHistogram { bounds, counts: Mutex::new(counts) }
-    }
-
-    fn observe(&self, took: Duration) {
-        // Whole milliseconds, as etcd observes `time.Since(start) / time.Millisecond`.
-        let ms = took.as_millis() as f64;
-        let mut counts = self.counts.lock();
-        if let Some(i) = self.bounds.iter().position(|b| ms <= *b) {
-            counts.per_bound[i] += 1;
-        }
-        counts.sum_ms += ms;
-        counts.count += 1;
-    }
-
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        let counts = self.counts.lock();
-        let mut cumulative = 0;
-        let buckets = self
-            .bounds
-            .iter()
-            .zip(&counts.per_bound)
-            .map(|(bound, n)| {
-                cumulative += n;
-                (*bound, cumulative)
-            })
-            .collect();
-        HistogramSnapshot { buckets, sum_ms: counts.sum_ms, count: counts.count }
-    }
-}
-
 /// The removal's shared state, owned by the [`Store`].
 pub(super) struct Removal {
     /// The compaction to remove: set by the apply thread, read by the removal thread.
@@ -140,14 +82,13 @@ pub(super) struct Removal {
     /// For [`Store::wait_removed`]; written by the removal thread (and by open/reload).
     finished: Mutex<Finished>,
     finished_cv: Condvar,
-    /// etcd's `etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds`: one batch
-    /// (scan, delete, write), for every batch but a compaction's last.
-    pause_ms: MillisHistogram,
-    /// etcd's `etcd_debugging_mvcc_db_compaction_total_duration_milliseconds`: a compaction's
-    /// removal from its first batch to its last, pauses included.
-    total_ms: MillisHistogram,
-    /// etcd's `etcd_debugging_mvcc_db_compaction_keys_total`: rows deleted.
-    removed_total: AtomicU64,
+    /// One batch (scan, delete, write), for every batch but a compaction's last, in whole
+    /// milliseconds as etcd observes it.
+    pub(super) pause_ms: Histogram,
+    /// A compaction's removal from its first batch to its last, pauses included.
+    pub(super) total_ms: Histogram,
+    /// Rows deleted.
+    pub(super) removed_total: IntCounter,
 }
 
 impl Removal {
@@ -160,10 +101,21 @@ impl Removal {
             batch: Mutex::new(()),
             finished: Mutex::new(Finished { rev: finished, closed: false }),
             finished_cv: Condvar::new(),
-            // etcd's mvcc/metrics.go layouts: 1 ms .. 4096 ms and 100 ms .. 819.2 s.
-            pause_ms: MillisHistogram::exponential(1.0, 2.0, 13),
-            total_ms: MillisHistogram::exponential(100.0, 2.0, 14),
-            removed_total: AtomicU64::new(0),
+            // etcd's mvcc/metrics.go names and layouts: 1 ms .. 4096 ms and 100 ms .. 819.2 s.
+            pause_ms: metrics::histogram(
+                "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                "Bucketed histogram of db compaction pause duration.",
+                metrics::exponential(1.0, 2.0, 13),
+            ),
+            total_ms: metrics::histogram(
+                "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                "Bucketed histogram of db compaction total duration.",
+                metrics::exponential(100.0, 2.0, 14),
+            ),
+            removed_total: metrics::counter(
+                "etcd_debugging_mvcc_db_compaction_keys_total",
+                "Total number of db keys compacted.",
+            ),
         }
     }
 
@@ -261,18 +213,18 @@ impl Store {
         }
         db.write(batch, false)?;
         crate::failpoint::check("compaction_after_batch")?;
-        removal.removed_total.fetch_add(removed, Ordering::Relaxed);
+        removal.removed_total.inc_by(removed);
         match resume_at {
             Some(key) => {
                 // The smallest key after `key`.
                 cursor.next = [&key[..], &[0]].concat();
-                removal.pause_ms.observe(began.elapsed());
+                removal.pause_ms.observe(whole_ms(began.elapsed()));
                 Ok(true)
             }
             None => {
                 cursor.job = None;
                 let took = started.elapsed();
-                removal.total_ms.observe(took);
+                removal.total_ms.observe(whole_ms(took));
                 removal.finish(job.rev);
                 log::info!(
                     "compact-revision" = job.rev, took:% = GoDuration(took);
@@ -352,10 +304,9 @@ impl Store {
     pub fn removed_revision(&self) -> i64 {
         self.removal.finished.lock().rev
     }
+}
 
-    /// The removal histograms and the rows removed so far, for `/metrics`.
-    pub fn removal_metrics(&self) -> (HistogramSnapshot, HistogramSnapshot, u64) {
-        let removal = &self.removal;
-        (removal.pause_ms.snapshot(), removal.total_ms.snapshot(), removal.removed_total.load(Ordering::Relaxed))
-    }
+/// Whole milliseconds, as etcd observes `time.Since(start) / time.Millisecond`.
+fn whole_ms(took: Duration) -> f64 {
+    took.as_millis() as f64
 }

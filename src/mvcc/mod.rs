@@ -16,6 +16,7 @@
 pub mod compaction;
 pub mod index;
 pub mod key_index;
+mod metrics;
 pub mod revision;
 
 use std::collections::{HashMap, HashSet};
@@ -25,9 +26,10 @@ use parking_lot::RwLock;
 use prost::Message as _;
 use rocksdb::{IteratorMode, WriteBatch};
 
-pub use compaction::{HistogramSnapshot, RemovalCursor, RemovalPace, RemovalPaused};
+pub use compaction::{RemovalCursor, RemovalPace, RemovalPaused};
 pub use index::TreeIndex;
 pub use key_index::{KeyAt, KeyIndex};
+pub use metrics::MvccOps;
 pub use revision::Revision;
 
 use crate::pb::KeyValue;
@@ -89,6 +91,8 @@ pub struct Store {
     restored_leases: parking_lot::Mutex<Vec<(Vec<u8>, i64)>>,
     /// The compacted revisions still to delete from disk, and who waits for that.
     removal: compaction::Removal,
+    /// etcd's operation counters, counted by the callers that run them.
+    pub ops: MvccOps,
 }
 
 fn decode_kv(bytes: &[u8], rev: Revision) -> Result<KeyValue> {
@@ -182,12 +186,22 @@ impl Store {
             state: RwLock::new(loaded.state),
             restored_leases: parking_lot::Mutex::new(loaded.leased),
             removal: compaction::Removal::new(loaded.finished_rev),
+            ops: MvccOps::default(),
         };
         if let Some((rev, keep)) = loaded.unfinished {
             log::info!("mvcc: resuming the removal of revisions compacted at {rev}");
             store.removal.schedule(rev, keep);
         }
         Ok(store)
+    }
+
+    /// Registers the store's series: the operation counters and the removal's histograms.
+    pub fn register_metrics(&self, registry: &crate::metrics::Registry) {
+        self.ops.register(registry);
+        let removal = &self.removal;
+        registry.register(removal.pause_ms.clone());
+        registry.register(removal.total_ms.clone());
+        registry.register(removal.removed_total.clone());
     }
 
     /// Rebuilds the key index from the database after a snapshot replaced its contents (apply

@@ -695,11 +695,25 @@ fn the_removal_thread_finishes_physical_waits_and_releases_them_at_stop() {
         store.wait_removed(at).unwrap();
         stop_removal.send(()).unwrap();
     });
-    let (pause, total, removed) = store.removal_metrics();
-    assert!(pause.count > 0 && removed > 0);
-    assert_eq!(total.count, 1);
-    assert_eq!(total.buckets.last().unwrap().0, 819_200.0, "etcd's layout: 100 ms × 2^13");
-    assert_eq!((pause.buckets[0].0, pause.buckets.len()), (1.0, 13), "etcd's layout: 1 ms .. 4096 ms");
+    let registry = crate::metrics::Registry::default();
+    store.register_metrics(&registry);
+    let text = registry.text();
+    let value = |series: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (pause, total) = (
+        "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+        "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+    );
+    assert!(value(&format!("{pause}_count")) > 0.0 && value("etcd_debugging_mvcc_db_compaction_keys_total") > 0.0);
+    assert_eq!(value(&format!("{total}_count")), 1.0);
+    assert!(text.contains(&format!("{total}_bucket{{le=\"819200\"}}")), "etcd's layout: 100 ms × 2^13");
+    assert!(text.contains(&format!("{pause}_bucket{{le=\"1\"}}")), "etcd's layout: 1 ms .. 4096 ms");
+    assert!(
+        text.contains(&format!("{pause}_bucket{{le=\"4096\"}}"))
+            && !text.contains(&format!("{pause}_bucket{{le=\"8192\"}}"))
+    );
     put(&store, "k001", "after");
     compact(&store, store.current_revision());
     assert!(matches!(store.wait_removed(store.current_revision()), Err(Error::Stopped)));

@@ -27,6 +27,7 @@ impl Node {
     /// Permissions are checked here, after the barrier, as etcd's `doSerialize` does.
     pub fn range_local(&self, req: RangeRequest) -> Result<RangeResponse> {
         self.inner.auth.is_range_permitted(self.caller(), &req.key, &req.range_end)?;
+        self.inner.store.ops.range.inc();
         let mut resp = kv::range(&*self.inner.store, &req)?;
         self.check_auth_unchanged()?;
         self.inner.identity.fill_header(&mut resp.header);
@@ -92,6 +93,7 @@ impl Node {
         inner.auth.check_txn(self.caller(), &req)?;
         let mut resp = kv::txn(&mut inner.store.pinned(), &req, &inner.lessor)?;
         self.check_auth_unchanged()?;
+        inner.store.ops.txn_done(&resp);
         inner.identity.fill_header(&mut resp.header);
         Ok(resp)
     }

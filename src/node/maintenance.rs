@@ -1,6 +1,7 @@
 //! The maintenance calls (status, hash, hash of the key-value history, snapshot), gRPC's
-//! health check, the response headers the other calls share, and the Prometheus text of
-//! `/metrics`.
+//! health check, the response headers the other calls share, and the member's metrics
+//! ([`NodeMetrics`]: the registry every module registered its series in, and the gauges
+//! sampled at a scrape).
 //!
 //! Like etcd's unary interceptor, a learner answers none of these but `Status`.
 
@@ -9,6 +10,7 @@ use std::io::Read;
 use sha2::{Digest, Sha256};
 
 use super::{Node, Origin};
+use crate::metrics::{GrpcServer, IntGauge, Registry, Stages};
 use crate::pb::internal_request::Request;
 use crate::pb::*;
 use crate::server::propose::wait_on;
@@ -27,83 +29,12 @@ impl Node {
         inner.identity.header_at(inner.store.current_revision())
     }
 
-    /// Prometheus text exposition of the member's main counters, under etcd's metric names
-    /// where one exists (so etcd dashboards and the shared bench scripts read them).
+    /// Prometheus text exposition (format 0.0.4) of the member's series: etcd's names, types,
+    /// labels and bucket layouts, then the process collector's. Reads atomics and a few
+    /// RocksDB properties; call it where blocking briefly is fine (the gateway's pool).
     pub fn metrics(&self) -> String {
-        let inner = &self.inner;
-        let has_leader = u8::from(inner.identity.raft().leader_id() != 0);
-        let (block_cache, memtables) = inner.db.memory_bytes();
-        let metrics = [
-            (
-                "etcd_disk_wal_fsync_duration_seconds_count",
-                "counter",
-                "Synced raft log writes.",
-                inner.db.synced_writes().to_string(),
-            ),
-            (
-                "etcd_disk_wal_fsync_duration_seconds_sum",
-                "counter",
-                "Seconds spent in synced raft log writes.",
-                format!("{:.6}", inner.db.synced_seconds()),
-            ),
-            ("etcd_server_has_leader", "gauge", "Whether a leader exists.", has_leader.to_string()),
-            (
-                "etcd_server_proposals_committed_total",
-                "gauge",
-                "The raft commit index.",
-                inner.identity.raft().commit_index().to_string(),
-            ),
-            (
-                "etcd_server_proposals_applied_total",
-                "gauge",
-                "The applied raft index.",
-                inner.applied.get().to_string(),
-            ),
-            ("etcd_mvcc_db_total_size_in_bytes", "gauge", "Database size on disk.", inner.db.size_bytes().to_string()),
-            (
-                "etcd_server_quota_backend_bytes",
-                "gauge",
-                "Current backend storage quota size in bytes.",
-                inner.quota.bytes().map_or(inner.cfg.quota_backend_bytes, |b| b as i64).to_string(),
-            ),
-            (
-                "etcd_mvcc_db_total_size_in_use_in_bytes",
-                "gauge",
-                "Live data the quota is checked against.",
-                inner.quota.size().to_string(),
-            ),
-            (
-                "etcd_debugging_mvcc_current_revision",
-                "gauge",
-                "The store's current revision.",
-                inner.store.current_revision().to_string(),
-            ),
-            ("etcd_debugging_mvcc_watcher_total", "gauge", "Registered watchers.", inner.watches.len().to_string()),
-            ("etcd_debugging_mvcc_keys_total", "gauge", "Keys in the index.", inner.store.key_count().to_string()),
-            ("raftkv_rocksdb_block_cache_bytes", "gauge", "RocksDB block cache in use.", block_cache.to_string()),
-            ("raftkv_rocksdb_memtable_bytes", "gauge", "RocksDB memtables, all families.", memtables.to_string()),
-        ];
-        let mut text: String =
-            metrics.iter().map(|(name, kind, help, value)| series_text(name, kind, help, value)).collect();
-        let (pause, total, removed) = inner.store.removal_metrics();
-        for (name, help, histogram) in [
-            (
-                "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
-                "Bucketed histogram of db compaction pause duration.",
-                pause,
-            ),
-            (
-                "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
-                "Bucketed histogram of db compaction total duration.",
-                total,
-            ),
-        ] {
-            text.push_str(&histogram_text(name, help, &histogram));
-        }
-        let name = "etcd_debugging_mvcc_db_compaction_keys_total";
-        text.push_str(&series_text(name, "counter", "Total number of db keys compacted.", &removed.to_string()));
-        text.push_str(&process_text());
-        text
+        self.inner.metrics.gauges.sample(self);
+        self.inner.metrics.registry.text()
     }
 
     /// This member's view of itself (etcd `Status`).
@@ -243,77 +174,135 @@ impl Node {
     }
 }
 
-/// A histogram in Prometheus' text format: cumulative `_bucket` lines by `le`, `_sum`, `_count`.
-fn histogram_text(name: &str, help: &str, h: &crate::mvcc::HistogramSnapshot) -> String {
-    let mut text = format!("# HELP {name} {help}\n# TYPE {name} histogram\n");
-    for (bound, count) in &h.buckets {
-        text.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {count}\n"));
-    }
-    text.push_str(&format!(
-        "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
-        h.count, h.sum_ms, h.count
-    ));
-    text
+/// The member's registry and the series only the node can sample: gauges of state that
+/// other threads own, read at each scrape (on the scraping thread) rather than kept up to date
+/// on the hot path.
+pub(super) struct NodeMetrics {
+    pub registry: Registry,
+    pub grpc: GrpcServer,
+    pub stages: Stages,
+    gauges: Gauges,
 }
 
-/// The process collector's series, as Prometheus' Go client writes them for etcd (etcdctl's
-/// `check datascale` reads `process_resident_memory_bytes`), from `/proc/self`. A series
-/// whose file cannot be read is left out rather than reported as 0.
-fn process_text() -> String {
-    // USER_HZ: fixed at 100 in the Linux ABI, whatever the kernel's tick.
-    const TICKS: f64 = 100.0;
-    let read = |path: &str| std::fs::read_to_string(path).ok();
-    let status_kib = |status: &str, field: &str| {
-        let line = status.lines().find(|l| l.starts_with(field))?;
-        line[field.len()..].split_whitespace().next()?.parse::<u64>().ok().map(|kib| kib * 1024)
-    };
-    let mut series: Vec<(&str, &str, &str, String)> = Vec::new();
-    // /proc/self/stat: the fields after the command's closing parenthesis, from field 3 on.
-    let stat = read("/proc/self/stat");
-    let fields: Vec<&str> = stat
-        .as_deref()
-        .and_then(|s| s.rsplit_once(')'))
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
-    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        let cpu = format!("{}", (utime + stime) / TICKS);
-        series.push(("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", cpu));
-    }
-    let limits = read("/proc/self/limits");
-    let max_fds = limits.as_deref().and_then(|l| {
-        let line = l.lines().find(|l| l.starts_with("Max open files"))?;
-        line["Max open files".len()..].split_whitespace().next()?.parse::<u64>().ok()
-    });
-    if let Some(max) = max_fds {
-        series.push(("process_max_fds", "gauge", "Maximum number of open file descriptors.", max.to_string()));
-    }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        // Less the one read_dir holds open.
-        let open = fds.count().saturating_sub(1);
-        series.push(("process_open_fds", "gauge", "Number of open file descriptors.", open.to_string()));
-    }
-    let status = read("/proc/self/status").unwrap_or_default();
-    if let Some(rss) = status_kib(&status, "VmRSS:") {
-        series.push(("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss.to_string()));
-    }
-    let boot =
-        read("/proc/stat").and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok()));
-    if let (Some(boot), Some(started)) = (boot, field(22)) {
-        let start = format!("{}", boot + started / TICKS);
-        series.push((
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since unix epoch in seconds.",
-            start,
-        ));
-    }
-    if let Some(vsize) = status_kib(&status, "VmSize:") {
-        series.push(("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vsize.to_string()));
-    }
-    series.iter().map(|(name, kind, help, value)| series_text(name, kind, help, value)).collect()
+struct Gauges {
+    has_leader: IntGauge,
+    is_leader: IntGauge,
+    is_learner: IntGauge,
+    committed: IntGauge,
+    applied: IntGauge,
+    pending: IntGauge,
+    db_size: IntGauge,
+    db_in_use: IntGauge,
+    quota: IntGauge,
+    revision: IntGauge,
+    watchers: IntGauge,
+    keys: IntGauge,
+    block_cache: IntGauge,
+    memtables: IntGauge,
 }
 
-/// One series without labels in Prometheus' text format, with its help and type.
-fn series_text(name: &str, kind: &str, help: &str, value: &str) -> String {
-    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
+impl NodeMetrics {
+    /// The gauges registered in `registry`, and those set once: this member's id and versions,
+    /// as etcd sets them at start.
+    pub fn new(registry: Registry, grpc: GrpcServer, stages: Stages, member_id: u64) -> NodeMetrics {
+        use crate::metrics::gauge;
+        let gauges = Gauges {
+            has_leader: gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not."),
+            is_leader: gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise."),
+            is_learner: gauge(
+                "etcd_server_is_learner",
+                "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            ),
+            committed: gauge(
+                "etcd_server_proposals_committed_total",
+                "The total number of consensus proposals committed.",
+            ),
+            applied: gauge("etcd_server_proposals_applied_total", "The total number of consensus proposals applied."),
+            pending: gauge("etcd_server_proposals_pending", "The current number of pending proposals to commit."),
+            db_size: gauge(
+                "etcd_mvcc_db_total_size_in_bytes",
+                "Total size of the underlying database physically allocated in bytes.",
+            ),
+            db_in_use: gauge(
+                "etcd_mvcc_db_total_size_in_use_in_bytes",
+                "Total size of the underlying database logically in use in bytes.",
+            ),
+            quota: gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes."),
+            revision: gauge("etcd_debugging_mvcc_current_revision", "The current revision of store."),
+            watchers: gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers."),
+            keys: gauge("etcd_debugging_mvcc_keys_total", "Total number of keys."),
+            block_cache: gauge("raftkv_rocksdb_block_cache_bytes", "RocksDB block cache in use."),
+            memtables: gauge("raftkv_rocksdb_memtable_bytes", "RocksDB memtables, all families."),
+        };
+        let g = &gauges;
+        for each in [
+            &g.has_leader,
+            &g.is_leader,
+            &g.is_learner,
+            &g.committed,
+            &g.applied,
+            &g.pending,
+            &g.db_size,
+            &g.db_in_use,
+            &g.quota,
+            &g.revision,
+            &g.watchers,
+            &g.keys,
+            &g.block_cache,
+            &g.memtables,
+        ] {
+            registry.register(each.clone());
+        }
+        use crate::metrics::gauge_vec;
+        let labelled = [
+            (
+                "etcd_server_id",
+                "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+                "server_id",
+                format!("{member_id:x}"),
+            ),
+            (
+                "etcd_server_version",
+                "Which version is running. 1 for 'server_version' label with current version.",
+                "server_version",
+                ETCD_VERSION.to_string(),
+            ),
+            (
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                "cluster_version",
+                // etcd's `version.Cluster`: major.minor.
+                crate::version::ETCD_CLUSTER_VERSION.rsplit_once('.').map_or("", |(minor, _)| minor).to_string(),
+            ),
+        ];
+        for (name, help, label, value) in labelled {
+            let vec = gauge_vec(name, help, &[label]);
+            vec.with_label_values(&[&value]).set(1);
+            registry.register(vec);
+        }
+        NodeMetrics { registry, grpc, stages, gauges }
+    }
+}
+
+impl Gauges {
+    fn sample(&self, node: &Node) {
+        let inner = &node.inner;
+        let raft = inner.identity.raft();
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.has_leader.set(i64::from(raft.leader_id() != 0));
+        self.is_leader.set(i64::from(raft.leader_id() == node.member_id()));
+        self.is_learner.set(i64::from(node.is_learner()));
+        self.committed.set(as_i64(raft.commit_index()));
+        self.applied.set(as_i64(inner.applied.get()));
+        self.pending.set(inner.proposer.pending() as i64);
+        self.db_size.set(as_i64(inner.db.size_bytes()));
+        self.db_in_use.set(as_i64(inner.quota.size()));
+        self.quota.set(inner.quota.bytes().map_or(inner.cfg.quota_backend_bytes, |b| b as i64));
+        self.revision.set(inner.store.current_revision());
+        self.watchers.set(inner.watches.len() as i64);
+        self.keys.set(inner.store.key_count() as i64);
+        let (block_cache, memtables) = inner.db.memory_bytes();
+        self.block_cache.set(as_i64(block_cache));
+        self.memtables.set(as_i64(memtables));
+    }
 }

@@ -103,6 +103,7 @@ struct Inner {
     run_thread: Mutex<Option<JoinHandle<Result<()>>>>,
     /// `raftkv-publish` while this member's attributes are not recorded yet, and its stop.
     publisher: Mutex<Option<(channel::Sender<()>, JoinHandle<()>)>>,
+    metrics: maintenance::NodeMetrics,
 }
 
 /// Who asks for a proposal: a client (refused on a learner, as etcd's) or the member itself
@@ -143,7 +144,11 @@ impl Node {
             transport,
             snapshots,
             stop_tx,
+            registry,
+            grpc,
+            stages,
         } = parts;
+        let metrics = maintenance::NodeMetrics::new(registry, grpc, stages, identity.member_id);
         let inner = Inner {
             cfg,
             identity,
@@ -163,6 +168,7 @@ impl Node {
             stop_tx,
             run_thread: Mutex::new(None),
             publisher: Mutex::new(None),
+            metrics,
         };
         let node = Node { inner: Arc::new(inner), caller: None };
         node.publish_attributes()?;
@@ -292,6 +298,16 @@ impl Node {
     /// group-commit ratio.
     pub fn storage_syncs(&self) -> u64 {
         self.inner.db.synced_writes()
+    }
+
+    /// The gRPC server's series, which the service layer counts every call in.
+    pub fn grpc_metrics(&self) -> &crate::metrics::GrpcServer {
+        &self.inner.metrics.grpc
+    }
+
+    /// The request stage timings, whose last stage (reply) the service layer observes.
+    pub fn stages(&self) -> &crate::metrics::Stages {
+        &self.inner.metrics.stages
     }
 
     /// Stops the member: signals its run loop and, if this handle's [`Node::start`] spawned

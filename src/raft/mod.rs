@@ -6,6 +6,7 @@
 //! loop) or through the shared [`RaftStatus`] (term, leader, commit index) that request handlers
 //! read for response headers and admission control.
 
+pub mod metrics;
 pub mod node;
 pub mod storage;
 
@@ -26,6 +27,8 @@ pub struct Proposal {
     pub data: Vec<u8>,
     /// After this the caller has given up; a proposal still queued then is dropped.
     pub deadline: Instant,
+    /// When it was queued for the raft thread (the queue stage of its timings).
+    pub queued: Instant,
 }
 
 /// What client threads ask of the raft thread.
@@ -67,6 +70,8 @@ pub struct Apply {
     pub entries: Vec<Entry>,
     /// Set when this Ready changed who leads (or the term).
     pub leader: Option<LeaderChange>,
+    /// When the raft thread let go of it.
+    pub handed_off: Instant,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

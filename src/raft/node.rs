@@ -8,7 +8,7 @@
 //! client request and peer message already queued, so all proposals (and, on a follower, all
 //! appends) that arrived during the previous fsync share the next Ready and its one synced
 //! `WriteBatch` (group commit); a leader under load also waits up to one sync time for more
-//! proposals before writing ([`RaftNode::widen_group_commit`]).
+//! proposals before writing (`widen_group_commit`).
 //!
 //! Ready handling follows raft-rs's documented order (DESIGN §2): leader messages, persist
 //! (snapshot, entries, hard state) in one batch synced when `must_sync`, persisted messages,
@@ -21,7 +21,7 @@
 //! another term. A proposal forwarded by a follower that the leader never got ends in the
 //! request timeout, as in etcd.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use raft::prelude::{ConfChange, Entry, Message, MessageType, Ready, SnapshotMeta
 use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use rocksdb::WriteBatch;
 
+use super::metrics::RaftMetrics;
 use super::storage::RaftStorage;
 use super::{Apply, ApplyProgress, LeaderChange, Proposal, RaftRequest, RaftStatus};
 use crate::logging::GoDuration;
@@ -81,11 +82,10 @@ pub struct RaftNode {
     appended: VecDeque<(u64, u64, u64)>,
     last_leader: LeaderChange,
     group: GroupCommit,
-    /// When this leader last sent each peer a heartbeat (etcd's timeout detector).
-    heartbeats_sent: HashMap<u64, Instant>,
     transport: Arc<Transport>,
     /// Fails the waiter of a request whose proposal is gone.
     fail_request: Box<dyn Fn(u64, Error) + Send>,
+    metrics: RaftMetrics,
 }
 
 /// The wiring of a [`RaftNode`] beyond its log.
@@ -97,6 +97,7 @@ pub struct RaftParts {
     pub fail_request: Box<dyn Fn(u64, Error) + Send>,
     pub tick_interval: Duration,
     pub catchup_entries: u64,
+    pub metrics: RaftMetrics,
 }
 
 impl RaftNode {
@@ -115,10 +116,10 @@ impl RaftNode {
             waiting_for_leader: VecDeque::new(),
             appended: VecDeque::new(),
             last_leader,
-            heartbeats_sent: HashMap::new(),
             group: GroupCommit::default(),
             transport: parts.transport,
             fail_request: parts.fail_request,
+            metrics: parts.metrics,
         }
     }
 
@@ -202,14 +203,19 @@ impl RaftNode {
 
     fn on_tick(&mut self) {
         self.raw.tick();
-        self.reads.retry_stale(&mut self.raw);
+        if self.reads.retry_stale(&mut self.raw) {
+            self.metrics.read_index_retried();
+        }
         let now = Instant::now();
         self.waiting_for_leader.retain(|p| p.deadline > now);
     }
 
     fn on_request(&mut self, req: RaftRequest) {
         match req {
-            RaftRequest::Propose(p) => self.propose(p),
+            RaftRequest::Propose(p) => {
+                self.metrics.proposal_taken(p.queued);
+                self.propose(p)
+            }
             RaftRequest::ReadIndex { reply } => self.reads.pending.push(reply),
             RaftRequest::ProposeConfChange(cc) => self.propose_conf_change(cc),
             RaftRequest::TransferLeader { target } => {
@@ -233,6 +239,9 @@ impl RaftNode {
         match event {
             PeerEvent::Step(msg) => {
                 let (from, kind) = (msg.from, msg.get_msg_type());
+                if kind == MessageType::MsgHeartbeatResponse {
+                    self.metrics.heartbeat_answered(from);
+                }
                 if let Err(e) = self.raw.step(msg) {
                     log::debug!("raft: {kind:?} from {from:x} not stepped: {e}");
                 }
@@ -408,8 +417,10 @@ impl RaftNode {
         if change == self.last_leader {
             return None;
         }
+        if change.leader_id != self.last_leader.leader_id {
+            self.metrics.leader_changed(change.leader_id);
+        }
         self.reads.abort_round_unless_led_by(change.leader_id);
-        self.heartbeats_sent.clear();
         // etcd's raft node words for it, which runbooks and alerts grep for.
         let (id, before, after, term) = (self.id, self.last_leader.leader_id, change.leader_id, change.term);
         match (before, after) {
@@ -444,6 +455,7 @@ impl RaftNode {
             let took = started.elapsed();
             if rd.must_sync() {
                 self.group.synced(took);
+                self.metrics.synced(started, rd.entries().last().map(|e| e.index));
             }
             if took > SLOW_FSYNC {
                 log::warn!(
@@ -466,37 +478,26 @@ impl RaftNode {
             return Ok(());
         }
         self.settle_appended(&entries);
+        if let Some(last) = entries.last() {
+            self.metrics.committed(last.index);
+        }
         // Blocks only if the run loop is this far behind; it moves work on at once, so this is
         // backpressure from a stalled apply thread, as etcd's unbuffered applyc gives.
-        self.ch.apply_tx.send(Apply { snapshot, entries, leader }).map_err(|_| Error::Stopped)
+        self.ch
+            .apply_tx
+            .send(Apply { snapshot, entries, leader, handed_off: Instant::now() })
+            .map_err(|_| Error::Stopped)
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
         if msgs.is_empty() {
             return;
         }
-        self.observe_heartbeats(&msgs);
+        for msg in msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgHeartbeat) {
+            self.metrics.heartbeat_sent(msg.to, self.tick_interval);
+        }
         for to in self.transport.send(msgs) {
             self.raw.report_unreachable(to);
-        }
-    }
-
-    /// etcd's timeout detector: heartbeats to a peer further apart than twice the interval
-    /// mean this leader was too busy to send them (a slow disk, most often), and its
-    /// followers may have started an election. The same warning as etcd's, word for word.
-    fn observe_heartbeats(&mut self, msgs: &[Message]) {
-        let now = Instant::now();
-        let expected = 2 * self.tick_interval;
-        for m in msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgHeartbeat) {
-            let Some(last) = self.heartbeats_sent.insert(m.to, now) else { continue };
-            let gap = now - last;
-            if gap > expected {
-                log::warn!(
-                    to = format!("{:x}", m.to), "heartbeat-interval":% = GoDuration(self.tick_interval),
-                    "expected-duration":% = GoDuration(expected), "exceeded-duration":% = GoDuration(gap - expected);
-                    "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk"
-                );
-            }
         }
     }
 }
@@ -562,10 +563,12 @@ impl ReadIndexQueue {
         self.inflight = Some(ReadRound { ctx, leader_id, started: Instant::now(), waiters });
     }
 
-    fn retry_stale(&mut self, raw: &mut RawNode<RaftStorage>) {
-        if let Some(round) = self.inflight.take_if(|r| r.started.elapsed() >= READ_INDEX_RETRY) {
-            self.issue(raw, round.waiters);
-        }
+    /// Issues again a round that got no answer in time; returns whether it did (etcd's
+    /// slow read index).
+    fn retry_stale(&mut self, raw: &mut RawNode<RaftStorage>) -> bool {
+        let Some(round) = self.inflight.take_if(|r| r.started.elapsed() >= READ_INDEX_RETRY) else { return false };
+        self.issue(raw, round.waiters);
+        true
     }
 
     fn on_read_state(&mut self, ctx: &[u8], index: u64) {

@@ -90,6 +90,11 @@ pub struct NodeParts {
     pub transport: Arc<Transport>,
     pub snapshots: Arc<SnapshotFiles>,
     pub stop_tx: Sender<()>,
+    /// Every series of the member; the gRPC server's and the request stages' are observed
+    /// above the node, by the service layer.
+    pub registry: crate::metrics::Registry,
+    pub grpc: crate::metrics::GrpcServer,
+    pub stages: crate::metrics::Stages,
 }
 
 /// A thread of the member and the channel that stops it.
@@ -185,7 +190,7 @@ impl Server {
         let applier = self.applier.clone();
         let error_tx = self.error_tx.clone();
         self.fifo.schedule(move || {
-            if let Err(e) = applier.apply(apply.snapshot, apply.entries) {
+            if let Err(e) = applier.apply(apply.snapshot, apply.entries, apply.handed_off) {
                 let _ = error_tx.try_send(e);
             }
         });

@@ -17,6 +17,7 @@ use prost::Message as _;
 use raft::prelude::ConfChange;
 
 use crate::apply::{AppliedIndex, Response};
+use crate::metrics::{IntCounter, Registry};
 use crate::pb::internal_request::Request;
 use crate::pb::{InternalRequest, RequestHeader};
 use crate::raft::{Proposal, RaftRequest, RaftStatus};
@@ -56,19 +57,41 @@ pub struct Proposer {
     applied: Arc<AppliedIndex>,
     request_timeout: Duration,
     max_request_bytes: usize,
+    /// etcd's `proposals_failed_total`: proposals that never reached their outcome (refused
+    /// by raft, overwritten by a new leader's log, or timed out). Counted by [`Ticket::expire`]
+    /// and by the raft thread's [`Proposer::fail`].
+    failed: IntCounter,
+}
+
+/// What a [`Proposer`] is wired to.
+pub struct ProposerParts {
+    pub ids: RequestIds,
+    pub request_tx: Sender<RaftRequest>,
+    pub wait: Arc<Wait<Response>>,
+    pub raft: Arc<RaftStatus>,
+    pub applied: Arc<AppliedIndex>,
+    pub request_timeout: Duration,
+    pub max_request_bytes: usize,
 }
 
 impl Proposer {
-    pub fn new(
-        ids: RequestIds,
-        request_tx: Sender<RaftRequest>,
-        wait: Arc<Wait<Response>>,
-        raft: Arc<RaftStatus>,
-        applied: Arc<AppliedIndex>,
-        request_timeout: Duration,
-        max_request_bytes: usize,
-    ) -> Proposer {
-        Proposer { ids, request_tx, wait, raft, applied, request_timeout, max_request_bytes }
+    pub fn new(parts: ProposerParts, registry: &Registry) -> Proposer {
+        let ProposerParts { ids, request_tx, wait, raft, applied, request_timeout, max_request_bytes } = parts;
+        let failed =
+            crate::metrics::counter("etcd_server_proposals_failed_total", "The total number of failed proposals seen.");
+        registry.register(failed.clone());
+        Proposer { ids, request_tx, wait, raft, applied, request_timeout, max_request_bytes, failed }
+    }
+
+    /// Proposals waiting for their outcome (etcd's `proposals_pending`).
+    pub fn pending(&self) -> usize {
+        self.wait.len()
+    }
+
+    /// Fails the caller of proposal `id`, which will not be applied as proposed.
+    pub fn fail(&self, id: u64, error: Error) {
+        self.failed.inc();
+        self.wait.trigger([(id, Err(error))]);
     }
 
     /// Whether the member stopped: every call is answered `etcdserver: server stopped`.
@@ -93,7 +116,8 @@ impl Proposer {
             return self.refuse(reply, Error::RequestTooLarge);
         }
         let deadline = self.deadline();
-        self.submit(id, RaftRequest::Propose(Proposal { id, data, deadline }), deadline, reply)
+        let proposal = Proposal { id, data, deadline, queued: Instant::now() };
+        self.submit(id, RaftRequest::Propose(proposal), deadline, reply)
     }
 
     /// Proposes a configuration change whose context carries `id`, the id `reply` waits under.
@@ -108,7 +132,8 @@ impl Proposer {
         let id = self.ids.next();
         let data = InternalRequest { id, header: None, request: Some(request) }.encode_to_vec();
         let deadline = self.deadline();
-        if self.request_tx.try_send(RaftRequest::Propose(Proposal { id, data, deadline })).is_err() {
+        let proposal = Proposal { id, data, deadline, queued: Instant::now() };
+        if self.request_tx.try_send(RaftRequest::Propose(proposal)).is_err() {
             log::debug!("raftkv: request queue full; internal proposal {id:x} dropped");
         }
     }
@@ -121,6 +146,7 @@ impl Proposer {
             id: Some(id),
             term: Some(self.raft.term()),
             deadline,
+            failed: Some(self.failed.clone()),
         };
         self.wait.register(id, reply);
         if let Err(e) = self.request_tx.send_deadline(request, deadline) {
@@ -129,6 +155,7 @@ impl Proposer {
                 SendTimeoutError::Disconnected(_) => Error::Stopped,
             };
             if let Some(reply) = self.wait.take(id) {
+                self.failed.inc();
                 reply.send(Err(error));
             }
         }
@@ -152,7 +179,7 @@ impl Proposer {
 
     /// A ticket for a call that registers nothing.
     pub fn ticket(&self) -> Ticket {
-        Ticket { wait: None, raft: self.raft.clone(), id: None, term: None, deadline: self.deadline() }
+        Ticket { wait: None, raft: self.raft.clone(), id: None, term: None, deadline: self.deadline(), failed: None }
     }
 
     /// Answers `reply` with `error` now, for a call refused before it started.
@@ -200,6 +227,8 @@ pub struct Ticket {
     /// The raft term when a proposal started: a timeout after it moved says the leader failed.
     term: Option<u64>,
     deadline: Instant,
+    /// A proposal's: counts its expiry as a failed proposal.
+    failed: Option<IntCounter>,
 }
 
 impl Ticket {
@@ -211,7 +240,9 @@ impl Ticket {
     /// should see: etcd's leader-failure message if the term moved since a proposal started.
     pub fn expire(self) -> Error {
         if let (Some(wait), Some(id)) = (&self.wait, self.id) {
-            wait.cancel(id);
+            if wait.cancel(id) {
+                self.failed.iter().for_each(IntCounter::inc);
+            }
         }
         match self.term {
             Some(term) if term != self.raft.term() => Error::TimeoutDueToLeaderFail,

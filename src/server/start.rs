@@ -12,20 +12,22 @@ use slog::Drain as _;
 
 use super::corrupt::Checker;
 use super::peer_service::PeerService;
-use super::propose::{Proposer, RequestIds};
+use super::propose::{Proposer, ProposerParts, RequestIds};
 use super::{bootstrap, NodeParts, Server, Worker};
 use super::{APPLY_QUEUE_MAX, EXPIRED_LEASE_QUEUE_MAX, PEER_EVENT_QUEUE_MAX, RAFT_REQUEST_QUEUE_MAX};
 use crate::alarm::{Alarms, Quota};
-use crate::apply::{follow_membership, AppliedIndex, Applier, ApplyContext, Progress};
+use crate::apply::{follow_membership, AppliedIndex, Applier, ApplyContext, ApplyMetrics, Progress};
 use crate::auth::AuthStore;
 use crate::cluster::Membership;
 use crate::compactor;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::lease::{self, Lessor};
+use crate::metrics::{GrpcServer, Registry, Stages};
 use crate::mvcc::{RemovalPace, Store};
 use crate::pb::internal_request::Request;
 use crate::pb::{CompactionRequest, LeaseCheckpointRequest};
+use crate::raft::metrics::RaftMetrics;
 use crate::raft::node::{RaftChannels, RaftNode, RaftParts};
 use crate::raft::storage::RaftStorage;
 use crate::raft::RaftStatus;
@@ -195,8 +197,12 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
     let raw = RawNode::new(&raft_cfg, raft_storage, &logger)?;
     let ch = Channels::new();
 
+    let registry = Registry::default();
+    let stages = Stages::new(&registry);
     let raft_status = Arc::new(RaftStatus::default());
     let identity = Arc::new(Identity::new(member_id, cluster_id, raft_status.clone()));
+    store.register_metrics(&registry);
+    lessor.register_metrics(&registry);
     let store = Arc::new(store);
     let lessor = Arc::new(lessor);
     let auth = Arc::new(auth);
@@ -208,13 +214,16 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
     let applied = Arc::new(AppliedIndex::default());
     applied.set(progress.applied_index);
     let proposer = Arc::new(Proposer::new(
-        RequestIds::new(member_id),
-        ch.request.0.clone(),
-        wait.clone(),
-        raft_status.clone(),
-        applied.clone(),
-        cfg.request_timeout(),
-        cfg.max_request_bytes,
+        ProposerParts {
+            ids: RequestIds::new(member_id),
+            request_tx: ch.request.0.clone(),
+            wait: wait.clone(),
+            raft: raft_status.clone(),
+            applied: applied.clone(),
+            request_timeout: cfg.request_timeout(),
+            max_request_bytes: cfg.max_request_bytes,
+        },
+        &registry,
     ));
     let peer_service = Arc::new(PeerService::new(
         identity.clone(),
@@ -237,11 +246,12 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
         peer_service.clone(),
         tls,
     )?;
+    transport.register_metrics(&registry);
     follow_membership(&transport, &membership.read());
 
     let fail_request = {
-        let wait = wait.clone();
-        Box::new(move |id, e| wait.trigger([(id, Err(e))]))
+        let proposer = proposer.clone();
+        Box::new(move |id, e| proposer.fail(id, e))
     };
     let (raft_stop_tx, raft_stop_rx) = channel::bounded(1);
     let node = RaftNode::new(
@@ -261,6 +271,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
             fail_request,
             tick_interval: cfg.tick_interval(),
             catchup_entries: cfg.snapshot_catchup_entries,
+            metrics: RaftMetrics::new(&registry, stages.clone()),
         },
     );
     // A panic on any of these threads stops the member (spawn_vital); the raft thread's
@@ -351,6 +362,7 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
         transport: transport.clone(),
         snapshot_count: cfg.snapshot_count,
         warning_apply_duration: cfg.warning_apply_duration,
+        metrics: ApplyMetrics::new(&registry, stages.clone()),
     };
     let applier = Arc::new(Applier::new(apply_ctx, Arc::new(Mutex::new(progress)), ch.progress.0));
     let server = Server {
@@ -393,6 +405,9 @@ fn wire_and_spawn(cfg: Config, r: Recovered) -> Result<(Server, NodeParts, Arc<C
         transport,
         snapshots,
         stop_tx: ch.stop.0,
+        grpc: GrpcServer::new(&registry),
+        stages,
+        registry,
     };
     Ok((server, parts, checker))
 }

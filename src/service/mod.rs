@@ -18,6 +18,7 @@
 
 pub mod election;
 pub mod lock;
+pub mod metered;
 pub mod observe;
 pub mod reads;
 mod recipes;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::Credentials;
+use crate::metrics::Histogram;
 use crate::pb::*;
 use crate::wait::{Cancel, Reply};
 use crate::{Error, Node, Result, Ticket};
@@ -66,6 +68,22 @@ macro_rules! calls {
             pub fn method(&self) -> Method {
                 match self {
                     $(Request::$method(_) => Method::$method,)*
+                }
+            }
+
+            /// Its protobuf size (the gRPC message without its prefix).
+            pub fn encoded_len(&self) -> usize {
+                match self {
+                    $(Request::$method(r) => prost::Message::encoded_len(r),)*
+                }
+            }
+        }
+
+        impl Response {
+            /// Its protobuf size (the gRPC message without its prefix).
+            pub fn encoded_len(&self) -> usize {
+                match self {
+                    $(Response::$method(r) => prost::Message::encoded_len(r),)*
                 }
             }
         }
@@ -202,11 +220,20 @@ pub struct Service {
     large_reads: Arc<reads::LargeReads>,
     /// Calls waiting for the entry of their simple token (at most [`TOKEN_WAITS_MAX`]).
     token_waits: Arc<AtomicUsize>,
+    /// The gRPC server's series of every method.
+    meters: Arc<metered::Meters>,
 }
 
 impl Service {
     pub fn new(node: Node) -> Service {
-        Service { node, waiting: Arc::default(), large_reads: Arc::default(), token_waits: Arc::default() }
+        let meters = Arc::new(metered::Meters::new(node.grpc_metrics()));
+        Service { node, waiting: Arc::default(), large_reads: Arc::default(), token_waits: Arc::default(), meters }
+    }
+
+    /// Counts a streaming call of `method` as started (as [`Service::call`] counts every unary
+    /// one); the adapter counts its messages and its end on the [`metered::Call`].
+    pub fn stream_started(&self, method: Method) -> metered::Call {
+        self.meters.start(method)
     }
 
     pub fn node(&self) -> &Node {
@@ -231,19 +258,25 @@ impl Service {
     /// enforces; `None` when the answer is already on its way or the call blocks on the pool,
     /// where the node's own deadline bounds it.
     pub fn call(&self, request: Request, credentials: &Credentials, responder: Box<dyn Responder>) -> Option<Ticket> {
+        let call = self.meters.start(request.method());
+        call.received_bytes(request.encoded_len());
         if credentials.is_empty() || !request.method().checks_caller() {
-            return self.start(request, responder);
+            return self.start(request, call, responder);
         }
         match self.for_caller(request.method(), credentials) {
-            Ok(service) => service.start(request, responder),
+            Ok(service) => service.start(request, call, responder),
             Err(e) => {
                 match self.node.token_index_ahead(credentials) {
-                    // A token of an entry not applied here yet: the call waits for it.
-                    Some(index) => self.once_applied(index, request, credentials.clone(), responder),
+                    // A token of an entry not applied here yet: the call waits for it (rare:
+                    // the call's end rides with the responder).
+                    Some(index) => {
+                        let responder = Box::new(Metered { inner: responder, call });
+                        self.once_applied(index, request, credentials.clone(), responder);
+                    }
                     // Its entry may have been applied between the two looks: a last one.
                     None => match self.for_caller(request.method(), credentials) {
-                        Ok(service) => return service.start(request, responder),
-                        Err(_) => responder.later(Box::new(move || Err(e))),
+                        Ok(service) => return service.start(request, call, responder),
+                        Err(_) => responder.later(Box::new(move || call.unary_done(Err(e)))),
                     },
                 }
                 None
@@ -285,29 +318,35 @@ impl Service {
         }));
     }
 
-    fn start(&self, request: Request, responder: Box<dyn Responder>) -> Option<Ticket> {
+    /// Starts `request` as this handle's caller, counted on `call`: each path folds the call's
+    /// end into the one closure it boxes anyway, so metering adds no allocation to a call.
+    fn start(&self, request: Request, call: metered::Call, responder: Box<dyn Responder>) -> Option<Ticket> {
         match request.method().rpc().runs {
             Runs::Pool => {
                 let service = self.clone();
-                responder.blocking(Box::new(move || service.blocking(request)));
+                responder.blocking(Box::new(move || call.unary_done(service.blocking(request))));
                 return None;
             }
             Runs::Waits => {
                 let service = self.clone();
-                responder.waiting(Box::new(move |cancel| service.waiting(request, &cancel)));
+                responder.waiting(Box::new(move |cancel| call.unary_done(service.waiting(request, &cancel))));
                 return None;
             }
             Runs::Loop => {}
         }
         let node = &self.node;
+        let reply = &node.stages().reply;
+        let refuse = |responder: Box<dyn Responder>, call: metered::Call, e: Error| {
+            responder.later(Box::new(move || call.unary_done(Err(e))));
+        };
         match request {
-            Request::Put(req) => Some(node.put_then(req, later(responder, |r| Ok(Response::Put(r))))),
+            Request::Put(req) => Some(node.put_then(req, later(reply, call, responder, |r| Ok(Response::Put(r))))),
             Request::DeleteRange(req) => {
-                Some(node.delete_range_then(req, later(responder, |r| Ok(Response::DeleteRange(r)))))
+                Some(node.delete_range_then(req, later(reply, call, responder, |r| Ok(Response::DeleteRange(r)))))
             }
             Request::Range(req) => {
                 if let Err(e) = node.check_range(&req) {
-                    responder.later(Box::new(move || Err(e)));
+                    refuse(responder, call, e);
                     return None;
                 }
                 let (serializable, reader) = (req.serializable, node.clone());
@@ -316,9 +355,12 @@ impl Service {
                         (self.large_reads.clone(), Instant::now() + node.config().request_timeout());
                     // Refused before the read barrier, a refusal costs no raft round.
                     if !reads.admits(deadline) {
-                        responder.later(Box::new(|| Err(Error::TooManyRequests)));
+                        refuse(responder, call, Error::TooManyRequests);
                         return None;
                     }
+                    // Large reads may be refused on their way, so the call's end rides with
+                    // the responder (an allocation more, for a read of thousands of keys).
+                    let responder = Box::new(Metered { inner: responder, call });
                     let ready = Reply::new(move |outcome: Result<RangeRequest>| {
                         let read = move || outcome.and_then(|req| reader.range_local(req)).map(Response::Range);
                         reads.run(responder, deadline, read);
@@ -327,21 +369,21 @@ impl Service {
                     return (!serializable).then_some(ticket);
                 }
                 let then = move |req| reader.range_local(req).map(Response::Range);
-                let ticket = node.read_barrier_then(serializable, req, later(responder, then));
+                let ticket = node.read_barrier_then(serializable, req, later(reply, call, responder, then));
                 // A serializable read was answered already.
                 (!serializable).then_some(ticket)
             }
             Request::Txn(req) => {
                 if let Err(e) = node.check_txn(&req) {
-                    responder.later(Box::new(move || Err(e)));
+                    refuse(responder, call, e);
                     return None;
                 }
                 if !Node::txn_is_read_only(&req) {
-                    return Some(node.txn_then(req, later(responder, |r| Ok(Response::Txn(r)))));
+                    return Some(node.txn_then(req, later(reply, call, responder, |r| Ok(Response::Txn(r)))));
                 }
                 let (serializable, reader) = (Node::txn_is_serializable(&req), node.clone());
                 let then = move |req| reader.txn_local(req).map(Response::Txn);
-                let ticket = node.read_barrier_then(serializable, req, later(responder, then));
+                let ticket = node.read_barrier_then(serializable, req, later(reply, call, responder, then));
                 (!serializable).then_some(ticket)
             }
             other => unreachable!("{:?} is a blocking call", other.method()),
@@ -437,12 +479,46 @@ impl Drop for WaitingSlot<'_> {
 }
 
 /// A reply that, answered on the raft or apply thread, has the responder run `then` on its
-/// own thread.
+/// own thread, and ends `call` there; the hop between the two is the reply stage of the
+/// request's timings.
 fn later<T: Send + 'static>(
+    reply_stage: &Histogram,
+    call: metered::Call,
     responder: Box<dyn Responder>,
     then: impl FnOnce(T) -> Result<Response> + Send + 'static,
 ) -> Reply<T> {
-    Reply::new(move |outcome: Result<T>| responder.later(Box::new(move || outcome.and_then(then))))
+    let reply_stage = reply_stage.clone();
+    Reply::new(move |outcome: Result<T>| {
+        let answered = Instant::now();
+        responder.later(Box::new(move || {
+            crate::metrics::observe_since(&reply_stage, answered);
+            call.unary_done(outcome.and_then(then))
+        }))
+    })
+}
+
+/// Counts a unary call's end in the gRPC server's series, whichever way its responder is
+/// answered.
+struct Metered {
+    inner: Box<dyn Responder>,
+    call: metered::Call,
+}
+
+impl Responder for Metered {
+    fn later(self: Box<Self>, answer: Answer) {
+        let call = self.call;
+        self.inner.later(Box::new(move || call.unary_done(answer())));
+    }
+
+    fn blocking(self: Box<Self>, work: Answer) {
+        let call = self.call;
+        self.inner.blocking(Box::new(move || call.unary_done(work())));
+    }
+
+    fn waiting(self: Box<Self>, work: Waiting) {
+        let call = self.call;
+        self.inner.waiting(Box::new(move |cancel| call.unary_done(work(cancel))));
+    }
 }
 
 #[cfg(test)]

@@ -120,8 +120,6 @@ pub struct Db {
     cache: Cache,
     /// Synced (fsynced) writes so far: the group-commit ratio is proposals per sync.
     synced_writes: AtomicU64,
-    /// Time spent in synced writes, in nanoseconds (etcd's WAL fsync duration, summed).
-    synced_nanos: AtomicU64,
 }
 
 impl Db {
@@ -149,7 +147,7 @@ impl Db {
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Db { db, cache, synced_writes: AtomicU64::new(0), synced_nanos: AtomicU64::new(0) })
+        Ok(Db { db, cache, synced_writes: AtomicU64::new(0) })
     }
 
     pub fn cf(&self, cf: Cf) -> &ColumnFamily {
@@ -181,14 +179,12 @@ impl Db {
     /// the next synced write: a process crash loses such a tail, exactly as an OS crash always
     /// could, and everything in it is re-derived from the durable raft log.
     pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
-        let start = std::time::Instant::now();
         self.db.write_opt(batch, &WriteOptions::default())?;
         if sync {
             // Writes out the WAL buffer and fsyncs it: this write and every earlier one (in
             // WAL order) are durable when it returns.
             self.db.flush_wal(true)?;
             self.synced_writes.fetch_add(1, Ordering::Relaxed);
-            self.synced_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -241,11 +237,6 @@ impl Db {
             }
         }
         Ok(())
-    }
-
-    /// Total time spent in synced writes.
-    pub fn synced_seconds(&self) -> f64 {
-        self.synced_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// Number of synced writes since open.

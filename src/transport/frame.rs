@@ -151,6 +151,11 @@ pub fn write_frame(w: &mut impl Write, kind: Kind, payload: &[u8]) -> io::Result
     w.write_all(payload)
 }
 
+/// The bytes a frame with `payload` takes on the wire (length, kind, payload).
+pub fn size(payload: &[u8]) -> u64 {
+    payload.len() as u64 + 5
+}
+
 /// Reads one frame. A clean end of stream before the frame starts is `UnexpectedEof`.
 pub fn read_frame(r: &mut impl Read) -> io::Result<(Kind, Vec<u8>)> {
     let mut head = [0u8; 5];

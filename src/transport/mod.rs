@@ -44,6 +44,7 @@ use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 
 use crate::config::url_addr;
+use crate::metrics::{IntCounter, IntCounterVec, Registry};
 use crate::pb::{MembershipRecord, PeerRequest, PeerResponse};
 use crate::snapshot::SnapshotFiles;
 use crate::thread::spawn;
@@ -138,6 +139,50 @@ pub struct Transport {
     accepted: Mutex<Vec<TcpStream>>,
     /// Peer TLS, when this member's peer URLs (or its peers') are `https://`.
     tls: Option<PeerTls>,
+    metrics: PeerMetrics,
+}
+
+/// etcd's rafthttp series, by peer (`To`/`From`: the member id in hex, as etcd's
+/// `types.ID.String()`). Each writer and reader resolves its peer's children once.
+struct PeerMetrics {
+    sent_bytes: IntCounterVec,
+    received_bytes: IntCounterVec,
+    sent_failures: IntCounterVec,
+    received_failures: IntCounterVec,
+}
+
+impl Default for PeerMetrics {
+    fn default() -> PeerMetrics {
+        use crate::metrics::counter_vec;
+        PeerMetrics {
+            sent_bytes: counter_vec(
+                "etcd_network_peer_sent_bytes_total",
+                "The total number of bytes sent to peers.",
+                &["To"],
+            ),
+            received_bytes: counter_vec(
+                "etcd_network_peer_received_bytes_total",
+                "The total number of bytes received from peers.",
+                &["From"],
+            ),
+            sent_failures: counter_vec(
+                "etcd_network_peer_sent_failures_total",
+                "The total number of send failures from peers.",
+                &["To"],
+            ),
+            received_failures: counter_vec(
+                "etcd_network_peer_received_failures_total",
+                "The total number of receive failures from peers.",
+                &["From"],
+            ),
+        }
+    }
+}
+
+impl PeerMetrics {
+    fn child(vec: &IntCounterVec, peer: u64) -> IntCounter {
+        vec.with_label_values(&[&format!("{peer:x}")])
+    }
 }
 
 impl Transport {
@@ -168,6 +213,7 @@ impl Transport {
             threads: Mutex::new(Vec::new()),
             accepted: Mutex::new(Vec::new()),
             tls,
+            metrics: PeerMetrics::default(),
         });
         if let Some(listener) = listener {
             let t = transport.clone();
@@ -175,6 +221,13 @@ impl Transport {
             transport.threads.lock().push(thread);
         }
         Ok(transport)
+    }
+
+    pub fn register_metrics(&self, registry: &Registry) {
+        let m = &self.metrics;
+        for vec in [&m.sent_bytes, &m.received_bytes, &m.sent_failures, &m.received_failures] {
+            registry.register(vec.clone());
+        }
     }
 
     /// The address peers connect to, if this member listens.
@@ -244,6 +297,8 @@ impl Transport {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 log::debug!("peer transport: queue to {to:x} full; message dropped");
+                // Rare (a peer not keeping up), so the child is looked up here.
+                PeerMetrics::child(&self.metrics.sent_failures, to).inc();
                 false
             }
             Err(TrySendError::Disconnected(_)) => false,
@@ -385,6 +440,8 @@ impl Transport {
         let mut backoff = BACKOFF_MIN;
         let mut retry_at = Instant::now();
         let mut down_since: Option<Instant> = None;
+        let sent_bytes = PeerMetrics::child(&self.metrics.sent_bytes, to);
+        let sent_failures = PeerMetrics::child(&self.metrics.sent_failures, to);
         while let Ok(first) = rx.recv() {
             let batch: Vec<Outbound> = std::iter::once(first).chain(rx.try_iter().take(WRITE_BATCH_MAX - 1)).collect();
             if self.drops_to(to) {
@@ -392,6 +449,7 @@ impl Transport {
             }
             if conn.is_none() {
                 if Instant::now() < retry_at {
+                    sent_failures.inc_by(batch.len() as u64);
                     self.report_unreachable(to);
                     continue;
                 }
@@ -410,18 +468,25 @@ impl Transport {
                         }
                         retry_at = Instant::now() + backoff;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
+                        sent_failures.inc_by(batch.len() as u64);
                         self.report_unreachable(to);
                         continue;
                     }
                 }
             }
             let w = conn.as_mut().expect("connected above");
-            let written = batch.iter().try_for_each(|out| write_outbound(w, out)).and_then(|()| w.flush());
-            if let Err(e) = written {
-                log::warn!("peer transport: connection to {to:x} lost: {e}");
-                down_since = Some(Instant::now());
-                conn = None;
-                self.report_unreachable(to);
+            let mut bytes = 0;
+            let written =
+                batch.iter().try_for_each(|out| write_outbound(w, out).map(|n| bytes += n)).and_then(|()| w.flush());
+            match written {
+                Ok(()) => sent_bytes.inc_by(bytes),
+                Err(e) => {
+                    log::warn!("peer transport: connection to {to:x} lost: {e}");
+                    sent_failures.inc_by(batch.len() as u64);
+                    down_since = Some(Instant::now());
+                    conn = None;
+                    self.report_unreachable(to);
+                }
             }
         }
     }
@@ -523,8 +588,7 @@ impl Transport {
             }
         };
         if let Err(e) = self.serve_connection(&stream) {
-            use std::io::ErrorKind::{TimedOut, UnexpectedEof, WouldBlock};
-            if matches!(e.kind(), UnexpectedEof | WouldBlock | TimedOut) || self.stopped.load(Ordering::Acquire) {
+            if ended_quietly(&e) || self.stopped.load(Ordering::Acquire) {
                 log::debug!("peer transport: connection from {peer_addr} ended: {e}");
             } else {
                 log::warn!("peer transport: connection from {peer_addr} refused or closed: {e}");
@@ -568,7 +632,13 @@ impl Transport {
             Purpose::Snapshot if self.drops_from(hello.from) => Err(std::io::Error::other("isolated")),
             Purpose::Snapshot => self.receive_snapshot(hello.from, &mut r, stream),
             Purpose::Call => self.answer_call(hello.from, &mut r, stream),
-            _ => self.receive_stream(hello.from, &mut r),
+            _ => {
+                let received = self.receive_stream(hello.from, &mut r);
+                if received.as_ref().is_err_and(|e| !ended_quietly(e)) {
+                    PeerMetrics::child(&self.metrics.received_failures, hello.from).inc();
+                }
+                received
+            }
         }
     }
 
@@ -592,8 +662,10 @@ impl Transport {
     }
 
     fn receive_stream(&self, from: u64, r: &mut impl Read) -> std::io::Result<()> {
+        let received_bytes = PeerMetrics::child(&self.metrics.received_bytes, from);
         loop {
             let (kind, payload) = frame::read_frame(r)?;
+            received_bytes.inc_by(frame::size(&payload));
             if self.stopped.load(Ordering::Acquire) {
                 return Ok(());
             }
@@ -730,10 +802,14 @@ pub fn query_membership(urls: &[String], tls: Option<&PeerTls>) -> Result<(u64, 
     Err(Error::Config(format!("cannot fetch the cluster from its members: {last}")))
 }
 
-fn write_outbound(w: &mut impl Write, out: &Outbound) -> std::io::Result<()> {
+/// Writes one frame; returns its size on the wire.
+fn write_outbound(w: &mut impl Write, out: &Outbound) -> std::io::Result<u64> {
     match out {
-        Outbound::Raft(msg) => frame::write_frame(w, Kind::Raft, &msg.write_to_bytes().map_err(std::io::Error::other)?),
-        Outbound::Frame(kind, payload) => frame::write_frame(w, *kind, payload),
+        Outbound::Raft(msg) => {
+            let payload = msg.write_to_bytes().map_err(std::io::Error::other)?;
+            frame::write_frame(w, Kind::Raft, &payload).map(|()| frame::size(&payload))
+        }
+        Outbound::Frame(kind, payload) => frame::write_frame(w, *kind, payload).map(|()| frame::size(payload)),
     }
 }
 
@@ -741,6 +817,12 @@ fn write_outbound(w: &mut impl Write, out: &Outbound) -> std::io::Result<()> {
 /// 15-byte thread name limit.
 fn short_id(id: u64) -> String {
     format!("{:04x}", id >> 48)
+}
+
+/// A connection whose peer hung up or went quiet (the idle timeout): no failure of either side.
+fn ended_quietly(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{TimedOut, UnexpectedEof, WouldBlock};
+    matches!(e.kind(), UnexpectedEof | WouldBlock | TimedOut)
 }
 
 fn invalid(e: impl ToString) -> std::io::Error {

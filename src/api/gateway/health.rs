@@ -1,5 +1,8 @@
 //! etcd's health endpoints: `/health` (3.4.29's query semantics), `/livez` and `/readyz`
-//! (3.4.29+/3.5's, which kubeadm's probes use), each with its per-check sub-paths.
+//! (3.4.29+/3.5's, which kubeadm's probes use), each with its per-check sub-paths; and
+//! `/metrics`. The client port's gateway serves them through [`serve`], and so does
+//! `--listen-metrics-urls`' listener ([`MetricsPort`]), which serves nothing else: one
+//! implementation for both ports.
 //!
 //! - `/health`: fails on an alarm not named in `exclude`, on having no leader (skipped with
 //!   `serializable=true`), or on a failed read (linearizable unless `serializable=true`).
@@ -9,11 +12,59 @@
 //!   ignored), `verbose` lists the checks on success; a failure always lists them, with 503.
 //!   etcd prints the lines in Go map order; raftkv in the order above.
 //!
-//! Runs on the blocking pool: the reads wait for a ReadIndex round.
+//! Runs on the blocking pool: the reads wait for a ReadIndex round, and a scrape reads
+//! RocksDB's properties and `/proc`.
 
-use crate::api::http1::{plain, Response};
+use crate::api::h2;
+use crate::api::http1::{self, plain, Done, Expiry, Request, Response};
 use crate::pb::{AlarmType, RangeRequest};
 use crate::Node;
+
+/// Starts answering `req` if it is `/metrics` or a probe; gives it back otherwise.
+pub fn serve(node: &Node, req: Request, done: Done) -> Option<(Request, Done)> {
+    if req.path == "/metrics" {
+        let node = node.clone();
+        done.spawn_blocking(move || metrics(&node));
+    } else if is_probe(&req.path) {
+        let node = node.clone();
+        done.spawn_blocking(move || answer(&node, &req.method, &req.path, &req.query));
+    } else {
+        return Some((req, done));
+    }
+    None
+}
+
+/// The member's series in Prometheus' text format.
+fn metrics(node: &Node) -> Response {
+    Response::Full {
+        status: 200,
+        headers: vec![("Content-Type", "text/plain; version=0.0.4".into())],
+        body: node.metrics().into_bytes(),
+    }
+}
+
+/// The listener of `--listen-metrics-urls` (etcd's `HandleMetricsHealth` mux): `/metrics` and
+/// the probes over HTTP/1.1, Go's 404 for anything else; HTTP/2 streams are reset, as etcd's
+/// plain mux speaks no gRPC.
+pub struct MetricsPort {
+    pub node: Node,
+}
+
+impl http1::Handler for MetricsPort {
+    fn handle(&self, req: Request, done: Done) -> Option<Expiry> {
+        if let Some((_, done)) = serve(&self.node, req, done) {
+            done.respond(plain(404, "404 page not found"));
+        }
+        None
+    }
+}
+
+impl h2::Handler for MetricsPort {
+    fn handle(&self, _req: h2::Request, done: h2::Done) -> Option<h2::Expiry> {
+        done.respond(h2::Response::Reset(h2::Reason::RefusedStream));
+        None
+    }
+}
 
 /// The probe paths, for the router.
 pub fn is_probe(path: &str) -> bool {

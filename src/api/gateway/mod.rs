@@ -114,6 +114,7 @@ impl http1::Handler for Gateway {
             done.respond(Response::Full { status: 200, headers: Vec::new(), body: Vec::new() });
             return None;
         }
+        let (req, done) = health::serve(self.node(), req, done)?;
         match req.path.as_str() {
             "/version" => {
                 let body = format!("{{\"etcdserver\":\"{ETCD_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}\"}}");
@@ -122,20 +123,6 @@ impl http1::Handler for Gateway {
                     headers: vec![("Content-Type", "application/json".into())],
                     body: body.into_bytes(),
                 });
-                return None;
-            }
-            "/metrics" => {
-                let body = self.node().metrics().into_bytes();
-                done.respond(Response::Full {
-                    status: 200,
-                    headers: vec![("Content-Type", "text/plain; version=0.0.4".into())],
-                    body,
-                });
-                return None;
-            }
-            path if health::is_probe(path) => {
-                let node = self.node().clone();
-                done.spawn_blocking(move || health::answer(&node, &req.method, &req.path, &req.query));
                 return None;
             }
             path if self.node().config().debug_control && debug::is_control(path) => {
@@ -171,18 +158,18 @@ impl http1::Handler for Gateway {
                     Err(refused) => refused,
                 },
                 _ => match decode::<crate::pb::EmptyRequest>(&req.body, max) {
-                    Ok(_) => streams::snapshot(service.node()),
+                    Ok(_) => streams::snapshot(&service),
                     Err(refused) => refused,
                 },
             });
             return None;
         }
         if rpc.kind == Kind::Bidi {
-            let node = self.node().clone();
+            let service = self.service.clone();
             let (method, body) = (rpc.method, req.body);
             done.spawn_blocking(move || match method {
-                Method::Watch => streams::watch(&node, credentials, &body),
-                _ => streams::keep_alive(&node, &body),
+                Method::Watch => streams::watch(&service, credentials, &body),
+                _ => streams::keep_alive(&service, &body),
             });
             return None;
         }

@@ -21,7 +21,9 @@ use super::{error, first_message, framed, headers, status, Failure};
 use crate::api::h2::{Request, SendError, Session, StreamTx};
 use crate::auth::Credentials;
 use crate::error::Code;
+use crate::metrics::IntCounter;
 use crate::pb::{LeaderRequest, LeaseKeepAliveRequest, WatchRequest};
+use crate::service::metered::Call;
 use crate::service::observe::{Observed, Observer};
 use crate::service::rpc::Method;
 use crate::service::watch::{BatchSink, WatchSession};
@@ -45,6 +47,9 @@ pub(super) fn open(
     deadline: Option<Instant>,
     tx: StreamTx,
 ) -> Option<Box<dyn Session>> {
+    let call = service.stream_started(method);
+    let sent = call.sent();
+    let call: CallSlot = Arc::new(Mutex::new(Some(call)));
     // Sent with the first message, or with the status if none comes (trailers only).
     tx.headers(headers());
     let credentials = super::credentials(req);
@@ -54,7 +59,7 @@ pub(super) fn open(
         Method::Snapshot | Method::Observe => match service.for_caller(method, &credentials) {
             Ok(service) => service,
             Err(e) => {
-                finish(&tx, Err(error(e)));
+                finish(&tx, &call, Err(error(e)));
                 return None;
             }
         },
@@ -63,12 +68,12 @@ pub(super) fn open(
     let node = service.node();
     let require_leader = req.field("hasleader") == Some("true");
     if let Err(e) = node.check_stream(require_leader) {
-        finish(&tx, Err(error(e)));
+        finish(&tx, &call, Err(error(e)));
         return None;
     }
     let leader = require_leader.then(|| LeaderWatch { node: node.clone(), since: None });
     let message_max = node.config().grpc_message_max();
-    let base = Base { pending: Vec::new(), message_max, tx: tx.clone(), leader, deadline, ended: false };
+    let base = Base { pending: Vec::new(), message_max, tx: tx.clone(), leader, deadline, ended: false, call, sent };
     Some(match method {
         Method::Watch => Box::new(WatchStream::new(node, credentials, base)),
         Method::LeaseKeepAlive => Box::new(KeepAliveStream::new(node, base)),
@@ -78,9 +83,16 @@ pub(super) fn open(
     })
 }
 
-/// Ends a stream with a status: OK, or the error's code and message.
-fn finish(tx: &StreamTx, outcome: Result<(), Failure>) {
+/// A stream's call in the gRPC server's series, ended by whichever thread ends the stream
+/// (dropped unended: the client left).
+type CallSlot = Arc<Mutex<Option<Call>>>;
+
+/// Ends a stream with a status: OK, or the error's code and message; counts its end.
+fn finish(tx: &StreamTx, call: &CallSlot, outcome: Result<(), Failure>) {
     let (code, message) = outcome.err().unwrap_or((Code::Ok, String::new()));
+    if let Some(call) = call.lock().take() {
+        call.end(code);
+    }
     tx.finish(status(code, &message));
 }
 
@@ -97,6 +109,9 @@ struct Base {
     deadline: Option<Instant>,
     /// The stream was ended from here: nothing more is taken.
     ended: bool,
+    call: CallSlot,
+    /// The call's messages sent.
+    sent: IntCounter,
 }
 
 impl Base {
@@ -111,6 +126,9 @@ impl Base {
         loop {
             match first_message(&self.pending, self.message_max) {
                 Ok(Some((message, len))) => {
+                    if let Some(call) = &*self.call.lock() {
+                        call.received();
+                    }
                     match T::decode(message) {
                         Ok(request) => out.push(request),
                         Err(e) => {
@@ -137,7 +155,7 @@ impl Base {
     fn end(&mut self, outcome: Result<(), Failure>) {
         if !self.ended {
             self.ended = true;
-            finish(&self.tx, outcome);
+            finish(&self.tx, &self.call, outcome);
         }
     }
 
@@ -186,13 +204,13 @@ struct WatchStream {
 
 impl WatchStream {
     fn new(node: &Node, credentials: Credentials, base: Base) -> WatchStream {
-        let tx = base.tx.clone();
+        let (tx, sent) = (base.tx.clone(), base.sent.clone());
         let session = WatchSession::new(node.clone(), credentials, move || -> BatchSink {
-            let tx = tx.clone();
+            let (tx, sent) = (tx.clone(), sent.clone());
             Box::new(move |responses| {
                 // Fragments go as one part: queued all together or not at all.
                 let bytes = responses.iter().flat_map(|resp| framed(&resp.encode_to_vec())).collect();
-                tx.send(bytes).map_err(|e| match e {
+                tx.send(bytes).map(|()| sent.inc_by(responses.len() as u64)).map_err(|e| match e {
                     SendError::Full => SinkError::Full,
                     SendError::Closed => SinkError::Closed,
                 })
@@ -229,6 +247,8 @@ struct KeepAliveStream {
 struct KeepAliveWork {
     node: Node,
     tx: StreamTx,
+    call: CallSlot,
+    sent: IntCounter,
     queue: Mutex<KeepAliveQueue>,
 }
 
@@ -241,7 +261,13 @@ struct KeepAliveQueue {
 
 impl KeepAliveStream {
     fn new(node: &Node, base: Base) -> KeepAliveStream {
-        let work = Arc::new(KeepAliveWork { node: node.clone(), tx: base.tx.clone(), queue: Mutex::default() });
+        let work = Arc::new(KeepAliveWork {
+            node: node.clone(),
+            tx: base.tx.clone(),
+            call: base.call.clone(),
+            sent: base.sent.clone(),
+            queue: Mutex::default(),
+        });
         KeepAliveStream { base, work }
     }
 }
@@ -302,9 +328,9 @@ impl KeepAliveWork {
                 Some(req) => self.node.lease_keep_alive(req).map_err(|e| Err(error(e))),
             };
             let sent = match outcome {
-                Ok(resp) => self.tx.send_blocking(framed(&resp.encode_to_vec())).is_ok(),
+                Ok(resp) => self.tx.send_blocking(framed(&resp.encode_to_vec())).map(|()| self.sent.inc()).is_ok(),
                 Err(outcome) => {
-                    finish(&self.tx, outcome);
+                    finish(&self.tx, &self.call, outcome);
                     false
                 }
             };
@@ -350,13 +376,15 @@ impl Session for SnapshotStream {
         if only_request::<crate::pb::EmptyRequest>(&mut self.base, data, end).is_none() {
             return;
         }
-        let (node, tx) = (self.node.clone(), self.base.tx.clone());
+        let (node, tx, call, sent) =
+            (self.node.clone(), self.base.tx.clone(), self.base.call.clone(), self.base.sent.clone());
         let started = self.base.tx.spawn_blocking(move || {
-            let outcome = node.snapshot(&mut |chunk| tx.send_blocking(framed(&chunk.encode_to_vec())).is_ok());
-            finish(&tx, outcome.map_err(error));
+            let outcome = node
+                .snapshot(&mut |chunk| tx.send_blocking(framed(&chunk.encode_to_vec())).map(|()| sent.inc()).is_ok());
+            finish(&tx, &call, outcome.map_err(error));
         });
         if !started {
-            finish(&self.base.tx, Err(error(crate::Error::TooManyRequests)));
+            finish(&self.base.tx, &self.base.call, Err(error(crate::Error::TooManyRequests)));
         }
     }
 
@@ -387,18 +415,19 @@ impl Session for ObserveStream {
     fn data(&mut self, data: &[u8], end: bool) {
         let Some(req) = only_request::<LeaderRequest>(&mut self.base, data, end) else { return };
         let (service, tx, slot) = (self.service.clone(), self.base.tx.clone(), self.observer.clone());
+        let (call, sent) = (self.base.call.clone(), self.base.sent.clone());
         let started = self.base.tx.spawn_blocking(move || {
-            let sink_tx = tx.clone();
+            let (sink_tx, sink_call) = (tx.clone(), call.clone());
             let sink = Box::new(move |observed| match observed {
                 Observed::Leaders(leaders) => {
                     let bytes = leaders.iter().flat_map(|resp| framed(&resp.encode_to_vec())).collect();
-                    sink_tx.send(bytes).map_err(|e| match e {
+                    sink_tx.send(bytes).map(|()| sent.inc_by(leaders.len() as u64)).map_err(|e| match e {
                         SendError::Full => SinkError::Full,
                         SendError::Closed => SinkError::Closed,
                     })
                 }
                 Observed::Ended => {
-                    finish(&sink_tx, Ok(()));
+                    finish(&sink_tx, &sink_call, Ok(()));
                     Err(SinkError::Closed)
                 }
             });
@@ -409,11 +438,11 @@ impl Session for ObserveStream {
                         slot.observer = Some(observer);
                     }
                 }
-                Err(e) => finish(&tx, Err(error(e))),
+                Err(e) => finish(&tx, &call, Err(error(e))),
             }
         });
         if !started {
-            finish(&self.base.tx, Err(error(crate::Error::TooManyRequests)));
+            finish(&self.base.tx, &self.base.call, Err(error(crate::Error::TooManyRequests)));
         }
     }
 
