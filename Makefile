@@ -1,7 +1,7 @@
 # raftkv developer entry points. See README.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/raftkv-target
 
-.PHONY: deps build deb run cluster test lint soak bounds compat fuzz bench bench-grpc bench-compaction bench-defrag bench-big perf clean-data
+.PHONY: deps build deb run cluster test lint soak bounds compat fuzz bench bench-secure bench-grpc bench-compaction bench-defrag bench-big perf clean-data
 
 deps:
 	@scripts/install-deps.sh
@@ -76,6 +76,11 @@ fuzz: deps
 bench: build
 	cargo bench --bench storage --bench embedded --bench watch_lease
 	scripts/bench-compare.sh
+
+# Put at (16,64) over plaintext, mutual TLS, and mutual TLS with auth enabled, raftkv and etcd
+# side by side (scripts/bench-secure.sh, about 2 minutes; needs openssl and etcd-server).
+bench-secure: build
+	scripts/bench-secure.sh
 
 # gRPC side by side: h2load unary Range and Put against raftkv and etcd, and the same loads on
 # raftkv's gateway (scripts/h2load-compare.sh, about a minute; needs nghttp2-client).

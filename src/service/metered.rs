@@ -11,11 +11,12 @@
 //! on the adapter's thread when it starts, where its answer is made when it ends.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::rpc::{Kind, Method, RPCS};
 use super::Response;
 use crate::error::Code;
+use crate::logging::GoDuration;
 use crate::metrics::{GrpcServer, Histogram, IntCounter};
 use crate::Result;
 
@@ -25,6 +26,8 @@ pub struct Meters {
     methods: Vec<MethodMeters>,
     sent_bytes: IntCounter,
     received_bytes: IntCounter,
+    /// `--experimental-warning-apply-duration`, which slow reads are held to as well.
+    slow_read: Duration,
 }
 
 /// gRPC's length prefix, which etcd's byte counters include.
@@ -40,7 +43,7 @@ struct MethodMeters {
 }
 
 impl Meters {
-    pub fn new(grpc: &GrpcServer) -> Meters {
+    pub fn new(grpc: &GrpcServer, slow_read: Duration) -> Meters {
         let mut methods: Vec<(Method, MethodMeters)> = RPCS
             .iter()
             .map(|rpc| {
@@ -73,6 +76,7 @@ impl Meters {
             methods: methods.into_iter().map(|(_, m)| m).collect(),
             sent_bytes: grpc.sent_bytes.clone(),
             received_bytes: grpc.received_bytes.clone(),
+            slow_read,
         }
     }
 
@@ -108,14 +112,31 @@ impl Call {
     pub fn unary_done(mut self, outcome: Result<Response>) -> Result<Response> {
         let code = match &outcome {
             Ok(response) => {
+                let size = response.encoded_len();
                 self.meters.methods[self.index].msg_sent.inc();
-                self.meters.sent_bytes.inc_by((response.encoded_len() + PREFIX) as u64);
+                self.meters.sent_bytes.inc_by((size + PREFIX) as u64);
+                if let Response::Range(range) = response {
+                    self.warn_if_slow_read(range.kvs.len(), range.count, size);
+                }
                 Code::Ok
             }
             Err(e) => e.code(),
         };
         self.finish(code);
         outcome
+    }
+
+    /// etcd's `warnOfExpensiveReadOnlyRangeRequest`: a range that took longer than the apply
+    /// warning duration, the read barrier included, is logged with etcd's words and fields.
+    fn warn_if_slow_read(&self, kvs: usize, count: i64, size: usize) {
+        let (took, expected) = (self.started.elapsed(), self.meters.slow_read);
+        if took > expected {
+            log::warn!(
+                took:% = GoDuration(took), "expected-duration":% = GoDuration(expected), prefix = "read-only range ",
+                response = format!("range_response_count:{kvs} count:{count} size:{size}");
+                "apply request took too long"
+            );
+        }
     }
 
     /// A unary call's request message, of `len` protobuf bytes.

@@ -226,7 +226,7 @@ pub struct Service {
 
 impl Service {
     pub fn new(node: Node) -> Service {
-        let meters = Arc::new(metered::Meters::new(node.grpc_metrics()));
+        let meters = Arc::new(metered::Meters::new(node.grpc_metrics(), node.config().warning_apply_duration));
         Service { node, waiting: Arc::default(), large_reads: Arc::default(), token_waits: Arc::default(), meters }
     }
 

@@ -136,3 +136,28 @@ impl Drop for Gateway {
         self.member.stop().expect("clean stop");
     }
 }
+
+/// A call through the service layer as `credentials`, answered on the calling thread (the
+/// adapters' part played inline), within 10 s.
+pub fn service_call(
+    service: &raftkv::service::Service,
+    request: raftkv::service::Request,
+    credentials: &raftkv::auth::Credentials,
+) -> raftkv::Result<raftkv::service::Response> {
+    use raftkv::service::{Answer, Responder, Response, Waiting};
+    struct Inline(std::sync::mpsc::Sender<raftkv::Result<Response>>);
+    impl Responder for Inline {
+        fn later(self: Box<Self>, answer: Answer) {
+            let _ = self.0.send(answer());
+        }
+        fn blocking(self: Box<Self>, work: Answer) {
+            let _ = self.0.send(work());
+        }
+        fn waiting(self: Box<Self>, work: Waiting) {
+            let _ = self.0.send(work(raftkv::wait::Cancel::never()));
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    service.call(request, credentials, Box::new(Inline(tx)));
+    rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
+}

@@ -528,23 +528,9 @@ fn a_token_used_at_once_on_another_member_waits_for_its_entry() {
     node.auth_enable().unwrap();
     let others: Vec<Service> =
         cluster.running().filter(|(i, _)| *i != leader).map(|(_, n)| Service::new(n.clone())).collect();
-    struct Inline(std::sync::mpsc::Sender<raftkv::Result<service::Response>>);
-    impl service::Responder for Inline {
-        fn later(self: Box<Self>, answer: service::Answer) {
-            let _ = self.0.send(answer());
-        }
-        fn blocking(self: Box<Self>, work: service::Answer) {
-            let _ = self.0.send(work());
-        }
-        fn waiting(self: Box<Self>, work: service::Waiting) {
-            let _ = self.0.send(work(raftkv::wait::Cancel::never()));
-        }
-    }
     let range = |on: &Service, token: String| {
-        let (tx, rx) = std::sync::mpsc::channel();
         let credentials = Credentials { token: Some(token), common_name: None };
-        on.call(service::Request::Range(RangeRequest::key("k")), &credentials, Box::new(Inline(tx)));
-        rx.recv_timeout(Duration::from_secs(10)).unwrap().map(|_| ())
+        crate::harness::service_call(on, service::Request::Range(RangeRequest::key("k")), &credentials).map(|_| ())
     };
     for i in 0..50 {
         let login = AuthenticateRequest { name: "root".into(), password: "pw".into() };

@@ -263,21 +263,7 @@ fn members_that_applied_the_same_history_hash_it_alike() {
 
 /// A call through the service, answered on the calling thread.
 fn call(service: &raftkv::service::Service, request: service::Request) -> raftkv::Result<service::Response> {
-    struct Inline(std::sync::mpsc::Sender<raftkv::Result<service::Response>>);
-    impl service::Responder for Inline {
-        fn later(self: Box<Self>, answer: service::Answer) {
-            let _ = self.0.send(answer());
-        }
-        fn blocking(self: Box<Self>, work: service::Answer) {
-            let _ = self.0.send(work());
-        }
-        fn waiting(self: Box<Self>, work: service::Waiting) {
-            let _ = self.0.send(work(raftkv::wait::Cancel::never()));
-        }
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    service.call(request, &Default::default(), Box::new(Inline(tx)));
-    rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
+    crate::harness::service_call(service, request, &Default::default())
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use raftkv::pb::{CompactionRequest, PutRequest};
+use raftkv::pb::{CompactionRequest, PutRequest, RangeRequest};
 
 use crate::harness::process::{agreed_leader, ctl, initial_cluster, position_of, Member, Process};
 use crate::harness::{eventually, free_port};
@@ -215,6 +215,7 @@ fn the_events_operators_grep_for_are_logged_in_etcds_words() {
     // A stalled log write: the next put's fsync takes over etcd's one second.
     assert_eq!(m.control("PUT", "/debug/failpoints/raft_before_save", "1*sleep(1100)").unwrap().status, 204);
     client.put(&PutRequest::new("k", "v2")).unwrap();
+    client.range(&RangeRequest::key("k")).unwrap();
     client.compact(&CompactionRequest { revision: 2, physical: true }).unwrap();
     assert!(m.terminate().success());
 
@@ -223,6 +224,9 @@ fn the_events_operators_grep_for_are_logged_in_etcds_words() {
     let put = slow.iter().find(|l| l["request"] == "put:<key:\"k\" value_size:1 lease:0 >").expect("the put's warning");
     assert_eq!((put["level"].as_str(), put["expected-duration"].as_str()), (Some("warn"), Some("1ns")));
     assert!(raftkv::compactor::parse_duration(put["took"].as_str().unwrap()).is_some(), "{put}");
+    // Reads are held to the same budget, the read barrier included (the health probes' too).
+    let reads: Vec<_> = slow.iter().filter(|l| l["prefix"] == "read-only range ").collect();
+    assert!(reads.iter().any(|l| l["response"].as_str().unwrap().starts_with("range_response_count:1 ")), "{reads:?}");
     let fsync = lines_saying(&m.log, "slow fdatasync");
     assert_eq!(fsync.len(), 1, "{fsync:?}");
     assert_eq!(fsync[0]["expected-duration"], "1s");

@@ -19,6 +19,7 @@ mod corrupt;
 mod crash;
 mod debug_control;
 mod deploy;
+mod diagnose;
 mod disk_full;
 mod election;
 mod etcd_snapshot;
