@@ -178,9 +178,11 @@ impl Writer {
         }
     }
 
-    /// jsonpb writes a value without a name as a bare number (quoted, it would read as a name).
+    /// jsonpb writes a value without a name as a bare number (quoted, it would read as a name);
+    /// etcdctl's `-w json` (Go's encoding/json of the Go struct) writes every one as its number.
     fn enum_value(&mut self, value: i32, names: &[&str]) {
-        match usize::try_from(value).ok().and_then(|i| names.get(i)) {
+        let name = if self.is_etcdctl() { None } else { usize::try_from(value).ok().and_then(|i| names.get(i)) };
+        match name {
             Some(n) => {
                 self.buf.push('"');
                 self.buf.push_str(n);

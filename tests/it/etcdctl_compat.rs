@@ -80,6 +80,9 @@ const SCRIPT: &[(&str, &str)] = &[
     ("user add :pw", ""),
     ("user list", ""),
     ("user get amy", ""),
+    ("user get amy -w json", ""),
+    ("user list -w json", ""),
+    ("user add bob:pw -w json", ""),
     ("user get nosuch", ""),
     ("role add ops", ""),
     ("role add ops", ""),
@@ -90,6 +93,9 @@ const SCRIPT: &[(&str, &str)] = &[
     ("role grant-permission ops read foo", ""),
     ("role grant-permission nosuch read foo", ""),
     ("role get ops", ""),
+    ("role get ops -w json", ""),
+    ("role list -w json", ""),
+    ("role add qa -w json", ""),
     ("role get nosuch", ""),
     ("role list", ""),
     ("user grant-role amy ops", ""),
@@ -202,12 +208,10 @@ enum Tool {
     Raftkvctl,
 }
 
-/// The steps raftkvctl has verbs for (its user, role and auth verbs print simple output only,
-/// and it has no `watch -i`), and answers as etcdctl 3.4 does (`--count-only` is etcdctl
-/// 3.5's, which raftkvctl has).
+/// The steps raftkvctl answers as etcdctl 3.4 does (it has no `watch -i`, and `--count-only`
+/// is etcdctl 3.5's, which raftkvctl has).
 fn raftkvctl_has(args: &str) -> bool {
-    let auth = ["user ", "role ", "auth "].iter().any(|p| args.starts_with(p));
-    !(args.contains("--count-only") || auth && args.contains("-w json"))
+    !args.contains("--count-only")
 }
 
 fn run(tool: Tool, endpoint: &str, peer_url: &str, dir: &std::path::Path) -> Run {

@@ -1,5 +1,5 @@
-//! The auth verbs (`auth`, `user`, `role`), printed as etcdctl 3.4's simple printer prints
-//! them. Passwords etcdctl would ask for on a terminal are read from stdin (one word, as its
+//! The auth verbs (`auth`, `user`, `role`), printed as etcdctl 3.4's simple and JSON printers
+//! print them. Passwords etcdctl would ask for on a terminal are read from stdin (one word, as its
 //! `--interactive=false` reads them): raftkvctl does not prompt.
 
 use raftkv::service::Method;
@@ -62,6 +62,16 @@ impl Ctl {
         Ok(resp.perm)
     }
 
+    /// etcdctl's printers for these verbs: `-w json` prints the response, any other format the
+    /// simple printer's line(s).
+    fn said(&self, resp: &impl ToJson, simple: impl FnOnce()) {
+        if self.format == Format::Json {
+            self.print_json(resp);
+        } else {
+            simple();
+        }
+    }
+
     pub(crate) fn auth(&self, command: AuthCommand) -> Outcome {
         match command {
             AuthCommand::Enable => {
@@ -69,7 +79,10 @@ impl Ctl {
                 // asked again.
                 loop {
                     match self.client.call::<_, AuthHeaderResponse>(Method::AuthEnable, &EmptyRequest {}) {
-                        Ok(_) => break,
+                        Ok(resp) => {
+                            self.said(&resp, || println!("Authentication Enabled"));
+                            break;
+                        }
                         Err(e) if e.to_string() == raftkv::Error::RootRoleNotExist.to_string() => {
                             let _: AuthHeaderResponse =
                                 self.client.call(Method::AuthRoleAdd, &AuthRoleAddRequest { name: "root".into() })?;
@@ -79,18 +92,16 @@ impl Ctl {
                         Err(e) => return Err(e),
                     }
                 }
-                println!("Authentication Enabled");
             }
             AuthCommand::Disable => {
-                let _: AuthHeaderResponse = self.client.call(Method::AuthDisable, &EmptyRequest {})?;
-                println!("Authentication Disabled");
+                let resp: AuthHeaderResponse = self.client.call(Method::AuthDisable, &EmptyRequest {})?;
+                self.said(&resp, || println!("Authentication Disabled"));
             }
         }
         Ok(())
     }
 
     pub(crate) fn user(&self, command: UserCommand) -> Outcome {
-        let done = |_: AuthHeaderResponse| ();
         match command {
             UserCommand::Add { user, interactive: _, new_user_password, no_password } => {
                 let (name, password) = match (no_password, new_user_password, user.split_once(':')) {
@@ -106,16 +117,21 @@ impl Ctl {
                 };
                 let options = Some(UserAddOptions { no_password });
                 let req = AuthUserAddRequest { name: name.clone(), password, options, ..Default::default() };
-                self.client.call(Method::AuthUserAdd, &req).map(done)?;
-                println!("User {name} created");
+                let resp: AuthHeaderResponse = self.client.call(Method::AuthUserAdd, &req)?;
+                self.said(&resp, || println!("User {name} created"));
             }
             UserCommand::Delete { name } => {
-                self.client.call(Method::AuthUserDelete, &AuthUserRequest { name: name.clone() }).map(done)?;
-                println!("User {name} deleted");
+                let resp: AuthHeaderResponse =
+                    self.client.call(Method::AuthUserDelete, &AuthUserRequest { name: name.clone() })?;
+                self.said(&resp, || println!("User {name} deleted"));
             }
             UserCommand::Get { name, detail } => {
                 let resp: AuthUserGetResponse =
                     self.client.call(Method::AuthUserGet, &AuthUserRequest { name: name.clone() })?;
+                if self.format == Format::Json {
+                    self.print_json(&resp);
+                    return Ok(());
+                }
                 println!("User: {name}");
                 if detail {
                     for role in &resp.roles {
@@ -128,42 +144,48 @@ impl Ctl {
             }
             UserCommand::List => {
                 let resp: AuthUserListResponse = self.client.call(Method::AuthUserList, &EmptyRequest {})?;
-                resp.users.iter().for_each(|u| println!("{u}"));
+                self.said(&resp, || resp.users.iter().for_each(|u| println!("{u}")));
             }
             UserCommand::Passwd { name, interactive: _ } => {
                 let req = AuthUserChangePasswordRequest { name, password: password_from_stdin(), ..Default::default() };
-                self.client.call(Method::AuthUserChangePassword, &req).map(done)?;
-                println!("Password updated");
+                let resp: AuthHeaderResponse = self.client.call(Method::AuthUserChangePassword, &req)?;
+                self.said(&resp, || println!("Password updated"));
             }
             UserCommand::GrantRole { user, role } => {
                 let req = AuthUserGrantRoleRequest { user: user.clone(), role: role.clone() };
-                self.client.call(Method::AuthUserGrantRole, &req).map(done)?;
-                println!("Role {role} is granted to user {user}");
+                let resp: AuthHeaderResponse = self.client.call(Method::AuthUserGrantRole, &req)?;
+                self.said(&resp, || println!("Role {role} is granted to user {user}"));
             }
             UserCommand::RevokeRole { user, role } => {
                 let req = AuthUserRevokeRoleRequest { name: user.clone(), role: role.clone() };
-                self.client.call(Method::AuthUserRevokeRole, &req).map(done)?;
-                println!("Role {role} is revoked from user {user}");
+                let resp: AuthHeaderResponse = self.client.call(Method::AuthUserRevokeRole, &req)?;
+                self.said(&resp, || println!("Role {role} is revoked from user {user}"));
             }
         }
         Ok(())
     }
 
     pub(crate) fn role(&self, command: RoleCommand) -> Outcome {
-        let done = |_: AuthHeaderResponse| ();
         match command {
             RoleCommand::Add { name } => {
-                self.client.call(Method::AuthRoleAdd, &AuthRoleAddRequest { name: name.clone() }).map(done)?;
-                println!("Role {name} created");
+                let resp: AuthHeaderResponse =
+                    self.client.call(Method::AuthRoleAdd, &AuthRoleAddRequest { name: name.clone() })?;
+                self.said(&resp, || println!("Role {name} created"));
             }
             RoleCommand::Delete { name } => {
-                self.client.call(Method::AuthRoleDelete, &AuthRoleRequest { role: name.clone() }).map(done)?;
-                println!("Role {name} deleted");
+                let resp: AuthHeaderResponse =
+                    self.client.call(Method::AuthRoleDelete, &AuthRoleRequest { role: name.clone() })?;
+                self.said(&resp, || println!("Role {name} deleted"));
+            }
+            RoleCommand::Get { name } if self.format == Format::Json => {
+                let resp: AuthRoleGetResponse =
+                    self.client.call(Method::AuthRoleGet, &AuthRoleRequest { role: name })?;
+                self.print_json(&resp);
             }
             RoleCommand::Get { name } => print_role(&name, &self.role_perms(&name)?),
             RoleCommand::List => {
                 let resp: AuthRoleListResponse = self.client.call(Method::AuthRoleList, &EmptyRequest {})?;
-                resp.roles.iter().for_each(|r| println!("{r}"));
+                self.said(&resp, || resp.roles.iter().for_each(|r| println!("{r}")));
             }
             RoleCommand::GrantPermission { role, perm_type, key, range_end, prefix, from_key } => {
                 let perm_type = match perm_type.to_uppercase().as_str() {
@@ -175,19 +197,19 @@ impl Ctl {
                 let (key, range_end) = perm_range(&key, range_end, prefix, from_key);
                 let perm = Some(Permission { perm_type: perm_type as i32, key, range_end });
                 let req = AuthRoleGrantPermissionRequest { name: role.clone(), perm };
-                self.client.call(Method::AuthRoleGrantPermission, &req).map(done)?;
-                println!("Role {role} updated");
+                let resp: AuthHeaderResponse = self.client.call(Method::AuthRoleGrantPermission, &req)?;
+                self.said(&resp, || println!("Role {role} updated"));
             }
             RoleCommand::RevokePermission { role, key: name, range_end, prefix, from_key } => {
                 let (key, range_end) = perm_range(&name, range_end, prefix, from_key);
                 let req = AuthRoleRevokePermissionRequest { role: role.clone(), key, range_end: range_end.clone() };
-                self.client.call(Method::AuthRoleRevokePermission, &req).map(done)?;
+                let resp: AuthHeaderResponse = self.client.call(Method::AuthRoleRevokePermission, &req)?;
                 let end = String::from_utf8_lossy(&range_end);
-                match range_end.as_slice() {
+                self.said(&resp, || match range_end.as_slice() {
                     [] => println!("Permission of key {name} is revoked from role {role}"),
                     [0] => println!("Permission of range [{name}, <open ended> is revoked from role {role}"),
                     _ => println!("Permission of range [{name}, {end}) is revoked from role {role}"),
-                }
+                });
             }
         }
         Ok(())
