@@ -244,7 +244,7 @@ impl Applier {
         if self.failed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let outcome = self.apply_batch(snapshot, entries);
+        let outcome = self.apply_batch(snapshot, entries, handed_off);
         if outcome.is_err() {
             self.failed.store(true, Ordering::Release);
         }
@@ -252,7 +252,7 @@ impl Applier {
         outcome
     }
 
-    fn apply_batch(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>) -> Result<()> {
+    fn apply_batch(&self, snapshot: Option<SnapshotMetadata>, entries: Vec<Entry>, handed_off: Instant) -> Result<()> {
         if let Some(meta) = snapshot {
             self.install_snapshot(meta)?;
         }
@@ -289,7 +289,7 @@ impl Applier {
                         Some(request) => self.execute(&mut batch, req.header.as_ref(), request, entry.index),
                         None => Err(Error::Decode { what: "raft entry", detail: "no request".into() }),
                     };
-                    self.warn_if_slow(started, req.request.as_ref(), &outcome);
+                    self.warn_if_slow(handed_off, started, req.request.as_ref(), &outcome);
                     outcomes.push((req.id, outcome));
                 }
                 EntryType::EntryConfChange => {
@@ -417,8 +417,17 @@ impl Applier {
     }
 
     /// etcd's `warnOfExpensiveRequest`: a request that took longer than
-    /// `--experimental-warning-apply-duration` to apply is one warning line with etcd's words.
-    fn warn_if_slow(&self, started: Instant, request: Option<&Request>, outcome: &Result<Response>) {
+    /// `--experimental-warning-apply-duration` to apply is one warning line with etcd's words,
+    /// counted in `etcd_server_slow_apply_total`. Beyond etcd's fields, `apply-wait`: how long
+    /// its batch had waited since the raft thread handed it off, the stage before this one
+    /// (a long wait means the apply thread is behind: big deletes or compactions ahead of it).
+    fn warn_if_slow(
+        &self,
+        handed_off: Instant,
+        started: Instant,
+        request: Option<&Request>,
+        outcome: &Result<Response>,
+    ) {
         let took = started.elapsed();
         let expected = self.ctx.warning_apply_duration;
         if took <= expected {
@@ -426,10 +435,11 @@ impl Applier {
         }
         let request = request.map(Request::summary).unwrap_or_default();
         let error = outcome.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        let waited = started.saturating_duration_since(handed_off);
         self.ctx.metrics.slow_apply.inc();
         log::warn!(
             took:% = GoDuration(took), "expected-duration":% = GoDuration(expected), prefix = "",
-            request = request, error = error;
+            request = request, error = error, "apply-wait":% = GoDuration(waited);
             "apply request took too long"
         );
     }
