@@ -193,8 +193,10 @@ struct Args {
     /// every one gets every line).
     #[arg(long, env = "RAFTKV_LOG_OUTPUTS", default_value = "default", value_delimiter = ',')]
     log_outputs: Vec<String>,
-    /// Time duration after which a warning is generated if request takes more time.
-    #[arg(long, env = "RAFTKV_EXPERIMENTAL_WARNING_APPLY_DURATION", default_value = "100ms", value_parser = duration)]
+    /// Time duration after which a warning is generated if request takes more time (also
+    /// --warning-apply-duration, the name etcd 3.6 gives it).
+    #[arg(long, alias = "warning-apply-duration", env = "RAFTKV_EXPERIMENTAL_WARNING_APPLY_DURATION",
+        default_value = "100ms", value_parser = duration)]
     experimental_warning_apply_duration: Duration,
     /// Path to the server configuration file (etcd's YAML). Note that if a configuration file is
     /// provided, other command line flags and environment variables will be ignored.
