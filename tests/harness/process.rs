@@ -236,9 +236,15 @@ impl Member {
 
 /// Member processes `{prefix}0..{prefix}(n-1)` started as one new cluster, data under `dir`.
 pub fn spawn_cluster(prefix: &str, n: usize, dir: &Path) -> Vec<Member> {
+    spawn_cluster_with_env(prefix, n, dir, &[])
+}
+
+/// [`spawn_cluster`] with `env` set for every member (e.g. `RAFTKV_DEBUG_CONTROL`).
+pub fn spawn_cluster_with_env(prefix: &str, n: usize, dir: &Path, env: &[(&'static str, &str)]) -> Vec<Member> {
     let mut members: Vec<Member> = (0..n).map(|i| Member::new(&format!("{prefix}{i}"), dir)).collect();
     let initial = initial_cluster(&members);
     for m in &mut members {
+        m.env.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
         m.spawn(&dir.join(&m.name), &initial, &[]);
     }
     members

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use raftkv::pb::{CompactionRequest, PutRequest, RangeRequest};
 
-use crate::harness::process::{agreed_leader, ctl, initial_cluster, position_of, Member, Process};
+use crate::harness::process::{agreed_leader, ctl, position_of, spawn_cluster_with_env, Member, Process};
 use crate::harness::{eventually, free_port};
 
 fn raftkv_bare() -> Command {
@@ -195,9 +195,9 @@ auto-compaction-retention: \"1\"
     }
 }
 
-/// The JSON lines of `log` whose `msg` starts with `msg`.
-fn lines_saying(log: &Path, msg: &str) -> Vec<serde_json::Value> {
-    json_lines(log).into_iter().filter(|l| l["msg"].as_str().unwrap().starts_with(msg)).collect()
+/// The lines whose `msg` starts with `msg`.
+fn saying<'a>(lines: &'a [serde_json::Value], msg: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|l| l["msg"].as_str().unwrap().starts_with(msg)).collect()
 }
 
 #[test]
@@ -219,8 +219,9 @@ fn the_events_operators_grep_for_are_logged_in_etcds_words() {
     client.compact(&CompactionRequest { revision: 2, physical: true }).unwrap();
     assert!(m.terminate().success());
 
-    assert_eq!(lines_saying(&m.log, &format!("raft.node: {id} elected leader {id} at term ")).len(), 1);
-    let slow = lines_saying(&m.log, "apply request took too long");
+    let lines = json_lines(&m.log);
+    assert_eq!(saying(&lines, &format!("raft.node: {id} elected leader {id} at term ")).len(), 1);
+    let slow = saying(&lines, "apply request took too long");
     let put = slow.iter().find(|l| l["request"] == "put:<key:\"k\" value_size:1 lease:0 >").expect("the put's warning");
     assert_eq!((put["level"].as_str(), put["expected-duration"].as_str()), (Some("warn"), Some("1ns")));
     for field in ["took", "apply-wait"] {
@@ -229,12 +230,12 @@ fn the_events_operators_grep_for_are_logged_in_etcds_words() {
     // Reads are held to the same budget, the read barrier included (the health probes' too).
     let reads: Vec<_> = slow.iter().filter(|l| l["prefix"] == "read-only range ").collect();
     assert!(reads.iter().any(|l| l["response"].as_str().unwrap().starts_with("range_response_count:1 ")), "{reads:?}");
-    let fsync = lines_saying(&m.log, "slow fdatasync");
+    let fsync = saying(&lines, "slow fdatasync");
     assert_eq!(fsync.len(), 1, "{fsync:?}");
     assert_eq!(fsync[0]["expected-duration"], "1s");
     let took = raftkv::compactor::parse_duration(fsync[0]["took"].as_str().unwrap()).unwrap();
     assert!(took >= Duration::from_millis(1100), "{took:?}");
-    let compacted = lines_saying(&m.log, "finished scheduled compaction");
+    let compacted = saying(&lines, "finished scheduled compaction");
     assert_eq!(compacted.len(), 1);
     assert_eq!(compacted[0]["compact-revision"], 2);
 }
@@ -242,13 +243,8 @@ fn the_events_operators_grep_for_are_logged_in_etcds_words() {
 #[test]
 fn a_leader_whose_heartbeats_are_late_says_so_as_etcd_does() {
     let dir = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("hb{i}"), dir.path())).collect();
-    let initial = initial_cluster(&members);
-    for m in &mut members {
-        m.env.push(("RAFTKV_LOGGER", "zap".into()));
-        m.env.push(("RAFTKV_DEBUG_CONTROL", "1".into()));
-        m.spawn(&dir.path().join(&m.name), &initial, &[]);
-    }
+    let members =
+        spawn_cluster_with_env("hb", 3, dir.path(), &[("RAFTKV_LOGGER", "zap"), ("RAFTKV_DEBUG_CONTROL", "1")]);
     let leader_id = agreed_leader(&members, 0, Duration::from_secs(20)).expect("a leader");
     let leader = &members[position_of(&members, leader_id)];
     // A few heartbeats first: the detector measures from the last one sent.
@@ -259,11 +255,12 @@ fn a_leader_whose_heartbeats_are_late_says_so_as_etcd_does() {
     leader.client().put(&PutRequest::new("k", "v")).unwrap();
     let msg = "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk";
     assert!(
-        eventually(Duration::from_secs(10), || !lines_saying(&leader.log, msg).is_empty()),
+        eventually(Duration::from_secs(10), || !saying(&json_lines(&leader.log), msg).is_empty()),
         "{}",
         std::fs::read_to_string(&leader.log).unwrap()
     );
-    let late = &lines_saying(&leader.log, msg)[0];
+    let lines = json_lines(&leader.log);
+    let late = saying(&lines, msg)[0];
     assert_eq!(
         (late["heartbeat-interval"].as_str(), late["expected-duration"].as_str()),
         (Some("100ms"), Some("200ms"))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use raftkv::pb::{DeleteRangeRequest, PutRequest, TxnRequest};
 
-use crate::harness::process::{agreed_leader, ctl_command, initial_cluster, position_of, Member};
+use crate::harness::process::{agreed_leader, ctl_command, position_of, spawn_cluster_with_env, Member};
 
 /// `raftkvctl diagnose` on `endpoints`, started now, watching for `interval`.
 fn diagnose(endpoints: &str, interval: &str) -> Child {
@@ -75,12 +75,7 @@ fn a_huge_delete_is_named_as_a_slow_apply() {
 #[test]
 fn a_partitioned_leader_is_named_by_the_leader_change_on_the_others() {
     let dir = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (0..3).map(|i| Member::new(&format!("p{i}"), dir.path())).collect();
-    let initial = initial_cluster(&members);
-    for m in &mut members {
-        m.env.push(("RAFTKV_DEBUG_CONTROL", "1".into()));
-        m.spawn(&dir.path().join(&m.name), &initial, &[]);
-    }
+    let members = spawn_cluster_with_env("p", 3, dir.path(), &[("RAFTKV_DEBUG_CONTROL", "1")]);
     let leader_id = agreed_leader(&members, 0, Duration::from_secs(20)).expect("a leader");
     let leader = position_of(&members, leader_id);
     let ids: Vec<String> = members

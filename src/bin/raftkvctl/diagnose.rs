@@ -98,6 +98,19 @@ impl Window<'_> {
         (after - self.before.sum(name, filter).unwrap_or(0.0)).max(0.0)
     }
 
+    /// Per value of label `key`, the increase of `name`'s series with it.
+    fn delta_by_label(&self, name: &str, key: &str) -> Vec<(String, f64)> {
+        let before = self.before.by_label(name, key);
+        self.after
+            .by_label(name, key)
+            .into_iter()
+            .map(|(k, v)| {
+                let was = before.iter().find(|(b, _)| *b == k).map_or(0.0, |(_, n)| *n);
+                (k, (v - was).max(0.0))
+            })
+            .collect()
+    }
+
     /// Histogram `name`'s observations in the window: (count, mean, p99), or `None` if none.
     fn histogram(&self, name: &str, filter: &str) -> Option<(f64, f64, f64)> {
         let count = self.delta(&format!("{name}_count"), filter);
@@ -193,7 +206,7 @@ pub(crate) fn verdicts(before: &Scrape, after: &Scrape, interval: Duration) -> V
         // The first election is not a change worth a word; three an hour and more are.
         found.push(format!("leader changed {lifetime:.0} times in {up_min:.0} min: check the network and CPU"));
     }
-    for (peer, failures) in w_by_label(&w, "etcd_network_peer_sent_failures_total", "To") {
+    for (peer, failures) in w.delta_by_label("etcd_network_peer_sent_failures_total", "To") {
         if failures > 0.0 {
             found.push(format!("{failures:.0} messages to peer {peer} failed: it is down, partitioned or overloaded"));
         }
@@ -228,18 +241,6 @@ pub(crate) fn verdicts(before: &Scrape, after: &Scrape, interval: Duration) -> V
         ));
     }
     found
-}
-
-fn w_by_label(w: &Window<'_>, name: &str, key: &str) -> Vec<(String, f64)> {
-    let before = w.before.by_label(name, key);
-    w.after
-        .by_label(name, key)
-        .into_iter()
-        .map(|(k, v)| {
-            let was = before.iter().find(|(b, _)| *b == k).map_or(0.0, |(_, n)| *n);
-            (k, (v - was).max(0.0))
-        })
-        .collect()
 }
 
 /// Where a write's time went in the window, from the request stages, as one line.
