@@ -81,6 +81,12 @@ pub struct Config {
     /// The least time between a gRPC client's keepalive pings (`--grpc-keepalive-min-time`);
     /// clients that ping more often are sent away with `too_many_pings`.
     pub grpc_keepalive_min_time: std::time::Duration,
+    /// How long a gRPC connection may go with nothing read before the member pings its client
+    /// (`--grpc-keepalive-interval`, 2 h)...
+    pub grpc_keepalive_interval: std::time::Duration,
+    /// ...and how long it then waits for anything before closing it (`--grpc-keepalive-timeout`,
+    /// 20 s). Either at 0 means grpc-go's defaults, which are those, as in etcd.
+    pub grpc_keepalive_timeout: std::time::Duration,
     /// How often watchers created with `progress_notify` hear the current revision when
     /// nothing else was sent to them (`--experimental-watch-progress-notify-interval`).
     pub watch_progress_notify_interval: std::time::Duration,
@@ -162,6 +168,8 @@ impl Config {
             compaction_batch_limit: 1000,
             compaction_sleep_interval: std::time::Duration::from_millis(10),
             grpc_keepalive_min_time: std::time::Duration::from_secs(5),
+            grpc_keepalive_interval: std::time::Duration::from_secs(2 * 3600),
+            grpc_keepalive_timeout: std::time::Duration::from_secs(20),
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
             warning_apply_duration: Duration::from_millis(100),

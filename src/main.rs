@@ -91,6 +91,12 @@ struct Args {
     /// Minimum interval a client should wait before pinging the server (gRPC keepalive).
     #[arg(long, env = "RAFTKV_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s", value_parser = duration)]
     grpc_keepalive_min_time: Duration,
+    /// Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).
+    #[arg(long, env = "RAFTKV_GRPC_KEEPALIVE_INTERVAL", default_value = "2h", value_parser = duration)]
+    grpc_keepalive_interval: Duration,
+    /// Additional duration of wait before closing a non-responsive connection (0 to disable).
+    #[arg(long, env = "RAFTKV_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = duration)]
+    grpc_keepalive_timeout: Duration,
     /// Duration of periodic watch progress notifications.
     #[arg(long, env = "RAFTKV_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = duration)]
     experimental_watch_progress_notify_interval: Duration,
@@ -286,6 +292,8 @@ impl Args {
         cfg.max_request_bytes = self.max_request_bytes;
         cfg.max_txn_ops = self.max_txn_ops;
         cfg.grpc_keepalive_min_time = self.grpc_keepalive_min_time;
+        cfg.grpc_keepalive_interval = self.grpc_keepalive_interval;
+        cfg.grpc_keepalive_timeout = self.grpc_keepalive_timeout;
         cfg.watch_progress_notify_interval = self.experimental_watch_progress_notify_interval;
         cfg.bcrypt_cost = self.bcrypt_cost;
         cfg.warning_apply_duration = self.experimental_warning_apply_duration;

@@ -2,7 +2,8 @@
 //! over the size limit, a header block that never ends, HPACK past the table, 100,000 streams
 //! opened and reset at once (CVE-2023-44487), a watch stream that never reads, and broken
 //! gRPC messages. Each gets an HTTP/2 or gRPC error, and the member keeps serving others. And
-//! the reset a gRPC client sends to cancel a call: a waiting lock's ends it, key and all.
+//! the reset a gRPC client sends to cancel a call: a waiting lock's ends it, key and all; and a
+//! client that stops answering the keepalive ping is dropped, its watch with it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -214,12 +215,7 @@ fn a_watch_stream_that_never_reads_does_not_hold_up_writes() {
 
     // A watch on every key whose client grants no credit at all, and never reads.
     let mut raw = Raw::open(&e, &[(setting::INITIAL_WINDOW_SIZE, 0)]);
-    let create = [0x0a, 0x06, 0x0a, 0x01, 0x00, 0x12, 0x01, 0x00]; // create_request{key: "\0", range_end: "\0"}
-    let mut out = headers_frame(1, false, "/etcdserverpb.Watch/Watch");
-    let mut message = vec![0, 0, 0, 0, create.len() as u8];
-    message.extend_from_slice(&create);
-    frame::write(&mut out, kind::DATA, 0, 1, &message);
-    raw.send(&out);
+    open_watch(&mut raw);
     let deadline = Instant::now() + Duration::from_secs(10);
     while watchers(&e) != 1 {
         assert!(Instant::now() < deadline, "the watch was never created");
@@ -241,6 +237,61 @@ fn a_watch_stream_that_never_reads_does_not_hold_up_writes() {
         assert!(Instant::now() < deadline, "the watcher outlived its connection");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Opens a watch on every key over `raw` as stream 1.
+fn open_watch(raw: &mut Raw) {
+    let create = [0x0a, 0x06, 0x0a, 0x01, 0x00, 0x12, 0x01, 0x00]; // create_request{key: "\0", range_end: "\0"}
+    let mut out = headers_frame(1, false, "/etcdserverpb.Watch/Watch");
+    let mut message = vec![0, 0, 0, 0, create.len() as u8];
+    message.extend_from_slice(&create);
+    frame::write(&mut out, kind::DATA, 0, 1, &message);
+    raw.send(&out);
+}
+
+#[test]
+fn a_client_that_answers_no_keepalive_ping_is_dropped_with_its_watch_and_one_that_answers_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::new("keepalive", dir.path());
+    m.spawn(&dir.path().join("data"), "", &["--grpc-keepalive-interval", "1s", "--grpc-keepalive-timeout", "1s"]);
+    m.wait_healthy(Duration::from_secs(20));
+    let e = m.endpoint();
+
+    // Two watch clients, as a client whose host vanished (no FIN, no ack) and a live one.
+    let (mut gone, mut live) = (Raw::open(&e, &[]), Raw::open(&e, &[]));
+    open_watch(&mut gone);
+    open_watch(&mut live);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watchers(&e) != 2 {
+        assert!(Instant::now() < deadline, "the watches were never created");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The live client acks every ping; the silent one reads them and answers none.
+    let (mut gone_pinged, deadline) = (false, Instant::now() + Duration::from_secs(15));
+    while !gone_pinged || watchers(&e) != 1 {
+        assert!(Instant::now() < deadline, "pinged: {gone_pinged}, watchers: {} (want 1)", watchers(&e));
+        let ping = |h: &Head, p: &Vec<u8>| h.kind == kind::PING && !h.has(flag::ACK) && p.len() == 8;
+        gone_pinged |= gone.frames(Duration::from_millis(100)).iter().any(|(h, p)| ping(h, p));
+        for (head, payload) in live.frames(Duration::from_millis(100)) {
+            if ping(&head, &payload) {
+                let mut ack = Vec::new();
+                frame::write(&mut ack, kind::PING, flag::ACK, 0, &payload);
+                assert!(live.send(&ack), "the live client was dropped");
+            }
+        }
+    }
+    assert_eq!(gone.frames(Duration::from_secs(2)).len(), 0, "the silent client's connection is closed");
+    assert!(live.send(&{
+        let mut ping = Vec::new();
+        frame::write(&mut ping, kind::PING, 0, 0, &[7; 8]);
+        ping
+    }));
+    let answered = live.frames(Duration::from_secs(2));
+    assert!(
+        answered.iter().any(|(h, p)| h.kind == kind::PING && h.has(flag::ACK) && p == &[7; 8]),
+        "the live client is served"
+    );
+    serves(&e);
 }
 
 #[test]

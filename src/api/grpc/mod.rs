@@ -254,12 +254,22 @@ impl h2::Handler for Grpc {
 
     fn settings(&self) -> h2::Settings {
         let cfg = self.service.node().config();
+        // etcd hands grpc-go its keepalive only when both are set; grpc-go's own defaults
+        // (the flags' defaults too) apply otherwise.
+        let (keepalive_time, keepalive_timeout) =
+            if cfg.grpc_keepalive_interval.is_zero() || cfg.grpc_keepalive_timeout.is_zero() {
+                (h2::KEEPALIVE_TIME, h2::KEEPALIVE_TIMEOUT)
+            } else {
+                (cfg.grpc_keepalive_interval, cfg.grpc_keepalive_timeout)
+            };
         h2::Settings {
             streams,
             ping_min_time: cfg.grpc_keepalive_min_time,
             // Room for a whole message at etcd's limit, so that an oversize one gets gRPC's
             // `ResourceExhausted` from its prefix rather than a reset stream.
             body_max: h2::BODY_MAX.max(2 * cfg.grpc_message_max()),
+            keepalive_time,
+            keepalive_timeout,
         }
     }
 

@@ -47,13 +47,29 @@ pub struct Settings {
     pub ping_min_time: Duration,
     /// The largest unary request body gathered; past it the stream is reset.
     pub body_max: usize,
+    /// After this long with nothing read, the server pings the client (etcd's
+    /// `--grpc-keepalive-interval`)...
+    pub keepalive_time: Duration,
+    /// ...and closes the connection if still nothing is read this long after the ping
+    /// (`--grpc-keepalive-timeout`): a client gone without a FIN must not hold its watches.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { streams: |_| false, ping_min_time: Duration::from_secs(5), body_max: BODY_MAX }
+        Settings {
+            streams: |_| false,
+            ping_min_time: Duration::from_secs(5),
+            body_max: BODY_MAX,
+            keepalive_time: KEEPALIVE_TIME,
+            keepalive_timeout: KEEPALIVE_TIMEOUT,
+        }
     }
 }
+/// grpc-go's server keepalive defaults, which etcd's flags default to (and which grpc-go
+/// uses when etcd leaves either flag at 0).
+pub const KEEPALIVE_TIME: Duration = Duration::from_secs(2 * 3600);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Pings sooner than the policy allows that a connection may send (grpc-go's
 /// `maxPingStrikes`); one more gets GOAWAY `ENHANCE_YOUR_CALM` "too_many_pings".
 const PING_STRIKES_MAX: u32 = 2;
@@ -170,6 +186,10 @@ pub struct Connection {
     /// Headers or data went out since the last ping: the next ping is no strike (grpc-go's
     /// `resetPingStrikes`; clients' BDP pings follow data they received).
     ping_strikes_reset: bool,
+    /// When a frame was last read: the keepalive's measure of a live client.
+    last_read: Instant,
+    /// When our keepalive PING went out, while nothing has been read since.
+    keepalive_sent: Option<Instant>,
 }
 
 impl Drop for Connection {
@@ -217,12 +237,36 @@ impl Connection {
             last_ping: None,
             ping_strikes: 0,
             ping_strikes_reset: false,
+            last_read: Instant::now(),
+            keepalive_sent: None,
         }
+    }
+
+    /// grpc-go's server keepalive: a PING after [`Settings::keepalive_time`] with nothing read,
+    /// and `false` (close the connection, as grpc-go does, without a GOAWAY) when nothing has
+    /// been read for [`Settings::keepalive_timeout`] after it. Called about once a second.
+    pub fn keepalive(&mut self, now: Instant) -> bool {
+        if let Some(sent) = self.keepalive_sent {
+            if self.last_read <= sent {
+                return now < sent + self.settings.keepalive_timeout;
+            }
+            self.keepalive_sent = None;
+        }
+        if !self.failed && now >= self.last_read + self.settings.keepalive_time {
+            frame::write(&mut self.out, kind::PING, 0, 0, &[0; 8]);
+            self.keepalive_sent = Some(now);
+        }
+        true
     }
 
     /// The streaming calls that ended since the last call (by either side, or a stream error).
     pub fn take_closed(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.closed_streams)
+    }
+
+    /// Bytes are waiting to be taken.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
     }
 
     /// Bytes to write, taken.
@@ -283,6 +327,11 @@ impl Connection {
                 self.fail(e);
             }
             at = end;
+        }
+        if at > 0 {
+            // Whole frames only, as grpc-go counts a read: a frame's dribbled bytes are no sign
+            // of a live client.
+            self.last_read = Instant::now();
         }
         if self.failed {
             input.clear();

@@ -13,7 +13,9 @@ pub mod frame;
 pub mod hpack;
 mod stream;
 
-pub use conn::{Connection, Event, Request, Response, Settings, BODY_MAX, STREAMS_MAX};
+pub use conn::{
+    Connection, Event, Request, Response, Settings, BODY_MAX, KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, STREAMS_MAX,
+};
 pub use frame::Reason;
 pub use stream::{Fields, Outbox, Part, SendError, STREAM_QUEUE_MAX};
 

@@ -1,7 +1,7 @@
 //! The connection state machine driven with frames in memory: streaming calls (data handed
 //! on as it comes, answers queued behind the client's credit, either side ending them).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::frame::{self, flag, kind, Head, Reason, HEADER_LEN};
 use super::{hpack, Connection, Event, Part, SendError, Settings, STREAM_QUEUE_MAX};
@@ -15,7 +15,11 @@ fn streams(path: &str) -> bool {
 
 /// A connection past the client's SETTINGS, with what it wrote so far thrown away.
 fn connection(settings: &[(u16, u32)]) -> Connection {
-    let mut conn = Connection::new(Settings { streams, ping_min_time: PING_MIN, body_max: super::BODY_MAX });
+    connection_with(Settings { streams, ping_min_time: PING_MIN, ..Settings::default() }, settings)
+}
+
+fn connection_with(config: Settings, settings: &[(u16, u32)]) -> Connection {
+    let mut conn = Connection::new(config);
     let mut input = Vec::new();
     frame::settings(&mut input, settings);
     receive(&mut conn, input);
@@ -202,4 +206,35 @@ fn pings_after_data_sent_are_no_strikes() {
         receive(&mut conn, ping());
     }
     assert!(!conn.failed());
+}
+
+#[test]
+fn a_client_that_reads_nothing_for_the_keepalive_time_is_pinged_and_closed_after_the_timeout() {
+    let (time, timeout) = (Duration::from_secs(60), Duration::from_secs(20));
+    let config = Settings { keepalive_time: time, keepalive_timeout: timeout, ..Settings::default() };
+    let mut conn = connection_with(config, &[]);
+    let start = Instant::now();
+    assert!(conn.keepalive(start + time - Duration::from_secs(1)));
+    assert!(!conn.has_output(), "no ping before the keepalive time");
+    let sent = start + time + Duration::from_millis(1);
+    assert!(conn.keepalive(sent));
+    assert_eq!(kinds(&conn.take_output()), vec![(kind::PING, 0)]);
+    assert!(conn.keepalive(sent + timeout - Duration::from_secs(1)), "alive until the timeout");
+    assert!(!conn.has_output(), "one ping outstanding at a time");
+    assert!(!conn.keepalive(sent + timeout), "nothing read within the timeout: dead");
+}
+
+#[test]
+fn any_frame_read_after_the_keepalive_ping_keeps_the_connection() {
+    let config =
+        Settings { keepalive_time: Duration::ZERO, keepalive_timeout: Duration::from_secs(20), ..Settings::default() };
+    let mut conn = connection_with(config, &[]);
+    assert!(conn.keepalive(Instant::now()));
+    assert_eq!(kinds(&conn.take_output()), vec![(kind::PING, 0)]);
+    let mut ack = Vec::new();
+    frame::write(&mut ack, kind::PING, flag::ACK, 0, &[0; 8]);
+    receive(&mut conn, ack);
+    assert!(conn.keepalive(Instant::now() + Duration::from_secs(30)), "the ack was read: alive");
+    assert_eq!(kinds(&conn.take_output()), vec![(kind::PING, 0)], "and pinged again after the time");
+    assert!(!conn.keepalive(Instant::now() + Duration::from_secs(60)), "the second went unanswered");
 }

@@ -777,6 +777,19 @@ impl EventLoop {
             }
         }
         for i in 0..self.conns.len() {
+            let Some(conn) = self.conns[i].as_mut() else { continue };
+            let Some(h2) = conn.h2.as_mut() else { continue };
+            if !h2.keepalive(now) {
+                let peer = conn.peer.map_or_else(String::new, |p| p.to_string());
+                log::info!("http: closing connection from {peer:?}: no answer to a keepalive ping");
+                self.close(i);
+            } else if h2.has_output() {
+                // Not through `flush_h2`: our ping is no activity of the client's.
+                conn.output.extend_from_slice(&h2.take_output());
+                self.write(i);
+            }
+        }
+        for i in 0..self.conns.len() {
             let Some(conn) = self.conns[i].as_ref() else { continue };
             if conn.handshake_by.is_some_and(|by| by <= now) {
                 let peer = conn.peer.map_or_else(String::new, |p| p.to_string());
