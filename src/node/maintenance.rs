@@ -19,8 +19,6 @@ use crate::{Error, Result};
 
 /// etcd's `snapshotSendBufferSize`: the blob of each snapshot message.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
-/// Between two slices of a defragment's rewrite: the load it runs beside gets the machine back.
-const DEFRAG_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Node {
     /// A header at the current revision.
@@ -70,16 +68,15 @@ impl Node {
     }
 
     /// etcd `Defragment`: RocksDB rewrites every family without what was deleted or
-    /// overwritten (a flush, then a manual compaction of the whole key range, in slices with
-    /// `DEFRAG_PAUSE` (50 ms) between them, at the compaction threads' low priority), waited for on
-    /// the calling thread, while the member keeps serving: RocksDB's compactions never block
+    /// overwritten (a flush, then a manual compaction of the whole key range, at the compaction
+    /// threads' idle priority), waited for on the calling thread, while the member keeps serving: RocksDB's compactions never block
     /// its readers and writers. Then the quota sees the smaller size at once.
     pub fn defragment(&self) -> Result<DefragmentResponse> {
         // etcd's `authMaintenanceServer`: root only, its error unconverted.
         self.check_admin().map_err(Error::unconverted)?;
         let started = std::time::Instant::now();
         let before = self.inner.db.state_bytes();
-        self.inner.db.compact_all(DEFRAG_PAUSE)?;
+        self.inner.db.compact_all()?;
         self.inner.quota.resample();
         log::info!(
             "maintenance: defragmented in {:?}: live data {before} → {} bytes",

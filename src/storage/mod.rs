@@ -45,9 +45,6 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The slices a defragment compacts the `kv` family in ([`Db::compact_all`]).
-pub const DEFRAG_SLICES: u64 = 16;
-
 /// Column families. Their names are part of the on-disk format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cf {
@@ -113,6 +110,32 @@ const RAFT_WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// restart after a crash replays (a clean stop flushes everything, see [`Db::flush`]).
 const MAX_WAL_BYTES: u64 = 64 << 20;
 
+/// Puts RocksDB's compaction threads (its LOW pool, named `rocksdb:low`) under `SCHED_IDLE`.
+///
+/// Nice 19, all RocksDB's C API offers (`LowerThreadPoolCPUPriority` at `kLow`), still takes
+/// a weighted share of a core from the threads a put passes through; a `SCHED_IDLE` thread runs
+/// only on a CPU nothing else wants, and any other thread that wakes preempts it at once (the
+/// scheduler's rule for the idle policy, which no weight gives). RocksDB has that level too
+/// (`kIdle`), but not through its C API, so it is set here, thread by thread; RocksDB leaves it
+/// alone as long as its own pool priority is never lowered. The pool is per process and fixed
+/// in size once a database is open; each open sets every such thread again, which is harmless.
+fn idle_compaction_threads() {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != "rocksdb:low" {
+            continue;
+        }
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<libc::pid_t>().ok()) else { continue };
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param for the call; a thread that exited meanwhile
+        // only makes the call fail (ESRCH).
+        if unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) } != 0 {
+            log::debug!("storage: cannot idle compaction thread {tid}: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
 /// A handle to the member's database. Cheap to share behind an `Arc`.
 pub struct Db {
     db: DB,
@@ -139,14 +162,15 @@ impl Db {
         // Compactions (RocksDB's LOW pool: background ones and a defragment's manual one) run
         // at the lowest CPU and I/O priority, so on two cores they take what the raft, apply
         // and client threads leave instead of competing with them head-on. Flushes (the HIGH
-        // pool) keep their priority: a late flush stalls writes.
+        // pool) keep their priority: a late flush stalls writes. The CPU half is
+        // `idle_compaction_threads`, after the open has started the pool.
         let mut env = rocksdb::Env::new()?;
-        env.lower_thread_pool_cpu_priority();
         env.lower_thread_pool_io_priority();
         opts.set_env(&env);
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        idle_compaction_threads();
         Ok(Db { db, cache, synced_writes: AtomicU64::new(0) })
     }
 
@@ -197,44 +221,23 @@ impl Db {
         Ok(())
     }
 
-    /// Rewrites every family's files without deleted and overwritten entries: a flush, then a
-    /// manual compaction of the whole key range of each family, waited for. The `kv` family,
-    /// nearly all of the data, goes in [`DEFRAG_SLICES`] slices of its revision range with
-    /// `pause` between them, so that the load it competes with gets the machine back between
-    /// slices (etcd blocks every request for a whole defragment instead).
-    pub fn compact_all(&self, pause: std::time::Duration) -> Result<()> {
+    /// Rewrites every family's files without deleted and overwritten entries: a flush, then one
+    /// manual compaction of each family's whole key range, waited for. It runs on RocksDB's
+    /// compaction threads, at idle priority (`idle_compaction_threads`), so the load beside it
+    /// keeps the CPU (etcd blocks every request for a whole defragment instead).
+    ///
+    /// One range, not slices of it: a slice's compaction takes every file that overlaps it,
+    /// and its outputs reach into the next slice, which takes them again. 16 revision slices
+    /// of a 1M-key store wrote 209 MiB to rewrite 32 MiB and took 4.7 s; one range writes 43 MiB
+    /// in 0.8 s (docs/performance.md).
+    pub fn compact_all(&self) -> Result<()> {
         self.flush()?;
         // Bottommost files too: by default RocksDB leaves them as they are, with whatever
         // deleted data sits in them, and then a defragment would not free what it should.
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::ForceOptimized);
         for cf in Cf::ALL {
-            if cf != Cf::Kv {
-                self.db.compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
-                continue;
-            }
-            let bounds = |mode| self.db.iterator_cf(self.cf(Cf::Kv), mode).next().transpose();
-            let (Some((first, _)), Some((last, _))) =
-                (bounds(rocksdb::IteratorMode::Start)?, bounds(rocksdb::IteratorMode::End)?)
-            else {
-                continue;
-            };
-            // Revision keys start with the main revision (u64 BE): slices of equal revision spans.
-            let main = |key: &[u8]| key.get(..8).map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
-            let (lo, hi) = (main(&first), main(&last));
-            let step = ((hi - lo) / DEFRAG_SLICES).max(1);
-            let mut start: Option<Vec<u8>> = None;
-            let mut at = lo;
-            while at <= hi {
-                at = at.saturating_add(step);
-                let end = (at <= hi).then(|| at.to_be_bytes().to_vec());
-                self.db.compact_range_cf_opt(self.cf(Cf::Kv), start.as_deref(), end.as_deref(), &opts);
-                if end.is_none() {
-                    break;
-                }
-                std::thread::sleep(pause);
-                start = end;
-            }
+            self.db.compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
         }
         Ok(())
     }
@@ -333,10 +336,28 @@ pub fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    /// The sliced rewrite covers the whole `kv` range: every deleted row's space is freed,
-    /// in the first slice, the last and those between, and every live row is kept.
     #[test]
-    fn a_defragment_frees_deleted_rows_in_every_slice() {
+    fn compaction_threads_run_at_idle_priority_once_a_database_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let _db = Db::open(dir.path()).unwrap();
+        let policies: Vec<i32> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim_end() == "rocksdb:low")
+            .map(|t| {
+                let tid: libc::pid_t = t.file_name().to_str().unwrap().parse().unwrap();
+                // SAFETY: a plain query of a thread of this process.
+                unsafe { libc::sched_getscheduler(tid) }
+            })
+            .collect();
+        assert!(!policies.is_empty(), "RocksDB started no compaction thread");
+        assert!(policies.iter().all(|&p| p == libc::SCHED_IDLE), "policies: {policies:?}");
+    }
+
+    /// The rewrite covers the whole `kv` range: every deleted row's space is freed, at both
+    /// ends and between, and every live row is kept.
+    #[test]
+    fn a_defragment_frees_deleted_rows_and_keeps_the_live_ones() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
         let key = |rev: u64| [&rev.to_be_bytes()[..], b"_", &0u64.to_be_bytes()].concat();
@@ -354,7 +375,7 @@ mod tests {
         db.write(batch, false).unwrap();
         let sst_bytes = || db.sum_property(&[Cf::Kv], "rocksdb.total-sst-files-size");
         let before = sst_bytes();
-        db.compact_all(std::time::Duration::ZERO).unwrap();
+        db.compact_all().unwrap();
         let live: Vec<Vec<u8>> = db
             .raw()
             .iterator_cf(db.cf(Cf::Kv), rocksdb::IteratorMode::Start)
