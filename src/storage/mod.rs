@@ -7,6 +7,8 @@
 //! `lease`, `meta`, `auth`) and `raftkv-kv-compact` (deletes of compacted `kv` rows, the finished compact
 //! revision in `meta`), the last two never synced: the next synced raft write makes them durable,
 //! because all column families share one WAL — which is why the WAL must never be disabled here.
+//! That WAL's files get their full size when created (`wal.rs`), so a synced write does not grow
+//! them.
 //!
 //! | column family | key | value |
 //! |---|---|---|
@@ -16,6 +18,8 @@
 //! | `meta` | `applied_index`, `applied_term`, `scheduled_compact_revision`, `compact_revision` (finished), `cluster_id`, `member_id` | u64 BE |
 //! | `meta` | `alarm/` + member id (u64 BE) + alarm type (i32 BE) | empty |
 //! | `auth` | `user/` + name, `role/` + name; `revision` | `authpb.User`, `authpb.Role`; u64 BE |
+
+mod wal;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,6 +147,8 @@ pub struct Db {
     cache: Cache,
     /// Synced (fsynced) writes so far: the group-commit ratio is proposals per sync.
     synced_writes: AtomicU64,
+    /// Gives new WAL files their full size before a synced write lands in them.
+    wal: Option<wal::WalSizer>,
 }
 
 impl Db {
@@ -169,9 +175,12 @@ impl Db {
         opts.set_env(&env);
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)));
+        // The watch must exist before the open creates its WAL.
+        std::fs::create_dir_all(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let wal = wal::WalSizer::watch(path);
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         idle_compaction_threads();
-        Ok(Db { db, cache, synced_writes: AtomicU64::new(0) })
+        Ok(Db { db, cache, synced_writes: AtomicU64::new(0), wal })
     }
 
     pub fn cf(&self, cf: Cf) -> &ColumnFamily {
@@ -205,6 +214,9 @@ impl Db {
     pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         self.db.write_opt(batch, &WriteOptions::default())?;
         if sync {
+            if let Some(wal) = &self.wal {
+                wal.extend_new();
+            }
             // Writes out the WAL buffer and fsyncs it: this write and every earlier one (in
             // WAL order) are durable when it returns.
             self.db.flush_wal(true)?;
