@@ -86,8 +86,16 @@ impl Channel {
         Ok(c)
     }
 
-    /// Opens a call of `method`; `end` when the request is the whole of our side.
-    fn open(&self, method: Method, timeout: Option<Duration>, end: bool) -> Result<(Connection, u32, StreamEvents)> {
+    /// Opens a call of `method` with its first request, if any (`body`, already framed); `end`
+    /// when that is the whole of our side.
+    fn open(
+        &self,
+        method: Method,
+        timeout: Option<Duration>,
+        body: &[u8],
+        end: bool,
+        deadline: Instant,
+    ) -> Result<(Connection, u32, StreamEvents)> {
         let conn = self.connection()?;
         // grpc-go's form: at most 8 digits, in milliseconds (every command timeout up to a day).
         let grpc_timeout = timeout.map(|t| format!("{}m", t.as_millis().clamp(1, 99_999_999)));
@@ -106,8 +114,9 @@ impl Channel {
         if let Some(token) = &token {
             headers.push(("token", token.as_str()));
         }
-        // A stream the connection refused to open was never sent.
-        let (id, events) = conn.open(&headers, end).map_err(|e| self.unreachable(e.to_string()))?;
+        // A stream the connection refused to open, or whose request did not go out whole, was
+        // never seen by the server.
+        let (id, events) = conn.open(&headers, body, end, deadline).map_err(|e| self.unreachable(e.to_string()))?;
         Ok((conn, id, events))
     }
 
@@ -136,13 +145,10 @@ impl Channel {
     ) -> std::result::Result<Resp, Failed> {
         let deadline = Instant::now() + wait;
         let not_sent = |error| Failed { error, sent: false };
-        let (conn, id, events) = self.open(method, Some(timeout), false).map_err(not_sent)?;
+        let body = framed(&request.encode_to_vec());
+        let (conn, id, events) = self.open(method, Some(timeout), &body, true, deadline).map_err(not_sent)?;
         let mut call = Call::new(self, conn, id, events);
-        let sent = |error| Failed { error, sent: true };
-        call.conn
-            .send(id, &framed(&request.encode_to_vec()), true, deadline)
-            .map_err(|e| sent(self.unreachable(e.to_string())))?;
-        self.answer(&mut call, deadline).map_err(sent)
+        self.answer(&mut call, deadline).map_err(|error| Failed { error, sent: true })
     }
 
     fn answer<Resp: Message + Default>(&self, call: &mut Call<'_>, deadline: Instant) -> Result<Resp> {
@@ -160,7 +166,7 @@ impl Channel {
     /// Opens a stream of `method` (watch, keepalive, snapshot, observe): send requests with
     /// [`Stream::send`], read answers with [`Stream::recv`].
     pub fn stream(&self, method: Method) -> Result<Stream<'_>> {
-        let (conn, id, events) = self.open(method, None, false)?;
+        let (conn, id, events) = self.open(method, None, &[], false, Instant::now())?;
         Ok(Stream { call: Call::new(self, conn, id, events) })
     }
 }
