@@ -14,7 +14,9 @@
 #   BIG=1     also load 1,000,000 keys of 256 bytes into each server, report RSS after it,
 #             and time a raftkv restart on that data until it serves a read
 #   RAFTKV_BIN, RAFTKVCTL_BIN (default $CARGO_TARGET_DIR/release/...), ETCD_BIN (etcd on PATH)
-#   PORT      client port (default 42379; the peer port is PORT+1; raftkv's cluster takes
+#   PORT      client port (default 12379, below the kernel's ephemeral ports (32768 up) so that
+#             no outgoing connection holds a port a member is about to bind; the peer port is
+#             PORT+1; raftkv's cluster takes
 #             PORT, PORT+10, PORT+20; etcd's script puts its cluster on 2379, 22379, 32379)
 set -euo pipefail
 if [ "${GATEWAY:-0}" = 1 ]; then export RAFTKVCTL_GATEWAY=true; PROTOCOL=gateway; else PROTOCOL=gRPC; fi
@@ -24,7 +26,7 @@ TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv-target}"
 RAFTKV_BIN="${RAFTKV_BIN:-$TARGET/release/raftkv}"
 CTL="${RAFTKVCTL_BIN:-$TARGET/release/raftkvctl}"
 ETCD_BIN="${ETCD_BIN:-$(command -v etcd || true)}"
-PORT="${PORT:-42379}"
+PORT="${PORT:-12379}"
 SCALE="${SCALE:-1}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-compare.XXXXXX")"
 trap 'stop_server; rm -rf "$WORK"' EXIT

@@ -8,14 +8,14 @@
 #
 # Usage: scripts/bench-secure.sh   (about 2 minutes at SCALE=1)
 # Environment: SCALE (multiplies the request counts), ROUNDS (2), RAFTKV_BIN, RAFTKVCTL_BIN,
-#   ETCD_BIN, PORT (42379; the peer port is PORT+1, the plaintext URL PORT+2).
+#   ETCD_BIN, PORT (12379; the peer port is PORT+1, the plaintext URL PORT+2).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv-target}"
 RAFTKV_BIN="${RAFTKV_BIN:-$TARGET/release/raftkv}"
 CTL="${RAFTKVCTL_BIN:-$TARGET/release/raftkvctl}"
 ETCD_BIN="${ETCD_BIN:-$(command -v etcd || true)}"
-PORT="${PORT:-42379}"
+PORT="${PORT:-12379}"
 SCALE="${SCALE:-1}"
 ROUNDS="${ROUNDS:-2}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-secure.XXXXXX")"

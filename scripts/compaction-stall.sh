@@ -11,7 +11,7 @@
 #
 # Usage: scripts/compaction-stall.sh
 # Environment: KEYS (1000), VERSIONS (1000), VAL_SIZE (100), RATE (2000), LOAD_SECS (40),
-#   LEAD_SECS (3), SETTLE_SECS (10, a pause after the history), PORT (43379; the peer port is PORT+1), RAFTKV_BIN, RAFTKVCTL_BIN, ETCD_BIN,
+#   LEAD_SECS (3), SETTLE_SECS (10, a pause after the history), PORT (13379; the peer port is PORT+1), RAFTKV_BIN, RAFTKVCTL_BIN, ETCD_BIN,
 #   SERVERS ("raftkv etcd"), ACTION (compaction | defrag)
 set -euo pipefail
 # These measurements are of the JSON gateway path, as recorded in docs/performance.md.
@@ -24,7 +24,7 @@ CTL="${RAFTKVCTL_BIN:-$TARGET/release/raftkvctl}"
 ETCD_BIN="${ETCD_BIN:-$(command -v etcd || true)}"
 KEYS="${KEYS:-1000}" VERSIONS="${VERSIONS:-1000}" VAL_SIZE="${VAL_SIZE:-100}"
 RATE="${RATE:-2000}" LOAD_SECS="${LOAD_SECS:-40}" LEAD_SECS="${LEAD_SECS:-3}" SETTLE_SECS="${SETTLE_SECS:-10}"
-PORT="${PORT:-43379}"
+PORT="${PORT:-13379}"
 SERVERS="${SERVERS:-raftkv etcd}"
 ACTION="${ACTION:-compaction}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/compaction-stall.XXXXXX")"

@@ -10,7 +10,7 @@
 # Environment:
 #   CONNS (16), STREAMS (64), RANGES (200000), PUTS (50000): the loads
 #   RAFTKV_BIN, RAFTKVCTL_BIN (default $CARGO_TARGET_DIR/release/...), ETCD_BIN (etcd on PATH)
-#   PORT      client port (default 43379; the peer port is PORT+1)
+#   PORT      client port (default 13379; the peer port is PORT+1)
 set -euo pipefail
 # These measurements are of the JSON gateway path, as recorded in docs/performance.md.
 export RAFTKVCTL_GATEWAY=true
@@ -20,7 +20,7 @@ TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv-target}"
 RAFTKV_BIN="${RAFTKV_BIN:-$TARGET/release/raftkv}"
 CTL="${RAFTKVCTL_BIN:-$TARGET/release/raftkvctl}"
 ETCD_BIN="${ETCD_BIN:-$(command -v etcd || true)}"
-PORT="${PORT:-43379}"
+PORT="${PORT:-13379}"
 CONNS="${CONNS:-16}" STREAMS="${STREAMS:-64}" RANGES="${RANGES:-200000}" PUTS="${PUTS:-50000}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/h2load-compare.XXXXXX")"
 trap 'stop_server; rm -rf "$WORK"' EXIT

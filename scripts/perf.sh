@@ -8,13 +8,13 @@
 #   report.txt       `perf report --stdio --sort comm,symbol`, the top entries
 #   perf.data        for your own `perf report -i`
 # Environment: PERF_LOAD (raftkvctl bench arguments; default a 64-connection put load),
-# PERF_FREQ (sampling Hz, default 999), PORT (default 43379; peer port PORT+1).
+# PERF_FREQ (sampling Hz, default 999), PORT (default 13379; peer port PORT+1).
 set -euo pipefail
 # These measurements are of the JSON gateway path, as recorded in docs/performance.md.
 export RAFTKVCTL_GATEWAY=true
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/raftkv-target}"
 OUT="$TARGET/perf"
-PORT="${PORT:-43379}"
+PORT="${PORT:-13379}"
 LOAD="${PERF_LOAD:---conns 64 --clients 64 --total 200000 put --key-size 16 --val-size 256 --key-space-size 100000}"
 FREQ="${PERF_FREQ:-999}"
 

@@ -72,10 +72,12 @@ start_etcd_cluster() {
 # Stops the servers: SIGTERM, then SIGKILL after 15 s.
 stop_server() {
   local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  # `|| true`: the callers run under `set -e`, and a member that already died (one that could
+  # not bind its port, say) must not end the stop before its siblings are stopped.
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" || true; fi
   done
   PIDS=()
 }
