@@ -355,7 +355,7 @@ fn notify_ready(member: &raftkv::embed::Member) {
         return;
     }
     let member = member.clone();
-    let spawned = raftkv::thread::spawn("raftkv-notify", move || {
+    let spawned = raftkv::thread::spawn_named("raftkv-notify", move || {
         while member.node().leader_id() == 0 {
             if member.node().is_stopped() {
                 return;
@@ -380,7 +380,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("install signal handlers: {e}"))?;
     let signal_handle = signals.handle();
     let stopper = member.clone();
-    let signal_thread = raftkv::thread::spawn("raftkv-signals", move || {
+    let signal_thread = raftkv::thread::spawn_named("raftkv-signals", move || {
         if let Some(signal) = signals.forever().next() {
             log::info!("raftkv: received signal {signal}, stopping");
             notify_systemd("STOPPING=1");

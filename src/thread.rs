@@ -11,7 +11,7 @@ use crossbeam::channel::Sender;
 use crate::{Error, Result};
 
 /// Starts `f` on a new thread called `name`.
-pub fn spawn<T: Send + 'static>(
+pub fn spawn_named<T: Send + 'static>(
     name: impl Into<String>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>> {
@@ -29,7 +29,7 @@ pub fn spawn_vital(
 ) -> Result<JoinHandle<()>> {
     let name = name.into();
     let thread = name.clone();
-    spawn(name, move || {
+    spawn_named(name, move || {
         // Nothing of `f` is used after it unwound: the thread ends here.
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
             let message = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {

@@ -117,8 +117,11 @@ impl StreamEvents {
             if state.sender_gone {
                 return Err(RecvTimeoutError::Disconnected);
             }
-            if self.0.ready.wait_until(&mut state, deadline).timed_out() && state.events.is_empty() {
-                return Err(if state.sender_gone { RecvTimeoutError::Disconnected } else { RecvTimeoutError::Timeout });
+            if self.0.ready.wait_until(&mut state, deadline).timed_out()
+                && state.events.is_empty()
+                && !state.sender_gone
+            {
+                return Err(RecvTimeoutError::Timeout);
             }
         }
     }
@@ -183,6 +186,25 @@ struct Writer {
     stream_unacked: HashMap<u32, u32>,
 }
 
+impl Writer {
+    /// Frames into `out` one DATA frame of as much of `data` as stream `id`'s window, the
+    /// connection's and the frame size allow, and takes it from both windows; returns what is
+    /// left. `end` ends the stream with the frame that takes the last byte. Empty `data` is one
+    /// empty frame (how a side is ended alone); no room for a non-empty one frames nothing.
+    fn frame_data<'a>(&mut self, out: &mut Vec<u8>, id: u32, data: &'a [u8], end: bool) -> &'a [u8] {
+        let stream_window = self.stream_windows.get_mut(&id).expect("an open stream has a window");
+        let room = (*stream_window).min(self.connection_window).max(0) as usize;
+        let (now, later) = data.split_at(data.len().min(room).min(self.frame_max));
+        if now.is_empty() && !data.is_empty() {
+            return later;
+        }
+        *stream_window -= now.len() as i64;
+        self.connection_window -= now.len() as i64;
+        frame::write(out, kind::DATA, if end && later.is_empty() { flag::END_STREAM } else { 0 }, id, now);
+        later
+    }
+}
+
 impl Connection {
     /// Connects to `addr` (`host:port`) within `timeout`, over TLS when `tls` is given (the
     /// handshake within `timeout` too), and sends the preface and our settings.
@@ -224,7 +246,7 @@ impl Connection {
             heard: keepalive.map(|_| Mutex::new(Instant::now())),
         });
         let for_reader = shared.clone();
-        crate::thread::spawn("raftkv-h2c-read", move || {
+        crate::thread::spawn_named("raftkv-h2c-read", move || {
             let why =
                 for_reader.read_loop(reader).err().map_or_else(|| "connection closed".to_string(), |e| e.to_string());
             for_reader.break_all(&why);
@@ -232,7 +254,7 @@ impl Connection {
         .map_err(|e| io::Error::other(e.to_string()))?;
         if let Some(keepalive) = keepalive {
             let (weak, socket) = (Arc::downgrade(&shared), socket.try_clone()?);
-            crate::thread::spawn("raftkv-h2c-ping", move || keep_alive(&weak, &socket, keepalive))
+            crate::thread::spawn_named("raftkv-h2c-ping", move || keep_alive(&weak, &socket, keepalive))
                 .map_err(|e| io::Error::other(e.to_string()))?;
         }
         Ok(Connection { shared, _closer: Arc::new(Closer(socket)) })
@@ -284,13 +306,7 @@ impl Connection {
             let last = chunks.peek().is_none();
             frame::write(&mut out, kind::CONTINUATION, if last { flag::END_HEADERS } else { 0 }, id, chunk);
         }
-        let inline = body.len().min(w.frame_max).min(window.min(w.connection_window).max(0) as usize);
-        let (now, later) = body.split_at(inline);
-        if !now.is_empty() {
-            frame::write(&mut out, kind::DATA, if end && later.is_empty() { flag::END_STREAM } else { 0 }, id, now);
-            w.connection_window -= inline as i64;
-            *w.stream_windows.get_mut(&id).expect("inserted above") -= inline as i64;
-        }
+        let later = if body.is_empty() { body } else { w.frame_data(&mut out, id, body, end) };
         if let Err(e) = w.out.write_all(&out) {
             w.broken = Some(e.to_string());
             drop(w);
@@ -327,22 +343,16 @@ impl Connection {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "no send window before the deadline"));
                 }
             }
-            let window = w.stream_windows[&id].min(w.connection_window).max(0) as usize;
-            let n = rest.len().min(window).min(w.frame_max);
-            let (chunk, after) = rest.split_at(n);
-            let last = after.is_empty();
-            let mut out = Vec::with_capacity(frame::HEADER_LEN + n);
-            frame::write(&mut out, kind::DATA, if last && end { flag::END_STREAM } else { 0 }, id, chunk);
-            w.connection_window -= n as i64;
-            *w.stream_windows.get_mut(&id).expect("checked above") -= n as i64;
+            let mut out = Vec::with_capacity(frame::HEADER_LEN + rest.len().min(w.frame_max));
+            let after = w.frame_data(&mut out, id, rest, end);
             if let Err(e) = w.out.write_all(&out) {
                 w.broken = Some(e.to_string());
                 return Err(e);
             }
-            rest = after;
-            if last {
+            if after.is_empty() {
                 return Ok(());
             }
+            rest = after;
         }
     }
 
@@ -665,10 +675,11 @@ mod tests {
         assert!(matches!(rx.recv_deadline(soon()), Err(RecvTimeoutError::Timeout)));
         tx.send(Event::Data(b"a".to_vec(), false));
         tx.send(Event::Reset(8));
-        let waiter = std::thread::spawn(move || {
+        let waiter = crate::thread::spawn_named("raftkv-test-events", move || {
             let order = (0..3).map(|_| rx.recv_deadline(Instant::now() + Duration::from_secs(10))).collect::<Vec<_>>();
             (order, rx.recv_deadline(Instant::now() + Duration::from_secs(10)))
-        });
+        })
+        .unwrap();
         // The third event wakes a waiter parked on an empty queue.
         std::thread::sleep(Duration::from_millis(50));
         tx.send(Event::Closed("bye".into()));

@@ -881,7 +881,7 @@ mod tests {
         let endpoint = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(AtomicUsize::new(0));
         let count = seen.clone();
-        crate::thread::spawn("raftkv-test-hangup", move || {
+        crate::thread::spawn_named("raftkv-test-hangup", move || {
             for stream in listener.incoming() {
                 let mut reader = BufReader::new(stream.unwrap());
                 let mut length = 0;
@@ -911,7 +911,7 @@ mod tests {
         let endpoint = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(AtomicUsize::new(0));
         let count = seen.clone();
-        crate::thread::spawn("raftkv-test-hangup", move || {
+        crate::thread::spawn_named("raftkv-test-hangup", move || {
             for stream in listener.incoming() {
                 let mut stream = stream.unwrap();
                 let mut preface = [0u8; 24];

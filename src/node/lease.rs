@@ -55,7 +55,7 @@ impl Node {
         let (stop_tx, stop_rx) = channel::bounded::<()>(1);
         let ttl = Arc::new(AtomicI64::new(first.ttl));
         let (node, last) = (self.clone(), ttl.clone());
-        let thread = crate::thread::spawn("raftkv-keepalive", move || loop {
+        let thread = crate::thread::spawn_named("raftkv-keepalive", move || loop {
             let period = Duration::from_millis((last.load(Ordering::Relaxed).max(1) as u64 * 1000) / 3);
             if stop_rx.recv_timeout(period) != Err(RecvTimeoutError::Timeout) {
                 return;

@@ -107,7 +107,7 @@ impl Node {
         // etcd's `authMaintenanceServer`: root only, its error unconverted.
         self.check_admin().map_err(Error::unconverted)?;
         let file = self.inner.snapshots.for_client()?;
-        let io = |source| crate::storage::Error::Io { path: file.path.display().to_string(), source };
+        let io = |e| crate::storage::Error::io(&file.path, e);
         let mut reader = std::fs::File::open(&file.path).map_err(io)?;
         let size = reader.metadata().map_err(io)?.len();
         let mut hash = Sha256::new();

@@ -118,7 +118,7 @@ impl Node {
     /// Opens the member and runs it on a new thread (`raftkv-run`).
     pub fn start(cfg: Config) -> Result<Node> {
         let (server, node) = Node::open(cfg)?;
-        let run_thread = crate::thread::spawn("raftkv-run", move || server.run())?;
+        let run_thread = crate::thread::spawn_named("raftkv-run", move || server.run())?;
         *node.inner.run_thread.lock() = Some(run_thread);
         Ok(node)
     }
@@ -196,7 +196,7 @@ impl Node {
         let (stop_tx, stop_rx) = channel::bounded::<()>(1);
         // A weak handle, so the publisher never keeps a dropped member alive.
         let weak = Arc::downgrade(&self.inner);
-        let thread = crate::thread::spawn("raftkv-publish", move || loop {
+        let thread = crate::thread::spawn_named("raftkv-publish", move || loop {
             let Some(node) = weak.upgrade().map(|inner| Node { inner, caller: None }) else { return };
             if published(&node, &me) {
                 return;

@@ -152,7 +152,7 @@ fn building_path(data_dir: &Path) -> PathBuf {
 /// The bytes of state in `path`: all but the SHA-256 trailer when there is one (the file's
 /// size is then 32 past a multiple of 512, etcd's rule), checked unless `skip`.
 fn checked_length(path: &Path, skip: bool) -> Result<u64> {
-    let io = |e| Error::Storage(crate::storage::Error::Io { path: path.display().to_string(), source: e });
+    let io = |e| Error::from(crate::storage::Error::io(path, e));
     let size = fs::metadata(path).map_err(io)?.len();
     let has_hash = size % 512 == 32;
     if !has_hash {

@@ -198,7 +198,7 @@ mod tests {
         }
 
         fn blocking(self: Box<Self>, work: Answer) {
-            crate::thread::spawn("raftkv-test-read", move || {
+            crate::thread::spawn_named("raftkv-test-read", move || {
                 let _ = self.go.recv();
                 self.answers.send(work()).unwrap();
             })

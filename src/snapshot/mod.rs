@@ -129,7 +129,7 @@ impl SnapshotFiles {
         }
         if !self.generating.swap(true, Ordering::AcqRel) {
             let files = self.clone();
-            let spawned = crate::thread::spawn("raftkv-snap-gen", move || {
+            let spawned = crate::thread::spawn_named("raftkv-snap-gen", move || {
                 match files.generate() {
                     Ok(file) => {
                         log::info!(
@@ -436,7 +436,7 @@ pub fn install(db: &Db, path: &Path, meta: &SnapshotMetadata) -> Result<()> {
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Storage(storage::Error::Io { path: path.display().to_string(), source })
+    storage::Error::io(path, source).into()
 }
 
 fn corrupt(path: &Path, detail: String) -> Error {

@@ -49,6 +49,13 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl Error {
+    /// `source`, the failure of a file operation on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io { path: path.display().to_string(), source }
+    }
+}
+
 /// Column families. Their names are part of the on-disk format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cf {
@@ -176,7 +183,7 @@ impl Db {
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, &cache)));
         // The watch must exist before the open creates its WAL.
-        std::fs::create_dir_all(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
         let wal = wal::WalSizer::watch(path);
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         idle_compaction_threads();

@@ -91,7 +91,7 @@ impl WalSizer {
                 self.extend_newest();
             } else {
                 let name = name.split(|b| *b == 0).next().unwrap_or_default();
-                if is_wal_name(name) {
+                if wal_number(name).is_some() {
                     self.extend(&self.dir.join(std::ffi::OsStr::from_bytes(name)));
                 }
             }
@@ -101,12 +101,9 @@ impl WalSizer {
 
     fn extend_newest(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        let newest = entries
-            .flatten()
-            .map(|e| e.file_name())
-            .filter(|name| is_wal_name(name.as_bytes()))
-            .max_by_key(|name| wal_number(name.as_bytes()));
-        if let Some(name) = newest {
+        let newest =
+            entries.flatten().filter_map(|e| Some((wal_number(e.file_name().as_bytes())?, e.file_name()))).max();
+        if let Some((_, name)) = newest {
             self.extend(&self.dir.join(name));
         }
     }
@@ -130,13 +127,14 @@ impl WalSizer {
     }
 }
 
-/// RocksDB's WAL files are `%06llu.log`; its info logs are `LOG` and `LOG.old.*`.
-fn is_wal_name(name: &[u8]) -> bool {
-    name.strip_suffix(b".log").is_some_and(|digits| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
-}
-
-fn wal_number(name: &[u8]) -> u64 {
-    std::str::from_utf8(&name[..name.len() - 4]).ok().and_then(|d| d.parse().ok()).unwrap_or(0)
+/// The number of a WAL file, RocksDB's `%06llu.log`; `None` for every other file (its info
+/// logs are `LOG` and `LOG.old.*`).
+fn wal_number(name: &[u8]) -> Option<u64> {
+    let digits = name.strip_suffix(b".log")?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -148,8 +146,7 @@ mod tests {
         let mut sizes: Vec<(u64, u64)> = std::fs::read_dir(dir)
             .unwrap()
             .flatten()
-            .filter(|e| is_wal_name(e.file_name().as_bytes()))
-            .map(|e| (wal_number(e.file_name().as_bytes()), e.metadata().unwrap().len()))
+            .filter_map(|e| Some((wal_number(e.file_name().as_bytes())?, e.metadata().unwrap().len())))
             .collect();
         sizes.sort();
         sizes.into_iter().map(|(_, len)| len).collect()
@@ -200,9 +197,9 @@ mod tests {
 
     #[test]
     fn only_rocksdbs_numbered_logs_are_wal_files() {
-        assert!(is_wal_name(b"000004.log"));
+        assert_eq!(wal_number(b"000004.log"), Some(4));
         for name in [&b"LOG"[..], b"LOG.old.1733200000", b".log", b"MANIFEST-000005", b"x.log"] {
-            assert!(!is_wal_name(name), "{}", String::from_utf8_lossy(name));
+            assert_eq!(wal_number(name), None, "{}", String::from_utf8_lossy(name));
         }
     }
 }

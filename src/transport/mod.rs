@@ -47,7 +47,7 @@ use crate::config::url_addr;
 use crate::metrics::{IntCounter, IntCounterVec, Registry};
 use crate::pb::{MembershipRecord, PeerRequest, PeerResponse};
 use crate::snapshot::SnapshotFiles;
-use crate::thread::spawn;
+use crate::thread::spawn_named;
 use crate::tls::Stream;
 use crate::{Error, Result};
 use frame::{Hello, Kind, Purpose, Verdict};
@@ -217,7 +217,7 @@ impl Transport {
         });
         if let Some(listener) = listener {
             let t = transport.clone();
-            let thread = spawn("raftkv-peer-accept", move || t.accept_loop(listener))?;
+            let thread = spawn_named("raftkv-peer-accept", move || t.accept_loop(listener))?;
             transport.threads.lock().push(thread);
         }
         Ok(transport)
@@ -266,7 +266,7 @@ impl Transport {
             let t = self.clone();
             let urls = urls.clone();
             let writer_urls = urls.clone();
-            match spawn(format!("raftkv-peer-{}", short_id(id)), move || t.write_loop(id, writer_urls, rx)) {
+            match spawn_named(format!("raftkv-peer-{}", short_id(id)), move || t.write_loop(id, writer_urls, rx)) {
                 Ok(thread) => {
                     peers.insert(id, Peer { urls, tx, thread });
                 }
@@ -499,7 +499,7 @@ impl Transport {
         let to = msg.to;
         let urls = self.peers.lock().get(&to).map(|p| p.urls.clone());
         let t = self.clone();
-        let spawned = spawn("raftkv-snap-send", move || {
+        let spawned = spawn_named("raftkv-snap-send", move || {
             let meta = msg.get_snapshot().get_metadata().clone();
             let outcome = match (urls, t.snapshots.made(&meta)) {
                 (None, _) => Err(std::io::Error::other("not a peer")),
@@ -561,7 +561,7 @@ impl Transport {
             let Ok(clone) = stream.try_clone() else { continue };
             self.accepted.lock().push(clone);
             let t = self.clone();
-            match spawn("raftkv-peer-rx", move || t.serve(stream)) {
+            match spawn_named("raftkv-peer-rx", move || t.serve(stream)) {
                 Ok(thread) => {
                     let mut threads = self.threads.lock();
                     threads.retain(|t| !t.is_finished());
@@ -830,5 +830,5 @@ fn invalid(e: impl ToString) -> std::io::Error {
 }
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> Error {
-    Error::Storage(crate::storage::Error::Io { path: path.display().to_string(), source })
+    crate::storage::Error::io(path, source).into()
 }

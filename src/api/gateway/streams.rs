@@ -170,7 +170,7 @@ pub fn snapshot(service: &Service) -> Response {
     }
     let (tx, messages) = crossbeam::channel::bounded::<Vec<u8>>(SNAPSHOT_QUEUE_MAX);
     let node = service.node().clone();
-    let spawned = crate::thread::spawn("raftkv-snap-client", move || {
+    let spawned = crate::thread::spawn_named("raftkv-snap-client", move || {
         // A send fails once the client has gone, which ends the download (and drops the call
         // unended: canceled).
         let (mut gone, sent) = (false, call.sent());

@@ -629,7 +629,7 @@ impl EventLoop {
         let stop_rx = self.stop_rx.clone();
         // Records a TLS session still holds go out with the stream's first write.
         let socket = conn.socket;
-        let spawned = crate::thread::spawn("raftkv-stream", move || {
+        let spawned = crate::thread::spawn_named("raftkv-stream", move || {
             let outcome = socket.into_blocking().and_then(|stream| {
                 let mut writer = io::BufWriter::with_capacity(16 * 1024, stream);
                 writer.write_all(&unwritten)?;

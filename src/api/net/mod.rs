@@ -376,7 +376,7 @@ impl HttpServer {
             };
             let event_loop = EventLoop::new(poll, listener.take(), i, shared).map_err(io)?;
             // Dropping `server` on an error stops the loops already running.
-            server.loops.push(crate::thread::spawn(format!("raftkv-httpio-{i}"), move || event_loop.run())?);
+            server.loops.push(crate::thread::spawn_named(format!("raftkv-httpio-{i}"), move || event_loop.run())?);
         }
         Ok(server)
     }

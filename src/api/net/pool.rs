@@ -40,7 +40,7 @@ impl Pool {
         let n = workers.len();
         let (jobs, stop_rx, idle) = (self.jobs_rx.clone(), self.stop_rx.clone(), self.idle.clone());
         // The new worker is born claimed: it takes the job being queued now.
-        let spawned = crate::thread::spawn(format!("raftkv-http-{n}"), move || loop {
+        let spawned = crate::thread::spawn_named(format!("raftkv-http-{n}"), move || loop {
             select! {
                 recv(jobs) -> job => match job {
                     Ok(job) => {

@@ -32,7 +32,7 @@ fn interrupt() -> Result<Interrupt, CtlError> {
         .map_err(|e| CtlError::Usage(format!("install signal handlers: {e}")))?;
     let (cancel_tx, cancel) = Cancel::new();
     let (signal_tx, signal_rx) = channel::bounded(1);
-    raftkv::thread::spawn("raftkv-signals", move || {
+    raftkv::thread::spawn_named("raftkv-signals", move || {
         if signals.forever().next().is_some() {
             drop(cancel_tx);
             let _ = signal_tx.send(());
@@ -49,7 +49,7 @@ fn session(client: &Client, ttl: i64) -> Result<(i64, Receiver<()>), CtlError> {
     let lease = client.lease_grant(&LeaseGrantRequest { ttl, id: 0 })?;
     let (lost_tx, lost_rx) = channel::bounded(1);
     let (client, id, ttl) = (client.clone(), lease.id, lease.ttl);
-    raftkv::thread::spawn("raftkv-keepalive", move || {
+    raftkv::thread::spawn_named("raftkv-keepalive", move || {
         let mut expires = Instant::now() + Duration::from_secs(ttl as u64);
         let mut wait = Duration::from_secs((ttl as u64 / 3).max(1));
         loop {
@@ -126,7 +126,7 @@ impl Ctl {
         // The stream blocks in a read until the next leader: a thread of its own, so that
         // an interrupt ends the command at once, as etcdctl's does.
         let (ended_tx, ended) = channel::bounded(1);
-        raftkv::thread::spawn("raftkv-observe", move || {
+        raftkv::thread::spawn_named("raftkv-observe", move || {
             let outcome = ctl.client.observe(&req, |resp| {
                 ctl.print_get(&RangeResponse {
                     header: resp.header,

@@ -97,7 +97,7 @@ fn file_status(path: &Path) -> raftkv::Result<FileStatus> {
     if bbolt::is_bbolt(path)? {
         return bbolt::etcd_status(path);
     }
-    let io = |e| raftkv::Error::Storage(raftkv::storage::Error::Io { path: path.display().to_string(), source: e });
+    let io = |e| raftkv::Error::from(raftkv::storage::Error::io(path, e));
     let size = fs::metadata(path).map_err(io)?.len();
     let len = if size % 512 == 32 { size - 32 } else { size };
     snapshot::download_status(path, len)
