@@ -154,19 +154,24 @@ fn leases_due_together_after_a_restart_are_spread_out() {
     let node = Node::start(cfg).unwrap();
     assert!(eventually(Duration::from_secs(10), || node.leader_id() != 0));
     let remaining = || -> Vec<i64> { (1..=LEASES).map(|id| ttl(&node, id).ttl).collect() };
-    let mut seen = Vec::new();
+    let (mut seen, mut took) = (Vec::new(), Duration::ZERO);
     // Until the new leader has promoted its lessor: before, every lease shows its full TTL.
     let spread = eventually(Duration::from_secs(10), || {
+        let start = Instant::now();
         seen = remaining();
+        took = start.elapsed();
         seen.iter().max() > Some(&61)
     });
     assert!(spread, "no lease moved later: {:?}", &seen[..10]);
-    // Every whole second of remaining TTL holds at most the target (750) of them.
+    // Every whole second of remaining TTL holds at most the target (750) of them, give or take
+    // the leases whose expiry the clock passed while the 2,000 TTLs were being read (750 a
+    // second of reading: a loaded CI machine read them in a few ms and counted 752).
     let mut per_second = std::collections::BTreeMap::new();
     for t in &seen {
         *per_second.entry(*t).or_insert(0) += 1;
     }
-    assert!(per_second.values().all(|n| *n <= 751), "leases per second of TTL left: {per_second:?}");
+    let most = 751 + (750.0 * took.as_secs_f64()).ceil() as usize;
+    assert!(per_second.values().all(|n| *n <= most), "leases per second of TTL left, read in {took:?}: {per_second:?}");
     assert!(seen.iter().all(|t| (58..=63).contains(t)), "{per_second:?}");
     node.stop().unwrap();
 }
